@@ -1,0 +1,216 @@
+//! `BytesQueue`: a bounded MPMC queue of byte messages of bounded length.
+
+use crate::error::{BytesPutError, GetError};
+use crate::handle::{Fail, RingHandle, Wait};
+use crate::layout::BYTES_LEN_WORD;
+use crate::queue::get_err;
+use crate::ring::Ring;
+use crate::ring_mem::RawRing;
+use crate::segment::Inner;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A bounded multi-producer multi-consumer queue of byte messages, each at most
+/// [`max_len`](Self::max_len) bytes (fixed at creation).
+///
+/// A message is copied into its slot by the producer and out of it by the consumer. The stored
+/// length is read once and checked against the maximum, so a forged length in a corrupted segment
+/// is reported as [`GetError::Corrupt`], never read out of bounds.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let seg = shmq::Segment::builder("doc-bytes").bytes_queue("logs", 16, 64).create_or_replace()?;
+/// let logs = seg.bytes_queue("logs")?;
+/// logs.put(b"hello")?;
+/// assert_eq!(logs.get()?, b"hello");
+/// let too_big = [0u8; 65];
+/// assert_eq!(logs.try_put(&too_big), Err(shmq::BytesPutError::TooLarge { len: 65, max: 64 }));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct BytesQueue {
+    h: RingHandle,
+    max: usize,
+}
+
+impl std::fmt::Debug for BytesQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BytesQueue")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("max_len", &self.max)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+fn put_err(f: Fail) -> BytesPutError {
+    match f {
+        Fail::WouldBlock => BytesPutError::Full,
+        Fail::Closed => BytesPutError::Closed,
+        Fail::Timeout => BytesPutError::Timeout,
+        Fail::Corrupt => BytesPutError::Corrupt,
+    }
+}
+
+impl BytesQueue {
+    pub(crate) fn from_parts(seg: Arc<Inner>, ring: Ring<RawRing>, obj: u32) -> Self {
+        let max = (ring.mem.layout().payload_len - BYTES_LEN_WORD) as usize;
+        Self {
+            h: RingHandle { ring, seg, obj },
+            max,
+        }
+    }
+
+    fn put_with(&self, msg: &[u8], wait: Wait) -> Result<(), BytesPutError> {
+        if msg.len() > self.max {
+            return Err(BytesPutError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        let w = BYTES_LEN_WORD as usize;
+        self.h
+            .put(wait, 1, |_, buf| {
+                buf[..4].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+                buf[w..w + msg.len()].copy_from_slice(msg);
+            })
+            .map(|_| ())
+            .map_err(put_err)
+    }
+
+    /// Runs `f` on the message in place (no copy out of shared memory), then frees its slot.
+    fn get_in_place<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
+        let w = BYTES_LEN_WORD as usize;
+        let max = self.max;
+        let mut f = Some(f);
+        let mut out = None;
+        self.h
+            .get(wait, 1, |_, buf| {
+                // The length is read once into a local and checked before use.
+                let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                if len <= max {
+                    if let Some(f) = f.take() {
+                        out = Some(f(&buf[w..w + len]));
+                    }
+                }
+            })
+            .map_err(get_err)?;
+        out.ok_or(GetError::Corrupt)
+    }
+
+    /// Puts a copy of `msg`, waiting while the queue is full. `Err(TooLarge)` at once if `msg` is
+    /// longer than [`max_len`](Self::max_len).
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-bput").bytes_queue("q", 4, 16).create_or_replace().unwrap();
+    /// let q = seg.bytes_queue("q").unwrap();
+    /// q.put(b"Job-0").unwrap();
+    /// assert_eq!(q.get().unwrap(), b"Job-0");
+    /// ```
+    pub fn put(&self, msg: &[u8]) -> Result<(), BytesPutError> {
+        self.put_with(msg, Wait::forever())
+    }
+
+    /// Puts a copy of `msg`, waiting at most `timeout` for space.
+    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), BytesPutError> {
+        self.put_with(msg, Wait::timeout(timeout))
+    }
+
+    /// Puts a copy of `msg` if a slot is free now; never blocks.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-btryput").bytes_queue("q", 1, 16).create_or_replace().unwrap();
+    /// let q = seg.bytes_queue("q").unwrap();
+    /// q.try_put(b"a").unwrap();
+    /// assert_eq!(q.try_put(b"b"), Err(shmq::BytesPutError::Full));
+    /// ```
+    pub fn try_put(&self, msg: &[u8]) -> Result<(), BytesPutError> {
+        self.put_with(msg, Wait::No)
+    }
+
+    /// Takes the oldest message, waiting while the queue is empty.
+    pub fn get(&self) -> Result<Vec<u8>, GetError> {
+        self.get_in_place(Wait::forever(), <[u8]>::to_vec)
+    }
+
+    /// Takes the oldest message, waiting at most `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let seg = shmq::Segment::builder("doc-bget-timeout").bytes_queue("q", 1, 16).create_or_replace().unwrap();
+    /// let q = seg.bytes_queue("q").unwrap();
+    /// assert_eq!(q.get_timeout(Duration::from_millis(1)), Err(shmq::GetError::Timeout));
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
+        self.get_in_place(Wait::timeout(timeout), <[u8]>::to_vec)
+    }
+
+    /// Takes the oldest message if one is published now; never blocks.
+    pub fn try_get(&self) -> Result<Vec<u8>, GetError> {
+        self.get_in_place(Wait::No, <[u8]>::to_vec)
+    }
+
+    /// Takes the oldest message into `buf` (cleared first, reusing its allocation); returns the
+    /// message length. Waits while the queue is empty.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-bget-into").bytes_queue("q", 2, 16).create_or_replace().unwrap();
+    /// let q = seg.bytes_queue("q").unwrap();
+    /// let mut buf = Vec::with_capacity(16);
+    /// q.put(b"xyz").unwrap();
+    /// assert_eq!(q.get_into(&mut buf), Ok(3));
+    /// assert_eq!(buf, b"xyz");
+    /// ```
+    pub fn get_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
+        self.get_in_place(Wait::forever(), |m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+            m.len()
+        })
+    }
+
+    /// Like [`get_into`](Self::get_into), but never blocks.
+    pub fn try_get_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
+        self.get_in_place(Wait::No, |m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+            m.len()
+        })
+    }
+
+    /// Largest message accepted, in bytes.
+    pub fn max_len(&self) -> usize {
+        self.max
+    }
+
+    /// Number of messages in the queue (a snapshot).
+    pub fn len(&self) -> usize {
+        self.h.ring.len() as usize
+    }
+
+    /// `len() == 0`.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len() == capacity()`.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.h.ring.capacity() as usize
+    }
+
+    /// Closes the queue for every process (see [`Queue::close`](crate::Queue::close)).
+    pub fn close(&self) -> bool {
+        self.h.ring.close()
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.h.ring.is_closed()
+    }
+}

@@ -1,0 +1,389 @@
+//! Typed errors. Nothing in shmq panics on bad input; every failure is one of these.
+
+use std::fmt;
+use std::io;
+
+/// Why a segment or object name was refused (before any system call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than the limit.
+    TooLong {
+        /// Length of the name in bytes.
+        len: usize,
+        /// Largest length accepted.
+        max: usize,
+    },
+    /// The name contains a byte outside `[A-Za-z0-9._-]` (this also rejects `/`, NUL and
+    /// non-ASCII).
+    BadByte {
+        /// The offending byte.
+        byte: u8,
+        /// Its index in the name.
+        at: usize,
+    },
+    /// `.` or `..`.
+    Reserved,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => write!(f, "name is empty"),
+            NameError::TooLong { len, max } => {
+                write!(f, "name is {len} bytes long, the limit is {max}")
+            }
+            NameError::BadByte { byte, at } => write!(
+                f,
+                "name has byte {byte:#04x} at index {at}; allowed are A-Z a-z 0-9 . _ -"
+            ),
+            NameError::Reserved => write!(f, "`.` and `..` are not valid names"),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// A type signature as stored in a segment's directory: size, alignment and type name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeSig {
+    /// `size_of` the element type (0 for byte queues).
+    pub size: u64,
+    /// `align_of` the element type.
+    pub align: u64,
+    /// The type name (possibly truncated).
+    pub name: String,
+}
+
+impl fmt::Display for TypeSig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (size {}, align {})", self.name, self.size, self.align)
+    }
+}
+
+/// The kind of a named object in a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectKind {
+    /// [`Queue`](crate::Queue).
+    Queue,
+    /// [`BytesQueue`](crate::BytesQueue).
+    BytesQueue,
+}
+
+impl ObjectKind {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            ObjectKind::Queue => 1,
+            ObjectKind::BytesQueue => 2,
+        }
+    }
+    pub(crate) fn from_code(c: u32) -> Option<Self> {
+        match c {
+            1 => Some(ObjectKind::Queue),
+            2 => Some(ObjectKind::BytesQueue),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ObjectKind::Queue => "queue",
+            ObjectKind::BytesQueue => "bytes queue",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Errors from [`SegmentBuilder::create`](crate::SegmentBuilder::create).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The segment name is not valid.
+    InvalidName(NameError),
+    /// An object name is not valid.
+    InvalidObjectName {
+        /// The object name.
+        name: String,
+        /// Why.
+        reason: NameError,
+    },
+    /// Two objects share a name.
+    DuplicateObject(String),
+    /// A parameter is out of range (capacity 0, sizes that overflow, alignment above 128, ...).
+    InvalidConfig(String),
+    /// A segment of that name exists (use `create_or_replace`, or `Segment::unlink`).
+    AlreadyExists,
+    /// Not enough space in the shared-memory filesystem (`ENOSPC` from `fallocate`). Nothing is
+    /// left behind.
+    NoSpace {
+        /// Bytes that were asked for.
+        requested: u64,
+    },
+    /// The OS refused access (`EACCES`/`EPERM`).
+    PermissionDenied,
+    /// Any other OS error.
+    Io(io::Error),
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::InvalidName(e) => write!(f, "invalid segment name: {e}"),
+            CreateError::InvalidObjectName { name, reason } => {
+                write!(f, "invalid object name {name:?}: {reason}")
+            }
+            CreateError::DuplicateObject(n) => write!(f, "two objects are named {n:?}"),
+            CreateError::InvalidConfig(m) => write!(f, "invalid configuration: {m}"),
+            CreateError::AlreadyExists => write!(f, "a segment with this name already exists"),
+            CreateError::NoSpace { requested } => write!(
+                f,
+                "not enough space in /dev/shm for a segment of {requested} bytes"
+            ),
+            CreateError::PermissionDenied => write!(f, "permission denied"),
+            CreateError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CreateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CreateError::InvalidName(e) => Some(e),
+            CreateError::InvalidObjectName { reason, .. } => Some(reason),
+            CreateError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Errors from [`Segment::open`](crate::Segment::open) and from looking objects up in a segment.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The segment name is not valid.
+    InvalidName(NameError),
+    /// No segment of that name exists.
+    NotFound,
+    /// The OS refused access, or the file is owned by another user.
+    PermissionDenied,
+    /// The name refers to something that is not a regular shared-memory file (or is a symlink).
+    NotRegularFile,
+    /// The file is smaller than a header, or than the size its header declares.
+    TooSmall {
+        /// Size of the file.
+        size: u64,
+        /// Size that was needed.
+        needed: u64,
+    },
+    /// The file does not start with shmq's magic bytes.
+    BadMagic,
+    /// The segment was made by a build with another layout version.
+    VersionMismatch {
+        /// This build's version.
+        expected: u32,
+        /// The segment's.
+        found: u32,
+    },
+    /// Same version, but the layout hash differs (a build with different struct layouts).
+    LayoutMismatch {
+        /// This build's hash.
+        expected: u64,
+        /// The segment's.
+        found: u64,
+    },
+    /// The creator has not finished initialising the segment within the wait allowed.
+    NotReady,
+    /// A header or directory field is out of range or inconsistent.
+    Corrupt(String),
+    /// No object of that name in the segment.
+    ObjectNotFound(String),
+    /// The object exists but is of another kind.
+    KindMismatch {
+        /// The object name.
+        name: String,
+        /// What the caller asked for.
+        expected: ObjectKind,
+        /// What the segment holds.
+        found: String,
+    },
+    /// The object exists but holds another element type.
+    TypeMismatch {
+        /// The object name.
+        name: String,
+        /// What the caller asked for.
+        expected: TypeSig,
+        /// What the segment holds.
+        found: TypeSig,
+    },
+    /// Any other OS error.
+    Io(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::InvalidName(e) => write!(f, "invalid segment name: {e}"),
+            OpenError::NotFound => write!(f, "no shared-memory segment of that name"),
+            OpenError::PermissionDenied => {
+                write!(f, "permission denied (or the segment belongs to another user)")
+            }
+            OpenError::NotRegularFile => write!(f, "not a regular shared-memory file"),
+            OpenError::TooSmall { size, needed } => {
+                write!(f, "segment file is {size} bytes, at least {needed} are needed")
+            }
+            OpenError::BadMagic => write!(f, "not a shmq segment (bad magic)"),
+            OpenError::VersionMismatch { expected, found } => write!(
+                f,
+                "segment layout version {found}, this build speaks version {expected}"
+            ),
+            OpenError::LayoutMismatch { expected, found } => write!(
+                f,
+                "segment layout hash {found:#x}, this build's is {expected:#x}"
+            ),
+            OpenError::NotReady => write!(f, "segment is still being initialised"),
+            OpenError::Corrupt(m) => write!(f, "corrupt segment: {m}"),
+            OpenError::ObjectNotFound(n) => write!(f, "no object named {n:?} in the segment"),
+            OpenError::KindMismatch {
+                name,
+                expected,
+                found,
+            } => write!(f, "object {name:?} is a {found}, not a {expected}"),
+            OpenError::TypeMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "object {name:?} holds {found}, but {expected} was asked for"
+            ),
+            OpenError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::InvalidName(e) => Some(e),
+            OpenError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a put did not happen. The value is handed back in every case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PutError<T> {
+    /// The queue is full (non-blocking put).
+    Full(T),
+    /// The queue is closed.
+    Closed(T),
+    /// The deadline passed while the queue stayed full.
+    Timeout(T),
+    /// The queue's shared state is corrupt (a forged or damaged segment).
+    Corrupt(T),
+}
+
+impl<T> PutError<T> {
+    /// The value that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(v) | PutError::Closed(v) | PutError::Timeout(v) | PutError::Corrupt(v) => {
+                v
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            PutError::Full(_) => "Full(..)",
+            PutError::Closed(_) => "Closed(..)",
+            PutError::Timeout(_) => "Timeout(..)",
+            PutError::Corrupt(_) => "Corrupt(..)",
+        };
+        f.write_str(s)
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            PutError::Full(_) => "queue is full",
+            PutError::Closed(_) => "queue is closed",
+            PutError::Timeout(_) => "timed out waiting for space in the queue",
+            PutError::Corrupt(_) => "queue state in shared memory is corrupt",
+        };
+        f.write_str(s)
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {}
+
+/// Why a byte-message put did not happen. The caller still owns the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BytesPutError {
+    /// The queue is full (non-blocking put).
+    Full,
+    /// The queue is closed.
+    Closed,
+    /// The deadline passed while the queue stayed full.
+    Timeout,
+    /// The message is longer than the queue's maximum; reported at once, never after blocking.
+    TooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The queue's maximum message length.
+        max: usize,
+    },
+    /// The queue's shared state is corrupt.
+    Corrupt,
+}
+
+impl fmt::Display for BytesPutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BytesPutError::Full => write!(f, "queue is full"),
+            BytesPutError::Closed => write!(f, "queue is closed"),
+            BytesPutError::Timeout => write!(f, "timed out waiting for space in the queue"),
+            BytesPutError::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds the queue's maximum of {max}")
+            }
+            BytesPutError::Corrupt => write!(f, "queue state in shared memory is corrupt"),
+        }
+    }
+}
+
+impl std::error::Error for BytesPutError {}
+
+/// Why a get returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetError {
+    /// The queue is empty (non-blocking get).
+    Empty,
+    /// The queue is closed and everything put before the close has been taken.
+    Closed,
+    /// The deadline passed while the queue stayed empty.
+    Timeout,
+    /// The queue's shared state is corrupt (a forged stamp, or a byte message whose stored length
+    /// exceeds the queue's maximum). A corrupt message is consumed and dropped.
+    Corrupt,
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Empty => write!(f, "queue is empty"),
+            GetError::Closed => write!(f, "queue is closed and drained"),
+            GetError::Timeout => write!(f, "timed out waiting for a message"),
+            GetError::Corrupt => write!(f, "queue state in shared memory is corrupt"),
+        }
+    }
+}
+
+impl std::error::Error for GetError {}

@@ -1,0 +1,113 @@
+//! What every queue handle shares: the segment it lives in, its ring, and the mapping from ring
+//! outcomes to deadlines and participant records.
+
+use crate::ring::{Claimant, Ring, TryError, WaitError};
+use crate::ring_mem::RawRing;
+use crate::segment::Inner;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long an operation may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Do not wait at all.
+    No,
+    /// Wait until this deadline (`None`: forever).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    pub(crate) fn forever() -> Self {
+        Wait::Until(None)
+    }
+    /// A deadline `d` from now; a duration too large to represent waits forever.
+    pub(crate) fn timeout(d: Duration) -> Self {
+        Wait::Until(Instant::now().checked_add(d))
+    }
+}
+
+/// Why a raw operation moved nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fail {
+    WouldBlock,
+    Closed,
+    Timeout,
+    Corrupt,
+}
+
+impl From<TryError> for Fail {
+    fn from(e: TryError) -> Self {
+        match e {
+            TryError::WouldBlock => Fail::WouldBlock,
+            TryError::Closed => Fail::Closed,
+            TryError::Corrupt => Fail::Corrupt,
+        }
+    }
+}
+
+impl From<WaitError> for Fail {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Timeout => Fail::Timeout,
+            WaitError::Closed => Fail::Closed,
+            WaitError::Corrupt => Fail::Corrupt,
+        }
+    }
+}
+
+/// A ring inside a mapped segment, plus the Arc that keeps the mapping alive.
+pub(crate) struct RingHandle {
+    // `ring` points into `seg`'s mapping: keep `seg` declared (and so dropped) after it.
+    pub(crate) ring: Ring<RawRing>,
+    pub(crate) seg: Arc<Inner>,
+    /// Directory index + 1 (0 is "none" in participant records).
+    pub(crate) obj: u32,
+}
+
+impl Clone for RingHandle {
+    fn clone(&self) -> Self {
+        Self {
+            ring: Ring::new(self.ring.mem.clone()),
+            seg: self.seg.clone(),
+            obj: self.obj,
+        }
+    }
+}
+
+impl RingHandle {
+    #[inline]
+    pub(crate) fn put(
+        &self,
+        wait: Wait,
+        max: usize,
+        write: impl FnMut(usize, &mut [u8]),
+    ) -> Result<usize, Fail> {
+        let p = self.seg.participant();
+        let who = p.as_ref().map(|p| Claimant {
+            record: p.claim,
+            obj: self.obj,
+        });
+        match wait {
+            Wait::No => self.ring.try_put_batch(who, max, write).map_err(Fail::from),
+            Wait::Until(d) => self.ring.put_batch(who, max, d, write).map_err(Fail::from),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(
+        &self,
+        wait: Wait,
+        max: usize,
+        read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, Fail> {
+        let p = self.seg.participant();
+        let who = p.as_ref().map(|p| Claimant {
+            record: p.claim,
+            obj: self.obj,
+        });
+        match wait {
+            Wait::No => self.ring.try_get_batch(who, max, read).map_err(Fail::from),
+            Wait::Until(d) => self.ring.get_batch(who, max, d, read).map_err(Fail::from),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Shared-memory layouts: every type here is `#[repr(C)]`, holds offsets and never pointers, and has
+//! its size and alignment pinned by `const` assertions so two builds cannot disagree silently.
+//!
+//! The byte-by-byte map of a segment is in `docs/design.md`.
+
+use crate::sync::{AtomicU32, AtomicU64};
+#[cfg(not(shmq_loom))]
+use crate::sync::futex::Futex;
+
+/// A value alone on its own 128-byte block (two 64-byte lines: adjacent-line prefetch on x86 pulls
+/// pairs of lines, so 128 keeps hot words of different writers apart).
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> core::ops::Deref for CachePadded<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Slot stamp states, in the two low bits of a slot's stamp word.
+///
+/// A stamp is `pos << 2 | state`: `pos << 2 | FREE` means "free for the producer of `pos`",
+/// `pos << 2 | FULL` means "holds the message of `pos` for its consumer", and `pos << 2 | TOMB` means
+/// "position `pos` was abandoned by a dead producer; its consumer skips it". Releasing the slot after
+/// a read stores `(pos + capacity) << 2 | FREE`. Two bits of state keep "full for `pos`" distinct from
+/// "free for `pos + 1`" even at capacity 1, which a plain Vyukov sequence number cannot.
+pub(crate) const STAMP_FREE: u64 = 0;
+pub(crate) const STAMP_FULL: u64 = 1;
+pub(crate) const STAMP_TOMB: u64 = 2;
+/// Positions must stay below this so that `pos << 2` cannot overflow (2^61 messages: never reached).
+pub(crate) const MAX_POS: u64 = 1 << 61;
+/// Bit 63 of the tail word: set once by `close()`. A producer's claim CAS compares the whole word, so
+/// no claim can succeed after the bit is set, and a consumer that sees it knows the final tail.
+pub(crate) const CLOSED_BIT: u64 = 1 << 63;
+
+/// One direction of the sleep/wake protocol: the futex word is an epoch counter bumped on every
+/// notification; `waiters` counts sleepers registered on it. Both live in shared memory.
+///
+/// `waiters` is a hint: a process killed while registered leaves it too high, which only costs a
+/// spurious `futex_wake` syscall, never a lost wake-up.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct WaitCell {
+    /// Epoch counter; sleepers wait on it with the value they read after registering.
+    #[cfg(not(shmq_loom))]
+    pub(crate) epoch: Futex,
+    #[cfg(shmq_loom)]
+    pub(crate) epoch: crate::sync::futex::Futex,
+    /// Number of registered sleepers (a hint, see the type docs).
+    pub(crate) waiters: AtomicU32,
+}
+
+/// The control block of one ring, at the start of its object region. Each hot word has its own
+/// 128-byte block: producers write `tail`, consumers write `head`, and the two wait cells are touched
+/// only on the slow path.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct RingHeader {
+    /// Next position to claim for a put; bit 63 is [`CLOSED_BIT`].
+    pub(crate) tail: CachePadded<AtomicU64>,
+    /// Next position to claim for a get.
+    pub(crate) head: CachePadded<AtomicU64>,
+    /// Getters sleep here; bumped after a publish when getters are registered.
+    pub(crate) items: CachePadded<WaitCell>,
+    /// Putters sleep here; bumped after a slot is released when putters are registered.
+    pub(crate) space: CachePadded<WaitCell>,
+    /// Counters for `stats()`: slots turned into tombstones, messages lost with a dead consumer.
+    pub(crate) counters: CachePadded<RingCounters>,
+}
+
+/// Diagnostics counters, written only on recovery paths.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct RingCounters {
+    pub(crate) tombstones: AtomicU64,
+    pub(crate) lost: AtomicU64,
+}
+
+#[cfg(not(shmq_loom))]
+const _: () = {
+    assert!(core::mem::size_of::<RingHeader>() == 5 * 128);
+    assert!(core::mem::align_of::<RingHeader>() == 128);
+    assert!(core::mem::size_of::<WaitCell>() == 8);
+};
+
+#[cfg(shmq_loom)]
+impl RingHeader {
+    /// A fresh header on the heap, for the model checker.
+    pub(crate) fn new_heap() -> Self {
+        let cell = || {
+            CachePadded(WaitCell {
+                epoch: crate::sync::futex::Futex::new(0),
+                waiters: AtomicU32::new(0),
+            })
+        };
+        Self {
+            tail: CachePadded(AtomicU64::new(0)),
+            head: CachePadded(AtomicU64::new(0)),
+            items: cell(),
+            space: cell(),
+            counters: CachePadded(RingCounters {
+                tombstones: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// Where a thread records what it is about to claim, so that a slot left claimed by a process that
+/// died can be attributed to exactly one participant (the recovery in the crash-survival work reads
+/// these). Written with one or two stores to a line only this thread writes.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct ClaimRecord {
+    /// Directory index + 1 of the queue being put to (0: none).
+    pub(crate) put_obj: AtomicU32,
+    /// Directory index + 1 of the queue being read from (0: none).
+    pub(crate) get_obj: AtomicU32,
+    /// First position of the put claim being attempted or held.
+    pub(crate) put_pos: AtomicU64,
+    /// Number of positions of that put claim.
+    pub(crate) put_len: AtomicU64,
+    /// First position of the get claim being attempted or held.
+    pub(crate) get_pos: AtomicU64,
+    /// Number of positions of that get claim.
+    pub(crate) get_len: AtomicU64,
+}
+
+#[cfg(not(shmq_loom))]
+pub(crate) use segment_layout::*;
+
+#[cfg(not(shmq_loom))]
+mod segment_layout {
+    use super::*;
+
+    /// First 8 bytes of every shmq segment.
+    pub(crate) const MAGIC: [u8; 8] = *b"SHMQSEG\0";
+    /// Bumped on every incompatible change of anything in this file.
+    pub(crate) const LAYOUT_VERSION: u32 = 1;
+    /// `state` before initialisation finished (a zero-filled new file reads as this).
+    #[allow(dead_code)]
+    pub(crate) const STATE_INIT: u32 = 0;
+    /// `state` once every byte of the segment is initialised; stored last, with Release.
+    pub(crate) const STATE_READY: u32 = 1;
+
+    /// Maximum length of an object name inside a segment.
+    pub(crate) const OBJ_NAME_MAX: usize = 64;
+    /// Bytes of a type name kept for error messages.
+    pub(crate) const TYPE_NAME_MAX: usize = 96;
+
+    /// Segment header, at offset 0 of the mapping.
+    #[derive(Debug)]
+    #[repr(C)]
+    pub(crate) struct SegmentHeader {
+        /// [`MAGIC`].
+        pub(crate) magic: [u8; 8],
+        /// [`LAYOUT_VERSION`].
+        pub(crate) version: u32,
+        /// [`STATE_INIT`] or [`STATE_READY`].
+        pub(crate) state: AtomicU32,
+        /// [`layout_hash`] of the creating build.
+        pub(crate) layout_hash: u64,
+        /// Size in bytes the creator made the file (the mapping must be at least this long).
+        pub(crate) total_size: u64,
+        /// Offset of the directory (an array of [`DirEntry`]).
+        pub(crate) dir_offset: u64,
+        /// Number of directory entries.
+        pub(crate) dir_count: u32,
+        /// Number of participant records.
+        pub(crate) participants_count: u32,
+        /// Offset of the participant table (an array of [`ParticipantRecord`]).
+        pub(crate) participants_offset: u64,
+        /// pid of the creator.
+        pub(crate) creator_pid: u32,
+        pub(crate) _pad: u32,
+        /// Start time (clock ticks since boot, `/proc/PID/stat` field 22) of the creator.
+        pub(crate) creator_start: u64,
+        pub(crate) _reserved: [u64; 7],
+    }
+
+    /// One named object in the directory.
+    #[derive(Debug, Clone, Copy)]
+    #[repr(C)]
+    pub(crate) struct DirEntry {
+        /// Object name bytes, `name_len` of them, zero padded.
+        pub(crate) name: [u8; OBJ_NAME_MAX],
+        pub(crate) name_len: u32,
+        /// `ObjectKind as u32`.
+        pub(crate) kind: u32,
+        /// `size_of` of the element type (0 for byte queues).
+        pub(crate) elem_size: u64,
+        /// `align_of` of the element type (1 for byte queues).
+        pub(crate) elem_align: u64,
+        /// FNV-1a hash of the element type name.
+        pub(crate) type_hash: u64,
+        /// Element type name (truncated), for error messages.
+        pub(crate) type_name: [u8; TYPE_NAME_MAX],
+        pub(crate) type_name_len: u32,
+        pub(crate) _pad: u32,
+        /// Offset of the object's region in the mapping.
+        pub(crate) offset: u64,
+        /// Length of the object's region.
+        pub(crate) len: u64,
+        /// Kind-specific parameter: capacity of a queue.
+        pub(crate) param0: u64,
+        /// Kind-specific parameter: maximum message length of a byte queue.
+        pub(crate) param1: u64,
+        pub(crate) _reserved: [u64; 3],
+    }
+
+    /// One participant: a thread of a process that opened the segment.
+    #[derive(Debug)]
+    #[repr(C, align(128))]
+    pub(crate) struct ParticipantRecord {
+        /// pid of the owner; 0 when the record is free. Claimed by CAS 0 → pid.
+        pub(crate) pid: AtomicU32,
+        /// Kernel thread id of the owner.
+        pub(crate) tid: AtomicU32,
+        /// Start time of the owning process (see `SegmentHeader::creator_start`).
+        pub(crate) start_time: AtomicU64,
+        /// What this thread is claiming or holds.
+        pub(crate) claim: ClaimRecord,
+    }
+
+    const _: () = {
+        use core::mem::{align_of, size_of};
+        assert!(size_of::<SegmentHeader>() == 128);
+        assert!(size_of::<DirEntry>() == 256);
+        assert!(size_of::<ParticipantRecord>() == 128);
+        assert!(align_of::<ParticipantRecord>() == 128);
+        assert!(size_of::<ClaimRecord>() == 40);
+    };
+
+    /// A hash over the sizes and offsets every build must agree on; stored in the header and
+    /// compared on open, so a build with a different layout is refused rather than misread.
+    pub(crate) const fn layout_hash() -> u64 {
+        use core::mem::{offset_of, size_of};
+        let parts: [u64; 12] = [
+            size_of::<SegmentHeader>() as u64,
+            size_of::<DirEntry>() as u64,
+            size_of::<ParticipantRecord>() as u64,
+            size_of::<RingHeader>() as u64,
+            offset_of!(RingHeader, head) as u64,
+            offset_of!(RingHeader, items) as u64,
+            offset_of!(RingHeader, space) as u64,
+            offset_of!(DirEntry, offset) as u64,
+            offset_of!(DirEntry, param0) as u64,
+            offset_of!(SegmentHeader, state) as u64,
+            offset_of!(SegmentHeader, participants_offset) as u64,
+            STAMP_FULL | (STAMP_TOMB << 8),
+        ];
+        let mut h = FNV_OFFSET;
+        let mut i = 0;
+        while i < parts.len() {
+            h = fnv1a_step(h, parts[i]);
+            i += 1;
+        }
+        h
+    }
+
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    const fn fnv1a_step(mut h: u64, v: u64) -> u64 {
+        let bytes = v.to_le_bytes();
+        let mut i = 0;
+        while i < 8 {
+            h ^= bytes[i] as u64;
+            h = h.wrapping_mul(FNV_PRIME);
+            i += 1;
+        }
+        h
+    }
+
+    /// FNV-1a of a byte string (type names).
+    pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+        let mut h = FNV_OFFSET;
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(FNV_PRIME);
+        }
+        h
+    }
+}
+
+/// Rounds `v` up to a multiple of `a` (a power of two); `None` on overflow.
+pub(crate) const fn align_up(v: u64, a: u64) -> Option<u64> {
+    match v.checked_add(a - 1) {
+        Some(x) => Some(x & !(a - 1)),
+        None => None,
+    }
+}
+
+/// Where the stamp, the length word and the payload sit in one slot, and the slot stride.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotLayout {
+    /// Bytes from one slot to the next.
+    pub(crate) stride: u64,
+    /// Offset of the payload in a slot.
+    pub(crate) payload_off: u64,
+    /// Payload bytes available in a slot.
+    pub(crate) payload_len: u64,
+    /// Alignment of every slot (and so of the slot array).
+    pub(crate) align: u64,
+}
+
+/// Bytes at the start of a byte-message payload that hold its length (a `u32`, then padding).
+pub(crate) const BYTES_LEN_WORD: u64 = 8;
+
+impl SlotLayout {
+    /// Slot of a `Pod` element of `size` bytes and alignment `align`: stamp at 0, payload at
+    /// `max(8, align)`, stride a multiple of `max(8, align)`.
+    pub(crate) const fn for_pod(size: u64, align: u64) -> Option<Self> {
+        let a = if align > 8 { align } else { 8 };
+        let stride = match align_up(a + size, a) {
+            Some(s) => s,
+            None => return None,
+        };
+        Some(Self {
+            stride,
+            payload_off: a,
+            payload_len: size,
+            align: a,
+        })
+    }
+
+    /// Slot of a byte message of at most `max` bytes: stamp at 0, then a payload of
+    /// `len: u32` + 4 bytes of padding + `max` bytes (so the message bytes start at slot offset 16).
+    pub(crate) const fn for_bytes(max: u64) -> Option<Self> {
+        let payload = match max.checked_add(BYTES_LEN_WORD) {
+            Some(p) => p,
+            None => return None,
+        };
+        let stride = match align_up(8 + payload, 8) {
+            Some(s) => s,
+            None => return None,
+        };
+        Some(Self {
+            stride,
+            payload_off: 8,
+            payload_len: payload,
+            align: 8,
+        })
+    }
+}

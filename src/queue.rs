@@ -1,0 +1,306 @@
+//! `Queue<T>`: a bounded MPMC queue of `Pod` values in a segment.
+
+use crate::error::{GetError, PutError};
+use crate::handle::{Fail, RingHandle, Wait};
+use crate::ring::Ring;
+use crate::ring_mem::RawRing;
+use crate::segment::Inner;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A bounded multi-producer multi-consumer queue of `T` values in shared memory.
+///
+/// Values are copied in and out of fixed-size slots, so `T` must be
+/// [`bytemuck::Pod`]: plain data with no pointers and no padding. Any process that opens the segment
+/// may put and get; handles are cheap to clone and may be shared between threads.
+///
+/// Blocking operations spin briefly, then yield, then sleep on a shared futex until the other side
+/// makes progress, the queue is closed, or the deadline passes.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let seg = shmq::Segment::builder("doc-queue").queue::<u64>("q", 2).create_or_replace()?;
+/// let q = seg.queue::<u64>("q")?;
+/// q.put(1)?;
+/// q.try_put(2)?;
+/// assert!(matches!(q.try_put(3), Err(shmq::PutError::Full(3))));
+/// assert_eq!(q.get()?, 1);
+/// assert_eq!(q.try_get()?, 2);
+/// assert_eq!(q.try_get(), Err(shmq::GetError::Empty));
+/// # Ok(()) }
+/// ```
+pub struct Queue<T> {
+    h: RingHandle,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            h: self.h.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.h.ring.len())
+            .field("capacity", &self.h.ring.capacity())
+            .field("closed", &self.h.ring.is_closed())
+            .finish()
+    }
+}
+
+fn put_err<T>(f: Fail, v: T) -> PutError<T> {
+    match f {
+        Fail::WouldBlock => PutError::Full(v),
+        Fail::Closed => PutError::Closed(v),
+        Fail::Timeout => PutError::Timeout(v),
+        Fail::Corrupt => PutError::Corrupt(v),
+    }
+}
+
+pub(crate) fn get_err(f: Fail) -> GetError {
+    match f {
+        Fail::WouldBlock => GetError::Empty,
+        Fail::Closed => GetError::Closed,
+        Fail::Timeout => GetError::Timeout,
+        Fail::Corrupt => GetError::Corrupt,
+    }
+}
+
+impl<T: bytemuck::Pod> Queue<T> {
+    pub(crate) fn from_parts(seg: Arc<Inner>, ring: Ring<RawRing>, obj: u32) -> Self {
+        Self {
+            h: RingHandle { ring, seg, obj },
+            _t: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn put_with(&self, v: T, wait: Wait) -> Result<(), PutError<T>> {
+        let bytes = bytemuck::bytes_of(&v);
+        match self.h.put(wait, 1, |_, buf| buf.copy_from_slice(bytes)) {
+            Ok(_) => Ok(()),
+            Err(f) => Err(put_err(f, v)),
+        }
+    }
+
+    #[inline]
+    fn get_with(&self, wait: Wait) -> Result<T, GetError> {
+        let mut out = T::zeroed();
+        self.h
+            .get(wait, 1, |_, buf| out = bytemuck::pod_read_unaligned(buf))
+            .map_err(get_err)?;
+        Ok(out)
+    }
+
+    /// Puts `v`, waiting as long as the queue is full. Fails only if the queue is (or gets)
+    /// closed, handing `v` back.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-put").queue::<i32>("q", 4).create_or_replace().unwrap();
+    /// let q = seg.queue::<i32>("q").unwrap();
+    /// q.put(5).unwrap();
+    /// q.close();
+    /// assert_eq!(q.put(6), Err(shmq::PutError::Closed(6)));
+    /// ```
+    pub fn put(&self, v: T) -> Result<(), PutError<T>> {
+        self.put_with(v, Wait::forever())
+    }
+
+    /// Puts `v`, waiting at most `timeout` for space; `Err(Timeout(v))` if none came.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let seg = shmq::Segment::builder("doc-put-timeout").queue::<i32>("q", 1).create_or_replace().unwrap();
+    /// let q = seg.queue::<i32>("q").unwrap();
+    /// q.put(1).unwrap();
+    /// let err = q.put_timeout(2, Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(err, shmq::PutError::Timeout(2));
+    /// ```
+    pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with(v, Wait::timeout(timeout))
+    }
+
+    /// Puts `v` if a slot is free right now; never blocks. `Err(Full(v))` otherwise.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-try-put").queue::<i32>("q", 1).create_or_replace().unwrap();
+    /// let q = seg.queue::<i32>("q").unwrap();
+    /// assert!(q.try_put(1).is_ok());
+    /// assert_eq!(q.try_put(2), Err(shmq::PutError::Full(2)));
+    /// ```
+    pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
+        self.put_with(v, Wait::No)
+    }
+
+    /// Takes the oldest value, waiting as long as the queue is empty. After [`close`](Self::close)
+    /// it keeps returning what was put before, then `Err(Closed)`.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-get").queue::<i32>("q", 4).create_or_replace().unwrap();
+    /// let q = seg.queue::<i32>("q").unwrap();
+    /// q.put(1).unwrap();
+    /// q.close();
+    /// assert_eq!(q.get(), Ok(1));
+    /// assert_eq!(q.get(), Err(shmq::GetError::Closed));
+    /// ```
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_with(Wait::forever())
+    }
+
+    /// Takes the oldest value, waiting at most `timeout`; `Err(Timeout)` if none came.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let seg = shmq::Segment::builder("doc-get-timeout").queue::<i32>("q", 4).create_or_replace().unwrap();
+    /// let q = seg.queue::<i32>("q").unwrap();
+    /// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(shmq::GetError::Timeout));
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_with(Wait::timeout(timeout))
+    }
+
+    /// Takes the oldest value if one is published right now; never blocks.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-try-get").queue::<i32>("q", 4).create_or_replace().unwrap();
+    /// let q = seg.queue::<i32>("q").unwrap();
+    /// assert_eq!(q.try_get(), Err(shmq::GetError::Empty));
+    /// ```
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_with(Wait::No)
+    }
+
+    /// Puts every item of `items` in order, waiting for space as needed; runs of free slots are
+    /// claimed with one atomic operation. On close, `Err(Closed(n))` says how many were put.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-put-many").queue::<u16>("q", 8).create_or_replace().unwrap();
+    /// let q = seg.queue::<u16>("q").unwrap();
+    /// q.put_many(&[1, 2, 3]).unwrap();
+    /// let mut buf = [0u16; 8];
+    /// assert_eq!(q.get_many(&mut buf), Ok(3));
+    /// assert_eq!(&buf[..3], &[1, 2, 3]);
+    /// ```
+    pub fn put_many(&self, items: &[T]) -> Result<(), PutError<usize>> {
+        let mut done = 0;
+        while done < items.len() {
+            let rest = &items[done..];
+            match self.h.put(Wait::forever(), rest.len(), |k, buf| {
+                buf.copy_from_slice(bytemuck::bytes_of(&rest[k]))
+            }) {
+                Ok(n) => done += n,
+                Err(f) => return Err(put_err(f, done)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts as many leading items of `items` as fit right now (never blocks); returns how many.
+    /// `Err(Full(0))` if none fit.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-try-put-many").queue::<u8>("q", 2).create_or_replace().unwrap();
+    /// let q = seg.queue::<u8>("q").unwrap();
+    /// assert_eq!(q.try_put_many(&[1, 2, 3]), Ok(2));
+    /// assert_eq!(q.try_put_many(&[3]), Err(shmq::PutError::Full(0)));
+    /// ```
+    pub fn try_put_many(&self, items: &[T]) -> Result<usize, PutError<usize>> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        self.h
+            .put(Wait::No, items.len(), |k, buf| {
+                buf.copy_from_slice(bytemuck::bytes_of(&items[k]))
+            })
+            .map_err(|f| put_err(f, 0))
+    }
+
+    fn get_many_with(&self, buf: &mut [T], wait: Wait) -> Result<usize, GetError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let max = buf.len();
+        self.h
+            .get(wait, max, |k, bytes| buf[k] = bytemuck::pod_read_unaligned(bytes))
+            .map_err(get_err)
+    }
+
+    /// Waits for at least one value, then takes up to `buf.len()` in order; returns how many.
+    pub fn get_many(&self, buf: &mut [T]) -> Result<usize, GetError> {
+        self.get_many_with(buf, Wait::forever())
+    }
+
+    /// Like [`get_many`](Self::get_many), waiting at most `timeout` for the first value.
+    pub fn get_many_timeout(&self, buf: &mut [T], timeout: Duration) -> Result<usize, GetError> {
+        self.get_many_with(buf, Wait::timeout(timeout))
+    }
+
+    /// Takes up to `buf.len()` values that are published right now (never blocks).
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-try-get-many").queue::<u8>("q", 4).create_or_replace().unwrap();
+    /// let q = seg.queue::<u8>("q").unwrap();
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(q.try_get_many(&mut buf), Err(shmq::GetError::Empty));
+    /// ```
+    pub fn try_get_many(&self, buf: &mut [T]) -> Result<usize, GetError> {
+        self.get_many_with(buf, Wait::No)
+    }
+}
+
+impl<T> Queue<T> {
+    /// Number of values in the queue (a snapshot; includes puts claimed but not yet finished).
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-len").queue::<u8>("q", 4).create_or_replace().unwrap();
+    /// let q = seg.queue::<u8>("q").unwrap();
+    /// q.put(1).unwrap();
+    /// assert_eq!(q.len(), 1);
+    /// assert!(!q.is_empty() && !q.is_full());
+    /// ```
+    pub fn len(&self) -> usize {
+        self.h.ring.len() as usize
+    }
+
+    /// `len() == 0`.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len() == capacity()`.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Number of slots, exactly as given at creation.
+    pub fn capacity(&self) -> usize {
+        self.h.ring.capacity() as usize
+    }
+
+    /// Closes the queue for every process: puts fail with `Closed`, gets drain what is left and
+    /// then fail with `Closed`, and every blocked caller wakes. Returns `true` if this call closed
+    /// it (`false` if it already was).
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-close").queue::<u8>("q", 4).create_or_replace().unwrap();
+    /// let q = seg.queue::<u8>("q").unwrap();
+    /// assert!(q.close());
+    /// assert!(q.is_closed());
+    /// assert!(!q.close());
+    /// ```
+    pub fn close(&self) -> bool {
+        self.h.ring.close()
+    }
+
+    /// Whether [`close`](Self::close) was called (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.h.ring.is_closed()
+    }
+}

@@ -1,0 +1,648 @@
+//! The bounded MPMC ring: per-slot stamps (Vyukov-style), 64-bit positions, exact capacity.
+//!
+//! This file holds the whole algorithm and nothing else: no syscalls except through
+//! [`crate::sync::futex`], no allocation, no knowledge of segments. It runs over any [`RingMem`]:
+//! slots inside an `mmap`ed segment, an aligned heap buffer (unit tests, miri, fuzzing) or loom
+//! objects (model checking).
+//!
+//! # Slot protocol
+//!
+//! Positions grow forever (`u64`, at most 2^61); position `p` lives in slot `p % capacity`. A slot's
+//! stamp is `p << 2 | state` (see [`crate::layout::STAMP_FREE`]):
+//!
+//! * a producer that reads tail `p` and stamp `p<<2|FREE` claims `p` with a CAS `tail: p → p+1`,
+//!   writes the payload, then publishes with `stamp = p<<2|FULL` (Release);
+//! * a consumer that reads head `p` and stamp `p<<2|FULL` claims `p` with a CAS `head: p → p+1`,
+//!   reads the payload, then releases with `stamp = (p+capacity)<<2|FREE` (Release);
+//! * a stamp of `p<<2|TOMB` is a position given up by a dead producer: its consumer claims it like a
+//!   message and releases the slot without delivering anything.
+//!
+//! A batch claims `k` consecutive positions with one CAS after checking all `k` stamps: a stamp of a
+//! position not yet claimed can only be changed by the one who claims it, and the CAS succeeds only
+//! if nobody claimed any of them in between, so the check stays true.
+//!
+//! # Wait protocol
+//!
+//! See [`WaitCell`]: waiters register (`waiters += 1`), issue a SeqCst fence, read the epoch, retry,
+//! then `futex_wait(epoch, seen)`. Notifiers publish, issue a SeqCst fence, and only if `waiters > 0`
+//! bump the epoch and `futex_wake`. The two fences make this a Dekker handshake: either the waiter's
+//! retry sees the publish, or the notifier sees the registration.
+
+use crate::layout::{
+    ClaimRecord, RingHeader, WaitCell, CLOSED_BIT, MAX_POS, STAMP_FREE, STAMP_FULL, STAMP_TOMB,
+};
+use crate::sync::backoff::Backoff;
+use crate::sync::futex::Wake;
+use crate::sync::{fence, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Memory a ring runs over.
+///
+/// # Safety
+///
+/// Implementors guarantee that `header()` and every `stamp(i)` / payload for `i < capacity()` stay
+/// valid for the lifetime of `self`, that distinct slots never overlap, and that payloads do not
+/// overlap the header or any stamp.
+pub(crate) unsafe trait RingMem {
+    /// The control block.
+    fn header(&self) -> &RingHeader;
+    /// Number of slots (≥ 1).
+    fn capacity(&self) -> u64;
+    /// The stamp word of slot `idx` (`idx < capacity`).
+    fn stamp(&self, idx: u64) -> &AtomicU64;
+    /// Runs `f` on the payload bytes of slot `idx`, mutably.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the claim on the slot's current position (it won the CAS that claims it and
+    /// has not yet published or released it), so no other thread or process touches these bytes.
+    unsafe fn with_payload_mut<R>(&self, idx: u64, f: impl FnOnce(&mut [u8]) -> R) -> R;
+    /// Runs `f` on the payload bytes of slot `idx`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RingMem::with_payload_mut`].
+    unsafe fn with_payload<R>(&self, idx: u64, f: impl FnOnce(&[u8]) -> R) -> R;
+}
+
+/// Non-blocking outcome when nothing could be moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TryError {
+    /// Put: no free slot. Get: no published message.
+    WouldBlock,
+    /// The ring is closed (get: closed *and* drained).
+    Closed,
+    /// A stamp or position word holds a value the protocol can never produce (a forged or
+    /// corrupted segment). Reported instead of looping forever.
+    Corrupt,
+}
+
+/// Blocking outcome when nothing could be moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitError {
+    Closed,
+    Timeout,
+    Corrupt,
+}
+
+/// Who is operating, for the participant record (crash attribution); `None` when the process has no
+/// record (table full, or a heap ring).
+#[derive(Clone, Copy)]
+pub(crate) struct Claimant<'a> {
+    pub(crate) record: &'a ClaimRecord,
+    /// Directory index + 1 of this ring.
+    pub(crate) obj: u32,
+}
+
+impl WaitCell {
+    /// Notifier side: called after publishing (or releasing) `n` slots.
+    #[inline]
+    pub(crate) fn notify(&self, n: u32) {
+        // SYNC: Dekker fence, pairs with the SeqCst fence in `register`. Either the waiter's retry
+        // (after its fence) sees what we published before this fence, or our load below sees its
+        // registration; SeqCst on the individual accesses alone would not order our publish (a
+        // Release store) before this load.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.epoch.bump_and_wake(n);
+        }
+    }
+
+    /// Wakes every sleeper (close).
+    pub(crate) fn notify_all(&self) {
+        self.notify(u32::MAX);
+    }
+
+    /// Waiter side: registers and returns the epoch to sleep on. The caller must retry its
+    /// operation after this and before sleeping, then call `unregister` once done.
+    #[inline]
+    pub(crate) fn register(&self) -> u32 {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // SYNC: Dekker fence, pairs with the SeqCst fence in `notify`.
+        fence(Ordering::SeqCst);
+        // SYNC: Acquire pairs with the Release bump in `Futex::bump_and_wake`: reading a bumped
+        // epoch means the retry that follows sees the publish that preceded the bump.
+        self.epoch.word().load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn unregister(&self) {
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The ring algorithm over some memory.
+#[derive(Debug)]
+pub(crate) struct Ring<M> {
+    pub(crate) mem: M,
+}
+
+impl<M: RingMem> Ring<M> {
+    pub(crate) fn new(mem: M) -> Self {
+        Self { mem }
+    }
+
+    #[inline]
+    fn hdr(&self) -> &RingHeader {
+        self.mem.header()
+    }
+
+    /// Number of slots.
+    #[inline]
+    pub(crate) fn capacity(&self) -> u64 {
+        self.mem.capacity()
+    }
+
+    /// Messages claimed for put and not yet claimed for get (a snapshot, clamped to
+    /// `0..=capacity`).
+    pub(crate) fn len(&self) -> u64 {
+        let head = self.hdr().head.load(Ordering::Relaxed);
+        let tail = self.hdr().tail.load(Ordering::Relaxed) & !CLOSED_BIT;
+        tail.saturating_sub(head).min(self.capacity())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.hdr().tail.load(Ordering::Relaxed) & CLOSED_BIT != 0
+    }
+
+    /// Closes the ring: no put succeeds afterwards; gets drain what was put, then report closed.
+    /// Wakes every sleeper on both sides. Returns `true` if this call closed it.
+    pub(crate) fn close(&self) -> bool {
+        // SYNC: AcqRel RMW on tail; a producer's failed claim CAS (Relaxed) then reloads and sees the
+        // bit. The wake-ups below follow the notify fences, so sleepers re-check and see it too.
+        let prev = self.hdr().tail.fetch_or(CLOSED_BIT, Ordering::AcqRel);
+        self.hdr().items.notify_all();
+        self.hdr().space.notify_all();
+        prev & CLOSED_BIT == 0
+    }
+
+    /// Tries to claim, fill and publish up to `max` (≥ 1) consecutive positions.
+    /// `write(k, payload)` fills the `k`-th of them. Returns how many were put.
+    #[inline]
+    pub(crate) fn try_put_batch(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        mut write: impl FnMut(usize, &mut [u8]),
+    ) -> Result<usize, TryError> {
+        let hdr = self.hdr();
+        let cap = self.capacity();
+        let mut backoff = Backoff::new();
+        let mut tail = hdr.tail.load(Ordering::Relaxed);
+        loop {
+            if tail & CLOSED_BIT != 0 {
+                return Err(TryError::Closed);
+            }
+            let pos = tail;
+            if pos >= MAX_POS {
+                // Never reached in practice (2^61 messages); refusing keeps stamps from overflowing.
+                return Err(TryError::Closed);
+            }
+            // SYNC: Acquire pairs with the consumer's Release store that freed this slot
+            // (`(p+cap)<<2|FREE` in `try_get_batch`), so its read of the old payload happens
+            // before our overwrite.
+            let stamp = self.mem.stamp(pos % cap).load(Ordering::Acquire);
+            if stamp == pos << 2 | STAMP_FREE {
+                // Count further free positions for a batch (see the module docs for why the check
+                // stays valid until the CAS).
+                let limit = (max as u64).min(cap);
+                let mut k = 1u64;
+                while k < limit {
+                    let p = pos + k;
+                    // SYNC: Acquire, as for the first stamp.
+                    if self.mem.stamp(p % cap).load(Ordering::Acquire) != p << 2 | STAMP_FREE {
+                        break;
+                    }
+                    k += 1;
+                }
+                if let Some(c) = who {
+                    // Recorded before the claim so a crash right after the CAS is attributable.
+                    c.record.put_obj.store(c.obj, Ordering::Relaxed);
+                    c.record.put_pos.store(pos, Ordering::Relaxed);
+                    c.record.put_len.store(k, Ordering::Relaxed);
+                }
+                // SYNC: Release on success makes the claim record above visible to a recoverer
+                // that reads this tail (or a later one in its RMW release sequence) with Acquire.
+                match hdr.tail.compare_exchange_weak(
+                    tail,
+                    tail + k,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        for j in 0..k {
+                            let p = pos + j;
+                            // SAFETY: we won the CAS that claimed positions pos..pos+k, and their
+                            // stamps read FREE for exactly those positions: nobody else reads or
+                            // writes these slots until we publish them.
+                            unsafe {
+                                self.mem
+                                    .with_payload_mut(p % cap, |buf| write(j as usize, buf))
+                            };
+                            // SYNC: Release publishes the payload; pairs with the consumer's
+                            // Acquire load of this stamp.
+                            self.mem
+                                .stamp(p % cap)
+                                .store(p << 2 | STAMP_FULL, Ordering::Release);
+                        }
+                        hdr.items.notify(k.min(u32::MAX as u64) as u32);
+                        return Ok(k as usize);
+                    }
+                    Err(actual) => {
+                        // Another producer claimed `pos` (or close() set the bit): retry there.
+                        tail = actual;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp >> 2 < pos {
+                // The slot still holds (or is being read for) position pos - cap: full.
+                return Err(TryError::WouldBlock);
+            } else {
+                // Our tail is stale: pos was already claimed by another producer. The stamp we
+                // read was stored after that claim CAS (happens-before through the Acquire above),
+                // so a reload must show a larger tail; if it does not, the stamp is forged.
+                backoff.spin();
+                let again = hdr.tail.load(Ordering::Relaxed);
+                if again == tail {
+                    return Err(TryError::Corrupt);
+                }
+                tail = again;
+            }
+        }
+    }
+
+    /// Tries to claim, read and release up to `max` (≥ 1) consecutive messages.
+    /// `read(k, payload)` sees the `k`-th. Returns how many were delivered. Tombstones are skipped.
+    #[inline]
+    pub(crate) fn try_get_batch(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        mut read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, TryError> {
+        let hdr = self.hdr();
+        let cap = self.capacity();
+        let mut backoff = Backoff::new();
+        let mut head = hdr.head.load(Ordering::Relaxed);
+        loop {
+            let pos = head;
+            // SYNC: Acquire pairs with the producer's Release publish of this stamp, so the
+            // payload it wrote is visible to our read.
+            let stamp = self.mem.stamp(pos % cap).load(Ordering::Acquire);
+            let full = stamp == pos << 2 | STAMP_FULL;
+            if full || stamp == pos << 2 | STAMP_TOMB {
+                let limit = if full { (max as u64).min(cap) } else { 1 };
+                let mut k = 1u64;
+                while k < limit {
+                    let p = pos + k;
+                    // SYNC: Acquire, as for the first stamp.
+                    if self.mem.stamp(p % cap).load(Ordering::Acquire) != p << 2 | STAMP_FULL {
+                        break;
+                    }
+                    k += 1;
+                }
+                if let Some(c) = who {
+                    c.record.get_obj.store(c.obj, Ordering::Relaxed);
+                    c.record.get_pos.store(pos, Ordering::Relaxed);
+                    c.record.get_len.store(k, Ordering::Relaxed);
+                }
+                // SYNC: Release on success publishes the claim record (as for puts).
+                match hdr.head.compare_exchange_weak(
+                    head,
+                    head + k,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        for j in 0..k {
+                            let p = pos + j;
+                            if full {
+                                // SAFETY: we won the CAS that claimed positions pos..pos+k and
+                                // their stamps read FULL: the producers are done with these bytes
+                                // and no other consumer can claim them.
+                                unsafe {
+                                    self.mem.with_payload(p % cap, |buf| read(j as usize, buf))
+                                };
+                            }
+                            // SYNC: Release orders our payload read before the next producer's
+                            // overwrite; pairs with the Acquire stamp load in `try_put_batch`.
+                            self.mem
+                                .stamp(p % cap)
+                                .store((p + cap) << 2 | STAMP_FREE, Ordering::Release);
+                        }
+                        hdr.space.notify(k.min(u32::MAX as u64) as u32);
+                        if full {
+                            return Ok(k as usize);
+                        }
+                        // A tombstone: nothing delivered, look at the next position.
+                        head = hdr.head.load(Ordering::Relaxed);
+                    }
+                    Err(actual) => {
+                        head = actual;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp >> 2 <= pos {
+                // Position `pos` is not published yet (or its slot still holds pos - cap).
+                // SYNC: Acquire pairs with the AcqRel fetch_or in `close`.
+                let tail = hdr.tail.load(Ordering::Acquire);
+                if tail & CLOSED_BIT != 0 && tail & !CLOSED_BIT <= pos {
+                    // Closed, and every position ever claimed by a producer is consumed.
+                    return Err(TryError::Closed);
+                }
+                return Err(TryError::WouldBlock);
+            } else {
+                // Our head is stale: pos was already consumed. As for puts, a reload that shows
+                // no progress means the stamp is forged.
+                backoff.spin();
+                let again = hdr.head.load(Ordering::Relaxed);
+                if again == head {
+                    return Err(TryError::Corrupt);
+                }
+                head = again;
+            }
+        }
+    }
+
+    /// Blocking put of up to `max` items: spins, yields, then sleeps on the `space` futex until at
+    /// least one item is put, the ring closes, or `deadline` passes.
+    pub(crate) fn put_batch(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        deadline: Option<Instant>,
+        mut write: impl FnMut(usize, &mut [u8]),
+    ) -> Result<usize, WaitError> {
+        let cell = &self.hdr().space;
+        self.block_on(cell, deadline, || self.try_put_batch(who, max, &mut write))
+    }
+
+    /// Blocking get of up to `max` items (see [`Ring::put_batch`]).
+    pub(crate) fn get_batch(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        deadline: Option<Instant>,
+        mut read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, WaitError> {
+        let cell = &self.hdr().items;
+        self.block_on(cell, deadline, || self.try_get_batch(who, max, &mut read))
+    }
+
+    /// The adaptive wait shared by both directions.
+    fn block_on(
+        &self,
+        cell: &WaitCell,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Result<usize, TryError>,
+    ) -> Result<usize, WaitError> {
+        let mut backoff = Backoff::new();
+        loop {
+            match attempt() {
+                Ok(n) => return Ok(n),
+                Err(TryError::Closed) => return Err(WaitError::Closed),
+                Err(TryError::Corrupt) => return Err(WaitError::Corrupt),
+                Err(TryError::WouldBlock) => {}
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    return Err(WaitError::Timeout);
+                }
+            }
+            if !backoff.is_completed() {
+                backoff.snooze();
+                continue;
+            }
+            let epoch = cell.register();
+            let retry = attempt();
+            let woke = match retry {
+                Err(TryError::WouldBlock) => cell.epoch.wait(epoch, deadline),
+                _ => Wake::Woken,
+            };
+            cell.unregister();
+            match retry {
+                Ok(n) => return Ok(n),
+                Err(TryError::Closed) => return Err(WaitError::Closed),
+                Err(TryError::Corrupt) => return Err(WaitError::Corrupt),
+                Err(TryError::WouldBlock) => {}
+            }
+            if woke == Wake::TimedOut {
+                // One last attempt: a message published as the deadline fired is taken, not left
+                // behind for nobody (its wake-up may have been spent on us).
+                return match attempt() {
+                    Ok(n) => Ok(n),
+                    Err(TryError::Closed) => Err(WaitError::Closed),
+                    Err(TryError::Corrupt) => Err(WaitError::Corrupt),
+                    Err(TryError::WouldBlock) => Err(WaitError::Timeout),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(shmq_loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::SlotLayout;
+    use crate::ring_mem::HeapRing;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn ring(cap: u64) -> Ring<HeapRing> {
+        Ring::new(HeapRing::new(cap, SlotLayout::for_pod(8, 8).unwrap()).unwrap())
+    }
+
+    fn put(r: &Ring<HeapRing>, v: u64) -> Result<usize, TryError> {
+        r.try_put_batch(None, 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
+    }
+
+    fn get(r: &Ring<HeapRing>) -> Result<u64, TryError> {
+        let mut out = 0;
+        r.try_get_batch(None, 1, |_, b| out = u64::from_le_bytes(b.try_into().unwrap()))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn capacity_one_alternates_full_and_empty() {
+        let r = ring(1);
+        for i in 0..10 {
+            assert_eq!(get(&r), Err(TryError::WouldBlock));
+            assert_eq!(put(&r, i), Ok(1));
+            assert_eq!(put(&r, 99), Err(TryError::WouldBlock));
+            assert_eq!(r.len(), 1);
+            assert_eq!(get(&r), Ok(i));
+        }
+    }
+
+    #[test]
+    fn fifo_across_many_laps_with_odd_capacity() {
+        let r = ring(3);
+        let mut next_in = 0u64;
+        let mut next_out = 0u64;
+        for round in 0..200 {
+            let burst = round % 4;
+            for _ in 0..burst {
+                if put(&r, next_in).is_ok() {
+                    next_in += 1;
+                }
+            }
+            for _ in 0..(round % 3) {
+                if let Ok(v) = get(&r) {
+                    assert_eq!(v, next_out);
+                    next_out += 1;
+                }
+            }
+            assert!(r.len() <= 3);
+        }
+        while let Ok(v) = get(&r) {
+            assert_eq!(v, next_out);
+            next_out += 1;
+        }
+        assert_eq!(next_in, next_out);
+        assert!(next_in > 100);
+    }
+
+    #[test]
+    fn batch_claims_only_free_run_and_preserves_order() {
+        let r = ring(4);
+        let items = [10u64, 11, 12, 13, 14, 15];
+        let n = r
+            .try_put_batch(None, items.len(), |k, b| b.copy_from_slice(&items[k].to_le_bytes()))
+            .unwrap();
+        assert_eq!(n, 4);
+        let mut out = [0u64; 3];
+        let got = r
+            .try_get_batch(None, 3, |k, b| out[k] = u64::from_le_bytes(b.try_into().unwrap()))
+            .unwrap();
+        assert_eq!((got, out), (3, [10, 11, 12]));
+        // Three slots are free again, across the wrap.
+        let n = r
+            .try_put_batch(None, 2, |k, b| b.copy_from_slice(&items[4 + k].to_le_bytes()))
+            .unwrap();
+        assert_eq!(n, 2);
+        let mut all = vec![];
+        while let Ok(v) = get(&r) {
+            all.push(v);
+        }
+        assert_eq!(all, vec![13, 14, 15]);
+    }
+
+    #[test]
+    fn close_drains_then_reports_closed() {
+        let r = ring(4);
+        put(&r, 1).unwrap();
+        put(&r, 2).unwrap();
+        assert!(r.close());
+        assert!(!r.close());
+        assert_eq!(put(&r, 3), Err(TryError::Closed));
+        assert_eq!(get(&r), Ok(1));
+        assert_eq!(get(&r), Ok(2));
+        assert_eq!(get(&r), Err(TryError::Closed));
+    }
+
+    #[test]
+    fn tombstone_is_skipped_and_slot_reused() {
+        let r = ring(2);
+        // Simulate a producer that claimed position 0 and died: tail moves, stamp stays FREE.
+        r.hdr().tail.store(1, Ordering::Relaxed);
+        put(&r, 7).unwrap();
+        assert_eq!(get(&r), Err(TryError::WouldBlock));
+        r.mem.stamp(0).store(STAMP_TOMB, Ordering::Release);
+        assert_eq!(get(&r), Ok(7));
+        // Both slots free again: two more puts fit.
+        put(&r, 8).unwrap();
+        put(&r, 9).unwrap();
+        assert_eq!(put(&r, 10), Err(TryError::WouldBlock));
+    }
+
+    #[test]
+    fn forged_stamp_is_reported_not_spun_on() {
+        let r = ring(2);
+        r.mem.stamp(0).store(40 << 2, Ordering::Relaxed);
+        assert_eq!(get(&r), Err(TryError::Corrupt));
+        assert_eq!(put(&r, 1), Err(TryError::Corrupt));
+    }
+
+    #[test]
+    fn blocking_get_is_woken_by_put_from_another_thread() {
+        let r = Arc::new(ring(2));
+        let r2 = r.clone();
+        let t = std::thread::spawn(move || {
+            let mut out = 0;
+            r2.get_batch(None, 1, None, |_, b| {
+                out = u64::from_le_bytes(b.try_into().unwrap())
+            })
+            .map(|_| out)
+        });
+        // Wait until the getter sleeps on the futex, so the put must wake it.
+        while r.hdr().items.waiters.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        put(&r, 42).unwrap();
+        assert_eq!(t.join().unwrap(), Ok(42));
+    }
+
+    #[test]
+    fn blocking_put_times_out_on_full_ring() {
+        let r = ring(1);
+        put(&r, 1).unwrap();
+        let d = Instant::now() + Duration::from_millis(20);
+        let res = r.put_batch(None, 1, Some(d), |_, _| {});
+        assert_eq!(res, Err(WaitError::Timeout));
+        assert!(Instant::now() >= d);
+        assert_eq!(get(&r), Ok(1));
+    }
+
+    #[test]
+    fn mpmc_threads_deliver_each_item_once_in_producer_order() {
+        let r = Arc::new(ring(8));
+        let per = if cfg!(miri) { 50 } else { 20_000 };
+        let producers: Vec<_> = (0..2u64)
+            .map(|p| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let v = p << 32 | i;
+                        r.put_batch(None, 1, None, |_, b| b.copy_from_slice(&v.to_le_bytes()))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut seen = vec![];
+                    loop {
+                        let mut out = 0;
+                        match r.get_batch(None, 1, None, |_, b| {
+                            out = u64::from_le_bytes(b.try_into().unwrap())
+                        }) {
+                            Ok(_) => seen.push(out),
+                            Err(WaitError::Closed) => return seen,
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        r.close();
+        let mut all = vec![];
+        for c in consumers {
+            let seen = c.join().unwrap();
+            // Per-producer order within one consumer's stream.
+            for p in 0..2u64 {
+                let mine: Vec<_> = seen.iter().filter(|v| *v >> 32 == p).collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]));
+            }
+            all.extend(seen);
+        }
+        all.sort_unstable();
+        let expect: Vec<u64> = (0..2u64).flat_map(|p| (0..per).map(move |i| p << 32 | i)).collect();
+        assert_eq!(all, expect);
+    }
+}

@@ -1,0 +1,162 @@
+//! The only place that talks to the OS about segments: open/create/stat/size/map/unlink.
+//!
+//! Segments are files in `/dev/shm`, the tmpfs that glibc's `shm_open(3)` uses on Linux. They are
+//! opened with `openat(2)` directly rather than through `shm_open` so that `O_NOFOLLOW` can be
+//! passed: a symlink planted under the segment's name is refused, not followed.
+
+use crate::error::{CreateError, OpenError};
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fd::OwnedFd;
+use rustix::fs::{self, FallocateFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::fs::File;
+
+/// Directory holding POSIX shared-memory objects on Linux.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+fn path_of(name: &str) -> String {
+    format!("{SHM_DIR}/{name}")
+}
+
+/// Creates `/dev/shm/NAME` exclusively with exactly `mode` (`openat(2)` with
+/// `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, then `fchmod(2)` so the umask cannot change the mode).
+pub(crate) fn create_exclusive(name: &str, mode: u32) -> Result<File, CreateError> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let m = Mode::from_raw_mode(mode & 0o777);
+    let fd = fs::open(path_of(name), flags, m).map_err(|e| match e {
+        Errno::EXIST => CreateError::AlreadyExists,
+        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied,
+        Errno::NOSPC => CreateError::NoSpace { requested: 0 },
+        e => CreateError::Io(e.into()),
+    })?;
+    if let Err(e) = fs::fchmod(&fd, m) {
+        let _ = unlink(name);
+        return Err(CreateError::Io(e.into()));
+    }
+    Ok(File::from(fd))
+}
+
+/// Sizes the file to `size` bytes and reserves the pages (`ftruncate(2)` then `fallocate(2)`), so a
+/// full tmpfs is reported here as `NoSpace` instead of killing a process with SIGBUS when it first
+/// touches a page. tmpfs supports `fallocate` since Linux 3.5; where it is not supported the file is
+/// only sized.
+pub(crate) fn reserve(file: &File, size: u64) -> Result<(), CreateError> {
+    let map = |e: Errno| match e {
+        Errno::NOSPC | Errno::FBIG | Errno::NOMEM => CreateError::NoSpace { requested: size },
+        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied,
+        e => CreateError::Io(e.into()),
+    };
+    fs::ftruncate(file, size).map_err(map)?;
+    match fs::fallocate(file, FallocateFlags::empty(), 0, size) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => Ok(()),
+        Err(e) => Err(map(e)),
+    }
+}
+
+/// What `fstat(2)` says about an opened segment file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileInfo {
+    pub(crate) size: u64,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// Opens `/dev/shm/NAME` read-write without following symlinks, then checks with `fstat(2)` that
+/// it is a regular file owned by this user. Nothing of the file is touched before that.
+pub(crate) fn open_existing(name: &str) -> Result<(File, FileInfo), OpenError> {
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd: OwnedFd = fs::open(path_of(name), flags, Mode::empty()).map_err(|e| match e {
+        Errno::NOENT => OpenError::NotFound,
+        Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied,
+        Errno::LOOP | Errno::ISDIR | Errno::NXIO => OpenError::NotRegularFile,
+        e => OpenError::Io(e.into()),
+    })?;
+    let st = fs::fstat(&fd).map_err(|e| OpenError::Io(e.into()))?;
+    if fs::FileType::from_raw_mode(st.st_mode) != fs::FileType::RegularFile {
+        return Err(OpenError::NotRegularFile);
+    }
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(OpenError::PermissionDenied);
+    }
+    let info = FileInfo {
+        size: st.st_size as u64,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    };
+    Ok((File::from(fd), info))
+}
+
+/// `fstat(2)` identity of an open file.
+pub(crate) fn identity(file: &File) -> std::io::Result<FileInfo> {
+    let st = fs::fstat(file)?;
+    Ok(FileInfo {
+        size: st.st_size as u64,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// Identity of whatever `/dev/shm/NAME` is now, without following a symlink.
+pub(crate) fn identity_of_name(name: &str) -> Option<FileInfo> {
+    let st = fs::lstat(path_of(name)).ok()?;
+    Some(FileInfo {
+        size: st.st_size as u64,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// `unlink(2)` of `/dev/shm/NAME` (what `shm_unlink(3)` does).
+pub(crate) fn unlink(name: &str) -> std::io::Result<()> {
+    fs::unlink(path_of(name)).map_err(Into::into)
+}
+
+/// Maps `len` bytes of the file shared and read-write (`mmap(2)` with `MAP_SHARED`).
+pub(crate) fn map(file: &File, len: u64) -> std::io::Result<MmapRaw> {
+    let len = usize::try_from(len)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large"))?;
+    MmapOptions::new().len(len).map_raw(file)
+}
+
+/// Start time of process `pid` in clock ticks since boot (`/proc/PID/stat`, field 22), or `None`
+/// if the process does not exist or is a zombie (a zombie counts as dead: it will never run again).
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may itself contain spaces or ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?; // field 3
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // Fields 4..=21 are skipped; field 22 is the start time.
+    fields.nth(18)?.parse().ok()
+}
+
+/// This process's pid and start time, read once.
+pub(crate) fn self_identity() -> (u32, u64) {
+    use std::sync::OnceLock;
+    static ID: OnceLock<(u32, u64)> = OnceLock::new();
+    // A fork()ed child inherits the static; compare the pid to catch that.
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let cached = *ID.get_or_init(|| (pid, process_start_time(pid).unwrap_or(0)));
+    if cached.0 == pid {
+        cached
+    } else {
+        (pid, process_start_time(pid).unwrap_or(0))
+    }
+}
+
+/// Kernel thread id of the calling thread (`gettid(2)`).
+pub(crate) fn thread_id() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// True if the process `pid` that started at `start` is still alive (not a zombie, not reused).
+pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    match process_start_time(pid) {
+        Some(t) => t == start,
+        None => false,
+    }
+}

@@ -1,0 +1,137 @@
+//! Participant records: one per thread that operates on a segment, so a claim left behind by a
+//! killed process can be traced to it.
+//!
+//! A thread gets a record the first time it puts or gets on a segment's queue and keeps it until it
+//! exits (a thread-local destructor frees it) or the mapping goes away (`Inner::drop` frees every
+//! record it handed out). Records of dead processes (pid + start time no longer alive) are taken
+//! over when the table has no free record.
+
+use super::{os, Inner};
+use crate::layout::{ClaimRecord, ParticipantRecord};
+use crate::sync::Ordering;
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+
+/// The calling thread's record in one segment.
+pub(crate) struct Participant<'a> {
+    pub(crate) claim: &'a ClaimRecord,
+}
+
+struct Cached {
+    seg_id: u64,
+    seg: Weak<Inner>,
+    idx: u32,
+}
+
+/// Frees this thread's records in every segment still mapped when the thread exits.
+struct ThreadRecords(Vec<Cached>);
+
+impl Drop for ThreadRecords {
+    fn drop(&mut self) {
+        for c in self.0.drain(..) {
+            if let Some(inner) = c.seg.upgrade() {
+                inner.forget_record(c.idx);
+                release(inner.record(c.idx));
+            }
+        }
+    }
+}
+
+thread_local! {
+    static RECORDS: RefCell<ThreadRecords> = const { RefCell::new(ThreadRecords(Vec::new())) };
+}
+
+/// Marks a record free: claim words cleared, then `pid = 0` with Release.
+pub(crate) fn release(r: &ParticipantRecord) {
+    r.claim.put_obj.store(0, Ordering::Relaxed);
+    r.claim.get_obj.store(0, Ordering::Relaxed);
+    r.tid.store(0, Ordering::Relaxed);
+    r.start_time.store(0, Ordering::Relaxed);
+    // SYNC: Release orders the clearing above before the record can be claimed again; pairs with
+    // the Acquire CAS in `Inner::claim_record`.
+    r.pid.store(0, Ordering::Release);
+}
+
+impl Inner {
+    /// The calling thread's participant record in this segment, registering one if needed.
+    /// `None` if the table is full of live participants (the operation then goes on without crash
+    /// attribution).
+    #[inline]
+    pub(crate) fn participant(self: &Arc<Self>) -> Option<Participant<'_>> {
+        let idx = RECORDS
+            .try_with(|r| {
+                let mut r = r.borrow_mut();
+                if let Some(c) = r.0.iter().find(|c| c.seg_id == self.id) {
+                    return Some(c.idx);
+                }
+                r.0.retain(|c| c.seg.strong_count() > 0);
+                let idx = self.claim_record()?;
+                r.0.push(Cached {
+                    seg_id: self.id,
+                    seg: Arc::downgrade(self),
+                    idx,
+                });
+                Some(idx)
+            })
+            .ok()
+            .flatten()?;
+        Some(Participant {
+            claim: &self.record(idx).claim,
+        })
+    }
+
+    fn claim_record(&self) -> Option<u32> {
+        let (pid, start) = os::self_identity();
+        let tid = os::thread_id();
+        let take = |i: u32, expect: u32| -> bool {
+            let r = self.record(i);
+            // SYNC: Acquire pairs with the Release in `release` (or the dead owner's last stores).
+            if r.pid
+                .compare_exchange(expect, pid, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                return false;
+            }
+            r.tid.store(tid, Ordering::Relaxed);
+            r.start_time.store(start, Ordering::Relaxed);
+            true
+        };
+        for i in 0..self.part_count {
+            if self.record(i).pid.load(Ordering::Relaxed) == 0 && take(i, 0) {
+                self.remember_record(i);
+                return Some(i);
+            }
+        }
+        // Table full: take over a record whose process is gone. (A start time of 0 means the
+        // owner is between its CAS and its next store: judge it by its pid alone.)
+        for i in 0..self.part_count {
+            let r = self.record(i);
+            let owner = r.pid.load(Ordering::Relaxed);
+            let owner_start = r.start_time.load(Ordering::Relaxed);
+            let alive = if owner_start == 0 {
+                os::process_start_time(owner).is_some()
+            } else {
+                os::process_alive(owner, owner_start)
+            };
+            if owner != 0 && owner != pid && !alive && take(i, owner) {
+                self.remember_record(i);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn remember_record(&self, idx: u32) {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(idx);
+    }
+
+    fn forget_record(&self, idx: u32) {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|&i| i != idx);
+    }
+}

@@ -1,0 +1,89 @@
+//! The one std/loom switch.
+//!
+//! Every atomic, cell, spin hint and yield in the crate comes from here, so that building with
+//! `RUSTFLAGS="--cfg shmq_loom"` swaps the whole concurrency core onto loom's model checker without
+//! touching a call site. `clippy.toml` forbids the std atomic types everywhere else.
+//!
+//! Under loom, atomics cannot overlay `mmap`ed bytes, so the segment layer is not compiled; the ring
+//! and the objects run over ordinary heap values and processes are modelled as threads.
+
+#![allow(clippy::disallowed_types)]
+
+pub(crate) mod backoff;
+pub(crate) mod futex;
+
+#[cfg(shmq_loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
+
+#[cfg(not(shmq_loom))]
+pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64};
+
+pub(crate) use core::sync::atomic::Ordering;
+
+/// Spin-loop hint: a `pause` natively, a yield point for the model checker under loom.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(shmq_loom)]
+    loom::hint::spin_loop();
+    #[cfg(not(shmq_loom))]
+    core::hint::spin_loop();
+}
+
+/// Gives the CPU away: `sched_yield` natively, a loom yield point under loom.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(shmq_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(shmq_loom))]
+    std::thread::yield_now();
+}
+
+/// A cell whose accesses loom can check for data races.
+///
+/// Natively it is a plain `core::cell::UnsafeCell`; the `with`/`with_mut` closures mirror loom's API
+/// so call sites are identical in both builds.
+#[cfg(shmq_loom)]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(loom::cell::UnsafeCell<T>);
+
+#[cfg(shmq_loom)]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(v: T) -> Self {
+        Self(loom::cell::UnsafeCell::new(v))
+    }
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        self.0.with(f)
+    }
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        self.0.with_mut(f)
+    }
+}
+
+/// A cell whose accesses loom can check for data races (native build: a plain `UnsafeCell`).
+#[cfg(not(shmq_loom))]
+#[derive(Debug)]
+#[repr(transparent)]
+pub(crate) struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(shmq_loom))]
+impl<T> UnsafeCell<T> {
+    #[allow(dead_code)]
+    pub(crate) const fn new(v: T) -> Self {
+        Self(core::cell::UnsafeCell::new(v))
+    }
+}
+
+#[cfg(not(shmq_loom))]
+#[allow(dead_code)]
+impl<T: ?Sized> UnsafeCell<T> {
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
