@@ -209,6 +209,18 @@ impl BytesQueue {
         self.h.ring.close()
     }
 
+    /// A snapshot of the queue's counters.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-stats-bytesqueue").bytes_queue("b", 2, 8).queue::<u8>("q", 2).create_or_replace().unwrap();
+    /// # let q = seg.bytes_queue("b").unwrap();
+    /// let s = q.stats();
+    /// assert_eq!((s.len, s.capacity, s.closed, s.waiting_getters), (0, 2, false, 0));
+    /// ```
+    pub fn stats(&self) -> crate::QueueStats {
+        self.h.stats()
+    }
+
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
         self.h.ring.is_closed()

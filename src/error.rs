@@ -58,7 +58,11 @@ pub struct TypeSig {
 
 impl fmt::Display for TypeSig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (size {}, align {})", self.name, self.size, self.align)
+        write!(
+            f,
+            "{} (size {}, align {})",
+            self.name, self.size, self.align
+        )
     }
 }
 
@@ -229,11 +233,17 @@ impl fmt::Display for OpenError {
             OpenError::InvalidName(e) => write!(f, "invalid segment name: {e}"),
             OpenError::NotFound => write!(f, "no shared-memory segment of that name"),
             OpenError::PermissionDenied => {
-                write!(f, "permission denied (or the segment belongs to another user)")
+                write!(
+                    f,
+                    "permission denied (or the segment belongs to another user)"
+                )
             }
             OpenError::NotRegularFile => write!(f, "not a regular shared-memory file"),
             OpenError::TooSmall { size, needed } => {
-                write!(f, "segment file is {size} bytes, at least {needed} are needed")
+                write!(
+                    f,
+                    "segment file is {size} bytes, at least {needed} are needed"
+                )
             }
             OpenError::BadMagic => write!(f, "not a shmq segment (bad magic)"),
             OpenError::VersionMismatch { expected, found } => write!(
@@ -292,9 +302,10 @@ impl<T> PutError<T> {
     /// The value that was not put.
     pub fn into_inner(self) -> T {
         match self {
-            PutError::Full(v) | PutError::Closed(v) | PutError::Timeout(v) | PutError::Corrupt(v) => {
-                v
-            }
+            PutError::Full(v)
+            | PutError::Closed(v)
+            | PutError::Timeout(v)
+            | PutError::Corrupt(v) => v,
         }
     }
 }
@@ -352,7 +363,10 @@ impl fmt::Display for BytesPutError {
             BytesPutError::Closed => write!(f, "queue is closed"),
             BytesPutError::Timeout => write!(f, "timed out waiting for space in the queue"),
             BytesPutError::TooLarge { len, max } => {
-                write!(f, "message of {len} bytes exceeds the queue's maximum of {max}")
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the queue's maximum of {max}"
+                )
             }
             BytesPutError::Corrupt => write!(f, "queue state in shared memory is corrupt"),
         }
@@ -387,3 +401,24 @@ impl fmt::Display for GetError {
 }
 
 impl std::error::Error for GetError {}
+
+/// A snapshot of a queue's state, for monitoring and tests. Every field is read separately, so the
+/// snapshot is not atomic as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Messages in the queue.
+    pub len: usize,
+    /// Slots.
+    pub capacity: usize,
+    /// Whether the queue is closed.
+    pub closed: bool,
+    /// Getters registered as sleeping on the futex (a hint: a killed process leaves it high).
+    pub waiting_getters: u32,
+    /// Putters registered as sleeping on the futex (a hint, as above).
+    pub waiting_putters: u32,
+    /// Positions abandoned by dead producers and skipped.
+    pub tombstones: u64,
+    /// Messages lost with a consumer that died holding them.
+    pub lost: u64,
+}

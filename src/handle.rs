@@ -111,3 +111,18 @@ impl RingHandle {
         }
     }
 }
+
+impl RingHandle {
+    pub(crate) fn stats(&self) -> crate::error::QueueStats {
+        let s = self.ring.stats();
+        crate::error::QueueStats {
+            len: s.len as usize,
+            capacity: s.capacity as usize,
+            closed: s.closed,
+            waiting_getters: s.waiting_getters,
+            waiting_putters: s.waiting_putters,
+            tombstones: s.tombstones,
+            lost: s.lost,
+        }
+    }
+}

@@ -3,9 +3,9 @@
 //!
 //! The byte-by-byte map of a segment is in `docs/design.md`.
 
-use crate::sync::{AtomicU32, AtomicU64};
 #[cfg(not(shmq_loom))]
 use crate::sync::futex::Futex;
+use crate::sync::{AtomicU32, AtomicU64};
 
 /// A value alone on its own 128-byte block (two 64-byte lines: adjacent-line prefetch on x86 pulls
 /// pairs of lines, so 128 keeps hot words of different writers apart).

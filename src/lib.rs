@@ -64,7 +64,8 @@ mod segment;
 pub use bytes_queue::BytesQueue;
 #[cfg(not(shmq_loom))]
 pub use error::{
-    BytesPutError, CreateError, GetError, NameError, ObjectKind, OpenError, PutError, TypeSig,
+    BytesPutError, CreateError, GetError, NameError, ObjectKind, OpenError, PutError, QueueStats,
+    TypeSig,
 };
 #[cfg(not(shmq_loom))]
 pub use queue::Queue;

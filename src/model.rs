@@ -79,7 +79,9 @@ impl ModelQueue {
     pub fn try_get(&self) -> Result<u64, Outcome> {
         let mut out = 0;
         self.ring
-            .try_get_batch(None, 1, |_, b| out = u64::from_le_bytes(b.try_into().unwrap()))
+            .try_get_batch(None, 1, |_, b| {
+                out = u64::from_le_bytes(b.try_into().unwrap())
+            })
             .map_err(Outcome::from)?;
         Ok(out)
     }
@@ -111,7 +113,9 @@ impl ModelQueue {
     pub fn get_many(&self, buf: &mut [u64]) -> Result<usize, Outcome> {
         let max = buf.len();
         self.ring
-            .get_batch(None, max, None, |k, b| buf[k] = u64::from_le_bytes(b.try_into().unwrap()))
+            .get_batch(None, max, None, |k, b| {
+                buf[k] = u64::from_le_bytes(b.try_into().unwrap())
+            })
             .map_err(Into::into)
     }
     /// Closes the ring.

@@ -228,7 +228,9 @@ impl<T: bytemuck::Pod> Queue<T> {
         }
         let max = buf.len();
         self.h
-            .get(wait, max, |k, bytes| buf[k] = bytemuck::pod_read_unaligned(bytes))
+            .get(wait, max, |k, bytes| {
+                buf[k] = bytemuck::pod_read_unaligned(bytes)
+            })
             .map_err(get_err)
     }
 
@@ -297,6 +299,18 @@ impl<T> Queue<T> {
     /// ```
     pub fn close(&self) -> bool {
         self.h.ring.close()
+    }
+
+    /// A snapshot of the queue's counters.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-stats-queue").bytes_queue("b", 2, 8).queue::<u8>("q", 2).create_or_replace().unwrap();
+    /// # let q = seg.queue::<u8>("q").unwrap();
+    /// let s = q.stats();
+    /// assert_eq!((s.len, s.capacity, s.closed, s.waiting_getters), (0, 2, false, 0));
+    /// ```
+    pub fn stats(&self) -> crate::QueueStats {
+        self.h.stats()
     }
 
     /// Whether [`close`](Self::close) was called (by any process).

@@ -131,6 +131,19 @@ impl WaitCell {
     }
 }
 
+/// Counters of one ring (see `QueueStats`).
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)]
+pub(crate) struct RingStats {
+    pub(crate) len: u64,
+    pub(crate) capacity: u64,
+    pub(crate) closed: bool,
+    pub(crate) waiting_getters: u32,
+    pub(crate) waiting_putters: u32,
+    pub(crate) tombstones: u64,
+    pub(crate) lost: u64,
+}
+
 /// The ring algorithm over some memory.
 #[derive(Debug)]
 pub(crate) struct Ring<M> {
@@ -161,6 +174,22 @@ impl<M: RingMem> Ring<M> {
         tail.saturating_sub(head).min(self.capacity())
     }
 
+    /// A snapshot of the counters for `stats()`.
+    #[allow(dead_code)]
+    pub(crate) fn stats(&self) -> RingStats {
+        let h = self.hdr();
+        RingStats {
+            len: self.len(),
+            capacity: self.capacity(),
+            closed: self.is_closed(),
+            waiting_getters: h.items.waiters.load(Ordering::Relaxed),
+            waiting_putters: h.space.waiters.load(Ordering::Relaxed),
+            tombstones: h.counters.tombstones.load(Ordering::Relaxed),
+            lost: h.counters.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    #[allow(dead_code)]
     pub(crate) fn is_closed(&self) -> bool {
         self.hdr().tail.load(Ordering::Relaxed) & CLOSED_BIT != 0
     }
@@ -458,7 +487,9 @@ mod tests {
 
     fn get(r: &Ring<HeapRing>) -> Result<u64, TryError> {
         let mut out = 0;
-        r.try_get_batch(None, 1, |_, b| out = u64::from_le_bytes(b.try_into().unwrap()))?;
+        r.try_get_batch(None, 1, |_, b| {
+            out = u64::from_le_bytes(b.try_into().unwrap())
+        })?;
         Ok(out)
     }
 
@@ -507,17 +538,23 @@ mod tests {
         let r = ring(4);
         let items = [10u64, 11, 12, 13, 14, 15];
         let n = r
-            .try_put_batch(None, items.len(), |k, b| b.copy_from_slice(&items[k].to_le_bytes()))
+            .try_put_batch(None, items.len(), |k, b| {
+                b.copy_from_slice(&items[k].to_le_bytes())
+            })
             .unwrap();
         assert_eq!(n, 4);
         let mut out = [0u64; 3];
         let got = r
-            .try_get_batch(None, 3, |k, b| out[k] = u64::from_le_bytes(b.try_into().unwrap()))
+            .try_get_batch(None, 3, |k, b| {
+                out[k] = u64::from_le_bytes(b.try_into().unwrap())
+            })
             .unwrap();
         assert_eq!((got, out), (3, [10, 11, 12]));
         // Three slots are free again, across the wrap.
         let n = r
-            .try_put_batch(None, 2, |k, b| b.copy_from_slice(&items[4 + k].to_le_bytes()))
+            .try_put_batch(None, 2, |k, b| {
+                b.copy_from_slice(&items[4 + k].to_le_bytes())
+            })
             .unwrap();
         assert_eq!(n, 2);
         let mut all = vec![];
@@ -642,7 +679,9 @@ mod tests {
             all.extend(seen);
         }
         all.sort_unstable();
-        let expect: Vec<u64> = (0..2u64).flat_map(|p| (0..per).map(move |i| p << 32 | i)).collect();
+        let expect: Vec<u64> = (0..2u64)
+            .flat_map(|p| (0..per).map(move |i| p << 32 | i))
+            .collect();
         assert_eq!(all, expect);
     }
 }

@@ -1,10 +1,10 @@
 //! Memories a [`Ring`](crate::ring::Ring) runs over: raw slot arrays (inside a segment or an aligned
 //! heap buffer) natively, plain loom objects under the model checker.
 
-#[cfg(not(shmq_loom))]
-pub(crate) use native::*;
 #[cfg(shmq_loom)]
 pub(crate) use model::*;
+#[cfg(not(shmq_loom))]
+pub(crate) use native::*;
 
 #[cfg(not(shmq_loom))]
 mod native {
@@ -58,10 +58,15 @@ mod native {
             if cap == 0 || layout.stride == 0 || base as usize % 128 != 0 {
                 return None;
             }
-            if !layout.align.is_power_of_two() || layout.stride % layout.align != 0 || layout.align > 128 {
+            if !layout.align.is_power_of_two()
+                || layout.stride % layout.align != 0
+                || layout.align > 128
+            {
                 return None;
             }
-            if layout.payload_off.checked_add(layout.payload_len)? > layout.stride || layout.payload_off < 8 {
+            if layout.payload_off.checked_add(layout.payload_len)? > layout.stride
+                || layout.payload_off < 8
+            {
                 return None;
             }
             let need = ring_region_size(cap, layout)?;
@@ -162,7 +167,8 @@ mod native {
     impl HeapRegion {
         /// A zeroed buffer of `len` bytes aligned to 128.
         pub(crate) fn zeroed(len: u64) -> Option<Self> {
-            let layout = std::alloc::Layout::from_size_align(usize::try_from(len).ok()?.max(1), 128).ok()?;
+            let layout =
+                std::alloc::Layout::from_size_align(usize::try_from(len).ok()?.max(1), 128).ok()?;
             // SAFETY: layout has a non-zero size.
             let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
             Some(Self { ptr, layout })
@@ -249,8 +255,12 @@ mod model {
         pub(crate) fn new(cap: u64, payload_len: usize) -> Self {
             Self {
                 hdr: RingHeader::new_heap(),
-                stamps: (0..cap).map(|i| AtomicU64::new(i << 2 | STAMP_FREE)).collect(),
-                data: (0..cap).map(|_| UnsafeCell::new(vec![0u8; payload_len])).collect(),
+                stamps: (0..cap)
+                    .map(|i| AtomicU64::new(i << 2 | STAMP_FREE))
+                    .collect(),
+                data: (0..cap)
+                    .map(|_| UnsafeCell::new(vec![0u8; payload_len]))
+                    .collect(),
             }
         }
     }

@@ -16,8 +16,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-
-
 /// Longest segment name accepted.
 pub const SEGMENT_NAME_MAX: usize = 200;
 /// Longest object name accepted.
@@ -206,11 +204,9 @@ impl SegmentBuilder {
             .unwrap_or(u64::MAX);
         let mut offsets = Vec::with_capacity(self.objects.len());
         for (i, o) in self.objects.iter().enumerate() {
-            check_name(&o.name, OBJ_NAME_MAX).map_err(|reason| {
-                CreateError::InvalidObjectName {
-                    name: o.name.clone(),
-                    reason,
-                }
+            check_name(&o.name, OBJ_NAME_MAX).map_err(|reason| CreateError::InvalidObjectName {
+                name: o.name.clone(),
+                reason,
             })?;
             if self.objects[..i].iter().any(|p| p.name == o.name) {
                 return Err(CreateError::DuplicateObject(o.name.clone()));
@@ -304,20 +300,24 @@ impl SegmentBuilder {
             // SAFETY: plan() placed the object region [off, off + size) inside the mapping,
             // 128-aligned, and the mapping is private to us until READY.
             let ring = unsafe {
-                RawRing::new(base.add(off as usize), size, o.param0, o.slot_layout().unwrap())
+                RawRing::new(
+                    base.add(off as usize),
+                    size,
+                    o.param0,
+                    o.slot_layout().unwrap(),
+                )
             }
             .ok_or_else(|| CreateError::InvalidConfig(format!("object {:?}", o.name)))?;
             ring.init();
         }
         let inner = Inner::new(map, self.name.clone(), true, Some(ident))
             .map_err(|e| CreateError::InvalidConfig(e.to_string()))?;
-        inner.keep.store(self.keep, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .keep
+            .store(self.keep, std::sync::atomic::Ordering::Relaxed);
         // SYNC: Release publishes every byte written above; pairs with the Acquire load of
         // `state` in `Inner::wait_ready` of any opener.
-        inner
-            .header()
-            .state
-            .store(STATE_READY, Ordering::Release);
+        inner.header().state.store(STATE_READY, Ordering::Release);
         Ok(Segment {
             inner: Arc::new(inner),
         })
@@ -393,7 +393,10 @@ impl Segment {
             });
         }
         if info.size > MAX_SEGMENT {
-            return Err(OpenError::Corrupt(format!("file size {} is above 1 TiB", info.size)));
+            return Err(OpenError::Corrupt(format!(
+                "file size {} is above 1 TiB",
+                info.size
+            )));
         }
         let map = os::map(&file, info.size).map_err(OpenError::Io)?;
         let mut inner = Inner::new(map, name.to_string(), false, None)?;
@@ -436,7 +439,9 @@ impl Segment {
     /// Looks up a queue of `T`. Fails with a typed error if there is no such object, if it is not
     /// a queue, or if its element type differs from `T` (size, alignment or type name).
     pub fn queue<T: bytemuck::Pod>(&self, name: &str) -> Result<crate::Queue<T>, OpenError> {
-        let (idx, e) = self.inner.lookup(name, ObjectKind::Queue, Some(&type_sig::<T>()))?;
+        let (idx, e) = self
+            .inner
+            .lookup(name, ObjectKind::Queue, Some(&type_sig::<T>()))?;
         let layout = SlotLayout::for_pod(e.elem_size, e.elem_align)
             .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: bad element layout")))?;
         let ring = self.inner.ring(name, &e, layout)?;
@@ -447,12 +452,18 @@ impl Segment {
     pub fn bytes_queue(&self, name: &str) -> Result<crate::BytesQueue, OpenError> {
         let (idx, e) = self.inner.lookup(name, ObjectKind::BytesQueue, None)?;
         if e.param1 > u32::MAX as u64 {
-            return Err(OpenError::Corrupt(format!("object {name:?}: max length out of range")));
+            return Err(OpenError::Corrupt(format!(
+                "object {name:?}: max length out of range"
+            )));
         }
         let layout = SlotLayout::for_bytes(e.param1)
             .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: bad max length")))?;
         let ring = self.inner.ring(name, &e, layout)?;
-        Ok(crate::BytesQueue::from_parts(self.inner.clone(), ring, idx + 1))
+        Ok(crate::BytesQueue::from_parts(
+            self.inner.clone(),
+            ring,
+            idx + 1,
+        ))
     }
 }
 
@@ -585,16 +596,18 @@ impl Inner {
             .checked_mul(ENTRY_SIZE)
             .and_then(|l| l.checked_add(h.dir_offset));
         match dir_end {
-            Some(end) if h.dir_offset >= HEADER_SIZE && h.dir_offset % 8 == 0 && end <= h.total_size => {}
+            Some(end)
+                if h.dir_offset >= HEADER_SIZE && h.dir_offset % 8 == 0 && end <= h.total_size => {}
             _ => return corrupt("directory lies outside the segment"),
         }
         let part_end = (h.participants_count as u64)
             .checked_mul(RECORD_SIZE)
             .and_then(|l| l.checked_add(h.participants_offset));
         match part_end {
-            Some(end) if h.participants_offset >= HEADER_SIZE
-                && h.participants_offset % 128 == 0
-                && end <= h.total_size => {}
+            Some(end)
+                if h.participants_offset >= HEADER_SIZE
+                    && h.participants_offset % 128 == 0
+                    && end <= h.total_size => {}
             _ => return corrupt("participant table lies outside the segment"),
         }
         self.dir_offset = h.dir_offset;
@@ -661,19 +674,29 @@ impl Inner {
     }
 
     /// Builds the ring view of a directory entry, bounds-checking its region.
-    fn ring(&self, name: &str, e: &DirEntry, layout: SlotLayout) -> Result<Ring<RawRing>, OpenError> {
+    fn ring(
+        &self,
+        name: &str,
+        e: &DirEntry,
+        layout: SlotLayout,
+    ) -> Result<Ring<RawRing>, OpenError> {
         let end = e.offset.checked_add(e.len);
         let fits = matches!(end, Some(end) if end <= self.size && e.offset >= HEADER_SIZE);
         if !fits || e.offset % 128 != 0 {
-            return Err(OpenError::Corrupt(format!("object {name:?} lies outside the segment")));
+            return Err(OpenError::Corrupt(format!(
+                "object {name:?} lies outside the segment"
+            )));
         }
         // SAFETY: [offset, offset + len) is inside the mapping (checked above), which the
         // returned handle keeps alive through its Arc<Inner>; RawRing::new checks that the ring
         // fits that region.
-        let raw = unsafe { RawRing::new(self.base().add(e.offset as usize), e.len, e.param0, layout) }
-            .ok_or_else(|| {
-                OpenError::Corrupt(format!("object {name:?}: capacity or slot size does not fit"))
-            })?;
+        let raw =
+            unsafe { RawRing::new(self.base().add(e.offset as usize), e.len, e.param0, layout) }
+                .ok_or_else(|| {
+                    OpenError::Corrupt(format!(
+                        "object {name:?}: capacity or slot size does not fit"
+                    ))
+                })?;
         Ok(Ring::new(raw))
     }
 
@@ -692,7 +715,8 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let handed: Vec<u32> = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        let handed: Vec<u32> =
+            std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
         for idx in handed {
             participants::release(self.record(idx));
         }

@@ -1,0 +1,192 @@
+//! Loom models of the ring and its wait protocol.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg shmq_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom --target-dir target/loom`
+//!
+//! Threads stand in for processes; the ring is the crate's own algorithm over loom objects
+//! (`shmq::model`), and the futex is modelled by a loom mutex + condvar, so a lost wake-up shows up
+//! as a loom deadlock and a racy payload access as a loom data-race report.
+#![cfg(shmq_loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use shmq::model::{ModelQueue, Outcome};
+use std::time::Duration;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
+/// 2 producers + 1 consumer on a capacity-2 ring: each item delivered exactly once, and each
+/// producer's items in the order it put them.
+#[test]
+fn two_producers_one_consumer_exactly_once_in_order() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let producers: Vec<_> = (0..2u64)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for i in 0..2u64 {
+                        q.put(p * 10 + i, None).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut got = vec![];
+        for _ in 0..4 {
+            got.push(q.get(None).unwrap());
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        let p0: Vec<_> = got.iter().copied().filter(|v| *v < 10).collect();
+        let p1: Vec<_> = got.iter().copied().filter(|v| *v >= 10).collect();
+        assert_eq!(p0, vec![0, 1]);
+        assert_eq!(p1, vec![10, 11]);
+        assert_eq!(q.try_get(), Err(Outcome::WouldBlock));
+    });
+}
+
+/// Capacity 1, three items through one slot: exercises wrap-around on every put.
+#[test]
+fn capacity_one_wraps_every_put() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(1));
+        let q2 = q.clone();
+        let p = thread::spawn(move || {
+            for i in 0..3u64 {
+                q2.put(i, None).unwrap();
+            }
+        });
+        for i in 0..3u64 {
+            assert_eq!(q.get(None), Ok(i));
+        }
+        p.join().unwrap();
+    });
+}
+
+/// A get that finds the ring empty and sleeps is woken by a put (no lost wake-up).
+#[test]
+fn blocked_get_is_woken_by_put() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let q2 = q.clone();
+        let c = thread::spawn(move || q2.get(None));
+        q.put(7, None).unwrap();
+        assert_eq!(c.join().unwrap(), Ok(7));
+    });
+}
+
+/// A put that finds the ring full and sleeps is woken by a get.
+#[test]
+fn blocked_put_is_woken_by_get() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(1));
+        q.try_put(1).unwrap();
+        let q2 = q.clone();
+        let p = thread::spawn(move || q2.put(2, None));
+        assert_eq!(q.get(None), Ok(1));
+        assert_eq!(p.join().unwrap(), Ok(()));
+        assert_eq!(q.try_get(), Ok(2));
+    });
+}
+
+/// Two sleeping getters and two puts: wake-one per item still wakes both.
+#[test]
+fn two_blocked_getters_both_woken() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || q.get(None).unwrap())
+            })
+            .collect();
+        q.put(1, None).unwrap();
+        q.put(2, None).unwrap();
+        let mut got: Vec<_> = getters.into_iter().map(|g| g.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2]);
+    });
+}
+
+/// close() wakes a blocked get, which then reports Closed.
+#[test]
+fn close_wakes_blocked_get() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let q2 = q.clone();
+        let c = thread::spawn(move || q2.get(None));
+        q.close();
+        assert_eq!(c.join().unwrap(), Err(Outcome::Closed));
+    });
+}
+
+/// close() racing a put and a blocked get: an accepted put is delivered before Closed; a refused
+/// put reports Closed; nothing is lost or invented.
+#[test]
+fn close_races_put_and_get() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let qp = q.clone();
+        let p = thread::spawn(move || qp.put(5, None));
+        let qc = q.clone();
+        let c = thread::spawn(move || {
+            let mut got = vec![];
+            while let Ok(v) = qc.get(None) {
+                got.push(v);
+            }
+            got
+        });
+        q.close();
+        let put = p.join().unwrap();
+        let got = c.join().unwrap();
+        match put {
+            Ok(()) => assert_eq!(got, vec![5]),
+            Err(Outcome::Closed) => assert!(got.is_empty()),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    });
+}
+
+/// A timed get racing a put: the item is either returned or left in the ring, never lost.
+#[test]
+fn timed_get_racing_put_never_loses_the_item() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let q2 = q.clone();
+        let c = thread::spawn(move || q2.get(Some(Duration::from_millis(1))));
+        q.put(9, None).unwrap();
+        match c.join().unwrap() {
+            Ok(v) => {
+                assert_eq!(v, 9);
+                assert_eq!(q.try_get(), Err(Outcome::WouldBlock));
+            }
+            Err(Outcome::Timeout) => assert_eq!(q.try_get(), Ok(9)),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    });
+}
+
+/// Batch put and batch get move everything once, in order.
+#[test]
+fn put_many_get_many_in_order() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let q2 = q.clone();
+        let p = thread::spawn(move || q2.put_many(&[1, 2, 3]).unwrap());
+        let mut got = vec![];
+        while got.len() < 3 {
+            let mut buf = [0u64; 2];
+            let n = q.get_many(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        p.join().unwrap();
+        assert_eq!(got, vec![1, 2, 3]);
+    });
+}

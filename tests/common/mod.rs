@@ -1,0 +1,75 @@
+//! Helpers for tests that run real processes: the test binary re-executes itself with
+//! `--exact <child test> --ignored`, and the child test reads its role from the environment.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+
+/// A segment name unique to this process and test.
+pub fn unique(tag: &str) -> String {
+    format!("shmq-test-{}-{}", std::process::id(), tag)
+}
+
+/// Starts this test binary again, running only `child_test` (an `#[ignore]`d test), with the
+/// given environment. Its stdout is piped.
+pub fn spawn_child(child_test: &str, env: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        child_test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("SHMQ_TEST_CHILD", "1")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child")
+}
+
+/// The value of a variable the parent passed to a child (panics if absent: a child without it
+/// was not started by a parent test).
+pub fn child_var(k: &str) -> String {
+    std::env::var(k)
+        .unwrap_or_else(|_| panic!("child test run without {k}; run it through its parent test"))
+}
+
+/// Waits for a child and returns its stdout; panics if it failed.
+pub fn finish(child: Child) -> Vec<u8> {
+    let out = child.wait_with_output().expect("wait child");
+    assert!(out.status.success(), "child failed: {:?}", out.status);
+    out.stdout
+}
+
+/// Extracts the payload between the child's `<<<` and `>>>` markers (the test harness prints its
+/// own lines around it).
+pub fn payload(stdout: &[u8]) -> Vec<u8> {
+    let start = find(stdout, b"<<<").expect("no payload start") + 3;
+    let end = find(&stdout[start..], b">>>").expect("no payload end") + start;
+    stdout[start..end].to_vec()
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// Encodes u64 values as hex text for the payload channel.
+pub fn encode(vals: &[u64]) -> String {
+    let mut s = String::with_capacity(vals.len() * 17);
+    for v in vals {
+        s.push_str(&format!("{v:x}\n"));
+    }
+    s
+}
+
+pub fn decode(p: &[u8]) -> Vec<u64> {
+    std::str::from_utf8(p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| u64::from_str_radix(l, 16).unwrap())
+        .collect()
+}
