@@ -56,6 +56,8 @@ mod error;
 #[cfg(not(shmq_loom))]
 mod handle;
 #[cfg(not(shmq_loom))]
+pub mod process;
+#[cfg(not(shmq_loom))]
 mod queue;
 #[cfg(not(shmq_loom))]
 mod segment;

@@ -12,7 +12,7 @@ use crate::ring::Ring;
 use crate::ring_mem::{ring_region_size, RawRing};
 use crate::sync::Ordering;
 use memmap2::MmapRaw;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicBool; // shim-exempt: a process-local flag
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -199,9 +199,7 @@ impl SegmentBuilder {
         let dir_offset = HEADER_SIZE;
         let n = self.objects.len() as u64;
         let part_offset = align_up(dir_offset + n * ENTRY_SIZE, 128).unwrap_or(u64::MAX);
-        let mut cursor = part_offset
-            .checked_add(self.participants as u64 * RECORD_SIZE)
-            .unwrap_or(u64::MAX);
+        let mut cursor = part_offset.saturating_add(self.participants as u64 * RECORD_SIZE);
         let mut offsets = Vec::with_capacity(self.objects.len());
         for (i, o) in self.objects.iter().enumerate() {
             check_name(&o.name, OBJ_NAME_MAX).map_err(|reason| CreateError::InvalidObjectName {
@@ -493,7 +491,8 @@ impl Inner {
         owner: bool,
         ident: Option<os::FileInfo>,
     ) -> Result<Self, OpenError> {
-        use std::sync::atomic::{AtomicU64 as StdU64, Ordering as O};
+        // A process-local counter, never in shared memory: no loom model needed.
+        use std::sync::atomic::{AtomicU64 as StdU64, Ordering as O}; // shim-exempt
         static NEXT_ID: StdU64 = StdU64::new(1);
         let size = map.len() as u64;
         let mut inner = Self {
