@@ -14,10 +14,14 @@ use shmq::model::{ModelQueue, Outcome};
 use std::time::Duration;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    model_at_least(2, f)
+}
+
+/// Runs a model with at least `bound` preemptions (more if LOOM_MAX_PREEMPTIONS asks for more),
+/// for races that need that many to show.
+fn model_at_least(bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
+    b.preemption_bound = Some(b.preemption_bound.unwrap_or(bound).max(bound));
     b.check(f);
 }
 
@@ -188,5 +192,58 @@ fn put_many_get_many_in_order() {
         }
         p.join().unwrap();
         assert_eq!(got, vec![1, 2, 3]);
+    });
+}
+
+/// Two producers publishing out of order and two sleeping getters: a wake spent on a getter whose
+/// head is still unpublished is passed on, so both getters get a message.
+#[test]
+fn out_of_order_publish_wakes_both_getters() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || q.get(None).unwrap())
+            })
+            .collect();
+        let producers: Vec<_> = (0..2u64)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || q.put(p + 1, None).unwrap())
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let mut got: Vec<_> = getters.into_iter().map(|g| g.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2]);
+    });
+}
+
+/// close() while a put is in flight and two getters sleep: one getter takes the message, the
+/// other is woken and reports Closed (none sleeps forever on a closed, drained ring). The lost
+/// wake-up this pins (without the closed check in `after_get`) needs 3 preemptions to show.
+#[test]
+fn close_with_put_in_flight_wakes_every_getter() {
+    model_at_least(3, || {
+        let q = Arc::new(ModelQueue::new(2));
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || q.get(None))
+            })
+            .collect();
+        let qp = q.clone();
+        let p = thread::spawn(move || qp.put(3, None));
+        q.close();
+        let put = p.join().unwrap();
+        let mut got: Vec<_> = getters.into_iter().map(|g| g.join().unwrap()).collect();
+        got.sort_unstable();
+        match put {
+            Ok(()) => assert_eq!(got, vec![Ok(3), Err(Outcome::Closed)]),
+            Err(_) => assert_eq!(got, vec![Err(Outcome::Closed), Err(Outcome::Closed)]),
+        }
     });
 }

@@ -9,7 +9,7 @@ use crate::ring_mem::LoomRing;
 use std::time::{Duration, Instant};
 
 /// Outcome of a model operation that moved nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     /// Full (put) or empty (get), non-blocking.
     WouldBlock,

@@ -205,6 +205,59 @@ impl<M: RingMem> Ring<M> {
         prev & CLOSED_BIT == 0
     }
 
+    /// Wake-ups after publishing positions up to `end` (exclusive), `k` of them.
+    ///
+    /// Getters are woken one per message. Because producers can publish out of order, a wake may
+    /// reach a getter whose head position is still unpublished; it goes back to sleep and that
+    /// wake is spent. The consumer side passes the baton on (see `after_get`), and symmetrically
+    /// this passes a spent *space* wake on: if the next slot a producer needs is already free
+    /// and putters sleep, wake one.
+    #[inline]
+    fn after_put(&self, end: u64, k: u64) {
+        let hdr = self.hdr();
+        // SYNC: Dekker fence, pairs with the SeqCst fence in `WaitCell::register` (see the module
+        // docs) for both wait cells read below.
+        fence(Ordering::SeqCst);
+        if hdr.items.waiters.load(Ordering::Relaxed) > 0 {
+            hdr.items.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32);
+        }
+        if hdr.space.waiters.load(Ordering::Relaxed) > 0 {
+            let cap = self.capacity();
+            // SYNC: Acquire, as any stamp read before claiming.
+            let s = self.mem.stamp(end % cap).load(Ordering::Acquire);
+            if s == end << 2 | STAMP_FREE {
+                hdr.space.epoch.bump_and_wake(1);
+            }
+        }
+    }
+
+    /// Wake-ups after consuming positions up to `end` (exclusive), `k` of them: `k` putters, plus
+    /// the baton for getters: if the next position is already published (its producer's wake may
+    /// have been spent on a getter that could not use it) wake one getter; if the ring is closed
+    /// and now drained, wake every getter so none sleeps on a ring that will never fill again.
+    #[inline]
+    fn after_get(&self, end: u64, k: u64) {
+        let hdr = self.hdr();
+        // SYNC: Dekker fence, pairs with the SeqCst fence in `WaitCell::register`. For the closed
+        // check it also pairs with the fence in `close`'s `notify_all`: either we see the closed
+        // bit here, or close's wake-all comes after our head update and its woken getters see it.
+        fence(Ordering::SeqCst);
+        if hdr.space.waiters.load(Ordering::Relaxed) > 0 {
+            hdr.space.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32);
+        }
+        if hdr.items.waiters.load(Ordering::Relaxed) > 0 {
+            let cap = self.capacity();
+            // SYNC: Acquire, as any stamp read before claiming.
+            let s = self.mem.stamp(end % cap).load(Ordering::Acquire);
+            let tail = hdr.tail.load(Ordering::Acquire);
+            if tail & CLOSED_BIT != 0 && end >= tail & !CLOSED_BIT {
+                hdr.items.epoch.bump_and_wake(u32::MAX);
+            } else if s == end << 2 | STAMP_FULL || s == end << 2 | STAMP_TOMB {
+                hdr.items.epoch.bump_and_wake(1);
+            }
+        }
+    }
+
     /// Tries to claim, fill and publish up to `max` (≥ 1) consecutive positions.
     /// `write(k, payload)` fills the `k`-th of them. Returns how many were put.
     #[inline]
@@ -274,7 +327,7 @@ impl<M: RingMem> Ring<M> {
                                 .stamp(p % cap)
                                 .store(p << 2 | STAMP_FULL, Ordering::Release);
                         }
-                        hdr.items.notify(k.min(u32::MAX as u64) as u32);
+                        self.after_put(pos + k, k);
                         return Ok(k as usize);
                     }
                     Err(actual) => {
@@ -315,9 +368,17 @@ impl<M: RingMem> Ring<M> {
         let mut head = hdr.head.load(Ordering::Relaxed);
         loop {
             let pos = head;
+            if pos >= MAX_POS {
+                // Only a forged head gets here (2^61 messages are never reached).
+                return Err(TryError::Corrupt);
+            }
             // SYNC: Acquire pairs with the producer's Release publish of this stamp, so the
             // payload it wrote is visible to our read.
             let stamp = self.mem.stamp(pos % cap).load(Ordering::Acquire);
+            if stamp & 3 == 3 {
+                // No protocol step writes state 3.
+                return Err(TryError::Corrupt);
+            }
             let full = stamp == pos << 2 | STAMP_FULL;
             if full || stamp == pos << 2 | STAMP_TOMB {
                 let limit = if full { (max as u64).min(cap) } else { 1 };
@@ -359,7 +420,7 @@ impl<M: RingMem> Ring<M> {
                                 .stamp(p % cap)
                                 .store((p + cap) << 2 | STAMP_FREE, Ordering::Release);
                         }
-                        hdr.space.notify(k.min(u32::MAX as u64) as u32);
+                        self.after_get(pos + k, k);
                         if full {
                             return Ok(k as usize);
                         }

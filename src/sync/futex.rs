@@ -83,7 +83,18 @@ impl Futex {
             Ok(()) => Wake::Woken,
             Err(Errno::TIMEDOUT) => Wake::TimedOut,
             // AGAIN: the word changed before we slept. INTR: a signal. Both: re-check and retry.
-            Err(_) => Wake::Woken,
+            Err(Errno::AGAIN) | Err(Errno::INTR) => Wake::Woken,
+            // Anything else (ENOSYS or EPERM under a seccomp filter, say) means the futex cannot
+            // be used; fall back to a short sleep so a blocking call polls instead of burning a
+            // core. The caller re-checks its condition as after any wake.
+            Err(_) => {
+                let nap = std::time::Duration::from_millis(1);
+                std::thread::sleep(match deadline {
+                    Some(d) => nap.min(d.saturating_duration_since(Instant::now())),
+                    None => nap,
+                });
+                Wake::Woken
+            }
         }
     }
 
@@ -126,7 +137,7 @@ impl Futex {
     /// Bumps the word (an epoch counter) and wakes up to `n` waiters.
     ///
     /// SYNC: the Release increment pairs with the Acquire load of the epoch in the waiter's
-    /// registration step (`wait::Waiters::prepare`): a waiter that reads the new epoch also sees
+    /// registration step (`WaitCell::register`): a waiter that reads the new epoch also sees
     /// everything published before the bump.
     #[inline]
     pub(crate) fn bump_and_wake(&self, n: u32) {
