@@ -74,31 +74,49 @@ pub enum ObjectKind {
     Queue,
     /// [`BytesQueue`](crate::BytesQueue).
     BytesQueue,
+    /// [`JoinableQueue`](crate::JoinableQueue).
+    JoinableQueue,
+    /// [`Value`](crate::Value).
+    Value,
+    /// [`Array`](crate::Array).
+    Array,
+    /// [`List`](crate::List).
+    List,
+    /// [`Lock`](crate::Lock).
+    Lock,
+    /// [`Event`](crate::Event).
+    Event,
+    /// [`Semaphore`](crate::Semaphore).
+    Semaphore,
+    /// [`Barrier`](crate::Barrier).
+    Barrier,
 }
+
+const KINDS: [(ObjectKind, u32, &str); 10] = [
+    (ObjectKind::Queue, 1, "queue"),
+    (ObjectKind::BytesQueue, 2, "bytes queue"),
+    (ObjectKind::JoinableQueue, 3, "joinable queue"),
+    (ObjectKind::Value, 4, "value"),
+    (ObjectKind::Array, 5, "array"),
+    (ObjectKind::List, 6, "list"),
+    (ObjectKind::Lock, 7, "lock"),
+    (ObjectKind::Event, 8, "event"),
+    (ObjectKind::Semaphore, 9, "semaphore"),
+    (ObjectKind::Barrier, 10, "barrier"),
+];
 
 impl ObjectKind {
     pub(crate) fn code(self) -> u32 {
-        match self {
-            ObjectKind::Queue => 1,
-            ObjectKind::BytesQueue => 2,
-        }
+        KINDS.iter().find(|k| k.0 == self).map_or(0, |k| k.1)
     }
     pub(crate) fn from_code(c: u32) -> Option<Self> {
-        match c {
-            1 => Some(ObjectKind::Queue),
-            2 => Some(ObjectKind::BytesQueue),
-            _ => None,
-        }
+        KINDS.iter().find(|k| k.1 == c).map(|k| k.0)
     }
 }
 
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            ObjectKind::Queue => "queue",
-            ObjectKind::BytesQueue => "bytes queue",
-        };
-        f.write_str(s)
+        f.write_str(KINDS.iter().find(|k| k.0 == *self).map_or("?", |k| k.2))
     }
 }
 
@@ -422,3 +440,82 @@ pub struct QueueStats {
     /// Messages lost with a consumer that died holding them.
     pub lost: u64,
 }
+
+/// An index past the end of an [`Array`](crate::Array).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexError {
+    /// The index asked for.
+    pub index: usize,
+    /// The array's length.
+    pub len: usize,
+}
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "index {} out of range for length {}",
+            self.index, self.len
+        )
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+/// A push to a full [`List`](crate::List); the value is handed back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ListFull<T>(pub T);
+
+impl<T> fmt::Debug for ListFull<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ListFull(..)")
+    }
+}
+
+impl<T> fmt::Display for ListFull<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("list is full")
+    }
+}
+
+impl<T> std::error::Error for ListFull<T> {}
+
+/// A wait that reached its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout;
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+/// A [`Semaphore::release`](crate::Semaphore::release) past the semaphore's bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseError {
+    /// The bound.
+    pub max: u32,
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "semaphore released past its bound of {}", self.max)
+    }
+}
+
+impl std::error::Error for ReleaseError {}
+
+/// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done) called more often than items
+/// were put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskDoneError;
+
+impl fmt::Display for TaskDoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task_done() called more times than there were items")
+    }
+}
+
+impl std::error::Error for TaskDoneError {}

@@ -55,6 +55,7 @@ mod bytes_queue;
 mod error;
 #[cfg(not(shmq_loom))]
 mod handle;
+pub(crate) mod objects;
 #[cfg(not(shmq_loom))]
 pub mod process;
 #[cfg(not(shmq_loom))]
@@ -66,8 +67,13 @@ mod segment;
 pub use bytes_queue::BytesQueue;
 #[cfg(not(shmq_loom))]
 pub use error::{
-    BytesPutError, CreateError, GetError, NameError, ObjectKind, OpenError, PutError, QueueStats,
-    TypeSig,
+    BytesPutError, CreateError, GetError, IndexError, ListFull, NameError, ObjectKind, OpenError,
+    PutError, QueueStats, ReleaseError, TaskDoneError, Timeout, TypeSig,
+};
+pub use objects::atom::{Atom, AtomNum};
+#[cfg(not(shmq_loom))]
+pub use objects::handles::{
+    Array, Barrier, Event, JoinableQueue, List, Lock, LockGuard, Semaphore, Value,
 };
 #[cfg(not(shmq_loom))]
 pub use queue::Queue;

@@ -60,19 +60,97 @@ struct ObjSpec {
     name: String,
     kind: ObjectKind,
     sig: TypeSig,
+    /// Queues: capacity. Value: initial bits. Array: length. List: capacity. Semaphore: initial
+    /// count. Barrier: parties.
     param0: u64,
+    /// Bytes queue: max message length. Semaphore: bound.
     param1: u64,
 }
 
-impl ObjSpec {
-    fn slot_layout(&self) -> Option<SlotLayout> {
-        match self.kind {
-            ObjectKind::Queue => SlotLayout::for_pod(self.sig.size, self.sig.align),
-            ObjectKind::BytesQueue => SlotLayout::for_bytes(self.param1),
+/// Size of the fixed state block of locks, events, semaphores, barriers, list headers and the
+/// joinable accounting block.
+const BLOCK: u64 = 128;
+
+/// Region size and (for rings) slot layout of an object, from its directory parameters. Used both
+/// when creating and when opening, so the two cannot disagree; every step is overflow-checked.
+fn region_of(
+    kind: ObjectKind,
+    size: u64,
+    align: u64,
+    param0: u64,
+    param1: u64,
+) -> Option<(u64, Option<SlotLayout>)> {
+    let ring = |layout: SlotLayout| Some((ring_region_size(param0, layout)?, Some(layout)));
+    match kind {
+        ObjectKind::Queue => ring(SlotLayout::for_pod(size, align)?),
+        ObjectKind::BytesQueue => ring(SlotLayout::for_bytes(param1)?),
+        ObjectKind::JoinableQueue => {
+            let layout = SlotLayout::for_pod(size, align)?;
+            Some((
+                BLOCK.checked_add(ring_region_size(param0, layout)?)?,
+                Some(layout),
+            ))
+        }
+        ObjectKind::Value => Some((2 * BLOCK, None)),
+        ObjectKind::Array => Some((BLOCK.checked_add(param0.checked_mul(8)?)?, None)),
+        ObjectKind::List => {
+            let layout = SlotLayout::for_pod(size, align)?;
+            Some((
+                BLOCK.checked_add(param0.checked_mul(layout.stride)?)?,
+                Some(layout),
+            ))
+        }
+        ObjectKind::Lock | ObjectKind::Event | ObjectKind::Semaphore | ObjectKind::Barrier => {
+            Some((BLOCK, None))
         }
     }
-    fn region_size(&self) -> Option<u64> {
-        ring_region_size(self.param0, self.slot_layout()?)
+}
+
+impl ObjSpec {
+    fn region(&self) -> Option<(u64, Option<SlotLayout>)> {
+        region_of(
+            self.kind,
+            self.sig.size,
+            self.sig.align,
+            self.param0,
+            self.param1,
+        )
+    }
+
+    /// Range checks of the parameters, per kind.
+    fn check(&self) -> Result<(), String> {
+        let n = &self.name;
+        match self.kind {
+            ObjectKind::Queue | ObjectKind::BytesQueue | ObjectKind::JoinableQueue
+                if self.param0 == 0 =>
+            {
+                Err(format!("object {n:?}: capacity must be at least 1"))
+            }
+            ObjectKind::List if self.param0 == 0 => {
+                Err(format!("object {n:?}: capacity must be at least 1"))
+            }
+            ObjectKind::BytesQueue if self.param1 > u32::MAX as u64 => Err(format!(
+                "object {n:?}: max message length {} is above {}",
+                self.param1,
+                u32::MAX
+            )),
+            ObjectKind::Semaphore if self.param1 > u32::MAX as u64 || self.param0 > self.param1 => {
+                Err(format!(
+                    "object {n:?}: initial count {} must be at most the bound {} (at most {})",
+                    self.param0,
+                    self.param1,
+                    u32::MAX
+                ))
+            }
+            ObjectKind::Barrier if self.param0 == 0 || self.param0 > u32::MAX as u64 => {
+                Err(format!("object {n:?}: parties must be 1..={}", u32::MAX))
+            }
+            _ if self.sig.align > 128 => Err(format!(
+                "object {n:?}: alignment {} is above the supported 128",
+                self.sig.align
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -81,6 +159,14 @@ pub(crate) fn type_sig<T>() -> TypeSig {
         size: core::mem::size_of::<T>() as u64,
         align: core::mem::align_of::<T>() as u64,
         name: std::any::type_name::<T>().to_string(),
+    }
+}
+
+fn untyped() -> TypeSig {
+    TypeSig {
+        size: 0,
+        align: 1,
+        name: String::new(),
     }
 }
 
@@ -115,27 +201,107 @@ pub struct SegmentBuilder {
 
 impl SegmentBuilder {
     /// Adds a queue of `capacity` values of `T` (exactly that many, not rounded).
-    pub fn queue<T: bytemuck::Pod>(mut self, name: &str, capacity: u64) -> Self {
+    pub fn queue<T: bytemuck::Pod>(self, name: &str, capacity: u64) -> Self {
+        self.object(name, ObjectKind::Queue, type_sig::<T>(), capacity, 0)
+    }
+
+    /// Adds a queue of `capacity` byte messages of at most `max_len` bytes each.
+    pub fn bytes_queue(self, name: &str, capacity: u64, max_len: usize) -> Self {
+        self.object(
+            name,
+            ObjectKind::BytesQueue,
+            bytes_sig(),
+            capacity,
+            max_len as u64,
+        )
+    }
+
+    fn object(
+        mut self,
+        name: &str,
+        kind: ObjectKind,
+        sig: TypeSig,
+        param0: u64,
+        param1: u64,
+    ) -> Self {
         self.objects.push(ObjSpec {
             name: name.to_string(),
-            kind: ObjectKind::Queue,
-            sig: type_sig::<T>(),
-            param0: capacity,
-            param1: 0,
+            kind,
+            sig,
+            param0,
+            param1,
         });
         self
     }
 
-    /// Adds a queue of `capacity` byte messages of at most `max_len` bytes each.
-    pub fn bytes_queue(mut self, name: &str, capacity: u64, max_len: usize) -> Self {
-        self.objects.push(ObjSpec {
-            name: name.to_string(),
-            kind: ObjectKind::BytesQueue,
-            sig: bytes_sig(),
-            param0: capacity,
-            param1: max_len as u64,
-        });
-        self
+    /// Adds a [`JoinableQueue`](crate::JoinableQueue) of `capacity` values of `T`.
+    pub fn joinable_queue<T: bytemuck::Pod>(self, name: &str, capacity: u64) -> Self {
+        self.object(
+            name,
+            ObjectKind::JoinableQueue,
+            type_sig::<T>(),
+            capacity,
+            0,
+        )
+    }
+
+    /// Adds a shared [`Value`](crate::Value) starting at `initial`.
+    pub fn value<T: crate::Atom>(self, name: &str, initial: T) -> Self {
+        self.object(
+            name,
+            ObjectKind::Value,
+            type_sig::<T>(),
+            initial.to_bits(),
+            0,
+        )
+    }
+
+    /// Adds a shared [`Array`](crate::Array) of `len` elements, all zero (`false`, `0.0`).
+    pub fn array<T: crate::Atom>(self, name: &str, len: u64) -> Self {
+        self.object(name, ObjectKind::Array, type_sig::<T>(), len, 0)
+    }
+
+    /// Adds an append-only [`List`](crate::List) of at most `capacity` elements.
+    pub fn list<T: bytemuck::Pod>(self, name: &str, capacity: u64) -> Self {
+        self.object(name, ObjectKind::List, type_sig::<T>(), capacity, 0)
+    }
+
+    /// Adds a [`Lock`](crate::Lock).
+    pub fn lock(self, name: &str) -> Self {
+        self.object(name, ObjectKind::Lock, untyped(), 0, 0)
+    }
+
+    /// Adds an [`Event`](crate::Event), initially clear.
+    pub fn event(self, name: &str) -> Self {
+        self.object(name, ObjectKind::Event, untyped(), 0, 0)
+    }
+
+    /// Adds an unbounded [`Semaphore`](crate::Semaphore) with `initial` units.
+    pub fn semaphore(self, name: &str, initial: u32) -> Self {
+        self.object(
+            name,
+            ObjectKind::Semaphore,
+            untyped(),
+            initial as u64,
+            u32::MAX as u64,
+        )
+    }
+
+    /// Adds a [`Semaphore`](crate::Semaphore) with `initial` units that can never hold more than
+    /// `max` (`multiprocessing.BoundedSemaphore`).
+    pub fn bounded_semaphore(self, name: &str, initial: u32, max: u32) -> Self {
+        self.object(
+            name,
+            ObjectKind::Semaphore,
+            untyped(),
+            initial as u64,
+            max as u64,
+        )
+    }
+
+    /// Adds a [`Barrier`](crate::Barrier) for `parties` parties.
+    pub fn barrier(self, name: &str, parties: u32) -> Self {
+        self.object(name, ObjectKind::Barrier, untyped(), parties as u64, 0)
     }
 
     /// File mode of the segment (default `0o600`); applied exactly, whatever the umask.
@@ -209,25 +375,9 @@ impl SegmentBuilder {
             if self.objects[..i].iter().any(|p| p.name == o.name) {
                 return Err(CreateError::DuplicateObject(o.name.clone()));
             }
-            if o.param0 == 0 {
-                return bad(format!("object {:?}: capacity must be at least 1", o.name));
-            }
-            if o.sig.align > 128 {
-                return bad(format!(
-                    "object {:?}: alignment {} is above the supported 128",
-                    o.name, o.sig.align
-                ));
-            }
-            if o.kind == ObjectKind::BytesQueue && o.param1 > u32::MAX as u64 {
-                return bad(format!(
-                    "object {:?}: max message length {} is above {}",
-                    o.name,
-                    o.param1,
-                    u32::MAX
-                ));
-            }
-            let size = match o.region_size() {
-                Some(s) if s <= MAX_SEGMENT => s,
+            o.check().map_err(CreateError::InvalidConfig)?;
+            let size = match o.region() {
+                Some((s, _)) if s <= MAX_SEGMENT => s,
                 _ => return bad(format!("object {:?}: size overflows", o.name)),
             };
             let off = align_up(cursor, 128).unwrap_or(u64::MAX);
@@ -297,16 +447,8 @@ impl SegmentBuilder {
             };
             // SAFETY: plan() placed the object region [off, off + size) inside the mapping,
             // 128-aligned, and the mapping is private to us until READY.
-            let ring = unsafe {
-                RawRing::new(
-                    base.add(off as usize),
-                    size,
-                    o.param0,
-                    o.slot_layout().unwrap(),
-                )
-            }
-            .ok_or_else(|| CreateError::InvalidConfig(format!("object {:?}", o.name)))?;
-            ring.init();
+            unsafe { init_object(base.add(off as usize), size, o) }
+                .ok_or_else(|| CreateError::InvalidConfig(format!("object {:?}", o.name)))?;
         }
         let inner = Inner::new(map, self.name.clone(), true, Some(ident))
             .map_err(|e| CreateError::InvalidConfig(e.to_string()))?;
@@ -320,6 +462,39 @@ impl SegmentBuilder {
             inner: Arc::new(inner),
         })
     }
+}
+
+/// Writes an object's initial state into its (zero-filled) region.
+///
+/// # Safety
+///
+/// `base..base + size` is writable, 128-aligned, inside a mapping nobody else uses yet.
+unsafe fn init_object(base: *mut u8, size: u64, o: &ObjSpec) -> Option<()> {
+    use crate::sync::AtomicU64;
+    let (_, layout) = o.region()?;
+    let ring_at = |off: u64| -> Option<()> {
+        // SAFETY: the region is `size` bytes (caller); RawRing::new checks the ring fits.
+        let ring = unsafe { RawRing::new(base.add(off as usize), size - off, o.param0, layout?)? };
+        ring.init();
+        Some(())
+    };
+    match o.kind {
+        ObjectKind::Queue | ObjectKind::BytesQueue => ring_at(0)?,
+        ObjectKind::JoinableQueue => ring_at(BLOCK)?,
+        ObjectKind::Value => {
+            // SAFETY: a value region is 256 bytes; the cell is the u64 at offset 128.
+            unsafe { &*base.add(BLOCK as usize).cast::<AtomicU64>() }
+                .store(o.param0, Ordering::Relaxed);
+        }
+        ObjectKind::Semaphore => {
+            // SAFETY: a semaphore region starts with its u32 count (the futex word).
+            unsafe { &*base.cast::<crate::sync::AtomicU32>() }
+                .store(o.param0 as u32, Ordering::Relaxed);
+        }
+        // All-zero is the initial state of the rest.
+        _ => {}
+    }
+    Some(())
 }
 
 struct Plan {
@@ -437,32 +612,117 @@ impl Segment {
     /// Looks up a queue of `T`. Fails with a typed error if there is no such object, if it is not
     /// a queue, or if its element type differs from `T` (size, alignment or type name).
     pub fn queue<T: bytemuck::Pod>(&self, name: &str) -> Result<crate::Queue<T>, OpenError> {
-        let (idx, e) = self
+        let o = self
             .inner
-            .lookup(name, ObjectKind::Queue, Some(&type_sig::<T>()))?;
-        let layout = SlotLayout::for_pod(e.elem_size, e.elem_align)
-            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: bad element layout")))?;
-        let ring = self.inner.ring(name, &e, layout)?;
-        Ok(crate::Queue::from_parts(self.inner.clone(), ring, idx + 1))
+            .object(name, ObjectKind::Queue, Some(&type_sig::<T>()))?;
+        let ring = self.inner.ring(name, &o, 0)?;
+        Ok(crate::Queue::from_parts(
+            self.inner.clone(),
+            ring,
+            o.index + 1,
+        ))
     }
 
     /// Looks up a byte-message queue.
     pub fn bytes_queue(&self, name: &str) -> Result<crate::BytesQueue, OpenError> {
-        let (idx, e) = self.inner.lookup(name, ObjectKind::BytesQueue, None)?;
-        if e.param1 > u32::MAX as u64 {
-            return Err(OpenError::Corrupt(format!(
-                "object {name:?}: max length out of range"
-            )));
-        }
-        let layout = SlotLayout::for_bytes(e.param1)
-            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: bad max length")))?;
-        let ring = self.inner.ring(name, &e, layout)?;
+        let o = self.inner.object(name, ObjectKind::BytesQueue, None)?;
+        let ring = self.inner.ring(name, &o, 0)?;
         Ok(crate::BytesQueue::from_parts(
             self.inner.clone(),
             ring,
-            idx + 1,
+            o.index + 1,
         ))
     }
+
+    /// Looks up a joinable queue of `T`.
+    pub fn joinable_queue<T: bytemuck::Pod>(
+        &self,
+        name: &str,
+    ) -> Result<crate::JoinableQueue<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::JoinableQueue, Some(&type_sig::<T>()))?;
+        let ring = self.inner.ring(name, &o, BLOCK)?;
+        let q = crate::Queue::from_parts(self.inner.clone(), ring, o.index + 1);
+        Ok(crate::JoinableQueue::from_parts(q, o.base))
+    }
+
+    /// Looks up a shared value of `T`.
+    pub fn value<T: crate::Atom>(&self, name: &str) -> Result<crate::Value<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::Value, Some(&type_sig::<T>()))?;
+        Ok(crate::Value::from_raw(self.inner.clone(), o.base))
+    }
+
+    /// Looks up a shared array of `T`.
+    pub fn array<T: crate::Atom>(&self, name: &str) -> Result<crate::Array<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::Array, Some(&type_sig::<T>()))?;
+        let len = usize::try_from(o.entry.param0)
+            .map_err(|_| OpenError::Corrupt(format!("object {name:?}: length out of range")))?;
+        Ok(crate::Array::from_raw(self.inner.clone(), o.base, len))
+    }
+
+    /// Looks up an append-only list of `T`.
+    pub fn list<T: bytemuck::Pod>(&self, name: &str) -> Result<crate::List<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::List, Some(&type_sig::<T>()))?;
+        let layout = o
+            .layout
+            .ok_or_else(|| OpenError::Corrupt(name.to_string()))?;
+        Ok(crate::List::from_raw(
+            self.inner.clone(),
+            o.base,
+            o.entry.param0,
+            layout,
+        ))
+    }
+
+    /// Looks up a lock.
+    pub fn lock(&self, name: &str) -> Result<crate::Lock, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Lock, None)?;
+        Ok(crate::Lock::from_raw(self.inner.clone(), o.base))
+    }
+
+    /// Looks up an event.
+    pub fn event(&self, name: &str) -> Result<crate::Event, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Event, None)?;
+        Ok(crate::Event::from_raw(self.inner.clone(), o.base))
+    }
+
+    /// Looks up a semaphore (bounded or not).
+    pub fn semaphore(&self, name: &str) -> Result<crate::Semaphore, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Semaphore, None)?;
+        let max = u32::try_from(o.entry.param1)
+            .map_err(|_| OpenError::Corrupt(format!("object {name:?}: bound out of range")))?;
+        Ok(crate::Semaphore::from_raw(self.inner.clone(), o.base, max))
+    }
+
+    /// Looks up a barrier.
+    pub fn barrier(&self, name: &str) -> Result<crate::Barrier, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Barrier, None)?;
+        let parties = u32::try_from(o.entry.param0)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: parties out of range")))?;
+        Ok(crate::Barrier::from_raw(
+            self.inner.clone(),
+            o.base,
+            parties,
+        ))
+    }
+}
+
+/// A directory entry found, checked and located.
+struct Found {
+    index: u32,
+    entry: DirEntry,
+    /// Start of the object's region in the mapping (bounds-checked against the entry's size).
+    base: *mut u8,
+    layout: Option<SlotLayout>,
 }
 
 /// Shared state behind [`Segment`] and every object handle.
@@ -672,30 +932,59 @@ impl Inner {
         Err(OpenError::ObjectNotFound(name.to_string()))
     }
 
-    /// Builds the ring view of a directory entry, bounds-checking its region.
-    fn ring(
+    /// Looks `name` up (kind and type checked), recomputes its region size from the entry's own
+    /// parameters and checks that the region lies inside the mapping and is big enough.
+    fn object(
         &self,
         name: &str,
-        e: &DirEntry,
-        layout: SlotLayout,
-    ) -> Result<Ring<RawRing>, OpenError> {
+        kind: ObjectKind,
+        sig: Option<&TypeSig>,
+    ) -> Result<Found, OpenError> {
+        let (index, e) = self.lookup(name, kind, sig)?;
+        let corrupt = |what: &str| OpenError::Corrupt(format!("object {name:?}: {what}"));
+        let (need, layout) = region_of(kind, e.elem_size, e.elem_align, e.param0, e.param1)
+            .ok_or_else(|| corrupt("parameters overflow"))?;
         let end = e.offset.checked_add(e.len);
-        let fits = matches!(end, Some(end) if end <= self.size && e.offset >= HEADER_SIZE);
-        if !fits || e.offset % 128 != 0 {
-            return Err(OpenError::Corrupt(format!(
-                "object {name:?} lies outside the segment"
-            )));
+        let inside = matches!(end, Some(end) if end <= self.size && e.offset >= HEADER_SIZE);
+        if !inside || e.offset % 128 != 0 {
+            return Err(corrupt("region lies outside the segment"));
         }
-        // SAFETY: [offset, offset + len) is inside the mapping (checked above), which the
-        // returned handle keeps alive through its Arc<Inner>; RawRing::new checks that the ring
-        // fits that region.
-        let raw =
-            unsafe { RawRing::new(self.base().add(e.offset as usize), e.len, e.param0, layout) }
-                .ok_or_else(|| {
-                    OpenError::Corrupt(format!(
-                        "object {name:?}: capacity or slot size does not fit"
-                    ))
-                })?;
+        if e.len < need {
+            return Err(corrupt("region is smaller than its parameters need"));
+        }
+        if e.elem_align > 128 || (e.elem_align != 0 && !e.elem_align.is_power_of_two()) {
+            return Err(corrupt("bad alignment"));
+        }
+        Ok(Found {
+            index,
+            entry: e,
+            // SAFETY: offset < size of the mapping (checked above).
+            base: unsafe { self.base().add(e.offset as usize) },
+            layout,
+        })
+    }
+
+    /// The ring of a found queue object, starting `off` bytes into its region.
+    fn ring(&self, name: &str, o: &Found, off: u64) -> Result<Ring<RawRing>, OpenError> {
+        let layout = o
+            .layout
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: no slot layout")))?;
+        // SAFETY: the region [base, base + len) is inside the mapping (checked in `object`),
+        // which the returned handle keeps alive through its Arc<Inner>; RawRing::new checks that
+        // the ring fits what is left after `off`.
+        let raw = unsafe {
+            RawRing::new(
+                o.base.add(off as usize),
+                o.entry.len - off,
+                o.entry.param0,
+                layout,
+            )
+        }
+        .ok_or_else(|| {
+            OpenError::Corrupt(format!(
+                "object {name:?}: capacity or slot size does not fit"
+            ))
+        })?;
         Ok(Ring::new(raw))
     }
 
