@@ -247,3 +247,180 @@ fn close_with_put_in_flight_wakes_every_getter() {
         }
     });
 }
+
+// ----- shared objects -----
+
+use shmq::model::{
+    ModelBarrier, ModelEvent, ModelJoinable, ModelList, ModelLock, ModelSemaphore, ModelValue,
+};
+
+/// Two threads increment a plain counter under the lock: no overlap (loom would report the data
+/// race), no lost update, and a sleeping contender is woken by the unlock.
+#[test]
+fn lock_excludes_and_wakes() {
+    model(|| {
+        let l = Arc::new(ModelLock::new());
+        let l2 = l.clone();
+        let t = thread::spawn(move || {
+            assert!(l2.increment(None));
+        });
+        assert!(l.increment(None));
+        t.join().unwrap();
+        assert_eq!(l.value(), 2);
+    });
+}
+
+/// Three contenders, one of them timed: the counter equals the number of successful locks.
+#[test]
+fn lock_with_timeout_and_try_lock() {
+    model(|| {
+        let l = Arc::new(ModelLock::new());
+        let a = {
+            let l = l.clone();
+            thread::spawn(move || l.increment(Some(Duration::from_millis(1))) as u64)
+        };
+        let b = {
+            let l = l.clone();
+            thread::spawn(move || l.try_increment() as u64)
+        };
+        let mine = l.increment(None) as u64;
+        let total = mine + a.join().unwrap() + b.join().unwrap();
+        assert_eq!(l.value(), total);
+    });
+}
+
+/// A waiter sleeping on an event is woken by set and sees what was written before it.
+#[test]
+fn event_wait_sees_set() {
+    model(|| {
+        let e = Arc::new(ModelEvent::new());
+        let e2 = e.clone();
+        let w = thread::spawn(move || e2.wait(None));
+        e.publish(5);
+        assert_eq!(w.join().unwrap(), Some(5));
+    });
+}
+
+/// A timed wait racing set: either it saw the event (and the payload), or it timed out.
+#[test]
+fn event_timed_wait_races_set() {
+    model(|| {
+        let e = Arc::new(ModelEvent::new());
+        let e2 = e.clone();
+        let w = thread::spawn(move || e2.wait(Some(Duration::from_millis(1))));
+        e.publish(6);
+        let r = w.join().unwrap();
+        assert!(r.is_none() || r == Some(6));
+    });
+}
+
+/// A 1-unit semaphore is a mutex: no overlap, no lost update, sleepers woken by release; the
+/// bound is enforced.
+#[test]
+fn semaphore_counts_and_bounds() {
+    model(|| {
+        let s = Arc::new(ModelSemaphore::new(1, 1));
+        let s2 = s.clone();
+        let t = thread::spawn(move || assert!(s2.increment(None)));
+        assert!(s.increment(None));
+        t.join().unwrap();
+        assert_eq!(s.data(), 2);
+        assert_eq!(s.value(), 1);
+        assert_eq!(s.release(), Err(1));
+    });
+}
+
+/// Two parties, two generations: exactly one leader per generation, nobody passes early.
+#[test]
+fn barrier_generations_have_one_leader() {
+    model(|| {
+        let b = Arc::new(ModelBarrier::new(2));
+        let b2 = b.clone();
+        let t = thread::spawn(move || {
+            let first = b2.wait(None).unwrap();
+            let second = b2.wait(None).unwrap();
+            (first, second)
+        });
+        let first = b.wait(None).unwrap();
+        let second = b.wait(None).unwrap();
+        let (f2, s2) = t.join().unwrap();
+        assert!(first ^ f2);
+        assert!(second ^ s2);
+    });
+}
+
+/// A timed-out party withdraws: the barrier still needs a full set afterwards.
+#[test]
+fn barrier_timeout_withdraws() {
+    model(|| {
+        let b = Arc::new(ModelBarrier::new(2));
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.wait(Some(Duration::from_millis(1))));
+        let r = t.join().unwrap();
+        assert_eq!(r, Err(()));
+        assert_eq!(b.arrived(), 0);
+    });
+}
+
+/// join() returns only after every put item was task_done'd; a consumer calling task_done races
+/// the joiner.
+#[test]
+fn joinable_join_waits_for_task_done() {
+    model(|| {
+        let q = Arc::new(ModelJoinable::new(2));
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        let qc = q.clone();
+        let c = thread::spawn(move || {
+            for _ in 0..2 {
+                qc.get().unwrap();
+                qc.task_done().unwrap();
+            }
+        });
+        assert!(q.join(None));
+        assert_eq!(q.unfinished(), 0);
+        c.join().unwrap();
+        assert!(q.task_done().is_err());
+    });
+}
+
+/// Two writers push while a reader snapshots: the reader only ever sees finished elements
+/// (loom would report a read of an element being written).
+#[test]
+fn list_readers_never_see_unfinished_elements() {
+    model(|| {
+        let l = Arc::new(ModelList::new(2));
+        let writers: Vec<_> = (0..2u64)
+            .map(|v| {
+                let l = l.clone();
+                thread::spawn(move || l.push(v + 10).unwrap())
+            })
+            .collect();
+        let seen = l.to_vec();
+        assert!(seen.iter().all(|v| *v == 10 || *v == 11));
+        for w in writers {
+            w.join().unwrap();
+        }
+        let mut all = l.to_vec();
+        all.sort_unstable();
+        assert_eq!(all, vec![10, 11]);
+        assert_eq!(l.push(12), Err(12));
+    });
+}
+
+/// fetch_add from two threads, through the native xadd path and the CAS-loop path.
+#[test]
+fn value_fetch_add_is_atomic() {
+    model(|| {
+        let v = Arc::new(ModelValue::new(0));
+        let v2 = v.clone();
+        let t = thread::spawn(move || {
+            v2.fetch_add(1);
+            v2.fetch_add_i32(1);
+        });
+        v.fetch_add(1);
+        v.fetch_add_i32(1);
+        t.join().unwrap();
+        assert_eq!(v.load(), 4);
+    });
+}

@@ -42,6 +42,9 @@
 //! * Capacity is exactly what was asked for; positions are 64-bit and never wrap in practice.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// Under loom only the concurrency core is built (no segments), so the segment-side helpers of the
+// shared modules are unused there.
+#![cfg_attr(shmq_loom, allow(dead_code))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod layout;

@@ -124,10 +124,12 @@ impl Lock {
 
     /// Takes the lock if it is free now; never blocks.
     pub fn try_lock(&self) -> Option<LockGuard<'_>> {
+        // `then`, not `then_some`: a guard built eagerly and dropped on failure would unlock
+        // the holder's lock.
         self.state
             .get()
             .try_lock()
-            .then_some(LockGuard { lock: self })
+            .then(|| LockGuard { lock: self })
     }
 
     /// Takes the lock, waiting at most `timeout`.

@@ -1,0 +1,286 @@
+//! Shared objects used from several real processes.
+
+mod common;
+
+use common::*;
+use shmq::{OpenError, Segment};
+use std::time::Duration;
+
+const ADDS: i64 = 100_000;
+const LOCKED_ADDS: i64 = 20_000;
+
+/// Child roles, chosen by SHMQ_ROLE.
+#[test]
+#[ignore = "child process of the multi-process tests"]
+fn child_object_role() {
+    let seg = Segment::open(&child_var("SHMQ_SEG")).unwrap();
+    match child_var("SHMQ_ROLE").as_str() {
+        "fetch_add" => {
+            let v = seg.value::<i64>("count").unwrap();
+            for _ in 0..ADDS {
+                v.fetch_add(1);
+            }
+        }
+        "locked_add" => {
+            let v = seg.value::<i64>("count").unwrap();
+            for _ in 0..LOCKED_ADDS {
+                let _g = v.get_lock().lock();
+                // A read-modify-write in two steps: only the lock makes it exact.
+                let x = v.load();
+                v.store(x + 1);
+            }
+        }
+        "event_wait" => {
+            let e = seg.event("go").unwrap();
+            let acked = seg.value::<u32>("acked").unwrap();
+            acked.store(1);
+            e.wait();
+            print!("<<<woken>>>");
+        }
+        "barrier" => {
+            let b = seg.barrier("b").unwrap();
+            let leaders = seg.array::<u32>("leaders").unwrap();
+            for round in 0..50 {
+                if b.wait() {
+                    leaders.fetch_add(round, 1).unwrap();
+                }
+            }
+        }
+        "worker" => {
+            let q = seg.joinable_queue::<u64>("tasks").unwrap();
+            let sum = seg.value::<u64>("sum").unwrap();
+            while let Ok(v) = q.get() {
+                sum.fetch_add(v);
+                q.task_done().unwrap();
+            }
+        }
+        "list_push" => {
+            let l = seg.list::<u32>("l").unwrap();
+            let base: u32 = child_var("SHMQ_ID").parse().unwrap();
+            for i in 0..100 {
+                l.push(base * 1000 + i).unwrap();
+            }
+        }
+        "sem_hold" => {
+            let s = seg.semaphore("s").unwrap();
+            let inside = seg.value::<i64>("inside").unwrap();
+            let max_seen = seg.value::<i64>("max").unwrap();
+            for _ in 0..2000 {
+                s.acquire();
+                let now = inside.fetch_add(1) + 1;
+                max_seen.fetch_update(|m| (now > m).then_some(now)).ok();
+                inside.fetch_sub(1);
+                s.release().unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn run_children(name: &str, role: &str, n: usize) {
+    let kids: Vec<_> = (0..n)
+        .map(|i| {
+            spawn_child(
+                "child_object_role",
+                &[
+                    ("SHMQ_SEG", name.to_string()),
+                    ("SHMQ_ROLE", role.to_string()),
+                    ("SHMQ_ID", i.to_string()),
+                ],
+            )
+        })
+        .collect();
+    for k in kids {
+        finish(k);
+    }
+}
+
+#[test]
+fn four_processes_fetch_add_end_exactly_at_400k() {
+    let name = unique("fetchadd");
+    let seg = Segment::builder(&name).value::<i64>("count", 0).create().unwrap();
+    run_children(&name, "fetch_add", 4);
+    assert_eq!(seg.value::<i64>("count").unwrap().load(), 4 * ADDS);
+}
+
+#[test]
+fn lock_protected_two_step_increment_is_exact_across_processes() {
+    let name = unique("lockedadd");
+    let seg = Segment::builder(&name).value::<i64>("count", 0).create().unwrap();
+    run_children(&name, "locked_add", 4);
+    let v = seg.value::<i64>("count").unwrap();
+    assert_eq!(v.load(), 4 * LOCKED_ADDS);
+    assert!(!v.get_lock().is_locked());
+}
+
+#[test]
+fn event_set_in_parent_wakes_child() {
+    let name = unique("event");
+    let seg = Segment::builder(&name)
+        .event("go")
+        .value::<u32>("acked", 0)
+        .create()
+        .unwrap();
+    let child = spawn_child(
+        "child_object_role",
+        &[("SHMQ_SEG", name.clone()), ("SHMQ_ROLE", "event_wait".into())],
+    );
+    let acked = seg.value::<u32>("acked").unwrap();
+    while acked.load() == 0 {
+        std::thread::yield_now();
+    }
+    seg.event("go").unwrap().set();
+    assert_eq!(payload(&finish(child)), b"woken");
+}
+
+#[test]
+fn barrier_across_three_processes_has_one_leader_per_round() {
+    let name = unique("barrier");
+    let seg = Segment::builder(&name)
+        .barrier("b", 3)
+        .array::<u32>("leaders", 50)
+        .create()
+        .unwrap();
+    run_children(&name, "barrier", 3);
+    assert_eq!(seg.array::<u32>("leaders").unwrap().to_vec(), vec![1; 50]);
+}
+
+#[test]
+fn joinable_join_returns_after_workers_finish_every_task() {
+    let name = unique("joinable");
+    let seg = Segment::builder(&name)
+        .joinable_queue::<u64>("tasks", 16)
+        .value::<u64>("sum", 0)
+        .create()
+        .unwrap();
+    let q = seg.joinable_queue::<u64>("tasks").unwrap();
+    let kids: Vec<_> = (0..2)
+        .map(|_| {
+            spawn_child(
+                "child_object_role",
+                &[("SHMQ_SEG", name.clone()), ("SHMQ_ROLE", "worker".into())],
+            )
+        })
+        .collect();
+    for v in 1..=1000u64 {
+        q.put(v).unwrap();
+    }
+    q.join();
+    // Every task was done, so every worker's addition happened before join returned.
+    assert_eq!(seg.value::<u64>("sum").unwrap().load(), 1000 * 1001 / 2);
+    assert_eq!(q.unfinished_tasks(), 0);
+    q.close();
+    for k in kids {
+        finish(k);
+    }
+    assert!(q.task_done().is_err());
+}
+
+#[test]
+fn list_pushed_by_three_processes_holds_every_element() {
+    let name = unique("list");
+    let seg = Segment::builder(&name).list::<u32>("l", 300).create().unwrap();
+    run_children(&name, "list_push", 3);
+    let l = seg.list::<u32>("l").unwrap();
+    let mut all = l.to_vec();
+    all.sort_unstable();
+    let expect: Vec<u32> = (0..3).flat_map(|b| (0..100).map(move |i| b * 1000 + i)).collect();
+    assert_eq!(all, expect);
+    assert!(l.push(1).is_err());
+}
+
+#[test]
+fn semaphore_of_two_admits_at_most_two_processes() {
+    let name = unique("sem");
+    let seg = Segment::builder(&name)
+        .bounded_semaphore("s", 2, 2)
+        .value::<i64>("inside", 0)
+        .value::<i64>("max", 0)
+        .create()
+        .unwrap();
+    run_children(&name, "sem_hold", 4);
+    let max = seg.value::<i64>("max").unwrap().load();
+    assert!((1..=2).contains(&max), "max inside = {max}");
+    assert_eq!(seg.semaphore("s").unwrap().value(), 2);
+}
+
+#[test]
+fn lock_timeout_expires_while_another_handle_holds_it() {
+    let name = unique("locktimeout");
+    let seg = Segment::builder(&name).lock("l").create().unwrap();
+    let other = Segment::open(&name).unwrap();
+    let a = seg.lock("l").unwrap();
+    let b = other.lock("l").unwrap();
+    let g = a.lock();
+    assert!(b.try_lock().is_none());
+    assert!(b.lock_timeout(Duration::from_millis(20)).is_err());
+    drop(g);
+    assert!(b.lock_timeout(Duration::from_secs(5)).is_ok());
+}
+
+#[test]
+fn objects_opened_with_wrong_kind_or_type_are_typed_errors() {
+    let name = unique("objtypes");
+    let seg = Segment::builder(&name)
+        .value::<i64>("v", 0)
+        .array::<f64>("a", 3)
+        .list::<u32>("l", 4)
+        .lock("lk")
+        .event("e")
+        .semaphore("s", 0)
+        .barrier("b", 2)
+        .joinable_queue::<u16>("j", 2)
+        .create()
+        .unwrap();
+    assert!(matches!(seg.value::<i32>("v"), Err(OpenError::TypeMismatch { .. })));
+    assert!(matches!(seg.value::<u64>("v"), Err(OpenError::TypeMismatch { .. })));
+    assert!(matches!(seg.array::<f32>("a"), Err(OpenError::TypeMismatch { .. })));
+    assert!(matches!(seg.list::<i32>("l"), Err(OpenError::TypeMismatch { .. })));
+    assert!(matches!(seg.joinable_queue::<u32>("j"), Err(OpenError::TypeMismatch { .. })));
+    assert!(matches!(seg.queue::<u16>("j"), Err(OpenError::KindMismatch { .. })));
+    assert!(matches!(seg.event("lk"), Err(OpenError::KindMismatch { .. })));
+    assert!(matches!(seg.lock("e"), Err(OpenError::KindMismatch { .. })));
+    assert!(matches!(seg.barrier("s"), Err(OpenError::KindMismatch { .. })));
+    assert!(matches!(seg.semaphore("b"), Err(OpenError::KindMismatch { .. })));
+    assert!(matches!(seg.value::<i64>("a"), Err(OpenError::KindMismatch { .. })));
+    // And the right lookups work.
+    assert_eq!(seg.array::<f64>("a").unwrap().len(), 3);
+    assert_eq!(seg.barrier("b").unwrap().parties(), 2);
+}
+
+#[test]
+fn bad_object_parameters_are_refused_at_create() {
+    let name = unique("objparams");
+    for b in [
+        Segment::builder(&name).bounded_semaphore("s", 3, 2),
+        Segment::builder(&name).barrier("b", 0),
+        Segment::builder(&name).list::<u8>("l", 0),
+        Segment::builder(&name).joinable_queue::<u8>("j", 0),
+    ] {
+        assert!(matches!(b.create(), Err(shmq::CreateError::InvalidConfig(_))));
+    }
+}
+
+#[test]
+fn value_types_round_trip_and_wrap() {
+    let name = unique("valtypes");
+    let seg = Segment::builder(&name)
+        .value::<i8>("i8", -128)
+        .value::<u16>("u16", 65535)
+        .value::<f32>("f32", 1.5)
+        .value::<bool>("flag", true)
+        .create()
+        .unwrap();
+    let i = seg.value::<i8>("i8").unwrap();
+    assert_eq!(i.fetch_sub(1), -128);
+    assert_eq!(i.load(), 127); // wrapped
+    let u = seg.value::<u16>("u16").unwrap();
+    assert_eq!(u.fetch_add(2), 65535);
+    assert_eq!(u.load(), 1);
+    let f = seg.value::<f32>("f32").unwrap();
+    f.fetch_add(0.25);
+    assert_eq!(f.load(), 1.75);
+    let b = seg.value::<bool>("flag").unwrap();
+    assert!(b.swap(false));
+    assert_eq!(b.compare_exchange(false, true), Ok(false));
+}
