@@ -98,7 +98,10 @@ fn run_children(name: &str, role: &str, n: usize) {
 #[test]
 fn four_processes_fetch_add_end_exactly_at_400k() {
     let name = unique("fetchadd");
-    let seg = Segment::builder(&name).value::<i64>("count", 0).create().unwrap();
+    let seg = Segment::builder(&name)
+        .value::<i64>("count", 0)
+        .create()
+        .unwrap();
     run_children(&name, "fetch_add", 4);
     assert_eq!(seg.value::<i64>("count").unwrap().load(), 4 * ADDS);
 }
@@ -106,7 +109,10 @@ fn four_processes_fetch_add_end_exactly_at_400k() {
 #[test]
 fn lock_protected_two_step_increment_is_exact_across_processes() {
     let name = unique("lockedadd");
-    let seg = Segment::builder(&name).value::<i64>("count", 0).create().unwrap();
+    let seg = Segment::builder(&name)
+        .value::<i64>("count", 0)
+        .create()
+        .unwrap();
     run_children(&name, "locked_add", 4);
     let v = seg.value::<i64>("count").unwrap();
     assert_eq!(v.load(), 4 * LOCKED_ADDS);
@@ -123,7 +129,10 @@ fn event_set_in_parent_wakes_child() {
         .unwrap();
     let child = spawn_child(
         "child_object_role",
-        &[("SHMQ_SEG", name.clone()), ("SHMQ_ROLE", "event_wait".into())],
+        &[
+            ("SHMQ_SEG", name.clone()),
+            ("SHMQ_ROLE", "event_wait".into()),
+        ],
     );
     let acked = seg.value::<u32>("acked").unwrap();
     while acked.load() == 0 {
@@ -179,12 +188,17 @@ fn joinable_join_returns_after_workers_finish_every_task() {
 #[test]
 fn list_pushed_by_three_processes_holds_every_element() {
     let name = unique("list");
-    let seg = Segment::builder(&name).list::<u32>("l", 300).create().unwrap();
+    let seg = Segment::builder(&name)
+        .list::<u32>("l", 300)
+        .create()
+        .unwrap();
     run_children(&name, "list_push", 3);
     let l = seg.list::<u32>("l").unwrap();
     let mut all = l.to_vec();
     all.sort_unstable();
-    let expect: Vec<u32> = (0..3).flat_map(|b| (0..100).map(move |i| b * 1000 + i)).collect();
+    let expect: Vec<u32> = (0..3)
+        .flat_map(|b| (0..100).map(move |i| b * 1000 + i))
+        .collect();
     assert_eq!(all, expect);
     assert!(l.push(1).is_err());
 }
@@ -232,17 +246,47 @@ fn objects_opened_with_wrong_kind_or_type_are_typed_errors() {
         .joinable_queue::<u16>("j", 2)
         .create()
         .unwrap();
-    assert!(matches!(seg.value::<i32>("v"), Err(OpenError::TypeMismatch { .. })));
-    assert!(matches!(seg.value::<u64>("v"), Err(OpenError::TypeMismatch { .. })));
-    assert!(matches!(seg.array::<f32>("a"), Err(OpenError::TypeMismatch { .. })));
-    assert!(matches!(seg.list::<i32>("l"), Err(OpenError::TypeMismatch { .. })));
-    assert!(matches!(seg.joinable_queue::<u32>("j"), Err(OpenError::TypeMismatch { .. })));
-    assert!(matches!(seg.queue::<u16>("j"), Err(OpenError::KindMismatch { .. })));
-    assert!(matches!(seg.event("lk"), Err(OpenError::KindMismatch { .. })));
+    assert!(matches!(
+        seg.value::<i32>("v"),
+        Err(OpenError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.value::<u64>("v"),
+        Err(OpenError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.array::<f32>("a"),
+        Err(OpenError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.list::<i32>("l"),
+        Err(OpenError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.joinable_queue::<u32>("j"),
+        Err(OpenError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.queue::<u16>("j"),
+        Err(OpenError::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.event("lk"),
+        Err(OpenError::KindMismatch { .. })
+    ));
     assert!(matches!(seg.lock("e"), Err(OpenError::KindMismatch { .. })));
-    assert!(matches!(seg.barrier("s"), Err(OpenError::KindMismatch { .. })));
-    assert!(matches!(seg.semaphore("b"), Err(OpenError::KindMismatch { .. })));
-    assert!(matches!(seg.value::<i64>("a"), Err(OpenError::KindMismatch { .. })));
+    assert!(matches!(
+        seg.barrier("s"),
+        Err(OpenError::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.semaphore("b"),
+        Err(OpenError::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.value::<i64>("a"),
+        Err(OpenError::KindMismatch { .. })
+    ));
     // And the right lookups work.
     assert_eq!(seg.array::<f64>("a").unwrap().len(), 3);
     assert_eq!(seg.barrier("b").unwrap().parties(), 2);
@@ -257,7 +301,10 @@ fn bad_object_parameters_are_refused_at_create() {
         Segment::builder(&name).list::<u8>("l", 0),
         Segment::builder(&name).joinable_queue::<u8>("j", 0),
     ] {
-        assert!(matches!(b.create(), Err(shmq::CreateError::InvalidConfig(_))));
+        assert!(matches!(
+            b.create(),
+            Err(shmq::CreateError::InvalidConfig(_))
+        ));
     }
 }
 
