@@ -253,3 +253,43 @@ fn byte_messages_of_every_length_round_trip() {
         assert_eq!(buf, msg);
     }
 }
+
+/// Child role for the spawn helper: exits with the code it was told.
+#[test]
+#[ignore = "child process of the multi-process tests"]
+fn child_exit_code() {
+    let role = shmq::process::role().expect("started by shmq::process::spawn");
+    let seg = shmq::process::segment().expect("segment passed along");
+    assert!(seg.queue::<u64>("q").is_ok());
+    let code: i32 = role.trim_start_matches("exit-").parse().unwrap();
+    std::process::exit(code);
+}
+
+#[test]
+fn spawned_child_gets_role_and_segment_and_its_exit_code_reaches_join() {
+    let name = unique("spawn");
+    let seg = Segment::builder(&name).queue::<u64>("q", 1).create().unwrap();
+    for code in [0, 3] {
+        let child = shmq::process::spawn_with(&seg, &format!("exit-{code}"), |c| {
+            c.args(["child_exit_code", "--exact", "--ignored", "--nocapture"]);
+        })
+        .unwrap();
+        assert_eq!(child.join().unwrap(), code);
+    }
+}
+
+#[test]
+fn handles_are_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Segment>();
+    check::<shmq::Queue<u64>>();
+    check::<shmq::BytesQueue>();
+    check::<shmq::JoinableQueue<u64>>();
+    check::<shmq::Value<i64>>();
+    check::<shmq::Array<f64>>();
+    check::<shmq::List<u32>>();
+    check::<shmq::Lock>();
+    check::<shmq::Event>();
+    check::<shmq::Semaphore>();
+    check::<shmq::Barrier>();
+}
