@@ -12,3 +12,222 @@ pub(crate) mod semaphore;
 
 #[cfg(not(shmq_loom))]
 pub(crate) mod handles;
+
+/// The object algorithms over heap copies of their shared states (the same code that runs over a
+/// mapping), natively and under miri.
+#[cfg(all(test, not(shmq_loom)))]
+mod tests {
+    use super::barrier::BarrierState;
+    use super::cell::Cell;
+    use super::event::EventState;
+    use super::joinable::JoinState;
+    use super::list::{self, ListHeader};
+    use super::lock::LockState;
+    use super::semaphore::SemaphoreState;
+    use crate::ring_mem::HeapRegion;
+    use crate::sync::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A zeroed heap block viewed as a shared state `S` (all-zero is every state's initial value,
+    /// as in a fresh mapping).
+    struct Heap<S> {
+        buf: HeapRegion,
+        _s: std::marker::PhantomData<S>,
+    }
+    // SAFETY: S is atomics only, shared by design.
+    unsafe impl<S> Send for Heap<S> {}
+    // SAFETY: as above.
+    unsafe impl<S> Sync for Heap<S> {}
+    impl<S> Heap<S> {
+        fn new() -> Arc<Self> {
+            assert!(std::mem::align_of::<S>() <= 128);
+            Arc::new(Self {
+                buf: HeapRegion::zeroed(std::mem::size_of::<S>().max(128) as u64).unwrap(),
+                _s: std::marker::PhantomData,
+            })
+        }
+        fn get(&self) -> &S {
+            // SAFETY: the buffer is large enough and 128-aligned; S is atomics only, valid zeroed.
+            unsafe { &*self.buf.as_ptr().cast::<S>() }
+        }
+    }
+
+    fn scale(native: u64, miri: u64) -> u64 {
+        if cfg!(miri) {
+            miri
+        } else {
+            native
+        }
+    }
+
+    #[test]
+    fn lock_makes_two_step_increments_exact() {
+        let lock = Heap::<LockState>::new();
+        let data = Arc::new(AtomicU64::new(0));
+        let n = scale(20_000, 50);
+        let ts: Vec<_> = (0..3)
+            .map(|_| {
+                let (lock, data) = (lock.clone(), data.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..n {
+                        assert!(lock.get().lock(None));
+                        // Two separate steps: only the lock makes them atomic together.
+                        let v = data.load(Ordering::Relaxed);
+                        data.store(v + 1, Ordering::Relaxed);
+                        lock.get().unlock();
+                    }
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(data.load(Ordering::Relaxed), 3 * n);
+        assert!(!lock.get().is_locked());
+    }
+
+    #[test]
+    fn lock_timeout_expires_then_succeeds_after_unlock() {
+        let lock = Heap::<LockState>::new();
+        assert!(lock.get().try_lock());
+        assert!(!lock.get().try_lock());
+        let t0 = Instant::now();
+        assert!(!lock.get().lock(Some(t0 + Duration::from_millis(10))));
+        assert!(t0.elapsed() >= Duration::from_millis(10));
+        lock.get().unlock();
+        assert!(lock.get().lock(Some(Instant::now() + Duration::from_secs(5))));
+    }
+
+    #[test]
+    fn event_wakes_sleeping_waiter() {
+        let ev = Heap::<EventState>::new();
+        let ev2 = ev.clone();
+        let t = std::thread::spawn(move || ev2.get().wait(None));
+        while ev.get().waiters.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        ev.get().set();
+        assert!(t.join().unwrap());
+        ev.get().clear();
+        assert!(!ev.get().wait(Some(Instant::now() + Duration::from_millis(5))));
+    }
+
+    #[test]
+    fn semaphore_admits_at_most_its_count() {
+        let sem = Heap::<SemaphoreState>::new();
+        sem.get().release(2).unwrap();
+        sem.get().release(2).unwrap();
+        assert_eq!(sem.get().release(2), Err(2));
+        let inside = Arc::new(AtomicU64::new(0));
+        let max = Arc::new(AtomicU64::new(0));
+        let n = scale(5_000, 20);
+        let ts: Vec<_> = (0..4)
+            .map(|_| {
+                let (sem, inside, max) = (sem.clone(), inside.clone(), max.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..n {
+                        assert!(sem.get().acquire(None));
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        sem.get().release(2).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert!(max.load(Ordering::SeqCst) <= 2);
+        assert_eq!(sem.get().value(), 2);
+    }
+
+    #[test]
+    fn barrier_rounds_have_exactly_one_leader() {
+        let b = Heap::<BarrierState>::new();
+        let rounds = scale(500, 5);
+        let ts: Vec<_> = (0..3)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..rounds).filter(|_| b.get().wait(3, None).unwrap()).count())
+            })
+            .collect();
+        let leaders: usize = ts.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(leaders as u64, rounds);
+    }
+
+    #[test]
+    fn barrier_timeout_withdraws_and_barrier_stays_usable() {
+        let b = Heap::<BarrierState>::new();
+        let d = Instant::now() + Duration::from_millis(5);
+        assert!(b.get().wait(2, Some(d)).is_err());
+        assert_eq!(b.get().arrived(), 0);
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || b2.get().wait(2, None).unwrap());
+        let here = b.get().wait(2, None).unwrap();
+        assert!(here ^ t.join().unwrap());
+    }
+
+    #[test]
+    fn join_waits_for_every_task_done() {
+        let j = Heap::<JoinState>::new();
+        assert!(j.get().task_done().is_err());
+        let n = scale(1000, 10);
+        for _ in 0..n {
+            j.get().add();
+        }
+        let j2 = j.clone();
+        let t = std::thread::spawn(move || {
+            for _ in 0..n {
+                j2.get().task_done().unwrap();
+            }
+        });
+        assert!(j.get().join(None));
+        assert_eq!(j.get().unfinished(), 0);
+        t.join().unwrap();
+        j.get().add();
+        assert!(!j.get().join(Some(Instant::now() + Duration::from_millis(5))));
+        j.get().undo_add();
+        assert!(j.get().join(None));
+    }
+
+    #[test]
+    fn list_claims_are_unique_and_bounded() {
+        let h = Heap::<ListHeader>::new();
+        let ready: Arc<Vec<AtomicU64>> = Arc::new((0..64).map(|_| AtomicU64::new(0)).collect());
+        let ts: Vec<_> = (0..4)
+            .map(|_| {
+                let (h, ready) = (h.clone(), ready.clone());
+                std::thread::spawn(move || {
+                    let mut mine = 0;
+                    while let Some(i) = h.get().claim(64) {
+                        assert_eq!(ready[i as usize].swap(1, Ordering::SeqCst), 0, "index twice");
+                        list::publish(&ready[i as usize]);
+                        mine += 1;
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let total: u64 = ts.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(total, 64);
+        assert_eq!(h.get().len(64), 64);
+        assert!(ready.iter().all(list::is_ready));
+    }
+
+    #[test]
+    fn cell_arithmetic_wraps_at_the_type_width() {
+        let c = Heap::<Cell>::new();
+        c.get().store(i8::MAX);
+        assert_eq!(c.get().fetch_add(1i8), i8::MAX);
+        assert_eq!(c.get().load::<i8>(), i8::MIN);
+        c.get().store(0u64);
+        assert_eq!(c.get().fetch_sub(1u64), 0);
+        assert_eq!(c.get().load::<u64>(), u64::MAX);
+        c.get().store(-2.5f64);
+        c.get().fetch_add(1.0f64);
+        assert_eq!(c.get().load::<f64>(), -1.5);
+        assert_eq!(c.get().fetch_update(|x: f64| (x > 0.0).then_some(x)), Err(-1.5));
+    }
+}
