@@ -424,3 +424,43 @@ fn value_fetch_add_is_atomic() {
         assert_eq!(v.load(), 4);
     });
 }
+
+use shmq::model::ModelBytesQueue;
+
+/// Byte messages of different lengths through a capacity-1 ring from two producers: each arrives
+/// whole (length and payload from the same put; loom would report a torn read as a data race).
+#[test]
+fn byte_messages_are_never_torn() {
+    model(|| {
+        let q = Arc::new(ModelBytesQueue::new(1, 4));
+        let producers: Vec<_> = [vec![1u8], vec![2u8, 2, 2, 2]]
+            .into_iter()
+            .map(|m| {
+                let q = q.clone();
+                thread::spawn(move || q.put(&m).unwrap())
+            })
+            .collect();
+        let mut got = vec![q.get().unwrap(), q.get().unwrap()];
+        for p in producers {
+            p.join().unwrap();
+        }
+        got.sort();
+        assert_eq!(got, vec![vec![1u8], vec![2u8, 2, 2, 2]]);
+    });
+}
+
+/// The deliberately broken build (`--cfg shmq_loom_broken` drops the waiter's Dekker fence):
+/// loom must find the lost wake-up, so this test is *expected to fail* with loom's "deadlock"
+/// report. Loom aborts the process on it (a panic while unwinding), which `should_panic` cannot
+/// catch, so `.ci/run` runs it as its own step and requires the failure.
+#[cfg(shmq_loom_broken)]
+#[test]
+fn broken_fence_loses_a_wake_up() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let q2 = q.clone();
+        let c = thread::spawn(move || q2.get(None));
+        q.put(7, None).unwrap();
+        assert_eq!(c.join().unwrap(), Ok(7));
+    });
+}

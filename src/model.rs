@@ -414,3 +414,45 @@ impl ModelValue {
         self.cell.load()
     }
 }
+
+/// A ring of byte messages (length word + bytes, as `BytesQueue` lays them out).
+#[derive(Debug)]
+pub struct ModelBytesQueue {
+    ring: Ring<LoomRing>,
+    max: usize,
+}
+
+impl ModelBytesQueue {
+    /// `cap` slots of messages up to `max` bytes.
+    pub fn new(cap: u64, max: usize) -> Self {
+        Self {
+            ring: Ring::new(LoomRing::new(cap, 8 + max)),
+            max,
+        }
+    }
+    /// Blocking put of `msg` (at most `max` bytes).
+    pub fn put(&self, msg: &[u8]) -> Result<(), Outcome> {
+        assert!(msg.len() <= self.max);
+        self.ring
+            .put_batch(None, 1, None, |_, b| {
+                b[..4].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+                b[8..8 + msg.len()].copy_from_slice(msg);
+            })
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+    /// Blocking get; `Err(Corrupt)` if the stored length exceeds the maximum.
+    pub fn get(&self) -> Result<Vec<u8>, Outcome> {
+        let mut out = None;
+        let max = self.max;
+        self.ring
+            .get_batch(None, 1, None, |_, b| {
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                if len <= max {
+                    out = Some(b[8..8 + len].to_vec());
+                }
+            })
+            .map_err(Outcome::from)?;
+        out.ok_or(Outcome::Corrupt)
+    }
+}

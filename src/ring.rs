@@ -118,7 +118,9 @@ impl WaitCell {
     #[inline]
     pub(crate) fn register(&self) -> u32 {
         self.waiters.fetch_add(1, Ordering::Relaxed);
-        // SYNC: Dekker fence, pairs with the SeqCst fence in `notify`.
+        // SYNC: Dekker fence, pairs with the SeqCst fence in `notify` / `after_put` / `after_get`.
+        // (`shmq_loom_broken` removes it, to show that the loom models catch the lost wake-up.)
+        #[cfg(not(shmq_loom_broken))]
         fence(Ordering::SeqCst);
         // SYNC: Acquire pairs with the Release bump in `Futex::bump_and_wake`: reading a bumped
         // epoch means the retry that follows sees the publish that preceded the bump.

@@ -268,7 +268,10 @@ fn child_exit_code() {
 #[test]
 fn spawned_child_gets_role_and_segment_and_its_exit_code_reaches_join() {
     let name = unique("spawn");
-    let seg = Segment::builder(&name).queue::<u64>("q", 1).create().unwrap();
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 1)
+        .create()
+        .unwrap();
     for code in [0, 3] {
         let child = shmq::process::spawn_with(&seg, &format!("exit-{code}"), |c| {
             c.args(["child_exit_code", "--exact", "--ignored", "--nocapture"]);

@@ -96,7 +96,9 @@ mod tests {
         assert!(!lock.get().lock(Some(t0 + Duration::from_millis(10))));
         assert!(t0.elapsed() >= Duration::from_millis(10));
         lock.get().unlock();
-        assert!(lock.get().lock(Some(Instant::now() + Duration::from_secs(5))));
+        assert!(lock
+            .get()
+            .lock(Some(Instant::now() + Duration::from_secs(5))));
     }
 
     #[test]
@@ -110,7 +112,9 @@ mod tests {
         ev.get().set();
         assert!(t.join().unwrap());
         ev.get().clear();
-        assert!(!ev.get().wait(Some(Instant::now() + Duration::from_millis(5))));
+        assert!(!ev
+            .get()
+            .wait(Some(Instant::now() + Duration::from_millis(5))));
     }
 
     #[test]
@@ -150,7 +154,11 @@ mod tests {
         let ts: Vec<_> = (0..3)
             .map(|_| {
                 let b = b.clone();
-                std::thread::spawn(move || (0..rounds).filter(|_| b.get().wait(3, None).unwrap()).count())
+                std::thread::spawn(move || {
+                    (0..rounds)
+                        .filter(|_| b.get().wait(3, None).unwrap())
+                        .count()
+                })
             })
             .collect();
         let leaders: usize = ts.into_iter().map(|t| t.join().unwrap()).sum();
@@ -187,7 +195,9 @@ mod tests {
         assert_eq!(j.get().unfinished(), 0);
         t.join().unwrap();
         j.get().add();
-        assert!(!j.get().join(Some(Instant::now() + Duration::from_millis(5))));
+        assert!(!j
+            .get()
+            .join(Some(Instant::now() + Duration::from_millis(5))));
         j.get().undo_add();
         assert!(j.get().join(None));
     }
@@ -202,7 +212,11 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut mine = 0;
                     while let Some(i) = h.get().claim(64) {
-                        assert_eq!(ready[i as usize].swap(1, Ordering::SeqCst), 0, "index twice");
+                        assert_eq!(
+                            ready[i as usize].swap(1, Ordering::SeqCst),
+                            0,
+                            "index twice"
+                        );
                         list::publish(&ready[i as usize]);
                         mine += 1;
                     }
@@ -228,6 +242,9 @@ mod tests {
         c.get().store(-2.5f64);
         c.get().fetch_add(1.0f64);
         assert_eq!(c.get().load::<f64>(), -1.5);
-        assert_eq!(c.get().fetch_update(|x: f64| (x > 0.0).then_some(x)), Err(-1.5));
+        assert_eq!(
+            c.get().fetch_update(|x: f64| (x > 0.0).then_some(x)),
+            Err(-1.5)
+        );
     }
 }
