@@ -107,19 +107,18 @@ fn child_stress_role() {
             let q = seg.bytes_queue("b").unwrap();
             let mut rng = Rng(std::process::id() as u64);
             let mut out = Vec::new();
-            let mut buf = Vec::new();
             loop {
                 let r = if rng.next() % 4 == 0 {
                     q.get_timeout(Duration::from_micros(rng.next() % 300))
                 } else {
                     q.get()
                 };
-                match r {
-                    Ok(m) => buf = m,
+                let buf = match r {
+                    Ok(m) => m,
                     Err(GetError::Timeout) => continue,
                     Err(GetError::Closed) => break,
                     Err(e) => panic!("get: {e}"),
-                }
+                };
                 let id = u64::from_le_bytes(buf[0..8].try_into().unwrap());
                 let seq = u64::from_le_bytes(buf[8..16].try_into().unwrap());
                 let sum = u64::from_le_bytes(buf[16..24].try_into().unwrap());
