@@ -324,15 +324,41 @@ impl SegmentBuilder {
     }
 
     /// Creates the segment; fails with [`CreateError::AlreadyExists`] if the name is taken.
+    ///
+    /// The segment is built under a temporary name while its creator holds an `flock` on it, then
+    /// published under its name with `link(2)` (which never replaces a file), so no process can
+    /// open a half-built segment by name. Temporary files of creators that died mid-build, and a
+    /// never-ready segment of a dead creator under the name itself, are reclaimed.
     pub fn create(self) -> Result<Segment, CreateError> {
         let plan = self.plan()?;
-        let file = os::create_exclusive(&self.name, self.mode)?;
-        match self.build(&file, &plan) {
-            Ok(seg) => Ok(seg),
+        os::sweep_stale_temps(&self.name);
+        let tmp = os::temp_name(&self.name);
+        let file = os::create_exclusive(&tmp, self.mode)?;
+        let built = os::lock_exclusive(&file)
+            .map_err(CreateError::Io)
+            .and_then(|()| self.build(&file, &plan));
+        let seg = match built {
+            Ok(seg) => seg,
             Err(e) => {
-                let _ = os::unlink(&self.name);
-                Err(e)
+                let _ = os::unlink(&tmp);
+                return Err(e);
             }
+        };
+        let mut published = os::link(&tmp, &self.name);
+        if matches!(&published, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
+            && os::is_stale_segment(&self.name)
+        {
+            let _ = os::unlink(&self.name);
+            published = os::link(&tmp, &self.name);
+        }
+        let _ = os::unlink(&tmp);
+        match published {
+            Ok(()) => Ok(seg),
+            Err(e) => Err(match e.kind() {
+                std::io::ErrorKind::AlreadyExists => CreateError::AlreadyExists,
+                std::io::ErrorKind::PermissionDenied => CreateError::PermissionDenied,
+                _ => CreateError::Io(e),
+            }),
         }
     }
 

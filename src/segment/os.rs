@@ -107,6 +107,80 @@ pub(crate) fn identity_of_name(name: &str) -> Option<FileInfo> {
     })
 }
 
+/// A temporary name for a segment being built: the final name plus `~init~PID~N`. `~` cannot
+/// appear in a segment name, so no user segment can collide with it.
+pub(crate) fn temp_name(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering}; // shim-exempt: process-local counter
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{name}~init~{}~{n}", std::process::id())
+}
+
+/// Takes an exclusive `flock(2)` on the file, held until the file is closed. A creator holds it
+/// while it builds a segment, so a half-built file whose lock can be taken belongs to a dead
+/// creator (the kernel drops the lock at exit).
+pub(crate) fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    fs::flock(file, fs::FlockOperation::LockExclusive).map_err(Into::into)
+}
+
+/// True if nobody holds an `flock` on the file (taking and dropping it at once).
+fn unlocked(file: &File) -> bool {
+    match fs::flock(file, fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            let _ = fs::flock(file, fs::FlockOperation::Unlock);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Removes temporary files of `name` left by creators that died mid-build (their flock is gone).
+pub(crate) fn sweep_stale_temps(name: &str) {
+    let prefix = format!("{name}~init~");
+    let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let fname = entry.file_name();
+        let Some(f) = fname.to_str() else { continue };
+        if !f.starts_with(&prefix) {
+            continue;
+        }
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(fd) = fs::open(path_of(f), flags, Mode::empty()) {
+            if unlocked(&File::from(fd)) {
+                let _ = unlink(f);
+            }
+        }
+    }
+}
+
+/// Publishes the built segment at `tmp` under `name` with `link(2)`, which fails with `EEXIST`
+/// instead of replacing an existing file.
+pub(crate) fn link(tmp: &str, name: &str) -> std::io::Result<()> {
+    fs::link(path_of(tmp), path_of(name)).map_err(Into::into)
+}
+
+/// True if `/dev/shm/NAME` is a shmq segment that never became ready and whose creator is gone
+/// (nobody holds its flock). Anything else, including files that are not shmq segments, is left
+/// alone.
+pub(crate) fn is_stale_segment(name: &str) -> bool {
+    use crate::layout::{SegmentHeader, MAGIC, STATE_READY};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = fs::open(path_of(name), flags, Mode::empty()) else {
+        return false;
+    };
+    let file = File::from(fd);
+    let mut head = [0u8; core::mem::size_of::<SegmentHeader>()];
+    use std::os::unix::fs::FileExt;
+    if file.read_exact_at(&mut head, 0).is_err() {
+        return false;
+    }
+    let state_off = core::mem::offset_of!(SegmentHeader, state);
+    let state = u32::from_le_bytes(head[state_off..state_off + 4].try_into().unwrap());
+    head[..8] == MAGIC && state != STATE_READY && unlocked(&file)
+}
+
 /// `unlink(2)` of `/dev/shm/NAME` (what `shm_unlink(3)` does).
 pub(crate) fn unlink(name: &str) -> std::io::Result<()> {
     fs::unlink(path_of(name)).map_err(Into::into)
