@@ -99,6 +99,21 @@ impl BytesQueue {
         out.ok_or(GetError::Corrupt)
     }
 
+    /// Overwrites the stored length of the oldest published message (fuzzing only: simulates a
+    /// hostile process writing the segment).
+    pub(crate) fn forge_front_len(&self, len: u32) {
+        use crate::ring::RingMem;
+        let mem = &self.h.ring.mem;
+        let head = mem.header().head.load(crate::sync::Ordering::Relaxed);
+        // SAFETY: the fuzz entry point is single-threaded and owns this anonymous segment, so
+        // nothing else accesses the slot; the write stays inside its payload (≥ 8 bytes).
+        unsafe {
+            mem.with_payload_mut(head % mem.capacity(), |b| {
+                b[..4].copy_from_slice(&len.to_le_bytes())
+            })
+        };
+    }
+
     /// Puts a copy of `msg`, waiting while the queue is full. `Err(TooLarge)` at once if `msg` is
     /// longer than [`max_len`](Self::max_len).
     ///

@@ -241,6 +241,18 @@ pub enum OpenError {
         /// What the segment holds.
         found: TypeSig,
     },
+    /// The object exists with the right kind and type, but a parameter differs from what the
+    /// caller expects (capacity, maximum message length).
+    ParamMismatch {
+        /// The object name.
+        name: String,
+        /// Which parameter.
+        param: &'static str,
+        /// What the caller expects.
+        expected: u64,
+        /// What the segment holds.
+        found: u64,
+    },
     /// Any other OS error.
     Io(io::Error),
 }
@@ -287,6 +299,15 @@ impl fmt::Display for OpenError {
             } => write!(
                 f,
                 "object {name:?} holds {found}, but {expected} was asked for"
+            ),
+            OpenError::ParamMismatch {
+                name,
+                param,
+                expected,
+                found,
+            } => write!(
+                f,
+                "object {name:?} has {param} {found}, but {expected} was expected"
             ),
             OpenError::Io(e) => write!(f, "I/O error: {e}"),
         }

@@ -90,3 +90,7 @@ pub use bytemuck;
 
 #[cfg(shmq_loom)]
 pub mod model;
+
+#[cfg(not(shmq_loom))]
+#[doc(hidden)]
+pub mod fuzzing;

@@ -52,7 +52,8 @@ impl BarrierState {
         let mut s = self.state.load(Ordering::Relaxed);
         let gen = loop {
             let (g, n) = (s >> 32, s as u32);
-            if n + 1 >= parties {
+            // Saturating: a forged `arrived` at u32::MAX just makes this party the last.
+            if n.saturating_add(1) >= parties {
                 let next = ((g + 1) & 0xFFFF_FFFF) << 32;
                 // SYNC: AcqRel: Acquire sees every earlier arrival's writes (their Release CAS),
                 // Release hands ours and theirs to the waiters that see the new generation.

@@ -382,6 +382,15 @@ impl SegmentBuilder {
         Err(CreateError::AlreadyExists)
     }
 
+    /// Builds the segment in an anonymous memory file (`memfd_create(2)`): no name in /dev/shm.
+    /// For the fuzz entry points, which must not touch the filesystem namespace.
+    pub(crate) fn create_anonymous(self) -> Result<(Segment, std::fs::File), CreateError> {
+        let plan = self.plan()?;
+        let file = os::anonymous().map_err(CreateError::Io)?;
+        let seg = self.build(&file, &plan)?;
+        Ok((seg, file))
+    }
+
     fn plan(&self) -> Result<Plan, CreateError> {
         check_name(&self.name, SEGMENT_NAME_MAX).map_err(CreateError::InvalidName)?;
         let bad = |m: String| Err(CreateError::InvalidConfig(m));
@@ -585,25 +594,40 @@ impl Segment {
     pub fn open_timeout(name: &str, wait: Duration) -> Result<Segment, OpenError> {
         check_name(name, SEGMENT_NAME_MAX).map_err(OpenError::InvalidName)?;
         let (file, info) = os::open_existing(name)?;
-        if info.size < HEADER_SIZE {
+        Self::from_file(&file, info.size, name, wait)
+    }
+
+    /// Maps and validates an opened segment file of `size` bytes (from `fstat`): the part of
+    /// `open` after the file checks, shared with the fuzz entry points.
+    pub(crate) fn from_file(
+        file: &std::fs::File,
+        size: u64,
+        name: &str,
+        wait: Duration,
+    ) -> Result<Segment, OpenError> {
+        if size < HEADER_SIZE {
             return Err(OpenError::TooSmall {
-                size: info.size,
+                size,
                 needed: HEADER_SIZE,
             });
         }
-        if info.size > MAX_SEGMENT {
+        if size > MAX_SEGMENT {
             return Err(OpenError::Corrupt(format!(
-                "file size {} is above 1 TiB",
-                info.size
+                "file size {size} is above 1 TiB"
             )));
         }
-        let map = os::map(&file, info.size).map_err(OpenError::Io)?;
+        let map = os::map(file, size).map_err(OpenError::Io)?;
         let mut inner = Inner::new(map, name.to_string(), false, None)?;
         inner.wait_ready(Instant::now() + wait)?;
         inner.validate()?;
         Ok(Segment {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Names of the objects in the directory (lossy UTF-8), in directory order.
+    pub(crate) fn object_names(&self) -> Vec<String> {
+        self.inner.object_names()
     }
 
     /// Removes the name `name` from `/dev/shm` (for a segment left behind). Processes that have it
@@ -647,6 +671,45 @@ impl Segment {
             ring,
             o.index + 1,
         ))
+    }
+
+    /// Like [`queue`](Self::queue), and also checks that the queue has exactly `capacity` slots.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-queue-cap").queue::<u8>("q", 8).create_or_replace().unwrap();
+    /// assert!(seg.queue_with_capacity::<u8>("q", 8).is_ok());
+    /// assert!(matches!(
+    ///     seg.queue_with_capacity::<u8>("q", 16),
+    ///     Err(shmq::OpenError::ParamMismatch { expected: 16, found: 8, .. })
+    /// ));
+    /// ```
+    pub fn queue_with_capacity<T: bytemuck::Pod>(
+        &self,
+        name: &str,
+        capacity: u64,
+    ) -> Result<crate::Queue<T>, OpenError> {
+        let q = self.queue::<T>(name)?;
+        expect_param(name, "capacity", capacity, q.capacity() as u64)?;
+        Ok(q)
+    }
+
+    /// Like [`bytes_queue`](Self::bytes_queue), and also checks the capacity and the maximum
+    /// message length.
+    pub fn bytes_queue_with(
+        &self,
+        name: &str,
+        capacity: u64,
+        max_len: usize,
+    ) -> Result<crate::BytesQueue, OpenError> {
+        let q = self.bytes_queue(name)?;
+        expect_param(name, "capacity", capacity, q.capacity() as u64)?;
+        expect_param(
+            name,
+            "max message length",
+            max_len as u64,
+            q.max_len() as u64,
+        )?;
+        Ok(q)
     }
 
     /// Looks up a byte-message queue.
@@ -739,6 +802,24 @@ impl Segment {
             o.base,
             parties,
         ))
+    }
+}
+
+fn expect_param(
+    name: &str,
+    param: &'static str,
+    expected: u64,
+    found: u64,
+) -> Result<(), OpenError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(OpenError::ParamMismatch {
+            name: name.to_string(),
+            param,
+            expected,
+            found,
+        })
     }
 }
 
@@ -956,6 +1037,23 @@ impl Inner {
             return Ok((i, e));
         }
         Err(OpenError::ObjectNotFound(name.to_string()))
+    }
+
+    fn object_names(&self) -> Vec<String> {
+        (0..self.dir_count)
+            .map(|i| {
+                // SAFETY: as in `lookup`: a validated, in-bounds entry copied once.
+                let e = unsafe {
+                    core::ptr::read_volatile(
+                        self.base()
+                            .add((self.dir_offset + i as u64 * ENTRY_SIZE) as usize)
+                            .cast::<DirEntry>(),
+                    )
+                };
+                let nl = (e.name_len as usize).min(OBJ_NAME_MAX);
+                String::from_utf8_lossy(&e.name[..nl]).into_owned()
+            })
+            .collect()
     }
 
     /// Looks `name` up (kind and type checked), recomputes its region size from the entry's own

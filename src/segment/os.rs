@@ -181,6 +181,12 @@ pub(crate) fn is_stale_segment(name: &str) -> bool {
     head[..8] == MAGIC && state != STATE_READY && unlocked(&file)
 }
 
+/// An anonymous memory file (`memfd_create(2)`), for segments that need no name.
+pub(crate) fn anonymous() -> std::io::Result<File> {
+    let fd = fs::memfd_create("shmq-anonymous", fs::MemfdFlags::CLOEXEC)?;
+    Ok(File::from(fd))
+}
+
 /// `unlink(2)` of `/dev/shm/NAME` (what `shm_unlink(3)` does).
 pub(crate) fn unlink(name: &str) -> std::io::Result<()> {
     fs::unlink(path_of(name)).map_err(Into::into)

@@ -1,0 +1,273 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the corpus replay test. Not public API.
+//!
+//! Each function takes arbitrary bytes and must return without panicking, hanging or undefined
+//! behaviour, whatever they are. Where the bytes describe legal operations, the results are checked
+//! against a model and a mismatch panics (that is a bug the fuzzer reports).
+
+use crate::layout::SlotLayout;
+use crate::ring::{Ring, TryError, WaitError};
+use crate::ring_mem::HeapRing;
+use crate::{BytesPutError, GetError, Segment};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Arbitrary bytes as a segment file: opened through the same validation as `Segment::open`
+/// (from an anonymous memory file), then every directory entry is looked up as every kind and
+/// each object found gets a few non-blocking operations.
+pub fn open_segment(data: &[u8]) {
+    let Ok(mut file) = crate::segment::os::anonymous() else {
+        return;
+    };
+    if file.write_all(data).is_err() {
+        return;
+    }
+    let seg = match Segment::from_file(&file, data.len() as u64, "fuzz", Duration::ZERO) {
+        Ok(seg) => seg,
+        Err(_) => return,
+    };
+    let zero = Duration::ZERO;
+    for name in seg.object_names() {
+        if let Ok(q) = seg.queue::<u64>(&name) {
+            let _ = q.try_get();
+            let _ = q.try_put(1);
+            let _ = q.get_timeout(zero);
+            let mut buf = [0u64; 4];
+            let _ = q.try_get_many(&mut buf);
+            let _ = (q.len(), q.stats());
+        }
+        if let Ok(q) = seg.queue::<u8>(&name) {
+            let _ = q.try_get();
+            let _ = q.try_put(1);
+        }
+        if let Ok(q) = seg.bytes_queue(&name) {
+            let _ = q.try_get();
+            let _ = q.try_put(b"fuzz");
+            let _ = q.put_timeout(b"x", zero);
+        }
+        if let Ok(q) = seg.joinable_queue::<u64>(&name) {
+            let _ = q.try_put(2);
+            let _ = q.try_get();
+            let _ = q.task_done();
+            let _ = q.join_timeout(zero);
+        }
+        if let Ok(v) = seg.value::<i64>(&name) {
+            let _ = v.fetch_add(1);
+            let _ = v.compare_exchange(0, 1);
+        }
+        if let Ok(v) = seg.value::<f64>(&name) {
+            let _ = v.fetch_update(|x| Some(x * 2.0));
+        }
+        if let Ok(a) = seg.array::<u32>(&name) {
+            let _ = a.to_vec();
+            let _ = a.fetch_add(0, 1);
+            let _ = a.set(a.len(), 1);
+        }
+        if let Ok(l) = seg.list::<u64>(&name) {
+            let _ = l.to_vec();
+            let _ = l.push(3);
+        }
+        if let Ok(l) = seg.lock(&name) {
+            let _ = l.try_lock();
+            let _ = l.lock_timeout(zero);
+        }
+        if let Ok(e) = seg.event(&name) {
+            let _ = e.wait_timeout(zero);
+            e.set();
+        }
+        if let Ok(s) = seg.semaphore(&name) {
+            let _ = s.try_acquire();
+            let _ = s.acquire_timeout(zero);
+            let _ = s.release();
+        }
+        if let Ok(b) = seg.barrier(&name) {
+            let _ = b.wait_timeout(zero);
+        }
+    }
+}
+
+/// Reads bytes off the front of the fuzz input.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut v = [0u8; 8];
+        for b in v.iter_mut() {
+            *b = self.byte()?;
+        }
+        Some(u64::from_le_bytes(v))
+    }
+}
+
+/// Arbitrary operation sequences against a `VecDeque` model, on a heap ring; including writes of
+/// arbitrary values into slot stamps, after which only "no panic, no hang" is checked.
+pub fn ring_ops(data: &[u8]) {
+    let mut input = Input(data);
+    let Some(cap) = input.byte().map(|b| (b % 8 + 1) as u64) else {
+        return;
+    };
+    let Some(mem) = HeapRing::new(cap, SlotLayout::for_pod(8, 8).unwrap()) else {
+        return;
+    };
+    let ring = Ring::new(mem);
+    let mut model: VecDeque<u64> = VecDeque::new();
+    let mut closed = false;
+    let mut corrupted = false;
+    let mut next = 0u64;
+    let now = || Some(Instant::now());
+    while let Some(op) = input.byte() {
+        match op % 8 {
+            0 | 1 => {
+                // Put `k` values, non-blocking or with an expired deadline (the blocking path).
+                let k = (op / 8 % 4 + 1) as usize;
+                let vals: Vec<u64> = (0..k as u64).map(|i| next + i).collect();
+                let r = if op % 8 == 0 {
+                    ring.try_put_batch(None, k, |j, b| b.copy_from_slice(&vals[j].to_le_bytes()))
+                } else {
+                    ring.put_batch(None, k, now(), |j, b| {
+                        b.copy_from_slice(&vals[j].to_le_bytes())
+                    })
+                    .map_err(|e| match e {
+                        WaitError::Closed => TryError::Closed,
+                        WaitError::Timeout => TryError::WouldBlock,
+                        WaitError::Corrupt => TryError::Corrupt,
+                    })
+                };
+                if corrupted {
+                    continue;
+                }
+                let room = cap as usize - model.len();
+                match r {
+                    Ok(n) => {
+                        assert!(
+                            !closed && n >= 1 && n <= k.min(room),
+                            "put {n} of {k}, room {room}"
+                        );
+                        model.extend(&vals[..n]);
+                        next += n as u64;
+                    }
+                    Err(TryError::Closed) => assert!(closed),
+                    Err(TryError::WouldBlock) => assert!(!closed && room == 0),
+                    Err(TryError::Corrupt) => panic!("corrupt without corruption"),
+                }
+            }
+            2 | 3 => {
+                let k = (op / 8 % 4 + 1) as usize;
+                let mut got = Vec::new();
+                let r = if op % 8 == 2 {
+                    ring.try_get_batch(None, k, |_, b| {
+                        got.push(u64::from_le_bytes(b.try_into().unwrap()))
+                    })
+                } else {
+                    ring.get_batch(None, k, now(), |_, b| {
+                        got.push(u64::from_le_bytes(b.try_into().unwrap()))
+                    })
+                    .map_err(|e| match e {
+                        WaitError::Closed => TryError::Closed,
+                        WaitError::Timeout => TryError::WouldBlock,
+                        WaitError::Corrupt => TryError::Corrupt,
+                    })
+                };
+                if corrupted {
+                    continue;
+                }
+                match r {
+                    Ok(n) => {
+                        assert_eq!(n, got.len());
+                        let want: Vec<u64> = model.drain(..n.min(model.len())).collect();
+                        assert_eq!(got, want, "FIFO order");
+                    }
+                    Err(TryError::WouldBlock) => assert!(model.is_empty() && !closed),
+                    Err(TryError::Closed) => assert!(model.is_empty() && closed),
+                    Err(TryError::Corrupt) => panic!("corrupt without corruption"),
+                }
+            }
+            4 => {
+                let first = ring.close();
+                if !corrupted {
+                    assert_eq!(first, !closed, "close() reports whether it closed");
+                }
+                closed = true;
+            }
+            5 => {
+                // Forge a stamp.
+                let (Some(i), Some(v)) = (input.byte(), input.u64()) else {
+                    return;
+                };
+                use crate::ring::RingMem;
+                ring.mem
+                    .stamp(i as u64 % cap)
+                    .store(v, crate::sync::Ordering::Relaxed);
+                corrupted = true;
+            }
+            6 => {
+                if !corrupted {
+                    assert_eq!(ring.len() as usize, model.len());
+                }
+            }
+            _ => {
+                if !corrupted {
+                    assert_eq!(ring.is_closed(), closed);
+                }
+            }
+        }
+    }
+}
+
+/// Byte messages of arbitrary lengths (some over the maximum) through a real `BytesQueue` in an
+/// anonymous segment, against a model; plus forged length words, which must read as `Corrupt`.
+pub fn bytes_messages(data: &[u8]) {
+    let mut input = Input(data);
+    let (Some(cap), Some(max)) = (input.byte(), input.byte()) else {
+        return;
+    };
+    let (cap, max) = ((cap % 8 + 1) as u64, max as usize % 64);
+    let Ok((seg, _file)) = Segment::builder("fuzz-bytes")
+        .bytes_queue("b", cap, max)
+        .create_anonymous()
+    else {
+        return;
+    };
+    let q = seg.bytes_queue("b").expect("just created");
+    let mut model: VecDeque<Option<Vec<u8>>> = VecDeque::new();
+    while let Some(op) = input.byte() {
+        match op % 4 {
+            0 | 1 => {
+                let len = input.byte().unwrap_or(0) as usize % (max + 8);
+                let msg: Vec<u8> = (0..len).map(|i| (i as u8) ^ op).collect();
+                match q.try_put(&msg) {
+                    Ok(()) => model.push_back(Some(msg)),
+                    Err(BytesPutError::TooLarge { len: l, max: m }) => {
+                        assert!(l == len && m == max && len > max)
+                    }
+                    Err(BytesPutError::Full) => assert_eq!(model.len() as u64, cap),
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            }
+            2 => match q.try_get() {
+                Ok(m) => assert_eq!(Some(Some(m)), model.pop_front()),
+                Err(GetError::Empty) => assert!(model.is_empty()),
+                Err(GetError::Corrupt) => assert_eq!(model.pop_front(), Some(None)),
+                Err(e) => panic!("unexpected {e:?}"),
+            },
+            _ => {
+                // Forge the length word of the oldest message to a value above the maximum.
+                let Some(v) = input.u64() else {
+                    return;
+                };
+                let forged = (max as u32)
+                    .saturating_add(1)
+                    .saturating_add(v as u32 % 4096);
+                if let Some(front) = model.front_mut() {
+                    q.forge_front_len(forged);
+                    *front = None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Writes the seed corpora for the fuzz targets into `fuzz/corpus/` (run by hand:
+//! `cargo test --test make_seeds -- --ignored`). The seeds are committed; this keeps them
+//! reproducible.
+
+use std::path::Path;
+
+fn write(target: &str, name: &str, data: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), data).unwrap();
+}
+
+#[test]
+#[ignore = "writes files into the source tree; run by hand"]
+fn make_seeds() {
+    // A real segment with one object of every kind, and cut-down versions of it.
+    let name = format!("shmq-seed-{}", std::process::id());
+    let seg = shmq::Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .queue::<u8>("q8", 3)
+        .bytes_queue("b", 2, 16)
+        .joinable_queue::<u64>("j", 2)
+        .value::<i64>("v", 5)
+        .value::<f64>("f", 1.5)
+        .array::<u32>("a", 4)
+        .list::<u64>("l", 3)
+        .lock("lk")
+        .event("e")
+        .semaphore("s", 1)
+        .barrier("br", 2)
+        .participants(2)
+        .create()
+        .unwrap();
+    seg.queue::<u64>("q").unwrap().put(7).unwrap();
+    seg.bytes_queue("b").unwrap().put(b"seed").unwrap();
+    let bytes = std::fs::read(format!("/dev/shm/{name}")).unwrap();
+    write("open_segment", "full", &bytes);
+    write("open_segment", "header_only", &bytes[..128]);
+    write("open_segment", "half", &bytes[..bytes.len() / 2]);
+    write("open_segment", "empty", &[]);
+
+    // Ring ops: capacity byte, then ops (see shmq::fuzzing::ring_ops).
+    write("ring_ops", "fill_drain", &[2, 0, 0, 0, 2, 2, 2, 6, 7]);
+    write(
+        "ring_ops",
+        "batches_close",
+        &[4, 24, 24, 26, 3, 4, 0, 2, 2, 2],
+    );
+    write("ring_ops", "blocking_paths", &[0, 1, 1, 3, 3, 6]);
+    let mut forge = vec![3, 0, 0, 5, 1];
+    forge.extend_from_slice(&(999u64 << 2).to_le_bytes());
+    forge.extend_from_slice(&[2, 2, 0, 1, 3]);
+    write("ring_ops", "forged_stamp", &forge);
+
+    // Byte messages: capacity, max, then ops (see shmq::fuzzing::bytes_messages).
+    write(
+        "bytes_messages",
+        "lengths",
+        &[3, 16, 0, 0, 0, 5, 0, 16, 0, 30, 2, 2, 2, 2],
+    );
+    let mut forged = vec![2, 8, 0, 4, 3];
+    forged.extend_from_slice(&77u64.to_le_bytes());
+    forged.extend_from_slice(&[2, 2]);
+    write("bytes_messages", "forged_len", &forged);
+}
