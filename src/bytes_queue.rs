@@ -62,21 +62,8 @@ impl BytesQueue {
         }
     }
 
-    fn put_with(&self, msg: &[u8], wait: Wait) -> Result<(), BytesPutError> {
-        if msg.len() > self.max {
-            return Err(BytesPutError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
-        let w = BYTES_LEN_WORD as usize;
-        self.h
-            .put(wait, 1, |_, buf| {
-                buf[..4].copy_from_slice(&(msg.len() as u32).to_le_bytes());
-                buf[w..w + msg.len()].copy_from_slice(msg);
-            })
-            .map(|_| ())
-            .map_err(put_err)
+    fn put_copy(&self, msg: &[u8], wait: Wait) -> Result<(), BytesPutError> {
+        self.put_in_place(msg.len(), wait, |buf| buf.copy_from_slice(msg))
     }
 
     /// Runs `f` on the message in place (no copy out of shared memory), then frees its slot.
@@ -114,6 +101,65 @@ impl BytesQueue {
         };
     }
 
+    fn put_in_place(
+        &self,
+        len: usize,
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]),
+    ) -> Result<(), BytesPutError> {
+        if len > self.max {
+            return Err(BytesPutError::TooLarge { len, max: self.max });
+        }
+        let w = BYTES_LEN_WORD as usize;
+        let mut f = Some(f);
+        self.h
+            .put(wait, 1, |_, buf| {
+                buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+                if let Some(f) = f.take() {
+                    f(&mut buf[w..w + len]);
+                }
+            })
+            .map(|_| ())
+            .map_err(put_err)
+    }
+
+    /// Writes a message of exactly `len` bytes in place in its slot (zero copy): waits for a free
+    /// slot, then runs `f` on the `len` bytes, which hold the slot's previous contents until `f`
+    /// overwrites them. `Err(TooLarge)` at once if `len` is above the maximum.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-bput-with").bytes_queue("q", 2, 64).create_or_replace().unwrap();
+    /// let q = seg.bytes_queue("q").unwrap();
+    /// q.put_with(3, |buf| buf.copy_from_slice(b"abc")).unwrap();
+    /// assert_eq!(q.get_with(|m| m.to_vec()), Ok(b"abc".to_vec()));
+    /// ```
+    pub fn put_with(&self, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), BytesPutError> {
+        self.put_in_place(len, Wait::forever(), f)
+    }
+
+    /// Like [`put_with`](Self::put_with), but never blocks.
+    pub fn try_put_with(&self, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), BytesPutError> {
+        self.put_in_place(len, Wait::No, f)
+    }
+
+    /// Reads the oldest message in place in its slot (zero copy): waits for one, runs `f` on it,
+    /// then frees the slot.
+    pub fn get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
+        self.get_in_place(Wait::forever(), f)
+    }
+
+    /// Like [`get_with`](Self::get_with), but never blocks.
+    pub fn try_get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
+        self.get_in_place(Wait::No, f)
+    }
+
+    /// A handle that spins before sleeping (default) or sleeps at once; see
+    /// [`Queue::with_spinning`](crate::Queue::with_spinning).
+    pub fn with_spinning(mut self, spin: bool) -> Self {
+        self.h.ring.spin = spin;
+        self
+    }
+
     /// Puts a copy of `msg`, waiting while the queue is full. `Err(TooLarge)` at once if `msg` is
     /// longer than [`max_len`](Self::max_len).
     ///
@@ -124,12 +170,12 @@ impl BytesQueue {
     /// assert_eq!(q.get().unwrap(), b"Job-0");
     /// ```
     pub fn put(&self, msg: &[u8]) -> Result<(), BytesPutError> {
-        self.put_with(msg, Wait::forever())
+        self.put_copy(msg, Wait::forever())
     }
 
     /// Puts a copy of `msg`, waiting at most `timeout` for space.
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), BytesPutError> {
-        self.put_with(msg, Wait::timeout(timeout))
+        self.put_copy(msg, Wait::timeout(timeout))
     }
 
     /// Puts a copy of `msg` if a slot is free now; never blocks.
@@ -141,7 +187,7 @@ impl BytesQueue {
     /// assert_eq!(q.try_put(b"b"), Err(shmq::BytesPutError::Full));
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<(), BytesPutError> {
-        self.put_with(msg, Wait::No)
+        self.put_copy(msg, Wait::No)
     }
 
     /// Takes the oldest message, waiting while the queue is empty.

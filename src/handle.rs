@@ -66,8 +66,10 @@ pub(crate) struct RingHandle {
 
 impl Clone for RingHandle {
     fn clone(&self) -> Self {
+        let mut ring = Ring::new(self.ring.mem.clone());
+        ring.spin = self.ring.spin;
         Self {
-            ring: Ring::new(self.ring.mem.clone()),
+            ring,
             seg: self.seg.clone(),
             obj: self.obj,
         }

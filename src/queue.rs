@@ -82,7 +82,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     #[inline]
-    fn put_with(&self, v: T, wait: Wait) -> Result<(), PutError<T>> {
+    fn put_value(&self, v: T, wait: Wait) -> Result<(), PutError<T>> {
         let bytes = bytemuck::bytes_of(&v);
         match self.h.put(wait, 1, |_, buf| buf.copy_from_slice(bytes)) {
             Ok(_) => Ok(()),
@@ -91,7 +91,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     }
 
     #[inline]
-    fn get_with(&self, wait: Wait) -> Result<T, GetError> {
+    fn get_value(&self, wait: Wait) -> Result<T, GetError> {
         let mut out = T::zeroed();
         self.h
             .get(wait, 1, |_, buf| out = bytemuck::pod_read_unaligned(buf))
@@ -110,7 +110,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// assert_eq!(q.put(6), Err(shmq::PutError::Closed(6)));
     /// ```
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
-        self.put_with(v, Wait::forever())
+        self.put_value(v, Wait::forever())
     }
 
     /// Puts `v`, waiting at most `timeout` for space; `Err(Timeout(v))` if none came.
@@ -124,7 +124,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// assert_eq!(err, shmq::PutError::Timeout(2));
     /// ```
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_with(v, Wait::timeout(timeout))
+        self.put_value(v, Wait::timeout(timeout))
     }
 
     /// Puts `v` if a slot is free right now; never blocks. `Err(Full(v))` otherwise.
@@ -136,7 +136,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// assert_eq!(q.try_put(2), Err(shmq::PutError::Full(2)));
     /// ```
     pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
-        self.put_with(v, Wait::No)
+        self.put_value(v, Wait::No)
     }
 
     /// Takes the oldest value, waiting as long as the queue is empty. After [`close`](Self::close)
@@ -151,7 +151,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// assert_eq!(q.get(), Err(shmq::GetError::Closed));
     /// ```
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_with(Wait::forever())
+        self.get_value(Wait::forever())
     }
 
     /// Takes the oldest value, waiting at most `timeout`; `Err(Timeout)` if none came.
@@ -163,7 +163,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(shmq::GetError::Timeout));
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_with(Wait::timeout(timeout))
+        self.get_value(Wait::timeout(timeout))
     }
 
     /// Takes the oldest value if one is published right now; never blocks.
@@ -174,7 +174,7 @@ impl<T: bytemuck::Pod> Queue<T> {
     /// assert_eq!(q.try_get(), Err(shmq::GetError::Empty));
     /// ```
     pub fn try_get(&self) -> Result<T, GetError> {
-        self.get_with(Wait::No)
+        self.get_value(Wait::No)
     }
 
     /// Puts every item of `items` in order, waiting for space as needed; runs of free slots are
@@ -234,6 +234,45 @@ impl<T: bytemuck::Pod> Queue<T> {
             .map_err(get_err)
     }
 
+    /// Writes a value in place in its slot (no copy through the stack): waits for a free slot,
+    /// then runs `f` on it. `f` sees the slot's previous contents (any bytes are a valid `T`) and
+    /// must overwrite what it needs. On close, `Err(Closed(()))` and `f` is not run.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-put-with").queue::<[u64; 4]>("q", 2).create_or_replace().unwrap();
+    /// let q = seg.queue::<[u64; 4]>("q").unwrap();
+    /// q.put_with(|slot| *slot = [1, 2, 3, 4]).unwrap();
+    /// assert_eq!(q.get_with(|v| v.iter().sum::<u64>()), Ok(10));
+    /// ```
+    pub fn put_with(&self, f: impl FnOnce(&mut T)) -> Result<(), PutError<()>> {
+        let mut f = Some(f);
+        self.h
+            .put(Wait::forever(), 1, |_, buf| {
+                if let Some(f) = f.take() {
+                    // Slots are aligned for T (payload offset and stride are multiples of its
+                    // alignment, the region is 128-aligned) and exactly size_of::<T>() long.
+                    f(bytemuck::from_bytes_mut(buf))
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| put_err(e, ()))
+    }
+
+    /// Reads the oldest value in place in its slot: waits for one, runs `f` on it, then frees
+    /// the slot. The reference cannot outlive the call.
+    pub fn get_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, GetError> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.h
+            .get(Wait::forever(), 1, |_, buf| {
+                if let Some(f) = f.take() {
+                    out = Some(f(bytemuck::from_bytes(buf)));
+                }
+            })
+            .map_err(get_err)?;
+        out.ok_or(GetError::Corrupt)
+    }
+
     /// Waits for at least one value, then takes up to `buf.len()` in order; returns how many.
     pub fn get_many(&self, buf: &mut [T]) -> Result<usize, GetError> {
         self.get_many_with(buf, Wait::forever())
@@ -274,6 +313,21 @@ impl<T> Queue<T> {
     /// `len() == 0`.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A handle whose blocking calls spin and yield before sleeping (`true`, the default: lowest
+    /// latency when a core is free for each side) or sleep on the futex at once (`false`: no CPU
+    /// burnt while waiting, one futex round trip per hand-off).
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-spin").queue::<u8>("q", 1).create_or_replace().unwrap();
+    /// let q = seg.queue::<u8>("q").unwrap().with_spinning(false);
+    /// q.put(1).unwrap();
+    /// assert_eq!(q.get(), Ok(1));
+    /// ```
+    pub fn with_spinning(mut self, spin: bool) -> Self {
+        self.h.ring.spin = spin;
+        self
     }
 
     /// `len() == capacity()`.

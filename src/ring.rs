@@ -150,11 +150,13 @@ pub(crate) struct RingStats {
 #[derive(Debug)]
 pub(crate) struct Ring<M> {
     pub(crate) mem: M,
+    /// Spin and yield before sleeping (the adaptive wait); `false` sleeps on the futex at once.
+    pub(crate) spin: bool,
 }
 
 impl<M: RingMem> Ring<M> {
     pub(crate) fn new(mem: M) -> Self {
-        Self { mem }
+        Self { mem, spin: true }
     }
 
     #[inline]
@@ -501,7 +503,7 @@ impl<M: RingMem> Ring<M> {
                     return Err(WaitError::Timeout);
                 }
             }
-            if !backoff.is_completed() {
+            if self.spin && !backoff.is_completed() {
                 backoff.snooze();
                 continue;
             }
