@@ -1,0 +1,99 @@
+//! 64 KiB messages: bytes per second through a `BytesQueue` with copying put/get and with the
+//! zero-copy loan API, beside a plain `memcpy` of the same size, in one run.
+//!
+//! Work per message is the same in both queue variants: the producer produces 64 KiB (a `fill`)
+//! and the consumer consumes them (sums them as u64 words). With put/get the producer fills its
+//! own buffer and `put` copies it into the slot, and `get_into` copies it out before the sum; with
+//! the loan API the producer fills the slot itself and the consumer sums the slot in place.
+//!
+//! `cargo bench --bench bandwidth`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const SIZE: usize = 64 * 1024;
+const CAP: u64 = 16;
+
+fn consume(m: &[u8]) -> u64 {
+    m.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .fold(0, u64::wrapping_add)
+}
+
+fn bandwidth(c: &mut Criterion) {
+    let name = format!("shmq-bench-bw-{}", std::process::id());
+    let seg = shmq::Segment::builder(&name)
+        .bytes_queue("copy", CAP, SIZE)
+        .bytes_queue("loan", CAP, SIZE)
+        .create_or_replace()
+        .unwrap();
+    let mut g = c.benchmark_group("bandwidth/64KiB");
+    g.throughput(Throughput::Bytes(SIZE as u64));
+
+    let src = vec![7u8; SIZE];
+    let mut dst = vec![0u8; SIZE];
+    g.bench_function(BenchmarkId::from_parameter("memcpy"), |b| {
+        b.iter(|| {
+            dst.copy_from_slice(black_box(&src));
+            black_box(&dst);
+        })
+    });
+
+    let q = seg.bytes_queue("copy").unwrap();
+    g.bench_function(BenchmarkId::from_parameter("shmq_put_get"), |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                let qp = q.clone();
+                s.spawn(move || {
+                    let mut buf = vec![0u8; SIZE];
+                    for i in 0..iters {
+                        buf.fill(i as u8);
+                        qp.put(&buf).unwrap();
+                    }
+                });
+                let mut buf = Vec::with_capacity(SIZE);
+                let mut acc = 0u64;
+                for _ in 0..iters {
+                    q.get_into(&mut buf).unwrap();
+                    acc = acc.wrapping_add(consume(&buf));
+                }
+                black_box(acc);
+            });
+            t.elapsed()
+        })
+    });
+
+    let q = seg.bytes_queue("loan").unwrap();
+    g.bench_function(BenchmarkId::from_parameter("shmq_loan"), |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                let qp = q.clone();
+                s.spawn(move || {
+                    for i in 0..iters {
+                        qp.put_with(SIZE, |slot| slot.fill(i as u8)).unwrap();
+                    }
+                });
+                let mut acc = 0u64;
+                for _ in 0..iters {
+                    acc = acc.wrapping_add(q.get_with(consume).unwrap());
+                }
+                black_box(acc);
+            });
+            t.elapsed()
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = bandwidth
+}
+criterion_main!(benches);
