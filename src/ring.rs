@@ -133,6 +133,40 @@ impl WaitCell {
     }
 }
 
+/// Settles positions `pos..end` that this thread claimed, if the user closure it was running
+/// panicked: a put's unpublished positions become tombstones (consumers skip them), a get's
+/// unreleased slots are released and their messages counted lost. Forgotten on success.
+struct ClaimGuard<'a, M: RingMem> {
+    ring: &'a Ring<M>,
+    pos: u64,
+    end: u64,
+    put: bool,
+}
+
+impl<M: RingMem> Drop for ClaimGuard<'_, M> {
+    fn drop(&mut self) {
+        let (ring, n) = (self.ring, self.end - self.pos);
+        let cap = ring.capacity();
+        for p in self.pos..self.end {
+            let stamp = if self.put {
+                p << 2 | STAMP_TOMB
+            } else {
+                (p + cap) << 2 | STAMP_FREE
+            };
+            // SYNC: Release, as the publish/release stores it replaces.
+            ring.mem.stamp(p % cap).store(stamp, Ordering::Release);
+        }
+        let counters = &ring.hdr().counters;
+        if self.put {
+            counters.tombstones.fetch_add(n, Ordering::Relaxed);
+            ring.after_put(self.end, n);
+        } else {
+            counters.lost.fetch_add(n, Ordering::Relaxed);
+            ring.after_get(self.end, n);
+        }
+    }
+}
+
 /// Counters of one ring (see `QueueStats`).
 #[derive(Debug, Clone, Copy)]
 #[allow(dead_code)]
@@ -316,6 +350,14 @@ impl<M: RingMem> Ring<M> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        // If `write` panics, the guard turns the claimed positions not yet
+                        // published into tombstones so consumers are not stuck behind them.
+                        let mut guard = ClaimGuard {
+                            ring: self,
+                            pos,
+                            end: pos + k,
+                            put: true,
+                        };
                         for j in 0..k {
                             let p = pos + j;
                             // SAFETY: we won the CAS that claimed positions pos..pos+k, and their
@@ -330,7 +372,9 @@ impl<M: RingMem> Ring<M> {
                             self.mem
                                 .stamp(p % cap)
                                 .store(p << 2 | STAMP_FULL, Ordering::Release);
+                            guard.pos = p + 1;
                         }
+                        core::mem::forget(guard);
                         self.after_put(pos + k, k);
                         return Ok(k as usize);
                     }
@@ -408,6 +452,14 @@ impl<M: RingMem> Ring<M> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        // If `read` panics, the guard releases the claimed slots not yet released
+                        // (their messages are counted lost) so producers are not stuck.
+                        let mut guard = ClaimGuard {
+                            ring: self,
+                            pos,
+                            end: pos + k,
+                            put: false,
+                        };
                         for j in 0..k {
                             let p = pos + j;
                             if full {
@@ -423,7 +475,9 @@ impl<M: RingMem> Ring<M> {
                             self.mem
                                 .stamp(p % cap)
                                 .store((p + cap) << 2 | STAMP_FREE, Ordering::Release);
+                            guard.pos = p + 1;
                         }
+                        core::mem::forget(guard);
                         self.after_get(pos + k, k);
                         if full {
                             return Ok(k as usize);
@@ -655,6 +709,36 @@ mod tests {
         put(&r, 8).unwrap();
         put(&r, 9).unwrap();
         assert_eq!(put(&r, 10), Err(TryError::WouldBlock));
+    }
+
+    #[test]
+    fn panicking_writer_leaves_a_tombstone_not_a_stuck_queue() {
+        let r = ring(2);
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.try_put_batch(None, 1, |_, _| panic!("user closure fails"))
+        }));
+        assert!(res.is_err());
+        put(&r, 5).unwrap();
+        assert_eq!(get(&r), Ok(5));
+        assert_eq!(r.stats().tombstones, 1);
+        // Both slots usable again.
+        put(&r, 6).unwrap();
+        put(&r, 7).unwrap();
+        assert_eq!(put(&r, 8), Err(TryError::WouldBlock));
+    }
+
+    #[test]
+    fn panicking_reader_releases_its_slot_and_counts_the_loss() {
+        let r = ring(1);
+        put(&r, 5).unwrap();
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.try_get_batch(None, 1, |_, _| panic!("user closure fails"))
+        }));
+        assert!(res.is_err());
+        assert_eq!(r.stats().lost, 1);
+        // The producer is not blocked by the abandoned slot.
+        put(&r, 6).unwrap();
+        assert_eq!(get(&r), Ok(6));
     }
 
     #[test]
