@@ -68,6 +68,7 @@ impl Clone for RingHandle {
     fn clone(&self) -> Self {
         let mut ring = Ring::new(self.ring.mem.clone());
         ring.spin = self.ring.spin;
+        ring.live = self.ring.live.clone();
         Self {
             ring,
             seg: self.seg.clone(),

@@ -47,6 +47,7 @@
 #![cfg_attr(shmq_loom, allow(dead_code))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+pub(crate) mod fault;
 pub(crate) mod layout;
 pub(crate) mod ring;
 pub(crate) mod ring_mem;

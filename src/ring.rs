@@ -65,6 +65,29 @@ pub(crate) unsafe trait RingMem {
     unsafe fn with_payload<R>(&self, idx: u64, f: impl FnOnce(&[u8]) -> R) -> R;
 }
 
+/// Who holds the claim on a position, as far as the participant records tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// A live participant's record names the position: it may be slow, never recover it.
+    Live,
+    /// Only records of dead processes name it: safe to recover.
+    Dead,
+    /// No record names it (no participant record was available): cannot be attributed.
+    Unknown,
+}
+
+/// Answers "who claimed this position?" from the participant records (segment side).
+pub(crate) trait Liveness: std::fmt::Debug {
+    /// The claimant of position `pos` for a put (`put`) or a get.
+    fn claimant(&self, pos: u64, put: bool) -> Claim;
+    /// Position `pos` was recovered: records of dead processes naming it may be cleared.
+    fn settled(&self, pos: u64, put: bool);
+}
+
+/// How long a blocked waiter sleeps before it checks whether it waits for a dead process.
+#[cfg(not(shmq_loom))]
+const RECOVERY_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Non-blocking outcome when nothing could be moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TryError {
@@ -186,11 +209,100 @@ pub(crate) struct Ring<M> {
     pub(crate) mem: M,
     /// Spin and yield before sleeping (the adaptive wait); `false` sleeps on the futex at once.
     pub(crate) spin: bool,
+    /// Where to ask whether a claimant is dead (the segment's participant table); `None` for heap
+    /// rings, which then never recover anything.
+    pub(crate) live: Option<std::sync::Arc<dyn Liveness + Send + Sync>>,
 }
 
 impl<M: RingMem> Ring<M> {
     pub(crate) fn new(mem: M) -> Self {
-        Self { mem, spin: true }
+        Self {
+            mem,
+            spin: true,
+            live: None,
+        }
+    }
+
+    /// The end of the next sleep slice: the deadline itself without a liveness source.
+    fn sliced(&self, deadline: Option<Instant>) -> Option<Instant> {
+        #[cfg(not(shmq_loom))]
+        if self.live.is_some() {
+            let end = Instant::now() + RECOVERY_SLICE;
+            return Some(deadline.map_or(end, |d| d.min(end)));
+        }
+        deadline
+    }
+
+    /// Recovers the claim a blocked waiter is stuck behind, if its holder is dead: for a getter,
+    /// the head position claimed by a producer but never published becomes a tombstone; for a
+    /// putter, the slot of `tail - capacity` claimed by a consumer but never released is released
+    /// and its message counted lost. Each recovery is one CAS on the stamp, so only one recoverer
+    /// acts, and a live claimant is never touched. Returns whether it recovered something.
+    pub(crate) fn recover(&self, put: bool) -> bool {
+        let Some(live) = self.live.as_deref() else {
+            return false;
+        };
+        let hdr = self.hdr();
+        let cap = self.capacity();
+        // SYNC: Acquire on both positions pairs with the Release claim CASes, so the claim records
+        // written before them are visible to the liveness check.
+        let head = hdr.head.load(Ordering::Acquire);
+        let tail = hdr.tail.load(Ordering::Acquire) & !CLOSED_BIT;
+        if !put {
+            if head >= tail || head >= MAX_POS {
+                return false;
+            }
+            let stamp = self.mem.stamp(head % cap);
+            let unpublished = head << 2 | STAMP_FREE;
+            if stamp.load(Ordering::Acquire) != unpublished
+                || live.claimant(head, true) != Claim::Dead
+            {
+                return false;
+            }
+            // SYNC: AcqRel; the Release half publishes the tombstone like a producer's publish.
+            let won = stamp
+                .compare_exchange(
+                    unpublished,
+                    head << 2 | STAMP_TOMB,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+            if won {
+                hdr.counters.tombstones.fetch_add(1, Ordering::Relaxed);
+                live.settled(head, true);
+                self.after_put(head + 1, 1);
+            }
+            won
+        } else {
+            if tail < cap || tail >= MAX_POS {
+                return false;
+            }
+            let p = tail - cap;
+            if head <= p {
+                return false; // the slot holds an unread message: the ring is just full
+            }
+            let stamp = self.mem.stamp(p % cap);
+            let held = p << 2 | STAMP_FULL;
+            if stamp.load(Ordering::Acquire) != held || live.claimant(p, false) != Claim::Dead {
+                return false;
+            }
+            // SYNC: AcqRel; the Release half frees the slot like a consumer's release.
+            let won = stamp
+                .compare_exchange(
+                    held,
+                    (p + cap) << 2 | STAMP_FREE,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+            if won {
+                hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
+                live.settled(p, false);
+                self.after_get(p + 1, 1);
+            }
+            won
+        }
     }
 
     #[inline]
@@ -352,6 +464,7 @@ impl<M: RingMem> Ring<M> {
                     Ok(_) => {
                         // If `write` panics, the guard turns the claimed positions not yet
                         // published into tombstones so consumers are not stuck behind them.
+                        crate::fault::point("put-claimed");
                         let mut guard = ClaimGuard {
                             ring: self,
                             pos,
@@ -375,6 +488,10 @@ impl<M: RingMem> Ring<M> {
                             guard.pos = p + 1;
                         }
                         core::mem::forget(guard);
+                        if let Some(c) = who {
+                            // Claim settled: the record names no position any more.
+                            c.record.put_obj.store(0, Ordering::Relaxed);
+                        }
                         self.after_put(pos + k, k);
                         return Ok(k as usize);
                     }
@@ -454,6 +571,7 @@ impl<M: RingMem> Ring<M> {
                     Ok(_) => {
                         // If `read` panics, the guard releases the claimed slots not yet released
                         // (their messages are counted lost) so producers are not stuck.
+                        crate::fault::point("get-claimed");
                         let mut guard = ClaimGuard {
                             ring: self,
                             pos,
@@ -478,6 +596,9 @@ impl<M: RingMem> Ring<M> {
                             guard.pos = p + 1;
                         }
                         core::mem::forget(guard);
+                        if let Some(c) = who {
+                            c.record.get_obj.store(0, Ordering::Relaxed);
+                        }
                         self.after_get(pos + k, k);
                         if full {
                             return Ok(k as usize);
@@ -522,7 +643,9 @@ impl<M: RingMem> Ring<M> {
         mut write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, WaitError> {
         let cell = &self.hdr().space;
-        self.block_on(cell, deadline, || self.try_put_batch(who, max, &mut write))
+        self.block_on(cell, deadline, true, || {
+            self.try_put_batch(who, max, &mut write)
+        })
     }
 
     /// Blocking get of up to `max` items (see [`Ring::put_batch`]).
@@ -534,7 +657,9 @@ impl<M: RingMem> Ring<M> {
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, WaitError> {
         let cell = &self.hdr().items;
-        self.block_on(cell, deadline, || self.try_get_batch(who, max, &mut read))
+        self.block_on(cell, deadline, false, || {
+            self.try_get_batch(who, max, &mut read)
+        })
     }
 
     /// The adaptive wait shared by both directions.
@@ -542,6 +667,7 @@ impl<M: RingMem> Ring<M> {
         &self,
         cell: &WaitCell,
         deadline: Option<Instant>,
+        put: bool,
         mut attempt: impl FnMut() -> Result<usize, TryError>,
     ) -> Result<usize, WaitError> {
         let mut backoff = Backoff::new();
@@ -561,10 +687,13 @@ impl<M: RingMem> Ring<M> {
                 backoff.snooze();
                 continue;
             }
+            // With a liveness source, sleep in slices: a process that died holding the claim we
+            // wait behind cannot wake us, so every slice we look for one and recover its claim.
+            let slice_end = self.sliced(deadline);
             let epoch = cell.register();
             let retry = attempt();
             let woke = match retry {
-                Err(TryError::WouldBlock) => cell.epoch.wait(epoch, deadline),
+                Err(TryError::WouldBlock) => cell.epoch.wait(epoch, slice_end),
                 _ => Wake::Woken,
             };
             cell.unregister();
@@ -573,6 +702,13 @@ impl<M: RingMem> Ring<M> {
                 Err(TryError::Closed) => return Err(WaitError::Closed),
                 Err(TryError::Corrupt) => return Err(WaitError::Corrupt),
                 Err(TryError::WouldBlock) => {}
+            }
+            if woke == Wake::TimedOut && slice_end != deadline {
+                let user_deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
+                if !user_deadline_passed {
+                    self.recover(put);
+                    continue;
+                }
             }
             if woke == Wake::TimedOut {
                 // One last attempt: a message published as the deadline fired is taken, not left

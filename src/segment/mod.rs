@@ -1088,8 +1088,10 @@ impl Inner {
         })
     }
 
-    /// The ring of a found queue object, starting `off` bytes into its region.
-    fn ring(&self, name: &str, o: &Found, off: u64) -> Result<Ring<RawRing>, OpenError> {
+    /// The ring of a found queue object, starting `off` bytes into its region, with the
+    /// participant table as its liveness source (so blocked waiters recover claims of dead
+    /// processes).
+    fn ring(self: &Arc<Self>, name: &str, o: &Found, off: u64) -> Result<Ring<RawRing>, OpenError> {
         let layout = o
             .layout
             .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: no slot layout")))?;
@@ -1109,7 +1111,12 @@ impl Inner {
                 "object {name:?}: capacity or slot size does not fit"
             ))
         })?;
-        Ok(Ring::new(raw))
+        let mut ring = Ring::new(raw);
+        ring.live = Some(Arc::new(participants::QueueLiveness {
+            seg: self.clone(),
+            obj: o.index + 1,
+        }));
+        Ok(ring)
     }
 
     fn record(&self, idx: u32) -> &ParticipantRecord {

@@ -52,6 +52,82 @@ pub(crate) fn release(r: &ParticipantRecord) {
     r.pid.store(0, Ordering::Release);
 }
 
+/// Whether the process owning record `r` is alive. (A start time of 0 means the owner is between
+/// its CAS and its next store: judge it by its pid alone.)
+fn record_alive(r: &ParticipantRecord) -> bool {
+    let owner = r.pid.load(Ordering::Acquire);
+    let start = r.start_time.load(Ordering::Relaxed);
+    if start == 0 {
+        os::process_start_time(owner).is_some()
+    } else {
+        os::process_alive(owner, start)
+    }
+}
+
+/// The participant table seen from one queue (directory index + 1 = `obj`): who claimed what.
+pub(crate) struct QueueLiveness {
+    pub(crate) seg: Arc<Inner>,
+    pub(crate) obj: u32,
+}
+
+impl std::fmt::Debug for QueueLiveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueLiveness")
+            .field("obj", &self.obj)
+            .finish()
+    }
+}
+
+impl QueueLiveness {
+    /// Records (not free) naming position `pos` of this queue for a put or a get.
+    fn naming(&self, pos: u64, put: bool) -> impl Iterator<Item = &ParticipantRecord> + '_ {
+        (0..self.seg.part_count)
+            .map(|i| self.seg.record(i))
+            .filter(move |r| {
+                if r.pid.load(Ordering::Acquire) == 0 {
+                    return false;
+                }
+                let c = &r.claim;
+                let (obj, first, len) = if put {
+                    (&c.put_obj, &c.put_pos, &c.put_len)
+                } else {
+                    (&c.get_obj, &c.get_pos, &c.get_len)
+                };
+                let first = first.load(Ordering::Relaxed);
+                obj.load(Ordering::Relaxed) == self.obj
+                    && first <= pos
+                    && pos - first < len.load(Ordering::Relaxed)
+            })
+    }
+}
+
+impl crate::ring::Liveness for QueueLiveness {
+    fn claimant(&self, pos: u64, put: bool) -> crate::ring::Claim {
+        use crate::ring::Claim;
+        let mut found = Claim::Unknown;
+        for r in self.naming(pos, put) {
+            if record_alive(r) {
+                return Claim::Live;
+            }
+            found = Claim::Dead;
+        }
+        found
+    }
+
+    fn settled(&self, pos: u64, put: bool) {
+        for r in self.naming(pos, put) {
+            if !record_alive(r) {
+                let obj = if put {
+                    &r.claim.put_obj
+                } else {
+                    &r.claim.get_obj
+                };
+                obj.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 impl Inner {
     /// The calling thread's participant record in this segment, registering one if needed.
     /// `None` if the table is full of live participants (the operation then goes on without crash
@@ -102,18 +178,15 @@ impl Inner {
                 return Some(i);
             }
         }
-        // Table full: take over a record whose process is gone. (A start time of 0 means the
-        // owner is between its CAS and its next store: judge it by its pid alone.)
+        // Table full: take over a record whose process is gone and that names no claim (a
+        // record still naming a claim is the evidence recovery needs; it is cleared once the
+        // claim is recovered).
         for i in 0..self.part_count {
             let r = self.record(i);
             let owner = r.pid.load(Ordering::Relaxed);
-            let owner_start = r.start_time.load(Ordering::Relaxed);
-            let alive = if owner_start == 0 {
-                os::process_start_time(owner).is_some()
-            } else {
-                os::process_alive(owner, owner_start)
-            };
-            if owner != 0 && owner != pid && !alive && take(i, owner) {
+            let settled = r.claim.put_obj.load(Ordering::Relaxed) == 0
+                && r.claim.get_obj.load(Ordering::Relaxed) == 0;
+            if owner != 0 && owner != pid && settled && !record_alive(r) && take(i, owner) {
                 self.remember_record(i);
                 return Some(i);
             }
