@@ -111,8 +111,9 @@ impl RingHeader {
 }
 
 /// Where a thread records what it is about to claim, so that a slot left claimed by a process that
-/// died can be attributed to exactly one participant (the recovery in the crash-survival work reads
-/// these). Written with one or two stores to a line only this thread writes.
+/// died can be attributed to it (`Ring::recover` reads these through the segment's liveness
+/// source). Three Relaxed stores before each claim CAS and one after the claim is settled, all to a
+/// line only this thread writes; the claim CAS's Release publishes them.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct ClaimRecord {
