@@ -77,7 +77,7 @@ pub use error::{
 pub use objects::atom::{Atom, AtomNum};
 #[cfg(not(shmq_loom))]
 pub use objects::handles::{
-    Array, Barrier, Event, JoinableQueue, List, Lock, LockGuard, Semaphore, Value,
+    Array, Barrier, Event, JoinableQueue, List, Lock, LockError, LockGuard, Semaphore, Value,
 };
 #[cfg(not(shmq_loom))]
 pub use queue::Queue;

@@ -166,22 +166,22 @@ impl ModelLock {
     /// Takes the lock (timed if `timeout` is `Some`), increments the counter, unlocks.
     /// Returns whether the lock was taken.
     pub fn increment(&self, timeout: Option<Duration>) -> bool {
-        if !self.state.lock(deadline(timeout)) {
+        if self.state.lock(deadline(timeout)).is_none() {
             return false;
         }
         // SAFETY: the lock is held; loom checks that no other access overlaps.
         self.data.with_mut(|p| unsafe { *p += 1 });
-        self.state.unlock();
+        self.state.unlock(true);
         true
     }
     /// Non-blocking variant of `increment`.
     pub fn try_increment(&self) -> bool {
-        if !self.state.try_lock() {
+        if self.state.try_lock().is_none() {
             return false;
         }
         // SAFETY: as in `increment`.
         self.data.with_mut(|p| unsafe { *p += 1 });
-        self.state.unlock();
+        self.state.unlock(true);
         true
     }
     /// The counter (call with no other thread running).

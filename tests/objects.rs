@@ -24,7 +24,7 @@ fn child_object_role() {
         "locked_add" => {
             let v = seg.value::<i64>("count").unwrap();
             for _ in 0..LOCKED_ADDS {
-                let _g = v.get_lock().lock();
+                let _g = v.get_lock().lock().unwrap();
                 // A read-modify-write in two steps: only the lock makes it exact.
                 let x = v.load();
                 v.store(x + 1);
@@ -72,6 +72,18 @@ fn child_object_role() {
                 inside.fetch_sub(1);
                 s.release().unwrap();
             }
+        }
+        "lock_hold" => {
+            let lock = seg.lock("l").unwrap();
+            let v = seg.value::<i64>("count").unwrap();
+            let _g = lock.lock().unwrap();
+            v.store(1); // the first half of an update the lock protects
+            println!("<<<held>>>");
+            std::io::Write::flush(&mut std::io::stdout()).unwrap();
+            // Hold the lock until killed.
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut std::io::stdin(), &mut b);
+            std::thread::park();
         }
         other => panic!("unknown role {other}"),
     }
@@ -225,9 +237,12 @@ fn lock_timeout_expires_while_another_handle_holds_it() {
     let other = Segment::open(&name).unwrap();
     let a = seg.lock("l").unwrap();
     let b = other.lock("l").unwrap();
-    let g = a.lock();
-    assert!(b.try_lock().is_none());
-    assert!(b.lock_timeout(Duration::from_millis(20)).is_err());
+    let g = a.lock().unwrap();
+    assert!(matches!(b.try_lock(), Err(shmq::LockError::WouldBlock)));
+    assert!(matches!(
+        b.lock_timeout(Duration::from_millis(20)),
+        Err(shmq::LockError::Timeout)
+    ));
     drop(g);
     assert!(b.lock_timeout(Duration::from_secs(5)).is_ok());
 }
@@ -330,4 +345,51 @@ fn value_types_round_trip_and_wrap() {
     let b = seg.value::<bool>("flag").unwrap();
     assert!(b.swap(false));
     assert_eq!(b.compare_exchange(false, true), Ok(false));
+}
+
+#[test]
+fn lock_holder_killed_gives_the_next_locker_owner_dead_in_bounded_time() {
+    use std::io::BufRead;
+    let name = unique("lockdead");
+    let seg = Segment::builder(&name)
+        .lock("l")
+        .value::<i64>("count", 0)
+        .create()
+        .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_object_role", "--exact", "--ignored", "--nocapture"])
+        .env("SHMQ_TEST_CHILD", "1")
+        .env("SHMQ_SEG", &name)
+        .env("SHMQ_ROLE", "lock_hold")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while !lines
+        .next()
+        .expect("child exited")
+        .unwrap()
+        .contains("<<<held>>>")
+    {}
+    let lock = seg.lock("l").unwrap();
+    assert!(matches!(lock.try_lock(), Err(shmq::LockError::WouldBlock)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t0 = std::time::Instant::now();
+    let mut guard = match lock.lock_timeout(Duration::from_secs(10)) {
+        Err(shmq::LockError::OwnerDead(g)) => g,
+        other => panic!("expected OwnerDead, got {other:?}"),
+    };
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(!guard.is_consistent());
+    // Repair the half-done update, then declare the data consistent.
+    seg.value::<i64>("count").unwrap().store(0);
+    guard.make_consistent();
+    drop(guard);
+    assert!(lock.try_lock().is_ok());
 }

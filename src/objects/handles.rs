@@ -7,7 +7,7 @@ use super::cell::Cell;
 use super::event::EventState;
 use super::joinable::JoinState;
 use super::list::{self, ListHeader};
-use super::lock::LockState;
+use super::lock::{Acquired, LockState};
 use super::semaphore::SemaphoreState;
 use crate::error::{
     GetError, IndexError, ListFull, PutError, QueueStats, ReleaseError, TaskDoneError, Timeout,
@@ -62,20 +62,24 @@ unsafe impl<S> Sync for Ptr<S> {}
 // ---------------------------------------------------------------------------------------------
 // Lock
 
-/// A mutex shared between processes (a futex word in the segment).
+/// A mutex shared between processes (a futex word in the segment), robust against its holder
+/// dying.
 ///
-/// Only a [`LockGuard`] unlocks it, so a process cannot release a lock it does not hold. The
-/// holder's pid and start time are recorded, so a dead holder can be detected.
+/// Only a [`LockGuard`] unlocks it, so a process cannot release a lock it does not hold. The word
+/// holds the owner's thread id: if the owner dies holding the lock, the next `lock` takes it over
+/// within about 50 ms and returns [`LockError::OwnerDead`] with the guard, so the caller can repair
+/// the protected data and call [`LockGuard::make_consistent`]; until someone does, every later owner
+/// is told the same way.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let seg = shmq::Segment::builder("doc-lock").lock("l").create_or_replace()?;
 /// let lock = seg.lock("l")?;
 /// {
-///     let _guard = lock.lock();
-///     assert!(lock.try_lock().is_none());
+///     let _guard = lock.lock().expect("no owner died");
+///     assert!(matches!(lock.try_lock(), Err(shmq::LockError::WouldBlock)));
 /// }
-/// assert!(lock.try_lock().is_some());
+/// assert!(lock.try_lock().is_ok());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -97,13 +101,62 @@ impl std::fmt::Debug for Lock {
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    consistent: bool,
+}
+
+impl LockGuard<'_> {
+    /// Declares the protected data consistent again after an [`LockError::OwnerDead`]. A guard
+    /// from an ordinary `lock` is consistent already.
+    pub fn make_consistent(&mut self) {
+        self.consistent = true;
+    }
+
+    /// Whether the data is declared consistent (false after an owner died, until
+    /// [`make_consistent`](Self::make_consistent)).
+    pub fn is_consistent(&self) -> bool {
+        self.consistent
+    }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.lock.state.get().unlock();
+        self.lock.state.get().unlock(self.consistent);
     }
 }
+
+/// Why a lock call did not return a plain guard.
+#[derive(Debug)]
+pub enum LockError<'a> {
+    /// The previous owner died holding the lock (or a later owner never declared the data
+    /// consistent). The lock **is held**: here is its guard.
+    OwnerDead(LockGuard<'a>),
+    /// `lock_timeout`: the deadline passed.
+    Timeout,
+    /// `try_lock`: the lock is held.
+    WouldBlock,
+}
+
+impl<'a> LockError<'a> {
+    /// The guard, when the lock was obtained (`OwnerDead`).
+    pub fn into_guard(self) -> Option<LockGuard<'a>> {
+        match self {
+            LockError::OwnerDead(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LockError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockError::OwnerDead(_) => "the previous owner died holding the lock",
+            LockError::Timeout => "timed out waiting for the lock",
+            LockError::WouldBlock => "the lock is held",
+        })
+    }
+}
+
+impl std::error::Error for LockError<'_> {}
 
 impl Lock {
     pub(crate) fn from_raw(seg: Arc<Inner>, p: *mut u8) -> Self {
@@ -115,21 +168,35 @@ impl Lock {
         }
     }
 
-    /// Takes the lock, sleeping while another thread or process holds it.
-    pub fn lock(&self) -> LockGuard<'_> {
-        let ok = self.state.get().lock(None);
-        debug_assert!(ok, "an untimed lock cannot time out");
-        LockGuard { lock: self }
+    fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<'_>> {
+        match how {
+            Acquired::Clean => Ok(LockGuard {
+                lock: self,
+                consistent: true,
+            }),
+            Acquired::OwnerDead => Err(LockError::OwnerDead(LockGuard {
+                lock: self,
+                consistent: false,
+            })),
+        }
     }
 
-    /// Takes the lock if it is free now; never blocks.
-    pub fn try_lock(&self) -> Option<LockGuard<'_>> {
-        // `then`, not `then_some`: a guard built eagerly and dropped on failure would unlock
-        // the holder's lock.
-        self.state
-            .get()
-            .try_lock()
-            .then(|| LockGuard { lock: self })
+    /// Takes the lock, sleeping while another thread or process holds it. `Err(OwnerDead)` (with
+    /// the lock held) if its previous owner died holding it.
+    pub fn lock(&self) -> Result<LockGuard<'_>, LockError<'_>> {
+        loop {
+            if let Some(how) = self.state.get().lock(None) {
+                return self.guard(how);
+            }
+        }
+    }
+
+    /// Takes the lock if it is free now; never blocks. `Err(WouldBlock)` if it is held.
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<'_>> {
+        match self.state.get().try_lock() {
+            Some(how) => self.guard(how),
+            None => Err(LockError::WouldBlock),
+        }
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -138,14 +205,13 @@ impl Lock {
     /// # use std::time::Duration;
     /// # let seg = shmq::Segment::builder("doc-lock-timeout").lock("l").create_or_replace().unwrap();
     /// let lock = seg.lock("l").unwrap();
-    /// let _held = lock.lock();
-    /// assert!(lock.lock_timeout(Duration::from_millis(5)).is_err());
+    /// let _held = lock.lock().unwrap();
+    /// assert!(matches!(lock.lock_timeout(Duration::from_millis(5)), Err(shmq::LockError::Timeout)));
     /// ```
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, Timeout> {
-        if self.state.get().lock(deadline(timeout)) {
-            Ok(LockGuard { lock: self })
-        } else {
-            Err(Timeout)
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError<'_>> {
+        match self.state.get().lock(deadline(timeout)) {
+            Some(how) => self.guard(how),
+            None => Err(LockError::Timeout),
         }
     }
 

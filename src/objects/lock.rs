@@ -1,114 +1,233 @@
-//! Cross-process mutex on a futex word (the classic three-state futex mutex).
+//! Cross-process robust mutex on a futex word.
 //!
-//! `word`: 0 unlocked, 1 locked, 2 locked with (possible) sleepers. Lock: CAS 0 → 1, else spin a
-//! little, else swap in 2 and sleep while the swap did not return 0. Unlock: swap 0; if it was 2,
-//! wake one sleeper. Sleepers always re-mark the word 2 when they take the lock, so a lock with
-//! sleepers is never released without a wake.
+//! The word holds the owner's kernel thread id, so "locked" and "by whom" change together in one
+//! atomic step and a dead owner is always identifiable:
+//!
+//! * bits 0..30: owner thread id (0: unlocked); Linux thread ids fit in 22 bits;
+//! * bit 30 `INCONSISTENT`: a previous owner died holding the lock and nobody has declared the
+//!   protected data consistent since; the next owner is told (`OwnerDead`);
+//! * bit 31 `CONTENDED`: someone may sleep on the word; the unlocker must wake one.
+//!
+//! Lock: CAS a free word to `me | CONTENDED` (keeping `INCONSISTENT`) — the uncontended first try
+//! uses `me` alone; otherwise set `CONTENDED` and sleep while the word is unchanged. The sleep is
+//! cut into slices: after each, if the owner thread is gone (`/proc/TID/stat` missing or a zombie,
+//! or another start time), one waiter takes the lock over with a CAS from the dead owner's word to
+//! `me | INCONSISTENT | CONTENDED` and reports `OwnerDead`. Unlock: swap in 0 (or `INCONSISTENT`);
+//! if the old word had `CONTENDED`, wake one sleeper.
 
 use crate::sync::backoff::Backoff;
 use crate::sync::futex::{Futex, Wake};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-const UNLOCKED: u32 = 0;
-const LOCKED: u32 = 1;
-const CONTENDED: u32 = 2;
+const TID: u32 = (1 << 30) - 1;
+const INCONSISTENT: u32 = 1 << 30;
+const CONTENDED: u32 = 1 << 31;
 
-/// Shared state of a lock: 128 bytes natively, zero = unlocked.
+/// Shared state of a lock: 128 bytes natively, zero = unlocked and consistent.
 #[derive(Debug)]
 #[repr(C, align(128))]
 pub(crate) struct LockState {
-    /// 0 unlocked, 1 locked, 2 locked and contended (the futex word).
+    /// Owner thread id | INCONSISTENT | CONTENDED (the futex word).
     pub(crate) word: Futex,
-    /// pid of the holder (0 when unlocked), for dead-owner detection.
+    /// pid of the owner's process (diagnostics; 0 when unlocked).
     pub(crate) owner_pid: AtomicU32,
-    /// Start time of the holder's process.
+    /// `owner tid << 40 | start time of that thread` (`/proc/TID/stat` field 22, low 40 bits), to
+    /// tell a reused thread id from the owner. Written just after the owner takes the word, so a
+    /// reader trusts it only when its tid matches the word's.
     pub(crate) owner_start: AtomicU64,
 }
 
 #[cfg(not(shmq_loom))]
 const _: () = assert!(core::mem::size_of::<LockState>() == 128);
 
+/// How the lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// Normally: the protected data is as the last owner left it.
+    Clean,
+    /// From (or after) an owner that died holding it: the data may be half-updated.
+    OwnerDead,
+}
+
+const START_BITS: u32 = 40;
+
+#[cfg(not(shmq_loom))]
+thread_local! {
+    /// This thread's id and its `owner_start` stamp, read once per thread.
+    static ME: (u32, u64) = {
+        let tid = crate::segment::os::thread_id() & TID;
+        let start = crate::segment::os::process_start_time(tid).unwrap_or(0);
+        (tid, (tid as u64) << START_BITS | (start & ((1 << START_BITS) - 1)))
+    };
+}
+
+/// The calling thread's id as stored in lock words (never 0).
+#[cfg(not(shmq_loom))]
+fn me() -> u32 {
+    ME.with(|m| m.0)
+}
+
+#[cfg(shmq_loom)]
+fn me() -> u32 {
+    loom::lazy_static! {
+        static ref NEXT: AtomicU32 = AtomicU32::new(1);
+    }
+    loom::thread_local! {
+        static TID_CACHE: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TID_CACHE.with(|t| *t)
+}
+
+/// Whether the owner thread `tid` is gone. `stamp` is the lock's `owner_start`; it is used to
+/// detect a reused thread id only when it was written by that same tid.
+#[cfg(not(shmq_loom))]
+fn owner_dead(tid: u32, stamp: u64) -> bool {
+    match crate::segment::os::process_start_time(tid) {
+        None => true,
+        Some(t) => {
+            let same_tid = (stamp >> START_BITS) as u32 == tid;
+            same_tid && stamp & ((1 << START_BITS) - 1) != t & ((1 << START_BITS) - 1)
+        }
+    }
+}
+
+/// Under loom no thread dies.
+#[cfg(shmq_loom)]
+fn owner_dead(_tid: u32, _start: u64) -> bool {
+    false
+}
+
+/// How long a contender sleeps before checking whether the owner died.
+#[cfg(not(shmq_loom))]
+fn slice(deadline: Option<Instant>) -> Option<Instant> {
+    let end = Instant::now() + std::time::Duration::from_millis(50);
+    Some(deadline.map_or(end, |d| d.min(end)))
+}
+
+#[cfg(shmq_loom)]
+fn slice(deadline: Option<Instant>) -> Option<Instant> {
+    deadline
+}
+
 impl LockState {
     #[cfg(shmq_loom)]
     pub(crate) fn new() -> Self {
         Self {
-            word: Futex::new(UNLOCKED),
+            word: Futex::new(0),
             owner_pid: AtomicU32::new(0),
             owner_start: AtomicU64::new(0),
         }
     }
 
-    /// One attempt, never blocks.
+    /// Takes a free lock with `bits` (`0` or `CONTENDED`) besides our id; keeps INCONSISTENT.
     #[inline]
-    pub(crate) fn try_lock(&self) -> bool {
-        // SYNC: Acquire on success pairs with the Release swap in `unlock`: the previous holder's
-        // writes to the protected data are visible to us.
-        let ok = self
-            .word
-            .word()
-            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok();
-        if ok {
-            self.set_owner();
+    fn take_free(&self, w: u32, bits: u32) -> Option<Acquired> {
+        if w & TID != 0 {
+            return None;
         }
-        ok
+        let me = me();
+        // SYNC: Acquire on success pairs with the Release swap in `unlock`: the previous owner's
+        // writes to the protected data are visible to us.
+        self.word
+            .word()
+            .compare_exchange(
+                w,
+                me | (w & INCONSISTENT) | bits,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        self.set_owner();
+        Some(if w & INCONSISTENT != 0 {
+            Acquired::OwnerDead
+        } else {
+            Acquired::Clean
+        })
     }
 
-    /// Takes the lock, sleeping while it is held; `false` if `deadline` passed first.
-    pub(crate) fn lock(&self, deadline: Option<Instant>) -> bool {
-        if self.try_lock() {
-            return true;
+    /// One attempt, never blocks (and never checks whether the owner is alive).
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<Acquired> {
+        self.take_free(self.word.word().load(Ordering::Relaxed), 0)
+    }
+
+    /// Takes the lock, sleeping while it is held; `None` if `deadline` passed first.
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        if let Some(a) = self.try_lock() {
+            return Some(a);
         }
         let w = self.word.word();
         let mut backoff = Backoff::new();
         while !backoff.is_completed() {
-            if w.load(Ordering::Relaxed) == UNLOCKED && self.try_lock() {
-                return true;
+            if let Some(a) = self.try_lock() {
+                return Some(a);
             }
             backoff.snooze();
         }
         loop {
-            // SYNC: Acquire as in `try_lock`. Swapping in CONTENDED (not LOCKED) keeps the "someone
-            // may sleep" mark when we take the lock while others sleep.
-            if w.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
-                self.set_owner();
-                return true;
+            let cur = w.load(Ordering::Relaxed);
+            // Free: take it, marking it contended (others may sleep; we cannot know).
+            if let Some(a) = self.take_free(cur, CONTENDED) {
+                return Some(a);
             }
-            if self.word.wait(CONTENDED, deadline) == Wake::TimedOut {
-                // One last attempt; if it fails the word stays CONTENDED, which costs the holder
-                // at most one spurious wake.
-                if w.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
-                    self.set_owner();
-                    return true;
+            if cur & TID == 0 {
+                continue; // lost a race for a free lock
+            }
+            if cur & CONTENDED == 0
+                && w.compare_exchange(cur, cur | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let seen = cur | CONTENDED;
+            let slice_end = slice(deadline);
+            if self.word.wait(seen, slice_end) == Wake::TimedOut {
+                // A dead owner never unlocks: take over from it (one CAS: one winner).
+                let start = self.owner_start.load(Ordering::Relaxed);
+                if w.load(Ordering::Relaxed) == seen && owner_dead(seen & TID, start) {
+                    let mine = me() | INCONSISTENT | CONTENDED;
+                    // SYNC: Acquire, as in `take_free`; the dead owner's writes happened before
+                    // it died, and we read its word.
+                    if w.compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        self.set_owner();
+                        return Some(Acquired::OwnerDead);
+                    }
                 }
-                return false;
+                if slice_end == deadline {
+                    // The caller's own deadline: one last attempt.
+                    return self.try_lock();
+                }
             }
         }
     }
 
-    /// Releases the lock (only a guard calls this).
-    pub(crate) fn unlock(&self) {
+    /// Releases the lock (only a guard calls this). `consistent`: whether the owner declared the
+    /// protected data consistent; if not, the next owner gets `OwnerDead` too.
+    pub(crate) fn unlock(&self, consistent: bool) {
         self.owner_pid.store(0, Ordering::Relaxed);
         self.owner_start.store(0, Ordering::Relaxed);
-        // SYNC: Release pairs with the Acquire in `try_lock`/`lock` of the next holder.
-        if self.word.word().swap(UNLOCKED, Ordering::Release) == CONTENDED {
+        let next = if consistent { 0 } else { INCONSISTENT };
+        // SYNC: Release pairs with the Acquire in `take_free`/`lock` of the next owner.
+        if self.word.word().swap(next, Ordering::Release) & CONTENDED != 0 {
             self.word.wake(1);
         }
     }
 
-    /// True if some holder holds it now (a snapshot).
+    /// True if some thread holds it now (a snapshot).
     pub(crate) fn is_locked(&self) -> bool {
-        self.word.word().load(Ordering::Relaxed) != UNLOCKED
+        self.word.word().load(Ordering::Relaxed) & TID != 0
     }
 
     #[inline]
     fn set_owner(&self) {
         #[cfg(not(shmq_loom))]
         {
-            let (pid, start) = crate::segment::os::self_identity();
+            let (pid, _) = crate::segment::os::self_identity();
             self.owner_pid.store(pid, Ordering::Relaxed);
-            self.owner_start.store(start, Ordering::Relaxed);
+            self.owner_start.store(ME.with(|m| m.1), Ordering::Relaxed);
         }
         #[cfg(shmq_loom)]
         self.owner_pid.store(1, Ordering::Relaxed);

@@ -71,11 +71,11 @@ mod tests {
                 let (lock, data) = (lock.clone(), data.clone());
                 std::thread::spawn(move || {
                     for _ in 0..n {
-                        assert!(lock.get().lock(None));
+                        assert!(lock.get().lock(None).is_some());
                         // Two separate steps: only the lock makes them atomic together.
                         let v = data.load(Ordering::Relaxed);
                         data.store(v + 1, Ordering::Relaxed);
-                        lock.get().unlock();
+                        lock.get().unlock(true);
                     }
                 })
             })
@@ -90,15 +90,40 @@ mod tests {
     #[test]
     fn lock_timeout_expires_then_succeeds_after_unlock() {
         let lock = Heap::<LockState>::new();
-        assert!(lock.get().try_lock());
-        assert!(!lock.get().try_lock());
+        assert!(lock.get().try_lock().is_some());
+        assert!(lock.get().try_lock().is_none());
         let t0 = Instant::now();
-        assert!(!lock.get().lock(Some(t0 + Duration::from_millis(10))));
-        assert!(t0.elapsed() >= Duration::from_millis(10));
-        lock.get().unlock();
         assert!(lock
             .get()
-            .lock(Some(Instant::now() + Duration::from_secs(5))));
+            .lock(Some(t0 + Duration::from_millis(10)))
+            .is_none());
+        assert!(t0.elapsed() >= Duration::from_millis(10));
+        lock.get().unlock(true);
+        assert!(lock
+            .get()
+            .lock(Some(Instant::now() + Duration::from_secs(5)))
+            .is_some());
+    }
+
+    #[test]
+    fn lock_of_a_dead_owner_is_taken_over_and_reported_until_made_consistent() {
+        use super::lock::Acquired;
+        let lock = Heap::<LockState>::new();
+        // A thread takes the lock and exits without unlocking (as if its process died there).
+        let l2 = lock.clone();
+        std::thread::spawn(move || assert_eq!(l2.get().lock(None), Some(Acquired::Clean)))
+            .join()
+            .unwrap();
+        assert!(lock.get().is_locked());
+        let t0 = Instant::now();
+        assert_eq!(lock.get().lock(None), Some(Acquired::OwnerDead));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        // Released without declaring the data consistent: the next owner is told too.
+        lock.get().unlock(false);
+        assert_eq!(lock.get().try_lock(), Some(Acquired::OwnerDead));
+        lock.get().unlock(true);
+        assert_eq!(lock.get().try_lock(), Some(Acquired::Clean));
+        lock.get().unlock(true);
     }
 
     #[test]
