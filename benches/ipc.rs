@@ -152,7 +152,20 @@ fn spawn(role: &str, env: &[(&str, &str)], piped: bool) -> Child {
 struct Stream {
     to: Box<dyn Write>,
     from: Box<dyn Read>,
+    /// The socket, to shut down at the end (dropping one clone of it does not close it).
+    sock: Option<UnixStream>,
     child: Child,
+}
+
+impl Stream {
+    /// Ends the child's input and waits for it to exit.
+    fn finish(mut self) {
+        drop(self.to);
+        if let Some(s) = &self.sock {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        self.child.wait().unwrap();
+    }
 }
 
 fn stream(kind: &str, role: &str, listener: &UnixListener, sock: &str) -> Stream {
@@ -160,13 +173,19 @@ fn stream(kind: &str, role: &str, listener: &UnixListener, sock: &str) -> Stream
         let mut child = spawn(&format!("pipe-{role}"), &[], true);
         let to = Box::new(child.stdin.take().unwrap());
         let from = Box::new(child.stdout.take().unwrap());
-        Stream { to, from, child }
+        Stream {
+            to,
+            from,
+            sock: None,
+            child,
+        }
     } else {
         let child = spawn(&format!("unix-{role}"), &[(SOCK, sock)], false);
         let (s, _) = listener.accept().unwrap();
         Stream {
             to: Box::new(s.try_clone().unwrap()),
-            from: Box::new(s),
+            from: Box::new(s.try_clone().unwrap()),
+            sock: Some(s),
             child,
         }
     }
@@ -269,8 +288,7 @@ fn main() {
                 t.elapsed()
             })
         });
-        drop(s.to);
-        s.child.wait().unwrap();
+        s.finish();
     }
     g.finish();
 
@@ -326,8 +344,7 @@ fn main() {
                 t.elapsed()
             })
         });
-        drop(s.to);
-        s.child.wait().unwrap();
+        s.finish();
     }
     g.finish();
 

@@ -66,7 +66,7 @@ for cfg in ["1p1c", "2p2c"]:
         out.append(f"| {cfg} | {size} | " + " | ".join(rate(v) for v in vals)
                    + f" | {ratio(vals[1], vals[0])} |")
 
-bw = {k: ns(f"bandwidth/64KiB/{k}") for k in ["memcpy", "shmq_put_get", "shmq_loan"]}
+bw = {k: ns(f"bandwidth/64KiB/{k}") for k in ["memcpy", "shmq_put_get", "shmq_put_get_work", "shmq_loan"]}
 out.append("\n### 64 KiB messages (bytes/s; % of memcpy)\n")
 out.append("| path | GiB/s | % of memcpy |")
 out.append("|---|---:|---:|")

@@ -72,12 +72,16 @@ pub(crate) struct RingHeader {
     pub(crate) counters: CachePadded<RingCounters>,
 }
 
-/// Diagnostics counters, written only on recovery paths.
+/// A read-mostly line: diagnostics counters, written only on recovery paths, and the closed flag.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct RingCounters {
     pub(crate) tombstones: AtomicU64,
     pub(crate) lost: AtomicU64,
+    /// 1 once `close()` set [`CLOSED_BIT`] in `tail` (stored after it). Consumers that find no
+    /// message read this line, which stays in their cache, instead of `tail`, which every put
+    /// writes: polling `tail` would pull the producers' hottest line on every empty check.
+    pub(crate) closed: AtomicU32,
 }
 
 #[cfg(not(shmq_loom))]
@@ -105,6 +109,7 @@ impl RingHeader {
             counters: CachePadded(RingCounters {
                 tombstones: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
+                closed: AtomicU32::new(0),
             }),
         }
     }
@@ -252,7 +257,9 @@ mod segment_layout {
             offset_of!(DirEntry, param0) as u64,
             offset_of!(SegmentHeader, state) as u64,
             offset_of!(SegmentHeader, participants_offset) as u64,
-            STAMP_FULL | (STAMP_TOMB << 8),
+            STAMP_FULL
+                | (STAMP_TOMB << 8)
+                | (core::mem::offset_of!(RingCounters, closed) as u64) << 16,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

@@ -350,6 +350,9 @@ impl<M: RingMem> Ring<M> {
         // SYNC: AcqRel RMW on tail; a producer's failed claim CAS (Relaxed) then reloads and sees the
         // bit. The wake-ups below follow the notify fences, so sleepers re-check and see it too.
         let prev = self.hdr().tail.fetch_or(CLOSED_BIT, Ordering::AcqRel);
+        // SYNC: Release pairs with the Acquire flag load in `try_get_batch`: a consumer that sees
+        // the flag then reads a tail with the bit set.
+        self.hdr().counters.closed.store(1, Ordering::Release);
         self.hdr().items.notify_all();
         self.hdr().space.notify_all();
         prev & CLOSED_BIT == 0
@@ -613,6 +616,13 @@ impl<M: RingMem> Ring<M> {
                 }
             } else if stamp >> 2 <= pos {
                 // Position `pos` is not published yet (or its slot still holds pos - cap).
+                // Not closed: nothing to check on `tail` (see `RingCounters::closed`). A close in
+                // progress whose flag we miss is a close that has not happened yet for us; a
+                // blocked getter is woken by close's notify, which follows the flag store.
+                // SYNC: Acquire pairs with the Release flag store in `close`.
+                if hdr.counters.closed.load(Ordering::Acquire) == 0 {
+                    return Err(TryError::WouldBlock);
+                }
                 // SYNC: Acquire pairs with the AcqRel fetch_or in `close`.
                 let tail = hdr.tail.load(Ordering::Acquire);
                 if tail & CLOSED_BIT != 0 && tail & !CLOSED_BIT <= pos {
