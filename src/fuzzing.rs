@@ -104,6 +104,15 @@ impl Input<'_> {
     }
 }
 
+/// A blocking call with an expired deadline reports like a non-blocking one.
+fn as_try(e: WaitError) -> TryError {
+    match e {
+        WaitError::Closed => TryError::Closed,
+        WaitError::Timeout => TryError::WouldBlock,
+        WaitError::Corrupt => TryError::Corrupt,
+    }
+}
+
 /// Arbitrary operation sequences against a `VecDeque` model, on a heap ring; including writes of
 /// arbitrary values into slot stamps, after which only "no panic, no hang" is checked.
 pub fn ring_ops(data: &[u8]) {
@@ -132,11 +141,7 @@ pub fn ring_ops(data: &[u8]) {
                     ring.put_batch(None, k, now(), |j, b| {
                         b.copy_from_slice(&vals[j].to_le_bytes())
                     })
-                    .map_err(|e| match e {
-                        WaitError::Closed => TryError::Closed,
-                        WaitError::Timeout => TryError::WouldBlock,
-                        WaitError::Corrupt => TryError::Corrupt,
-                    })
+                    .map_err(as_try)
                 };
                 if corrupted {
                     continue;
@@ -167,11 +172,7 @@ pub fn ring_ops(data: &[u8]) {
                     ring.get_batch(None, k, now(), |_, b| {
                         got.push(u64::from_le_bytes(b.try_into().unwrap()))
                     })
-                    .map_err(|e| match e {
-                        WaitError::Closed => TryError::Closed,
-                        WaitError::Timeout => TryError::WouldBlock,
-                        WaitError::Corrupt => TryError::Corrupt,
-                    })
+                    .map_err(as_try)
                 };
                 if corrupted {
                     continue;

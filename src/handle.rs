@@ -78,6 +78,15 @@ impl Clone for RingHandle {
 }
 
 impl RingHandle {
+    /// This thread's participant record for claims on this ring (`None` if the table is full).
+    #[inline]
+    fn claimant(&self) -> Option<Claimant<'_>> {
+        self.seg.participant().map(|p| Claimant {
+            record: p.claim,
+            obj: self.obj,
+        })
+    }
+
     #[inline]
     pub(crate) fn put(
         &self,
@@ -85,11 +94,7 @@ impl RingHandle {
         max: usize,
         write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, Fail> {
-        let p = self.seg.participant();
-        let who = p.as_ref().map(|p| Claimant {
-            record: p.claim,
-            obj: self.obj,
-        });
+        let who = self.claimant();
         match wait {
             Wait::No => self.ring.try_put_batch(who, max, write).map_err(Fail::from),
             Wait::Until(d) => self.ring.put_batch(who, max, d, write).map_err(Fail::from),
@@ -103,11 +108,7 @@ impl RingHandle {
         max: usize,
         read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, Fail> {
-        let p = self.seg.participant();
-        let who = p.as_ref().map(|p| Claimant {
-            record: p.claim,
-            obj: self.obj,
-        });
+        let who = self.claimant();
         match wait {
             Wait::No => self.ring.try_get_batch(who, max, read).map_err(Fail::from),
             Wait::Until(d) => self.ring.get_batch(who, max, d, read).map_err(Fail::from),
