@@ -449,18 +449,19 @@ fn byte_messages_are_never_torn() {
     });
 }
 
-/// The deliberately broken build (`--cfg shmq_loom_broken` drops the waiter's Dekker fence):
-/// loom must find the lost wake-up, so this test is *expected to fail* with loom's "deadlock"
-/// report. Loom aborts the process on it (a panic while unwinding), which `should_panic` cannot
-/// catch, so `.ci/run` runs it as its own step and requires the failure.
+/// The deliberately broken build (`--cfg shmq_loom_broken` weakens the producer's publish store
+/// from Release to Relaxed): loom must report that the consumer reads the payload without a
+/// happens-before edge to the producer's write, so this test is *expected to fail* with loom's
+/// "Causality violation". Loom aborts the process on it (a panic while unwinding), which
+/// `should_panic` cannot catch, so `.ci/run` runs it as its own step and requires the failure.
 #[cfg(shmq_loom_broken)]
 #[test]
-fn broken_fence_loses_a_wake_up() {
+fn broken_publish_ordering_tears_the_payload() {
     model(|| {
         let q = Arc::new(ModelQueue::new(2));
         let q2 = q.clone();
-        let c = thread::spawn(move || q2.get(None));
-        q.put(7, None).unwrap();
-        assert_eq!(c.join().unwrap(), Ok(7));
+        let p = thread::spawn(move || q2.put(7, None).unwrap());
+        assert_eq!(q.get(None), Ok(7));
+        p.join().unwrap();
     });
 }

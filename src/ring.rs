@@ -65,6 +65,12 @@ pub(crate) unsafe trait RingMem {
     unsafe fn with_payload<R>(&self, idx: u64, f: impl FnOnce(&[u8]) -> R) -> R;
 }
 
+/// Ordering of the publish store. Release; the deliberately broken loom build weakens it.
+#[cfg(not(shmq_loom_broken))]
+const PUBLISH: Ordering = Ordering::Release;
+#[cfg(shmq_loom_broken)]
+const PUBLISH: Ordering = Ordering::Relaxed;
+
 /// Who holds the claim on a position, as far as the participant records tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
@@ -142,8 +148,6 @@ impl WaitCell {
     pub(crate) fn register(&self) -> u32 {
         self.waiters.fetch_add(1, Ordering::Relaxed);
         // SYNC: Dekker fence, pairs with the SeqCst fence in `notify` / `after_put` / `after_get`.
-        // (`shmq_loom_broken` removes it, to show that the loom models catch the lost wake-up.)
-        #[cfg(not(shmq_loom_broken))]
         fence(Ordering::SeqCst);
         // SYNC: Acquire pairs with the Release bump in `Futex::bump_and_wake`: reading a bumped
         // epoch means the retry that follows sees the publish that preceded the bump.
@@ -484,10 +488,9 @@ impl<M: RingMem> Ring<M> {
                                     .with_payload_mut(p % cap, |buf| write(j as usize, buf))
                             };
                             // SYNC: Release publishes the payload; pairs with the consumer's
-                            // Acquire load of this stamp.
-                            self.mem
-                                .stamp(p % cap)
-                                .store(p << 2 | STAMP_FULL, Ordering::Release);
+                            // Acquire load of this stamp. (`shmq_loom_broken` weakens it to
+                            // Relaxed, to show that the loom models catch the torn payload.)
+                            self.mem.stamp(p % cap).store(p << 2 | STAMP_FULL, PUBLISH);
                             guard.pos = p + 1;
                         }
                         core::mem::forget(guard);
