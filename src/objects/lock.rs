@@ -83,12 +83,18 @@ fn me() -> u32 {
 /// detect a reused thread id only when it was written by that same tid.
 #[cfg(not(shmq_loom))]
 fn owner_dead(tid: u32, stamp: u64) -> bool {
-    match crate::segment::os::process_start_time(tid) {
-        None => true,
-        Some(t) => {
+    use crate::segment::os::{proc_state, ProcState};
+    if tid == me() {
+        return false; // we are alive (a thread never waits on its own lock word, but be sure)
+    }
+    match proc_state(tid) {
+        ProcState::Dead => true,
+        ProcState::Alive(t) => {
             let same_tid = (stamp >> START_BITS) as u32 == tid;
             same_tid && stamp & ((1 << START_BITS) - 1) != t & ((1 << START_BITS) - 1)
         }
+        // /proc unreadable: never take a lock over on a guess.
+        ProcState::Unknown => false,
     }
 }
 

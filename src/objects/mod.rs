@@ -106,6 +106,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs /proc to see that the owner thread is gone")]
     fn lock_of_a_dead_owner_is_taken_over_and_reported_until_made_consistent() {
         use super::lock::Acquired;
         let lock = Heap::<LockState>::new();

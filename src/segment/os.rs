@@ -199,19 +199,49 @@ pub(crate) fn map(file: &File, len: u64) -> std::io::Result<MmapRaw> {
     MmapOptions::new().len(len).map_raw(file)
 }
 
-/// Start time of process `pid` in clock ticks since boot (`/proc/PID/stat`, field 22), or `None`
-/// if the process does not exist or is a zombie (a zombie counts as dead: it will never run again).
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// What `/proc/PID/stat` says about a process (or thread) id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcState {
+    /// Running or sleeping (or stopped), started at this time (clock ticks since boot, field 22).
+    Alive(u64),
+    /// No such id, or a zombie (a zombie will never run again).
+    Dead,
+    /// /proc could not be read (no procfs, no permission, a sandbox): treated as alive, so
+    /// nothing is ever recovered on a guess.
+    Unknown,
+}
+
+/// Reads `/proc/ID/stat` for a process or thread id.
+pub(crate) fn proc_state(id: u32) -> ProcState {
+    let stat = match std::fs::read_to_string(format!("/proc/{id}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ProcState::Dead,
+        Err(_) => return ProcState::Unknown,
+    };
     // The command name (field 2) is in parentheses and may itself contain spaces or ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?; // field 3
-    if state == "Z" || state == "X" {
-        return None;
+    let Some(close) = stat.rfind(')') else {
+        return ProcState::Unknown;
+    };
+    let mut fields = stat[close + 1..].split_ascii_whitespace();
+    match fields.next() {
+        // Field 3: state.
+        Some("Z") | Some("X") | Some("x") => return ProcState::Dead,
+        None => return ProcState::Unknown,
+        _ => {}
     }
     // Fields 4..=21 are skipped; field 22 is the start time.
-    fields.nth(18)?.parse().ok()
+    match fields.nth(18).and_then(|f| f.parse().ok()) {
+        Some(t) => ProcState::Alive(t),
+        None => ProcState::Unknown,
+    }
+}
+
+/// Start time of process `pid`, or `None` if it is dead or /proc cannot tell.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    match proc_state(pid) {
+        ProcState::Alive(t) => Some(t),
+        _ => None,
+    }
 }
 
 /// This process's pid and start time, read once.
@@ -233,10 +263,13 @@ pub(crate) fn thread_id() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
 }
 
-/// True if the process `pid` that started at `start` is still alive (not a zombie, not reused).
+/// True unless the process `pid` that started at `start` is known to be gone (no such pid, a
+/// zombie, or a reused pid with another start time). `start == 0` means "not recorded": the pid
+/// alone decides. When /proc cannot be read the answer is "alive".
 pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
-    match process_start_time(pid) {
-        Some(t) => t == start,
-        None => false,
+    match proc_state(pid) {
+        ProcState::Alive(t) => start == 0 || t == start,
+        ProcState::Dead => false,
+        ProcState::Unknown => true,
     }
 }

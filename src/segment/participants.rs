@@ -57,11 +57,7 @@ pub(crate) fn release(r: &ParticipantRecord) {
 fn record_alive(r: &ParticipantRecord) -> bool {
     let owner = r.pid.load(Ordering::Acquire);
     let start = r.start_time.load(Ordering::Relaxed);
-    if start == 0 {
-        os::process_start_time(owner).is_some()
-    } else {
-        os::process_alive(owner, start)
-    }
+    os::process_alive(owner, start)
 }
 
 /// The participant table seen from one queue (directory index + 1 = `obj`): who claimed what.
