@@ -54,11 +54,13 @@ const START_BITS: u32 = 40;
 
 #[cfg(not(shmq_loom))]
 thread_local! {
-    /// This thread's id and its `owner_start` stamp, read once per thread.
-    static ME: (u32, u64) = {
+    /// This thread's id, its `owner_start` stamp and its process id, read once per thread so
+    /// that taking a lock makes no system call.
+    static ME: (u32, u64, u32) = {
         let tid = crate::segment::os::thread_id() & TID;
         let start = crate::segment::os::process_start_time(tid).unwrap_or(0);
-        (tid, (tid as u64) << START_BITS | (start & ((1 << START_BITS) - 1)))
+        let (pid, _) = crate::segment::os::self_identity();
+        (tid, (tid as u64) << START_BITS | (start & ((1 << START_BITS) - 1)), pid)
     };
 }
 
@@ -231,9 +233,9 @@ impl LockState {
     fn set_owner(&self) {
         #[cfg(not(shmq_loom))]
         {
-            let (pid, _) = crate::segment::os::self_identity();
+            let (_, stamp, pid) = ME.with(|m| *m);
             self.owner_pid.store(pid, Ordering::Relaxed);
-            self.owner_start.store(ME.with(|m| m.1), Ordering::Relaxed);
+            self.owner_start.store(stamp, Ordering::Relaxed);
         }
         #[cfg(shmq_loom)]
         self.owner_pid.store(1, Ordering::Relaxed);
