@@ -196,7 +196,6 @@ impl<M: RingMem> Drop for ClaimGuard<'_, M> {
 
 /// Counters of one ring (see `QueueStats`).
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)]
 pub(crate) struct RingStats {
     pub(crate) len: u64,
     pub(crate) capacity: u64,
@@ -329,7 +328,6 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// A snapshot of the counters for `stats()`.
-    #[allow(dead_code)]
     pub(crate) fn stats(&self) -> RingStats {
         let h = self.hdr();
         RingStats {
@@ -343,7 +341,6 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn is_closed(&self) -> bool {
         self.hdr().tail.load(Ordering::Relaxed) & CLOSED_BIT != 0
     }

@@ -55,51 +55,27 @@ int_atom!(
     u8 => u8, false; u16 => u16, false; u32 => u32, false; u64 => u64, true
 );
 
-impl sealed::Sealed for f32 {}
-impl Atom for f32 {
-    #[inline]
-    fn to_bits(self) -> u64 {
-        f32::to_bits(self) as u64
-    }
-    #[inline]
-    fn from_bits(b: u64) -> Self {
-        f32::from_bits(b as u32)
-    }
-}
-impl AtomNum for f32 {
-    const NATIVE_ADD: bool = false;
-    #[inline]
-    fn add(self, rhs: Self) -> Self {
-        self + rhs
-    }
-    #[inline]
-    fn sub(self, rhs: Self) -> Self {
-        self - rhs
-    }
+/// Floats are stored as their IEEE bits (`$bits` wide), zero-extended to 64.
+macro_rules! float_atom {
+    ($($t:ty => $bits:ty);*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Atom for $t {
+            #[inline]
+            fn to_bits(self) -> u64 { <$t>::to_bits(self) as u64 }
+            #[inline]
+            fn from_bits(b: u64) -> Self { <$t>::from_bits(b as $bits) }
+        }
+        impl AtomNum for $t {
+            const NATIVE_ADD: bool = false;
+            #[inline]
+            fn add(self, rhs: Self) -> Self { self + rhs }
+            #[inline]
+            fn sub(self, rhs: Self) -> Self { self - rhs }
+        }
+    )*};
 }
 
-impl sealed::Sealed for f64 {}
-impl Atom for f64 {
-    #[inline]
-    fn to_bits(self) -> u64 {
-        f64::to_bits(self)
-    }
-    #[inline]
-    fn from_bits(b: u64) -> Self {
-        f64::from_bits(b)
-    }
-}
-impl AtomNum for f64 {
-    const NATIVE_ADD: bool = false;
-    #[inline]
-    fn add(self, rhs: Self) -> Self {
-        self + rhs
-    }
-    #[inline]
-    fn sub(self, rhs: Self) -> Self {
-        self - rhs
-    }
-}
+float_atom!(f32 => u32; f64 => u64);
 
 impl sealed::Sealed for bool {}
 impl Atom for bool {
