@@ -50,6 +50,8 @@ fn put_err(f: Fail) -> BytesPutError {
         Fail::Closed => BytesPutError::Closed,
         Fail::Timeout => BytesPutError::Timeout,
         Fail::Corrupt => BytesPutError::Corrupt,
+        // Only gets report it; a put never sees it.
+        Fail::Disconnected => BytesPutError::Timeout,
     }
 }
 
@@ -285,5 +287,10 @@ impl BytesQueue {
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
         self.h.ring.is_closed()
+    }
+
+    /// Whether a producer of this queue is alive; see [`Queue::producers_alive`](crate::Queue::producers_alive).
+    pub fn producers_alive(&self) -> bool {
+        self.h.producers_alive()
     }
 }

@@ -426,6 +426,11 @@ pub enum GetError {
     /// The queue's shared state is corrupt (a forged stamp, or a byte message whose stored length
     /// exceeds the queue's maximum). A corrupt message is consumed and dropped.
     Corrupt,
+    /// A blocking get found the queue empty with every producer gone: threads have put to this
+    /// queue, and none of them is alive any more (their processes exited or were killed, or they
+    /// dropped the segment). Like a channel's disconnect, but a snapshot: a producer that starts
+    /// later can still put. See `Queue::producers_alive`.
+    Disconnected,
 }
 
 impl fmt::Display for GetError {
@@ -435,6 +440,7 @@ impl fmt::Display for GetError {
             GetError::Closed => write!(f, "queue is closed and drained"),
             GetError::Timeout => write!(f, "timed out waiting for a message"),
             GetError::Corrupt => write!(f, "queue state in shared memory is corrupt"),
+            GetError::Disconnected => write!(f, "queue is empty and every producer is gone"),
         }
     }
 }
@@ -460,6 +466,10 @@ pub struct QueueStats {
     pub tombstones: u64,
     /// Messages lost with a consumer that died holding them.
     pub lost: u64,
+    /// Live threads that have put to this queue (registered producers).
+    pub producers: u32,
+    /// Live participants of the segment (threads holding a participant record).
+    pub participants: u32,
 }
 
 /// An index past the end of an [`Array`](crate::Array).

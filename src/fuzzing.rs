@@ -108,7 +108,8 @@ impl Input<'_> {
 fn as_try(e: WaitError) -> TryError {
     match e {
         WaitError::Closed => TryError::Closed,
-        WaitError::Timeout => TryError::WouldBlock,
+        // A heap ring has no liveness source, so it never reports `Disconnected`.
+        WaitError::Timeout | WaitError::Disconnected => TryError::WouldBlock,
         WaitError::Corrupt => TryError::Corrupt,
     }
 }

@@ -33,6 +33,7 @@ pub(crate) enum Fail {
     Closed,
     Timeout,
     Corrupt,
+    Disconnected,
 }
 
 impl From<TryError> for Fail {
@@ -51,6 +52,7 @@ impl From<WaitError> for Fail {
             WaitError::Timeout => Fail::Timeout,
             WaitError::Closed => Fail::Closed,
             WaitError::Corrupt => Fail::Corrupt,
+            WaitError::Disconnected => Fail::Disconnected,
         }
     }
 }
@@ -87,6 +89,61 @@ impl RingHandle {
         })
     }
 
+    /// Registers the calling thread as a producer of this ring (once per thread and ring: one
+    /// Relaxed load of its own record on later puts), or marks the ring as having a producer
+    /// that cannot be tracked, so that no getter ever reports `Disconnected` on a guess.
+    #[inline]
+    fn note_producer(&self) -> Option<Claimant<'_>> {
+        use crate::layout::{PRODUCER_SEEN, PRODUCER_UNATTRIBUTED};
+        use crate::ring::RingMem;
+        use crate::sync::Ordering;
+        let counters = &self.ring.mem.header().counters;
+        let Some(p) = self.seg.participant() else {
+            if counters.producers.load(Ordering::Relaxed) & PRODUCER_UNATTRIBUTED == 0 {
+                // SYNC: Release, as below (the getter's Acquire load then sees this bit).
+                counters
+                    .producers
+                    .fetch_or(PRODUCER_UNATTRIBUTED, Ordering::Release);
+            }
+            return None;
+        };
+        let bit = 1u64 << (self.obj % 64);
+        if p.producer_of.load(Ordering::Relaxed) & bit == 0 {
+            p.producer_of.fetch_or(bit, Ordering::Relaxed);
+            // SYNC: Release orders the `producer_of` bit before this flag; pairs with the Acquire
+            // load in `Ring::disconnected`, whose record scan then sees the bit.
+            counters
+                .producers
+                .fetch_or(PRODUCER_SEEN, Ordering::Release);
+        }
+        Some(Claimant {
+            record: p.claim,
+            obj: self.obj,
+        })
+    }
+
+    /// Whether a thread that has put to this ring is alive (or one that cannot be tracked has
+    /// put). `false` also when nobody has put yet.
+    pub(crate) fn producers_alive(&self) -> bool {
+        use crate::layout::PRODUCER_UNATTRIBUTED;
+        use crate::ring::RingMem;
+        use crate::sync::Ordering;
+        // SYNC: Acquire pairs with the Release `fetch_or` in `note_producer`.
+        let seen = self
+            .ring
+            .mem
+            .header()
+            .counters
+            .producers
+            .load(Ordering::Acquire);
+        seen & PRODUCER_UNATTRIBUTED != 0
+            || self
+                .ring
+                .live
+                .as_deref()
+                .is_some_and(|l| l.live_producers() > 0)
+    }
+
     #[inline]
     pub(crate) fn put(
         &self,
@@ -94,7 +151,7 @@ impl RingHandle {
         max: usize,
         write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, Fail> {
-        let who = self.claimant();
+        let who = self.note_producer();
         match wait {
             Wait::No => self.ring.try_put_batch(who, max, write).map_err(Fail::from),
             Wait::Until(d) => self.ring.put_batch(who, max, d, write).map_err(Fail::from),
@@ -127,6 +184,12 @@ impl RingHandle {
             waiting_putters: s.waiting_putters,
             tombstones: s.tombstones,
             lost: s.lost,
+            producers: self.ring.live.as_deref().map_or(0, |l| l.live_producers()),
+            participants: self
+                .ring
+                .live
+                .as_deref()
+                .map_or(0, |l| l.live_participants()),
         }
     }
 }

@@ -82,7 +82,16 @@ pub(crate) struct RingCounters {
     /// message read this line, which stays in their cache, instead of `tail`, which every put
     /// writes: polling `tail` would pull the producers' hottest line on every empty check.
     pub(crate) closed: AtomicU32,
+    /// Who has put to this ring: [`PRODUCER_SEEN`] once a producer registered in its participant
+    /// record, [`PRODUCER_UNATTRIBUTED`] once a thread without a record put (then no get can tell
+    /// that every producer is gone, and none reports `Disconnected`). Set once, never cleared.
+    pub(crate) producers: AtomicU32,
 }
+
+/// [`RingCounters::producers`] bit: some thread registered as a producer of this ring.
+pub(crate) const PRODUCER_SEEN: u32 = 1;
+/// [`RingCounters::producers`] bit: some thread put without a participant record.
+pub(crate) const PRODUCER_UNATTRIBUTED: u32 = 2;
 
 #[cfg(not(shmq_loom))]
 const _: () = {
@@ -110,6 +119,7 @@ impl RingHeader {
                 tombstones: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
                 closed: AtomicU32::new(0),
+                producers: AtomicU32::new(0),
             }),
         }
     }
@@ -146,12 +156,14 @@ mod segment_layout {
     /// First 8 bytes of every shmq segment.
     pub(crate) const MAGIC: [u8; 8] = *b"SHMQSEG\0";
     /// Bumped on every incompatible change of anything in this file.
-    pub(crate) const LAYOUT_VERSION: u32 = 1;
+    pub(crate) const LAYOUT_VERSION: u32 = 2;
     /// `state` before initialisation finished (a zero-filled new file reads as this).
     #[allow(dead_code)]
     pub(crate) const STATE_INIT: u32 = 0;
     /// `state` once every byte of the segment is initialised; stored last, with Release.
     pub(crate) const STATE_READY: u32 = 1;
+    /// [`SegmentHeader::flags`] bit: the creator keeps the name after it exits.
+    pub(crate) const HEADER_KEEP: u32 = 1;
 
     /// Maximum length of an object name inside a segment.
     pub(crate) const OBJ_NAME_MAX: usize = 64;
@@ -182,7 +194,9 @@ mod segment_layout {
         pub(crate) participants_offset: u64,
         /// pid of the creator.
         pub(crate) creator_pid: u32,
-        pub(crate) _pad: u32,
+        /// [`HEADER_KEEP`] while the creator asks for the name to outlive it (`keep(true)` /
+        /// `set_keep(true)`): such a segment is never reclaimed by a later `create`.
+        pub(crate) flags: AtomicU32,
         /// Start time (clock ticks since boot, `/proc/PID/stat` field 22) of the creator.
         pub(crate) creator_start: u64,
         pub(crate) _reserved: [u64; 7],
@@ -230,6 +244,9 @@ mod segment_layout {
         pub(crate) start_time: AtomicU64,
         /// What this thread is claiming or holds.
         pub(crate) claim: ClaimRecord,
+        /// Queues this thread has put to: bit `obj % 64` for directory index + 1 = `obj` (two
+        /// queues may share a bit, which can only make a producer look alive, never dead).
+        pub(crate) producer_of: AtomicU64,
     }
 
     const _: () = {
@@ -245,7 +262,7 @@ mod segment_layout {
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 12] = [
+        let parts: [u64; 15] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -260,6 +277,9 @@ mod segment_layout {
             STAMP_FULL
                 | (STAMP_TOMB << 8)
                 | (core::mem::offset_of!(RingCounters, closed) as u64) << 16,
+            offset_of!(RingCounters, producers) as u64,
+            offset_of!(ParticipantRecord, producer_of) as u64,
+            offset_of!(SegmentHeader, flags) as u64,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

@@ -61,6 +61,8 @@ fn put_err<T>(f: Fail, v: T) -> PutError<T> {
         Fail::Closed => PutError::Closed(v),
         Fail::Timeout => PutError::Timeout(v),
         Fail::Corrupt => PutError::Corrupt(v),
+        // Only gets report it; a put never sees it.
+        Fail::Disconnected => PutError::Timeout(v),
     }
 }
 
@@ -70,6 +72,7 @@ pub(crate) fn get_err(f: Fail) -> GetError {
         Fail::Closed => GetError::Closed,
         Fail::Timeout => GetError::Timeout,
         Fail::Corrupt => GetError::Corrupt,
+        Fail::Disconnected => GetError::Disconnected,
     }
 }
 
@@ -370,5 +373,24 @@ impl<T> Queue<T> {
     /// Whether [`close`](Self::close) was called (by any process).
     pub fn is_closed(&self) -> bool {
         self.h.ring.is_closed()
+    }
+
+    /// Whether a producer of this queue is alive: a thread that has put to it and whose process
+    /// still runs and still has the segment mapped. `false` before anyone has put.
+    ///
+    /// A blocked [`get`](Self::get) uses the same test: when the queue is empty and every
+    /// producer is gone, it returns [`GetError::Disconnected`] (checked every 50 ms while it
+    /// sleeps) instead of waiting forever.
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-producers").queue::<u8>("q", 2).create_or_replace().unwrap();
+    /// let q = seg.queue::<u8>("q").unwrap();
+    /// assert!(!q.producers_alive()); // nobody has put yet
+    /// q.put(1).unwrap();
+    /// assert!(q.producers_alive()); // this thread is a producer now
+    /// assert_eq!(q.stats().producers, 1);
+    /// ```
+    pub fn producers_alive(&self) -> bool {
+        self.h.producers_alive()
     }
 }

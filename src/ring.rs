@@ -29,7 +29,8 @@
 //! retry sees the publish, or the notifier sees the registration.
 
 use crate::layout::{
-    ClaimRecord, RingHeader, WaitCell, CLOSED_BIT, MAX_POS, STAMP_FREE, STAMP_FULL, STAMP_TOMB,
+    ClaimRecord, RingHeader, WaitCell, CLOSED_BIT, MAX_POS, PRODUCER_SEEN, STAMP_FREE, STAMP_FULL,
+    STAMP_TOMB,
 };
 use crate::sync::backoff::Backoff;
 use crate::sync::futex::Wake;
@@ -88,6 +89,11 @@ pub(crate) trait Liveness: std::fmt::Debug {
     fn claimant(&self, pos: u64, put: bool) -> Claim;
     /// Position `pos` was recovered: records of dead processes naming it may be cleared.
     fn settled(&self, pos: u64, put: bool);
+    /// How many registered producers of this ring (threads whose record says they have put
+    /// here) are alive.
+    fn live_producers(&self) -> u32;
+    /// How many participant records of the segment belong to live processes.
+    fn live_participants(&self) -> u32;
 }
 
 /// How long a blocked waiter sleeps before it checks whether it waits for a dead process.
@@ -112,6 +118,8 @@ pub(crate) enum WaitError {
     Closed,
     Timeout,
     Corrupt,
+    /// Get only: the ring is empty, producers registered, and none of them is alive.
+    Disconnected,
 }
 
 /// Who is operating, for the participant record (crash attribution); `None` when the process has no
@@ -306,6 +314,32 @@ impl<M: RingMem> Ring<M> {
             }
             won
         }
+    }
+
+    /// True if a getter can never be served by the producers it knows of: some producer
+    /// registered, none is unattributed, none is alive, and the ring holds no position that is
+    /// claimed for put but not yet consumed. A producer that registers after the check can still
+    /// put; the answer is a snapshot, like `len`.
+    pub(crate) fn disconnected(&self) -> bool {
+        let Some(live) = self.live.as_deref() else {
+            return false;
+        };
+        let hdr = self.hdr();
+        // SYNC: Acquire pairs with the Release `fetch_or` in `RingHandle::note_producer`, so the
+        // registering thread's `producer_of` bit (set before it) is visible to the scan below.
+        if hdr.counters.producers.load(Ordering::Acquire) != PRODUCER_SEEN {
+            return false;
+        }
+        if live.live_producers() > 0 {
+            return false;
+        }
+        // Emptiness is read after the scan: a producer whose record was released (clean exit) or
+        // whose death was observed had claimed its positions before, so they show in `tail` here.
+        // SYNC: Acquire pairs with the claim CASes' Release (and a released record's Release
+        // store in `participants::release`, read with Acquire by the scan).
+        let head = hdr.head.load(Ordering::Acquire);
+        let tail = hdr.tail.load(Ordering::Acquire) & !CLOSED_BIT;
+        head >= tail
     }
 
     #[inline]
@@ -716,7 +750,9 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut && slice_end != deadline {
                 let user_deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
                 if !user_deadline_passed {
-                    self.recover(put);
+                    if !self.recover(put) && !put && self.disconnected() {
+                        return Err(WaitError::Disconnected);
+                    }
                     continue;
                 }
             }

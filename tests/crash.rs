@@ -47,22 +47,62 @@ fn kill(mut child: Child) {
     child.wait().unwrap();
 }
 
+/// Stops a child that reached the end of its role, alive, until its stdin is written or closed
+/// (the parent kills it there, or lets it exit).
+fn hold_alive() {
+    eprintln!("SHMQ_FAULT_HIT held");
+    let mut byte = [0u8; 1];
+    let _ = std::io::Read::read(&mut std::io::stdin(), &mut byte);
+}
+
 #[test]
 #[ignore = "child process of the crash tests"]
 fn child_crash_role() {
-    let seg = Segment::open(&child_var("SHMQ_SEG")).unwrap();
+    let name = child_var("SHMQ_SEG");
+    let role = child_var("SHMQ_ROLE");
+    if let Some(keep) = role.strip_prefix("creator") {
+        // Creates the segment (or stops inside `create` at its fault point), then stays alive.
+        let _seg = Segment::builder(&name)
+            .queue::<u64>("q", 4)
+            .keep(keep == "-keep")
+            .create()
+            .unwrap();
+        hold_alive();
+        return;
+    }
+    let seg = Segment::open(&name).unwrap();
     let q = seg.queue::<u64>("q").unwrap();
-    match child_var("SHMQ_ROLE").as_str() {
+    match role.as_str() {
         "producer" => {
             for v in 1..=3 {
                 q.put(v).unwrap();
             }
+        }
+        "producer-then-hold" => {
+            for v in 1..=3 {
+                q.put(v).unwrap();
+            }
+            hold_alive();
         }
         "consumer" => {
             q.get().unwrap();
         }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Opens segment `name` anew (as another process would) and takes one value from its queue.
+fn get_from(name: &str) -> Result<u64, GetError> {
+    Segment::open(name)
+        .unwrap()
+        .queue::<u64>("q")
+        .unwrap()
+        .get()
+}
+
+/// A child that runs `role` to its end and holds there alive (no crash point).
+fn child_holding(seg: &str, role: &str) -> Child {
+    child_stopped_at(seg, role, "none", 0, false)
 }
 
 #[test]
@@ -118,7 +158,7 @@ fn consumer_killed_between_claim_and_release_frees_the_slot_and_counts_the_loss(
 }
 
 #[test]
-fn get_timeout_returns_at_its_deadline_when_the_only_producer_died() {
+fn get_timeout_whose_only_producer_died_returns_disconnected_within_its_deadline() {
     let name = unique("deadonly");
     let seg = Segment::builder(&name)
         .queue::<u64>("q", 4)
@@ -128,6 +168,29 @@ fn get_timeout_returns_at_its_deadline_when_the_only_producer_died() {
     let child = child_stopped_at(&name, "producer", "put-claimed", 0, false);
     kill(child);
     let t0 = Instant::now();
+    let wait = Duration::from_secs(5);
+    // The dead producer's claim is turned into a tombstone, then the get learns that no
+    // producer is left instead of sleeping to its deadline.
+    assert_eq!(q.get_timeout(wait), Err(GetError::Disconnected));
+    assert!(t0.elapsed() < wait, "returned late: {:?}", t0.elapsed());
+    assert_eq!(q.stats().tombstones, 1);
+    assert!(!q.producers_alive());
+}
+
+#[test]
+fn get_timeout_returns_timeout_at_its_deadline_while_a_producer_lives() {
+    let name = unique("idleprod");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    let child = child_holding(&name, "producer-then-hold");
+    for v in 1..=3 {
+        assert_eq!(q.get().unwrap(), v);
+    }
+    assert!(q.producers_alive());
+    let t0 = Instant::now();
     let wait = Duration::from_millis(300);
     assert_eq!(q.get_timeout(wait), Err(GetError::Timeout));
     let took = t0.elapsed();
@@ -136,7 +199,160 @@ fn get_timeout_returns_at_its_deadline_when_the_only_producer_died() {
         took < wait + Duration::from_secs(2),
         "returned late: {took:?}"
     );
-    assert_eq!(q.stats().tombstones, 1);
+    kill(child);
+}
+
+/// Runs `f` on a thread and fails the test if it has not returned within `limit`.
+fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("watchdog: the call did not return in time")
+}
+
+#[test]
+fn blocked_get_without_deadline_returns_disconnected_once_every_producer_is_killed() {
+    let name = unique("alldead");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 8)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    let a = child_holding(&name, "producer-then-hold");
+    let b = child_holding(&name, "producer-then-hold");
+    let mut got: Vec<u64> = (0..6).map(|_| q.get().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 1, 2, 2, 3, 3]);
+    assert_eq!(q.stats().producers, 2);
+    kill(a);
+    // One producer is still alive: the queue is empty but not disconnected.
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(200)),
+        Err(GetError::Timeout)
+    );
+    assert!(q.producers_alive());
+    kill(b);
+    let q2 = q.clone();
+    let t0 = Instant::now();
+    let r = within(Duration::from_secs(20), move || q2.get());
+    assert_eq!(r, Err(GetError::Disconnected));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(q.stats().producers, 0);
+}
+
+#[test]
+fn producer_that_exits_normally_leaves_its_messages_then_disconnected() {
+    let name = unique("cleanexit");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["child_crash_role", "--exact", "--ignored", "--nocapture"])
+        .env("SHMQ_TEST_CHILD", "1")
+        .env("SHMQ_SEG", &name)
+        .env("SHMQ_ROLE", "producer")
+        .stdout(Stdio::null());
+    let status = child.status().unwrap();
+    assert!(status.success());
+    // Everything it put before exiting is delivered, then the get reports the disconnect.
+    let q2 = q.clone();
+    let r = within(Duration::from_secs(20), move || {
+        let got: Vec<_> = (0..3).map(|_| q2.get()).collect();
+        (got, q2.get())
+    });
+    assert_eq!(r, (vec![Ok(1), Ok(2), Ok(3)], Err(GetError::Disconnected)));
+}
+
+#[test]
+fn killed_creator_segment_is_reclaimed_by_the_next_create() {
+    let name = unique("deadcreator");
+    let creator = child_holding(&name, "creator");
+    assert!(matches!(
+        Segment::builder(&name).queue::<u64>("q", 4).create(),
+        Err(shmq::CreateError::AlreadyExists)
+    ));
+    kill(creator);
+    // Its creator is dead and nobody maps it: the name is reclaimed.
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    q.put(5).unwrap();
+    assert_eq!(get_from(&name), Ok(5));
+}
+
+#[test]
+fn killed_creator_segment_still_mapped_by_a_live_process_is_never_reclaimed() {
+    let name = unique("heldseg");
+    let creator = child_holding(&name, "creator");
+    let opened = Segment::open(&name).unwrap();
+    let q = opened.queue::<u64>("q").unwrap();
+    q.put(7).unwrap();
+    kill(creator);
+    // We still map it: a create must not take the name away from us.
+    assert!(matches!(
+        Segment::builder(&name).queue::<u64>("q", 4).create(),
+        Err(shmq::CreateError::AlreadyExists)
+    ));
+    // And another opener still finds our segment, message included.
+    assert_eq!(get_from(&name), Ok(7));
+    drop(q);
+    drop(opened);
+    // Now nobody maps it: reclaimed.
+    let fresh = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    assert_eq!(fresh.queue::<u64>("q").unwrap().len(), 0);
+}
+
+#[test]
+fn killed_creator_segment_created_with_keep_is_never_reclaimed() {
+    let name = unique("keptseg");
+    let creator = child_holding(&name, "creator-keep");
+    kill(creator);
+    assert!(matches!(
+        Segment::builder(&name).queue::<u64>("q", 4).create(),
+        Err(shmq::CreateError::AlreadyExists)
+    ));
+    assert!(Segment::open(&name).is_ok());
+    Segment::unlink(&name).unwrap();
+}
+
+#[test]
+fn creator_killed_mid_init_leaves_nothing_visible_and_the_next_create_cleans_up() {
+    let name = unique("midinit");
+    let creator = child_stopped_at(&name, "creator", "create-building", 0, false);
+    let prefix = format!("{name}~init~");
+    let temps = || -> Vec<String> {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|f| f.starts_with(&prefix))
+            .collect()
+    };
+    assert_eq!(
+        temps().len(),
+        1,
+        "the half-built file lives under a temporary name"
+    );
+    kill(creator);
+    assert!(matches!(
+        Segment::open(&name),
+        Err(shmq::OpenError::NotFound)
+    ));
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    assert!(temps().is_empty(), "leftover: {:?}", temps());
+    seg.queue::<u64>("q").unwrap().put(1).unwrap();
 }
 
 #[test]

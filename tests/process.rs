@@ -296,3 +296,41 @@ fn handles_are_send_sync_and_clone() {
     check::<shmq::Semaphore>();
     check::<shmq::Barrier>();
 }
+
+#[test]
+fn get_reports_disconnected_after_every_producer_thread_is_gone_and_not_before() {
+    let name = unique("thread-disconnect");
+    let seg = Segment::builder(&name)
+        .queue::<u32>("q", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u32>("q").unwrap();
+    // Nobody has put yet: an empty queue with no producer is not "disconnected".
+    assert!(!q.producers_alive());
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(120)),
+        Err(GetError::Timeout)
+    );
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || q.put(9).unwrap())
+    };
+    producer.join().unwrap();
+    // The producer thread exited (its participant record was released): its message is still
+    // delivered, then the blocked get learns that nobody is left to put.
+    assert_eq!(q.get(), Ok(9));
+    let t0 = Instant::now();
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(10)),
+        Err(GetError::Disconnected)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // A consumer that has put itself is a live producer: it is never told it is disconnected.
+    q.put(1).unwrap();
+    assert_eq!(q.get(), Ok(1));
+    assert!(q.producers_alive());
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(120)),
+        Err(GetError::Timeout)
+    );
+}

@@ -921,6 +921,10 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed()
     }
+    /// Whether a producer of this queue is alive; see [`Queue::producers_alive`].
+    pub fn producers_alive(&self) -> bool {
+        self.queue.producers_alive()
+    }
     /// Counters of the underlying queue.
     pub fn stats(&self) -> QueueStats {
         self.queue.stats()

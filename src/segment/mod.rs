@@ -6,7 +6,7 @@ mod participants;
 use crate::error::{CreateError, NameError, ObjectKind, OpenError, TypeSig};
 use crate::layout::{
     align_up, fnv1a, layout_hash, DirEntry, ParticipantRecord, SegmentHeader, SlotLayout,
-    LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, STATE_READY, TYPE_NAME_MAX,
+    HEADER_KEEP, LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, STATE_READY, TYPE_NAME_MAX,
 };
 use crate::ring::Ring;
 use crate::ring_mem::{ring_region_size, RawRing};
@@ -27,7 +27,7 @@ pub const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(2);
 
 const HEADER_SIZE: u64 = core::mem::size_of::<SegmentHeader>() as u64;
 const ENTRY_SIZE: u64 = core::mem::size_of::<DirEntry>() as u64;
-const RECORD_SIZE: u64 = core::mem::size_of::<ParticipantRecord>() as u64;
+pub(crate) const RECORD_SIZE: u64 = core::mem::size_of::<ParticipantRecord>() as u64;
 const PAGE: u64 = 4096;
 /// Largest segment shmq will create or map (1 TiB): a sanity bound against forged sizes.
 const MAX_SEGMENT: u64 = 1 << 40;
@@ -327,8 +327,11 @@ impl SegmentBuilder {
     ///
     /// The segment is built under a temporary name while its creator holds an `flock` on it, then
     /// published under its name with `link(2)` (which never replaces a file), so no process can
-    /// open a half-built segment by name. Temporary files of creators that died mid-build, and a
-    /// never-ready segment of a dead creator under the name itself, are reclaimed.
+    /// open a half-built segment by name. Temporary files of creators that died mid-build are
+    /// removed. A segment already under the name is replaced only if nobody can still use it: no
+    /// process has it mapped (each holds a shared `flock` while it does), and it either never
+    /// became ready or its creator is dead and did not ask to [`keep`](Self::keep) it. Otherwise
+    /// the result is [`CreateError::AlreadyExists`].
     pub fn create(self) -> Result<Segment, CreateError> {
         let plan = self.plan()?;
         os::sweep_stale_temps(&self.name);
@@ -337,7 +340,7 @@ impl SegmentBuilder {
         let built = os::lock_exclusive(&file)
             .map_err(CreateError::Io)
             .and_then(|()| self.build(&file, &plan));
-        let seg = match built {
+        let mut seg = match built {
             Ok(seg) => seg,
             Err(e) => {
                 let _ = os::unlink(&tmp);
@@ -346,20 +349,28 @@ impl SegmentBuilder {
         };
         let mut published = os::link(&tmp, &self.name);
         if matches!(&published, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
-            && os::is_stale_segment(&self.name)
+            && os::reclaim_stale(&self.name)
         {
-            let _ = os::unlink(&self.name);
             published = os::link(&tmp, &self.name);
         }
         let _ = os::unlink(&tmp);
-        match published {
-            Ok(()) => Ok(seg),
-            Err(e) => Err(match e.kind() {
+        if let Err(e) = published {
+            return Err(match e.kind() {
                 std::io::ErrorKind::AlreadyExists => CreateError::AlreadyExists,
                 std::io::ErrorKind::PermissionDenied => CreateError::PermissionDenied,
                 _ => CreateError::Io(e),
-            }),
+            });
         }
+        // From now on the creator holds the segment like any opener: a shared lock, kept with
+        // the mapping. (No one else has the `Arc` yet, so `get_mut` succeeds.)
+        if let Err(e) = os::downgrade_lock(&file) {
+            let _ = os::unlink(&self.name);
+            return Err(CreateError::Io(e));
+        }
+        if let Some(inner) = Arc::get_mut(&mut seg.inner) {
+            inner.holder = Some(file);
+        }
+        Ok(seg)
     }
 
     /// Creates the segment, first unlinking any existing segment of that name. Processes that
@@ -452,6 +463,8 @@ impl SegmentBuilder {
             core::ptr::addr_of_mut!((*h).participants_offset).write(plan.part_offset);
             core::ptr::addr_of_mut!((*h).creator_pid).write(pid);
             core::ptr::addr_of_mut!((*h).creator_start).write(start);
+            let flags = if self.keep { HEADER_KEEP } else { 0 };
+            core::ptr::addr_of_mut!((*h).flags).write(crate::sync::AtomicU32::new(flags));
         }
         for (i, (o, &(off, size))) in self.objects.iter().zip(&plan.offsets).enumerate() {
             let mut e = DirEntry {
@@ -485,6 +498,8 @@ impl SegmentBuilder {
             unsafe { init_object(base.add(off as usize), size, o) }
                 .ok_or_else(|| CreateError::InvalidConfig(format!("object {:?}", o.name)))?;
         }
+        // A creator killed here leaves a half-built file under its temporary name only.
+        crate::fault::point("create-building");
         let inner = Inner::new(map, self.name.clone(), true, Some(ident))
             .map_err(|e| CreateError::InvalidConfig(e.to_string()))?;
         inner
@@ -593,8 +608,34 @@ impl Segment {
     /// Like [`Segment::open`], waiting at most `wait` for the segment to become ready.
     pub fn open_timeout(name: &str, wait: Duration) -> Result<Segment, OpenError> {
         check_name(name, SEGMENT_NAME_MAX).map_err(OpenError::InvalidName)?;
-        let (file, info) = os::open_existing(name)?;
-        Self::from_file(&file, info.size, name, wait)
+        let start = Instant::now();
+        let deadline = start.checked_add(wait);
+        let mut sleep = Duration::from_micros(20);
+        loop {
+            let (file, info) = os::open_existing(name)?;
+            // The shared lock marks the segment as in use for as long as we map it. It is
+            // refused only while someone holds the exclusive lock: a creator between `link` and
+            // its downgrade, or a `create` checking the segment for reclamation; both are brief.
+            let held = os::try_lock_shared(&file).map_err(OpenError::Io)?;
+            // Once held, the name must still be this file: a reclamation may have removed it
+            // (or a `create_or_replace` replaced it) while we waited. Then open again.
+            let current = held
+                && os::identity_of_name(name)
+                    .is_some_and(|now| now.dev == info.dev && now.ino == info.ino);
+            if current {
+                let left = deadline.map_or(wait, |d| d.saturating_duration_since(Instant::now()));
+                let mut seg = Self::from_file(&file, info.size, name, left)?;
+                if let Some(inner) = Arc::get_mut(&mut seg.inner) {
+                    inner.holder = Some(file);
+                }
+                return Ok(seg);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(OpenError::NotReady);
+            }
+            std::thread::sleep(sleep);
+            sleep = (sleep * 2).min(Duration::from_millis(5));
+        }
     }
 
     /// Maps and validates an opened segment file of `size` bytes (from `fstat`): the part of
@@ -652,11 +693,21 @@ impl Segment {
     }
 
     /// Keeps (or stops keeping) the name after this creator's last handle drops. Has no effect on
-    /// a segment that was opened rather than created: openers never unlink.
+    /// a segment that was opened rather than created: openers never unlink. A kept segment is
+    /// also never reclaimed by a later `create` after its creator dies.
     pub fn set_keep(&self, keep: bool) {
+        if !self.inner.owner {
+            return;
+        }
         self.inner
             .keep
             .store(keep, std::sync::atomic::Ordering::Relaxed);
+        let flags = &self.inner.header().flags;
+        if keep {
+            flags.fetch_or(HEADER_KEEP, Ordering::Relaxed);
+        } else {
+            flags.fetch_and(!HEADER_KEEP, Ordering::Relaxed);
+        }
     }
 
     /// Looks up a queue of `T`. Fails with a typed error if there is no such object, if it is not
@@ -849,6 +900,9 @@ pub(crate) struct Inner {
     part_count: u32,
     /// Participant records this mapping handed to threads of this process.
     pub(crate) records: Mutex<Vec<u32>>,
+    /// The segment file, holding a shared `flock` for as long as the mapping lives (named
+    /// segments only): while any process holds one, no `create` reclaims the segment.
+    holder: Option<std::fs::File>,
 }
 
 impl Inner {
@@ -875,6 +929,7 @@ impl Inner {
             part_offset: 0,
             part_count: 0,
             records: Mutex::new(Vec::new()),
+            holder: None,
         };
         if owner {
             inner.copy_layout_fields()?;

@@ -161,24 +161,104 @@ pub(crate) fn link(tmp: &str, name: &str) -> std::io::Result<()> {
     fs::link(path_of(tmp), path_of(name)).map_err(Into::into)
 }
 
-/// True if `/dev/shm/NAME` is a shmq segment that never became ready and whose creator is gone
-/// (nobody holds its flock). Anything else, including files that are not shmq segments, is left
-/// alone.
-pub(crate) fn is_stale_segment(name: &str) -> bool {
-    use crate::layout::{SegmentHeader, MAGIC, STATE_READY};
+/// Takes a shared `flock(2)` on a segment file without blocking: every process that maps a named
+/// segment holds one for as long as it has it mapped (the kernel drops it when the process exits,
+/// however it exits), so "nobody holds this segment" is a lock the next `create` can take.
+/// `Ok(false)` if an exclusive lock is held (a creator publishing, or a `create` checking the
+/// segment for reclamation: both are brief).
+pub(crate) fn try_lock_shared(file: &File) -> std::io::Result<bool> {
+    match fs::flock(file, fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Turns the creator's exclusive build lock into the shared lock every holder keeps.
+pub(crate) fn downgrade_lock(file: &File) -> std::io::Result<()> {
+    fs::flock(file, fs::FlockOperation::LockShared).map_err(Into::into)
+}
+
+/// Removes `/dev/shm/NAME` if it is a shmq segment nobody can still use, and returns whether it did.
+///
+/// A segment is reclaimed when its exclusive `flock` can be taken (no process holds it mapped
+/// through `create`/`open`, and no creator is building it) and either it never became ready, or
+/// it is ready and its creator is dead, the creator did not ask to keep it (`keep(true)`), and no
+/// participant record names a live process. Anything else, including files that are not shmq
+/// segments and segments whose state cannot be read, is left alone. The unlink happens while the
+/// exclusive lock is held and only if the name still refers to the file that was checked, so an
+/// opener racing with it either holds its shared lock first (and the segment stays) or finds the
+/// name gone or replaced once it gets its lock (and opens again).
+pub(crate) fn reclaim_stale(name: &str) -> bool {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let Ok(fd) = fs::open(path_of(name), flags, Mode::empty()) else {
         return false;
     };
     let file = File::from(fd);
-    let mut head = [0u8; core::mem::size_of::<SegmentHeader>()];
-    use std::os::unix::fs::FileExt;
-    if file.read_exact_at(&mut head, 0).is_err() {
+    let Ok(st) = fs::fstat(&file) else {
+        return false;
+    };
+    if fs::FileType::from_raw_mode(st.st_mode) != fs::FileType::RegularFile
+        || st.st_uid != rustix::process::geteuid().as_raw()
+    {
         return false;
     }
-    let state_off = core::mem::offset_of!(SegmentHeader, state);
-    let state = u32::from_le_bytes(head[state_off..state_off + 4].try_into().unwrap());
-    head[..8] == MAGIC && state != STATE_READY && unlocked(&file)
+    if fs::flock(&file, fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false; // held: a live process has it mapped, or a creator is building it
+    }
+    let stale = unused_segment(&file, st.st_size as u64);
+    let same =
+        identity_of_name(name).is_some_and(|now| now.dev == st.st_dev && now.ino == st.st_ino);
+    // Dropping `file` afterwards releases the exclusive lock.
+    stale && same && unlink(name).is_ok()
+}
+
+/// The header and participant-table checks of [`reclaim_stale`], read with `pread` (the file is
+/// untrusted: every offset is bounds-checked against its size).
+fn unused_segment(file: &File, size: u64) -> bool {
+    use super::RECORD_SIZE;
+    use crate::layout::{ParticipantRecord, SegmentHeader, HEADER_KEEP, MAGIC, STATE_READY};
+    use core::mem::offset_of;
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; core::mem::size_of::<SegmentHeader>()];
+    if file.read_exact_at(&mut head, 0).is_err() || head[..8] != MAGIC {
+        return false;
+    }
+    let u32_at = |b: &[u8], off: usize| u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], off: usize| u64::from_le_bytes(b[off..off + 8].try_into().unwrap());
+    if u32_at(&head, offset_of!(SegmentHeader, state)) != STATE_READY {
+        return true; // never became ready, and its creator no longer holds the build lock
+    }
+    if u32_at(&head, offset_of!(SegmentHeader, flags)) & HEADER_KEEP != 0 {
+        return false;
+    }
+    let creator = u32_at(&head, offset_of!(SegmentHeader, creator_pid));
+    let creator_start = u64_at(&head, offset_of!(SegmentHeader, creator_start));
+    if process_alive(creator, creator_start) {
+        return false;
+    }
+    let count = u32_at(&head, offset_of!(SegmentHeader, participants_count)) as u64;
+    let table = u64_at(&head, offset_of!(SegmentHeader, participants_offset));
+    let Some(end) = count
+        .checked_mul(RECORD_SIZE)
+        .and_then(|n| n.checked_add(table))
+    else {
+        return false;
+    };
+    if end > size {
+        return false;
+    }
+    let mut rec = [0u8; 16];
+    (0..count).all(|i| {
+        if file
+            .read_exact_at(&mut rec, table + i * RECORD_SIZE)
+            .is_err()
+        {
+            return false;
+        }
+        let pid = u32_at(&rec, offset_of!(ParticipantRecord, pid));
+        pid == 0 || !process_alive(pid, u64_at(&rec, offset_of!(ParticipantRecord, start_time)))
+    })
 }
 
 /// An anonymous memory file (`memfd_create(2)`), for segments that need no name.

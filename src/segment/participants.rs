@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 /// The calling thread's record in one segment.
 pub(crate) struct Participant<'a> {
     pub(crate) claim: &'a ClaimRecord,
+    pub(crate) producer_of: &'a crate::sync::AtomicU64,
 }
 
 struct Cached {
@@ -45,6 +46,7 @@ thread_local! {
 pub(crate) fn release(r: &ParticipantRecord) {
     r.claim.put_obj.store(0, Ordering::Relaxed);
     r.claim.get_obj.store(0, Ordering::Relaxed);
+    r.producer_of.store(0, Ordering::Relaxed);
     r.tid.store(0, Ordering::Relaxed);
     r.start_time.store(0, Ordering::Relaxed);
     // SYNC: Release orders the clearing above before the record can be claimed again; pairs with
@@ -110,6 +112,24 @@ impl crate::ring::Liveness for QueueLiveness {
         found
     }
 
+    fn live_producers(&self) -> u32 {
+        let bit = 1u64 << (self.obj % 64);
+        (0..self.seg.part_count)
+            .map(|i| self.seg.record(i))
+            .filter(|r| {
+                // SYNC: Acquire pairs with the Release `pid` store in `release`: a record seen
+                // free or re-owned shows its old owner's claims (and puts) as done.
+                r.pid.load(Ordering::Acquire) != 0
+                    && r.producer_of.load(Ordering::Relaxed) & bit != 0
+                    && record_alive(r)
+            })
+            .count() as u32
+    }
+
+    fn live_participants(&self) -> u32 {
+        self.seg.live_participants()
+    }
+
     fn settled(&self, pos: u64, put: bool) {
         for r in self.naming(pos, put) {
             if !record_alive(r) {
@@ -147,8 +167,10 @@ impl Inner {
             })
             .ok()
             .flatten()?;
+        let r = self.record(idx);
         Some(Participant {
-            claim: &self.record(idx).claim,
+            claim: &r.claim,
+            producer_of: &r.producer_of,
         })
     }
 
@@ -166,6 +188,8 @@ impl Inner {
             }
             r.tid.store(tid, Ordering::Relaxed);
             r.start_time.store(start, Ordering::Relaxed);
+            // A record taken over from a dead process must not make us look like its producer.
+            r.producer_of.store(0, Ordering::Relaxed);
             true
         };
         for i in 0..self.part_count {
@@ -188,6 +212,14 @@ impl Inner {
             }
         }
         None
+    }
+
+    /// Participant records held by live processes (a snapshot).
+    pub(crate) fn live_participants(&self) -> u32 {
+        (0..self.part_count)
+            .map(|i| self.record(i))
+            .filter(|r| r.pid.load(Ordering::Relaxed) != 0 && record_alive(r))
+            .count() as u32
     }
 
     fn remember_record(&self, idx: u32) {
