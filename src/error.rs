@@ -90,9 +90,11 @@ pub enum ObjectKind {
     Semaphore,
     /// [`Barrier`](crate::Barrier).
     Barrier,
+    /// [`Versioned`](crate::Versioned).
+    Versioned,
 }
 
-const KINDS: [(ObjectKind, u32, &str); 10] = [
+const KINDS: [(ObjectKind, u32, &str); 11] = [
     (ObjectKind::Queue, 1, "queue"),
     (ObjectKind::BytesQueue, 2, "bytes queue"),
     (ObjectKind::JoinableQueue, 3, "joinable queue"),
@@ -103,6 +105,7 @@ const KINDS: [(ObjectKind, u32, &str); 10] = [
     (ObjectKind::Event, 8, "event"),
     (ObjectKind::Semaphore, 9, "semaphore"),
     (ObjectKind::Barrier, 10, "barrier"),
+    (ObjectKind::Versioned, 11, "versioned value"),
 ];
 
 impl ObjectKind {

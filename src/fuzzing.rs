@@ -83,6 +83,11 @@ pub fn open_segment(data: &[u8]) {
         if let Ok(b) = seg.barrier(&name) {
             let _ = b.wait_timeout(zero);
         }
+        if let Ok(v) = seg.versioned::<[u64; 3]>(&name) {
+            let _ = v.load();
+            let _ = v.store_timeout([1, 2, 3], zero);
+            let _ = v.version();
+        }
     }
 }
 

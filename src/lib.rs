@@ -78,6 +78,7 @@ pub use objects::atom::{Atom, AtomNum};
 #[cfg(not(shmq_loom))]
 pub use objects::handles::{
     Array, Barrier, Event, JoinableQueue, List, Lock, LockError, LockGuard, Semaphore, Value,
+    Versioned,
 };
 #[cfg(not(shmq_loom))]
 pub use queue::Queue;

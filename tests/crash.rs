@@ -71,6 +71,11 @@ fn child_crash_role() {
         return;
     }
     let seg = Segment::open(&name).unwrap();
+    if role == "versioned-writer" {
+        // Stops half-way through writing the new value (crash point `versioned-writing`).
+        seg.versioned::<[u64; 8]>("v").unwrap().store([2; 8]);
+        return;
+    }
     let q = seg.queue::<u64>("q").unwrap();
     match role.as_str() {
         "producer" => {
@@ -375,4 +380,27 @@ fn slow_but_live_producer_is_never_tombstoned() {
     child.stdin.take().unwrap().write_all(b"g").unwrap();
     assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 1);
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn writer_killed_mid_write_of_a_versioned_value_leaves_it_whole_and_writable() {
+    let name = unique("midwrite");
+    let seg = Segment::builder(&name)
+        .versioned::<[u64; 8]>("v", [1; 8])
+        .create()
+        .unwrap();
+    let v = seg.versioned::<[u64; 8]>("v").unwrap();
+    let child = child_stopped_at(&name, "versioned-writer", "versioned-writing", 0, false);
+    kill(child);
+    // Readers see the last published value, whole, without waiting for anyone.
+    let v2 = v.clone();
+    assert_eq!(within(Duration::from_secs(10), move || v2.load()), [1; 8]);
+    assert_eq!(v.version(), 0);
+    // The next writer takes the dead writer's lock over and publishes a whole new value.
+    let t0 = Instant::now();
+    v.store_timeout([3; 8], Duration::from_secs(10)).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(v.load(), [3; 8]);
+    assert_eq!(v.version(), 1);
+    assert_eq!(v.update(|x| x[7] = 4)[..], [3, 3, 3, 3, 3, 3, 3, 4]);
 }

@@ -30,6 +30,7 @@ fn make_seeds() {
         .event("e")
         .semaphore("s", 1)
         .barrier("br", 2)
+        .versioned::<[u64; 3]>("vv", [1, 2, 3])
         .participants(2)
         .create()
         .unwrap();

@@ -393,3 +393,35 @@ fn lock_holder_killed_gives_the_next_locker_owner_dead_in_bounded_time() {
     drop(guard);
     assert!(lock.try_lock().is_ok());
 }
+
+#[test]
+fn versioned_lookups_check_kind_and_type() {
+    let name = unique("versioned-types");
+    let seg = Segment::builder(&name)
+        .versioned::<[u32; 5]>("v", [1, 2, 3, 4, 5])
+        .value::<u64>("x", 0)
+        .create()
+        .unwrap();
+    assert!(matches!(
+        seg.versioned::<[u32; 4]>("v"),
+        Err(OpenError::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.versioned::<u64>("x"),
+        Err(OpenError::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        seg.value::<u64>("v"),
+        Err(OpenError::KindMismatch { .. })
+    ));
+    let v = seg.versioned::<[u32; 5]>("v").unwrap();
+    // 20 bytes: the last word is half padding, which must not leak into the value.
+    assert_eq!(v.load(), [1, 2, 3, 4, 5]);
+    v.store([6, 7, 8, 9, 10]);
+    let other = Segment::open(&name)
+        .unwrap()
+        .versioned::<[u32; 5]>("v")
+        .unwrap();
+    assert_eq!(other.load(), [6, 7, 8, 9, 10]);
+    assert_eq!(other.version(), 1);
+}

@@ -9,6 +9,7 @@ pub(crate) mod joinable;
 pub(crate) mod list;
 pub(crate) mod lock;
 pub(crate) mod semaphore;
+pub(crate) mod versioned;
 
 #[cfg(not(shmq_loom))]
 pub(crate) mod handles;
@@ -24,6 +25,7 @@ mod tests {
     use super::list::{self, ListHeader};
     use super::lock::LockState;
     use super::semaphore::SemaphoreState;
+    use super::versioned::VersionedRef;
     use crate::ring_mem::HeapRegion;
     use crate::sync::{AtomicU64, Ordering};
     use std::sync::Arc;
@@ -125,6 +127,105 @@ mod tests {
         lock.get().unlock(true);
         assert_eq!(lock.get().try_lock(), Some(Acquired::Clean));
         lock.get().unlock(true);
+    }
+
+    /// The shared parts of a versioned value of four words, on the heap.
+    struct VersionedHeap {
+        lock: Arc<Heap<LockState>>,
+        version: AtomicU64,
+        copies: [[AtomicU64; 4]; 2],
+    }
+
+    impl VersionedHeap {
+        fn new(initial: u64) -> Arc<Self> {
+            let v = Arc::new(Self {
+                lock: Heap::new(),
+                version: AtomicU64::new(0),
+                copies: Default::default(),
+            });
+            for w in &v.copies[0] {
+                w.store(initial, Ordering::Relaxed);
+            }
+            v
+        }
+        fn shared(&self) -> VersionedRef<'_> {
+            VersionedRef {
+                lock: self.lock.get(),
+                version: &self.version,
+                copies: [&self.copies[0], &self.copies[1]],
+            }
+        }
+        fn read(&self) -> ([u64; 4], u64) {
+            let mut out = [0u64; 4];
+            let v = self.shared().read(bytemuck::bytes_of_mut(&mut out));
+            (out, v)
+        }
+    }
+
+    #[test]
+    fn versioned_readers_never_see_a_mix_of_two_writes() {
+        let v = VersionedHeap::new(0);
+        let n = scale(20_000, 30);
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let v = v.clone();
+                std::thread::spawn(move || {
+                    for i in 0..n {
+                        let k = i * 2 + w + 1;
+                        if i % 2 == 0 {
+                            assert!(v.shared().write(bytemuck::bytes_of(&[k; 4]), None));
+                        } else {
+                            let mut scratch = [0u64; 4];
+                            v.shared()
+                                .update(bytemuck::bytes_of_mut(&mut scratch), |b| {
+                                    b.copy_from_slice(bytemuck::bytes_of(&[k; 4]))
+                                });
+                        }
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let v = v.clone();
+                std::thread::spawn(move || {
+                    let mut last = 0;
+                    for _ in 0..n {
+                        let (words, version) = v.read();
+                        assert!(words.iter().all(|&x| x == words[0]), "torn: {words:?}");
+                        assert!(version >= last, "version went back");
+                        last = version;
+                    }
+                })
+            })
+            .collect();
+        for t in writers.into_iter().chain(readers) {
+            t.join().unwrap();
+        }
+        assert_eq!(v.read().1, 2 * n);
+        assert!(!v.lock.get().is_locked());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "needs /proc to see that the writer thread is gone")]
+    fn versioned_writer_that_dies_mid_write_is_invisible_and_taken_over() {
+        let v = VersionedHeap::new(7);
+        // A writer takes the lock, writes half of a new value into the inactive copy, and its
+        // thread ends there (as if its process had been killed mid-write).
+        let v2 = v.clone();
+        std::thread::spawn(move || {
+            assert!(v2.lock.get().lock(None).is_some());
+            v2.copies[1][0].store(9, Ordering::Relaxed);
+            v2.copies[1][1].store(9, Ordering::Relaxed);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(v.read(), ([7; 4], 0));
+        let t0 = Instant::now();
+        assert!(v.shared().write(bytemuck::bytes_of(&[8u64; 4]), None));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(v.read(), ([8; 4], 1));
+        assert!(!v.lock.get().is_locked());
     }
 
     #[test]

@@ -65,6 +65,8 @@ struct ObjSpec {
     param0: u64,
     /// Bytes queue: max message length. Semaphore: bound.
     param1: u64,
+    /// Versioned value: the initial value's bytes.
+    init: Vec<u8>,
 }
 
 /// Size of the fixed state block of locks, events, semaphores, barriers, list headers and the
@@ -103,7 +105,16 @@ fn region_of(
         ObjectKind::Lock | ObjectKind::Event | ObjectKind::Semaphore | ObjectKind::Barrier => {
             Some((BLOCK, None))
         }
+        ObjectKind::Versioned => {
+            let copy = versioned_copy_size(size)?;
+            Some(((2 * BLOCK).checked_add(copy.checked_mul(2)?)?, None))
+        }
     }
+}
+
+/// Bytes of one copy of a versioned value of `size` bytes: whole 8-byte words, 128-aligned.
+fn versioned_copy_size(size: u64) -> Option<u64> {
+    align_up(size.div_ceil(8).checked_mul(8)?, 128)
 }
 
 impl ObjSpec {
@@ -230,8 +241,18 @@ impl SegmentBuilder {
             sig,
             param0,
             param1,
+            init: Vec::new(),
         });
         self
+    }
+
+    /// Adds a [`Versioned`](crate::Versioned) value of any `Pod` type, starting at `initial`.
+    pub fn versioned<T: bytemuck::Pod>(self, name: &str, initial: T) -> Self {
+        let mut b = self.object(name, ObjectKind::Versioned, type_sig::<T>(), 0, 0);
+        if let Some(o) = b.objects.last_mut() {
+            o.init = bytemuck::bytes_of(&initial).to_vec();
+        }
+        b
     }
 
     /// Adds a [`JoinableQueue`](crate::JoinableQueue) of `capacity` values of `T`.
@@ -536,6 +557,17 @@ unsafe fn init_object(base: *mut u8, size: u64, o: &ObjSpec) -> Option<()> {
             unsafe { &*base.add(BLOCK as usize).cast::<AtomicU64>() }
                 .store(o.param0, Ordering::Relaxed);
         }
+        ObjectKind::Versioned => {
+            // Version 0: copy 0 (at 2 * BLOCK) holds the initial value.
+            for (i, chunk) in o.init.chunks(8).enumerate() {
+                let mut bytes = [0u8; 8];
+                bytes[..chunk.len()].copy_from_slice(chunk);
+                // SAFETY: the region is 2 * BLOCK + 2 copies of `words` words (region_of), so
+                // word i of copy 0 is inside it and 8-aligned.
+                unsafe { &*base.add((2 * BLOCK) as usize + 8 * i).cast::<AtomicU64>() }
+                    .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            }
+        }
         ObjectKind::Semaphore => {
             // SAFETY: a semaphore region starts with its u32 count (the futex word).
             unsafe { &*base.cast::<crate::sync::AtomicU32>() }
@@ -819,6 +851,19 @@ impl Segment {
             o.entry.param0,
             layout,
         ))
+    }
+
+    /// Looks up a versioned value of `T`.
+    pub fn versioned<T: bytemuck::Pod>(
+        &self,
+        name: &str,
+    ) -> Result<crate::Versioned<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::Versioned, Some(&type_sig::<T>()))?;
+        let copy = versioned_copy_size(o.entry.elem_size)
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: size overflows")))?;
+        Ok(crate::Versioned::from_raw(self.inner.clone(), o.base, copy))
     }
 
     /// Looks up a lock.
