@@ -470,6 +470,9 @@ pub struct QueueStats {
     /// Messages lost with a consumer that died holding them.
     pub lost: u64,
     /// Live threads that have put to this queue (registered producers).
+    ///
+    /// This and `participants` ask `/proc` whether each record's process is alive, so `stats()`
+    /// costs a few microseconds per participant: a diagnostic, not something to poll in a hot loop.
     pub producers: u32,
     /// Live participants of the segment (threads holding a participant record).
     pub participants: u32,
