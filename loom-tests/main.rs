@@ -449,6 +449,207 @@ fn byte_messages_are_never_torn() {
     });
 }
 
+// ----- crash recovery -----
+//
+// A thread stands in for a process and dies at a crash point ("put-claimed", "get-claimed": the
+// claim CAS won, nothing written), leaving its claim and claim record exactly as a SIGKILL there
+// would; only after that last step does the liveness stub report it dead (the real check is per
+// process, so a claim of a thread that can still act always reads as live). A blocked waiter under
+// loom sleeps without slices, so a waiter that recovers here loops "try, then recover, then yield",
+// as a blocked waiter does once per slice. At most one thread of a model loops like this at a time:
+// two threads that both yield until a third acts can take turns forever, which loom cannot bound.
+
+use shmq::model::{ModelCrashQueue, ModelRobustLock};
+
+/// Gets by process `p` until the ring reports Closed, recovering a dead producer's claim whenever
+/// it finds nothing to take. Returns what it got and how many recoveries it won.
+fn drain_recovering(q: &ModelCrashQueue, p: usize) -> (Vec<u64>, u32) {
+    let (mut got, mut wins) = (vec![], 0);
+    loop {
+        match q.try_get(p) {
+            Ok(v) => got.push(v),
+            Err(Outcome::WouldBlock) => {
+                if q.recover(false) {
+                    wins += 1;
+                } else {
+                    thread::yield_now();
+                }
+            }
+            Err(Outcome::Closed) => return (got, wins),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+}
+
+/// A producer dies holding a claim while a live producer puts a message (behind the dead claim or
+/// ahead of it). Two consumers drain until the ring (closed once both producers are done) reports
+/// Closed, which it can only do once the dead position is settled: one recovers once (one slice)
+/// and then sleeps in a blocking get, relying on the wake-ups of the publish, the recovery and
+/// close; the other (the live producer's process, once its put is in and the death is certain)
+/// recovers whenever it finds nothing (every slice). Exactly one recovery wins, one tombstone, the
+/// message is delivered exactly once, and neither consumer stays stuck.
+#[test]
+fn dead_producer_claim_is_tombstoned_exactly_once() {
+    model(|| {
+        // Processes: 0 dies putting, 1 (this thread) puts then consumes, 2 consumes.
+        let q = Arc::new(ModelCrashQueue::new(2, 3));
+        let dying = {
+            let q = q.clone();
+            thread::spawn(move || q.put_and_die(0, 100))
+        };
+        let sleeper = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let wins = q.recover(false) as u32;
+                let mut got = vec![];
+                loop {
+                    match q.get(2) {
+                        Ok(v) => got.push(v),
+                        Err(Outcome::Closed) => return (got, wins),
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+            })
+        };
+        q.try_put(1, 7).unwrap();
+        assert_eq!(dying.join().unwrap(), Ok(()));
+        q.close();
+        let (mut got, mut wins) = drain_recovering(&q, 1);
+        let (g, w) = sleeper.join().unwrap();
+        got.extend(g);
+        wins += w;
+        assert_eq!(got, vec![7]);
+        assert_eq!(wins, 1);
+        assert_eq!(q.tombstones(), 1);
+        assert_eq!(q.lost(), 0);
+    });
+}
+
+/// A slow but live producer (claimed, not yet published) races a consumer that recovers whenever
+/// it finds nothing: a live claimant's position is never tombstoned, and its message arrives.
+#[test]
+fn live_producer_claim_is_never_tombstoned() {
+    model(|| {
+        // Processes: 0 puts, 1 consumes.
+        let q = Arc::new(ModelCrashQueue::new(1, 2));
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_put(0, 7))
+        };
+        let got = loop {
+            match q.try_get(1) {
+                Ok(v) => break v,
+                Err(Outcome::WouldBlock) => {
+                    assert!(!q.recover(false), "a live producer's claim was recovered");
+                    thread::yield_now();
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        };
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        assert_eq!(got, 7);
+        assert_eq!(q.tombstones(), 0);
+        assert_eq!(q.try_get(1), Err(Outcome::WouldBlock));
+    });
+}
+
+/// A consumer dies holding the only slot of a full capacity-1 ring (claimed, never released)
+/// while a producer blocked on the full ring recovers whenever it finds no room, and a second
+/// recoverer acts once the death is certain: exactly one release, one message counted lost, and
+/// the producer's put then goes in.
+#[test]
+fn dead_consumer_slot_is_released_exactly_once() {
+    model(|| {
+        // Processes: 0 dies getting, 1 puts, 2 is this thread.
+        let q = Arc::new(ModelCrashQueue::new(1, 3));
+        q.try_put(2, 5).unwrap();
+        let dying = {
+            let q = q.clone();
+            thread::spawn(move || q.get_and_die(0))
+        };
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut wins = 0u32;
+                loop {
+                    match q.try_put(1, 6) {
+                        Ok(()) => return wins,
+                        Err(Outcome::WouldBlock) => {
+                            if q.recover(true) {
+                                wins += 1;
+                            } else {
+                                thread::yield_now();
+                            }
+                        }
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+            })
+        };
+        assert_eq!(dying.join().unwrap(), Ok(()));
+        let mine = q.recover(true) as u32;
+        let theirs = producer.join().unwrap();
+        assert_eq!(mine + theirs, 1);
+        assert_eq!(q.lost(), 1);
+        assert_eq!(q.tombstones(), 0);
+        assert_eq!(q.try_get(2), Ok(6));
+        assert_eq!(q.try_get(2), Err(Outcome::WouldBlock));
+    });
+}
+
+/// An owner dies holding the robust lock while two contenders wait: one sleeps in slices and
+/// checks the owner after each, the other checks after one slice and then sleeps on the word until
+/// woken. Exactly one takes the lock over (told OwnerDead); each unlocks without declaring the data
+/// consistent, so the other, taking it normally, is told OwnerDead too, and so is every later owner
+/// until one unlocks consistent. Loom checks that the protected counter is never accessed by two
+/// owners at once, nor by the taker before the dead owner's write, and that no waiter is left
+/// asleep.
+#[test]
+fn dead_lock_owner_is_taken_over_exactly_once() {
+    model(|| {
+        let l = Arc::new(ModelRobustLock::new());
+        let owner = {
+            let l = l.clone();
+            thread::spawn(move || {
+                assert_eq!(l.try_lock(), Some(false));
+                // The contenders start while it holds the lock; it writes the protected data
+                // (ordered before the taker's access only through its death) and dies holding it.
+                let contenders: Vec<_> = [true, false]
+                    .into_iter()
+                    .map(|every_slice| {
+                        let l = l.clone();
+                        thread::spawn(move || {
+                            let owner_dead = if every_slice {
+                                l.lock_and_increment()
+                            } else {
+                                match l.lock_one_slice_and_increment() {
+                                    Some(owner_dead) => owner_dead,
+                                    None => l.lock_blocking_and_increment(),
+                                }
+                            };
+                            l.unlock(false);
+                            owner_dead
+                        })
+                    })
+                    .collect();
+                l.increment();
+                l.die();
+                contenders
+            })
+        };
+        for c in owner.join().unwrap() {
+            assert!(c.join().unwrap(), "an owner after the death was not told");
+        }
+        assert_eq!(l.takeovers(), 1);
+        assert_eq!(l.value(), 3);
+        assert_eq!(l.try_lock_and_increment(), Some(true));
+        l.unlock(true);
+        assert_eq!(l.try_lock_and_increment(), Some(false));
+        l.unlock(true);
+        assert!(!l.is_locked());
+    });
+}
+
 /// The deliberately broken build (`--cfg shmq_loom_broken` weakens the producer's publish store
 /// from Release to Relaxed): loom must report that the consumer reads the payload without a
 /// happens-before edge to the producer's write, so this test is *expected to fail* with loom's

@@ -5,12 +5,49 @@
 //! `SHMQ_FAULT_SKIP`-th time it passes it (default: the first). The test then kills it with
 //! SIGKILL, or, with `SHMQ_FAULT_RESUME` set, writes a byte to its stdin to let it go on. Without the
 //! feature every point compiles to nothing.
+//!
+//! Under loom (`--cfg shmq_loom`) a model thread stands in for a process and "dies" instead: for a
+//! thread that called `die_at` (loom builds only), [`dies`] returns `true` at that point, and the
+//! code there returns at once, leaving shared state exactly as a SIGKILL at that step would.
+//! Outside loom [`dies`] is a constant `false`.
 
 /// Marks a protocol step where a test may stop this process.
 #[inline(always)]
 pub(crate) fn point(_name: &'static str) {
     #[cfg(all(feature = "fault-injection", not(shmq_loom)))]
     hit(_name);
+}
+
+/// Whether the calling thread dies at point `name`: always `false` outside loom.
+#[cfg(not(shmq_loom))]
+#[inline(always)]
+pub(crate) const fn dies(_name: &'static str) -> bool {
+    false
+}
+
+#[cfg(shmq_loom)]
+loom::thread_local! {
+    /// The point where this model thread is to die, if any.
+    static DIE_AT: std::cell::Cell<Option<&'static str>> = std::cell::Cell::new(None);
+}
+
+/// Whether the calling model thread dies at point `name` (set by [`die_at`]; the setting is used up
+/// by the hit). The caller must then return without any further shared-memory step.
+#[cfg(shmq_loom)]
+pub(crate) fn dies(name: &'static str) -> bool {
+    DIE_AT.with(|d| {
+        let hit = d.get() == Some(name);
+        if hit {
+            d.set(None);
+        }
+        hit
+    })
+}
+
+/// Makes the calling model thread die at point `name` the next time it passes it (`None`: never).
+#[cfg(shmq_loom)]
+pub(crate) fn die_at(name: Option<&'static str>) {
+    DIE_AT.with(|d| d.set(name));
 }
 
 #[cfg(all(feature = "fault-injection", not(shmq_loom)))]

@@ -19,6 +19,8 @@ pub enum Outcome {
     Timeout,
     /// Corrupt state detected.
     Corrupt,
+    /// Get: empty, and every registered producer is gone.
+    Disconnected,
 }
 
 impl From<TryError> for Outcome {
@@ -37,6 +39,7 @@ impl From<WaitError> for Outcome {
             WaitError::Closed => Outcome::Closed,
             WaitError::Timeout => Outcome::Timeout,
             WaitError::Corrupt => Outcome::Corrupt,
+            WaitError::Disconnected => Outcome::Disconnected,
         }
     }
 }
@@ -454,5 +457,337 @@ impl ModelBytesQueue {
             })
             .map_err(Outcome::from)?;
         out.ok_or(Outcome::Corrupt)
+    }
+}
+
+// ----- crash recovery -----
+
+use crate::layout::ClaimRecord;
+use crate::ring::{Claim, Claimant, Liveness};
+use crate::sync::{AtomicU32, Ordering};
+
+/// Directory index + 1 that the claim records of a [`ModelCrashQueue`] name for its ring.
+const CRASH_OBJ: u32 = 1;
+
+/// One simulated process of a [`ModelCrashQueue`]: its claim record and whether it has died.
+#[derive(Debug)]
+struct ModelProcess {
+    record: ClaimRecord,
+    /// 1 once the thread playing this process has stopped for good. A live process's claim always
+    /// reads as live (the real check is per process), so a claim is reported dead only after its
+    /// claimant can take no further step.
+    dead: AtomicU32,
+}
+
+impl ModelProcess {
+    fn alive(&self) -> bool {
+        // SYNC: Acquire pairs with the Release store in `ModelCrashQueue::die`: whoever sees the
+        // process dead sees every step it took, as a real process's exit is ordered before /proc
+        // shows it gone.
+        self.dead.load(Ordering::Acquire) == 0
+    }
+}
+
+/// The liveness source of a [`ModelCrashQueue`]: what `QueueLiveness` answers from the participant
+/// table, answered from the simulated processes.
+#[derive(Debug)]
+struct ModelProcesses(Vec<ModelProcess>);
+
+impl ModelProcesses {
+    /// Processes whose record names position `pos` for a put or a get (as `QueueLiveness::naming`).
+    fn naming(&self, pos: u64, put: bool) -> impl Iterator<Item = &ModelProcess> + '_ {
+        self.0.iter().filter(move |p| {
+            let c = &p.record;
+            let (obj, first, len) = if put {
+                (&c.put_obj, &c.put_pos, &c.put_len)
+            } else {
+                (&c.get_obj, &c.get_pos, &c.get_len)
+            };
+            let first = first.load(Ordering::Relaxed);
+            obj.load(Ordering::Relaxed) == CRASH_OBJ
+                && first <= pos
+                && pos - first < len.load(Ordering::Relaxed)
+        })
+    }
+
+    fn alive(&self) -> u32 {
+        self.0.iter().filter(|p| p.alive()).count() as u32
+    }
+}
+
+impl Liveness for ModelProcesses {
+    fn claimant(&self, pos: u64, put: bool) -> Claim {
+        let mut found = Claim::Unknown;
+        for p in self.naming(pos, put) {
+            if p.alive() {
+                return Claim::Live;
+            }
+            found = Claim::Dead;
+        }
+        found
+    }
+
+    fn settled(&self, pos: u64, put: bool) {
+        for p in self.naming(pos, put) {
+            if !p.alive() {
+                let obj = if put {
+                    &p.record.put_obj
+                } else {
+                    &p.record.get_obj
+                };
+                obj.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Every live process counts as a producer that may still put.
+    fn live_producers(&self) -> u32 {
+        self.alive()
+    }
+
+    fn live_participants(&self) -> u32 {
+        self.alive()
+    }
+}
+
+/// A ring of `u64` values whose operations run as simulated processes `0..procs`, each with its
+/// own claim record, and that recovers the claims of dead ones (as a segment's queue does from
+/// its participant table). A process dies by stopping at a crash point: `put_and_die` /
+/// `get_and_die` leave their claim exactly as a SIGKILL at "put-claimed" / "get-claimed" would.
+#[derive(Debug)]
+pub struct ModelCrashQueue {
+    ring: Ring<LoomRing>,
+    procs: std::sync::Arc<ModelProcesses>,
+}
+
+impl ModelCrashQueue {
+    /// A ring with `cap` slots, for processes `0..procs`, all alive.
+    pub fn new(cap: u64, procs: usize) -> Self {
+        let procs = std::sync::Arc::new(ModelProcesses(
+            (0..procs)
+                .map(|_| ModelProcess {
+                    record: ClaimRecord {
+                        put_obj: AtomicU32::new(0),
+                        get_obj: AtomicU32::new(0),
+                        put_pos: AtomicU64::new(0),
+                        put_len: AtomicU64::new(0),
+                        get_pos: AtomicU64::new(0),
+                        get_len: AtomicU64::new(0),
+                    },
+                    dead: AtomicU32::new(0),
+                })
+                .collect(),
+        ));
+        let mut ring = Ring::new(LoomRing::new(cap, 8));
+        ring.live = Some(procs.clone());
+        Self { ring, procs }
+    }
+
+    fn who(&self, p: usize) -> Option<Claimant<'_>> {
+        Some(Claimant {
+            record: &self.procs.0[p].record,
+            obj: CRASH_OBJ,
+        })
+    }
+
+    /// Process `p` has stopped for good: from now on its claims read as dead.
+    fn die(&self, p: usize) {
+        // SYNC: Release pairs with the Acquire in `ModelProcess::alive`.
+        self.procs.0[p].dead.store(1, Ordering::Release);
+    }
+
+    /// Non-blocking put by process `p`.
+    pub fn try_put(&self, p: usize, v: u64) -> Result<(), Outcome> {
+        match self
+            .ring
+            .try_put_batch(self.who(p), 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
+        {
+            Ok(1) => Ok(()),
+            Ok(n) => panic!("put of one value moved {n}"),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Non-blocking get by process `p`.
+    pub fn try_get(&self, p: usize) -> Result<u64, Outcome> {
+        let mut out = 0;
+        match self.ring.try_get_batch(self.who(p), 1, |_, b| {
+            out = u64::from_le_bytes(b.try_into().unwrap())
+        }) {
+            Ok(1) => Ok(out),
+            Ok(n) => panic!("get of one value moved {n}"),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Blocking get by process `p`. Under loom a blocked getter sleeps without slices, so it never
+    /// recovers anything itself: it relies on the wake-ups of publishes, recoveries and close.
+    pub fn get(&self, p: usize) -> Result<u64, Outcome> {
+        let mut out = 0;
+        self.ring
+            .get_batch(self.who(p), 1, None, |_, b| {
+                out = u64::from_le_bytes(b.try_into().unwrap())
+            })
+            .map_err(Outcome::from)?;
+        Ok(out)
+    }
+
+    /// Process `p` claims a position for `v` and dies there, before writing or publishing (then it
+    /// is dead: the calling thread must take no further step). `Err` if it found no position to
+    /// claim, in which case it did not die.
+    pub fn put_and_die(&self, p: usize, v: u64) -> Result<(), Outcome> {
+        crate::fault::die_at(Some("put-claimed"));
+        let r = self
+            .ring
+            .try_put_batch(self.who(p), 1, |_, b| b.copy_from_slice(&v.to_le_bytes()));
+        crate::fault::die_at(None);
+        match r {
+            Ok(0) => {
+                self.die(p);
+                Ok(())
+            }
+            Ok(_) => panic!("the put went past its crash point"),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Process `p` claims a message and dies there, before reading or releasing it (then it is
+    /// dead, as for `put_and_die`). `Err` if it found nothing to claim.
+    pub fn get_and_die(&self, p: usize) -> Result<(), Outcome> {
+        crate::fault::die_at(Some("get-claimed"));
+        let r = self.ring.try_get_batch(self.who(p), 1, |_, _| {});
+        crate::fault::die_at(None);
+        match r {
+            Ok(0) => {
+                self.die(p);
+                Ok(())
+            }
+            Ok(_) => panic!("the get went past its crash point"),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What a blocked waiter does after each sleep slice: recover the claim it is stuck behind
+    /// (`put`: a putter's, else a getter's) if its claimant is dead. Whether it recovered one.
+    pub fn recover(&self, put: bool) -> bool {
+        self.ring.recover(put)
+    }
+
+    /// Closes the ring.
+    pub fn close(&self) -> bool {
+        self.ring.close()
+    }
+
+    /// Positions turned into tombstones so far.
+    pub fn tombstones(&self) -> u64 {
+        self.ring.stats().tombstones
+    }
+
+    /// Messages lost with a dead consumer so far.
+    pub fn lost(&self) -> u64 {
+        self.ring.stats().lost
+    }
+}
+
+/// A robust lock guarding a plain counter, with owners that may die holding it.
+#[derive(Debug)]
+pub struct ModelRobustLock {
+    state: LockState,
+    data: UnsafeCell<u64>,
+}
+
+impl Default for ModelRobustLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ModelRobustLock {
+    /// Unlocked and consistent, counter 0.
+    pub fn new() -> Self {
+        Self {
+            state: LockState::new(),
+            data: UnsafeCell::new(0),
+        }
+    }
+
+    /// Takes the lock as a contender does natively: one timed sleep per slice (a timed wait under
+    /// loom gives up at once), after which a dead owner is taken over. Then increments the counter.
+    /// Returns whether the lock came with `OwnerDead`.
+    pub fn lock_and_increment(&self) -> bool {
+        loop {
+            if let Some(owner_dead) = self.lock_one_slice_and_increment() {
+                return owner_dead;
+            }
+            crate::sync::yield_now();
+        }
+    }
+
+    /// One slice of `lock_and_increment`: `Some(owner_dead)` if the lock was taken (the counter is
+    /// then incremented), `None` if the slice ended with a live owner.
+    pub fn lock_one_slice_and_increment(&self) -> Option<bool> {
+        let slice_end = Instant::now() + Duration::from_millis(50);
+        let acquired = self.state.lock(Some(slice_end))?;
+        Some(self.increment_held(acquired))
+    }
+
+    /// Takes the lock sleeping on its word until woken (under loom a sleeper never times out, so
+    /// it never takes over a dead owner itself), then increments the counter. Returns whether the
+    /// lock came with `OwnerDead`.
+    pub fn lock_blocking_and_increment(&self) -> bool {
+        let acquired = self
+            .state
+            .lock(None)
+            .expect("an untimed lock returns only once taken");
+        self.increment_held(acquired)
+    }
+
+    /// Non-blocking: `Some(owner_dead)` if taken (the counter is then incremented).
+    pub fn try_lock_and_increment(&self) -> Option<bool> {
+        let acquired = self.state.try_lock()?;
+        Some(self.increment_held(acquired))
+    }
+
+    /// Non-blocking, without touching the counter: `Some(owner_dead)` if taken.
+    pub fn try_lock(&self) -> Option<bool> {
+        let acquired = self.state.try_lock()?;
+        Some(acquired == crate::objects::lock::Acquired::OwnerDead)
+    }
+
+    /// Increments the counter (call only while holding the lock).
+    pub fn increment(&self) {
+        // SAFETY: the caller holds the lock; loom checks that no other access overlaps.
+        self.data.with_mut(|p| unsafe { *p += 1 });
+    }
+
+    fn increment_held(&self, acquired: crate::objects::lock::Acquired) -> bool {
+        self.increment();
+        acquired == crate::objects::lock::Acquired::OwnerDead
+    }
+
+    /// Releases the lock (call only while holding it); `consistent` as for `LockGuard`.
+    pub fn unlock(&self, consistent: bool) {
+        self.state.unlock(consistent)
+    }
+
+    /// The calling thread dies, holding whatever it holds. It must be its very last action.
+    pub fn die(&self) {
+        crate::objects::lock::die()
+    }
+
+    /// Whether some thread holds the lock now.
+    pub fn is_locked(&self) -> bool {
+        self.state.is_locked()
+    }
+
+    /// How many times a contender took the lock over from a dead owner.
+    pub fn takeovers(&self) -> u32 {
+        self.state.takeovers.load(Ordering::Relaxed)
+    }
+
+    /// The counter (call with no other thread running).
+    pub fn value(&self) -> u64 {
+        // SAFETY: the model calls this after joining every other thread.
+        self.data.with(|p| unsafe { *p })
     }
 }

@@ -503,6 +503,11 @@ impl<M: RingMem> Ring<M> {
                         // If `write` panics, the guard turns the claimed positions not yet
                         // published into tombstones so consumers are not stuck behind them.
                         crate::fault::point("put-claimed");
+                        if crate::fault::dies("put-claimed") {
+                            // Loom models only (constant false otherwise): this "process" dies
+                            // holding the claim. Nothing published, no guard, record intact.
+                            return Ok(0);
+                        }
                         let mut guard = ClaimGuard {
                             ring: self,
                             pos,
@@ -609,6 +614,10 @@ impl<M: RingMem> Ring<M> {
                         // If `read` panics, the guard releases the claimed slots not yet released
                         // (their messages are counted lost) so producers are not stuck.
                         crate::fault::point("get-claimed");
+                        if crate::fault::dies("get-claimed") {
+                            // Loom models only, as for "put-claimed": dies holding the claim.
+                            return Ok(0);
+                        }
                         let mut guard = ClaimGuard {
                             ring: self,
                             pos,

@@ -36,6 +36,9 @@ pub(crate) struct LockState {
     /// tell a reused thread id from the owner. Written just after the owner takes the word, so a
     /// reader trusts it only when its tid matches the word's.
     pub(crate) owner_start: AtomicU64,
+    /// Takeovers from a dead owner so far (for the loom models).
+    #[cfg(shmq_loom)]
+    pub(crate) takeovers: AtomicU32,
 }
 
 #[cfg(not(shmq_loom))]
@@ -100,10 +103,29 @@ fn owner_dead(tid: u32, stamp: u64) -> bool {
     }
 }
 
-/// Under loom no thread dies.
 #[cfg(shmq_loom)]
-fn owner_dead(_tid: u32, _start: u64) -> bool {
-    false
+loom::lazy_static! {
+    /// Bit `tid` set: model thread `tid` has died (see [`die`]).
+    static ref DEAD: AtomicU64 = AtomicU64::new(0);
+}
+
+/// Under loom a thread is dead once it has called [`die`].
+#[cfg(shmq_loom)]
+fn owner_dead(tid: u32, _start: u64) -> bool {
+    // SYNC: Acquire pairs with the Release in `die`: everything the owner did before it died (its
+    // writes to the protected data) is visible to whoever sees it dead, as a process's last writes
+    // are to whoever sees it gone from /proc.
+    tid < 64 && DEAD.load(Ordering::Acquire) & 1 << tid != 0
+}
+
+/// Marks the calling model thread dead. It must be the thread's last action: a dead thread never
+/// unlocks what it holds, and `owner_dead` reports it dead from then on.
+#[cfg(shmq_loom)]
+pub(crate) fn die() {
+    let me = me();
+    assert!(me < 64, "more model threads than the dead set holds");
+    // SYNC: Release pairs with the Acquire in `owner_dead`.
+    DEAD.fetch_or(1 << me, Ordering::Release);
 }
 
 /// How long a contender sleeps before checking whether the owner died.
@@ -121,10 +143,15 @@ fn slice(deadline: Option<Instant>) -> Option<Instant> {
 impl LockState {
     #[cfg(shmq_loom)]
     pub(crate) fn new() -> Self {
+        // Initialise the dead set now: loom orders every use of a lazy static after its
+        // initialisation, so a set first touched by a dying thread would order that thread's
+        // last writes before every later look at the set, hiding a missing edge from the death.
+        DEAD.load(Ordering::Relaxed);
         Self {
             word: Futex::new(0),
             owner_pid: AtomicU32::new(0),
             owner_start: AtomicU64::new(0),
+            takeovers: AtomicU32::new(0),
         }
     }
 
@@ -200,6 +227,8 @@ impl LockState {
                     if w.compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
+                        #[cfg(shmq_loom)]
+                        self.takeovers.fetch_add(1, Ordering::Relaxed);
                         self.set_owner();
                         return Some(Acquired::OwnerDead);
                     }
