@@ -650,6 +650,72 @@ fn dead_lock_owner_is_taken_over_exactly_once() {
     });
 }
 
+// ----- Versioned: two copies and a version -----
+
+use shmq::model::ModelVersioned;
+
+/// Checks one read of a model `Versioned` whose writes are `[n, n]` at version n: whole, and the
+/// value the version names. Returns the version.
+fn check_whole(x: &ModelVersioned) -> u64 {
+    let (value, version) = x.load();
+    assert_eq!(
+        value,
+        [version, version],
+        "torn or mislabelled read at version {version}"
+    );
+    version
+}
+
+/// A writer publishes twice, so its second write reuses the copy the initial value was in, while
+/// a reader reads twice without the lock: every read is whole and is the value its version names,
+/// and versions never go back.
+#[test]
+fn versioned_reader_never_sees_a_torn_value() {
+    model(|| {
+        let x = Arc::new(ModelVersioned::new([0, 0]));
+        let writer = {
+            let x = x.clone();
+            thread::spawn(move || {
+                x.store([1, 1]);
+                x.store([2, 2]);
+            })
+        };
+        let first = check_whole(&x);
+        let second = check_whole(&x);
+        assert!(second >= first);
+        writer.join().unwrap();
+        assert_eq!(check_whole(&x), 2);
+    });
+}
+
+/// A writer dies holding the lock with half of its value written into the inactive copy, while a
+/// reader reads and a second writer waits for the lock slice by slice: the reader never sees any
+/// of the dead writer's words. Whichever writer takes the lock first, one later write takes the
+/// lock over from the dead one, exactly once, and publishes its value whole (the main thread
+/// writes last, so that one exists even when the second writer got the lock first).
+#[test]
+fn versioned_writer_killed_mid_write_is_never_seen_and_is_taken_over() {
+    model(|| {
+        let x = Arc::new(ModelVersioned::new([0, 0]));
+        let dying = {
+            let x = x.clone();
+            thread::spawn(move || x.store_and_die([9, 9]))
+        };
+        let taker = {
+            let x = x.clone();
+            thread::spawn(move || x.store_taking_over([1, 1]))
+        };
+        let seen = check_whole(&x);
+        assert!(seen <= 1);
+        dying.join().unwrap();
+        taker.join().unwrap();
+        assert_eq!(check_whole(&x), 1);
+        x.store_taking_over([2, 2]);
+        assert_eq!(check_whole(&x), 2);
+        assert_eq!(x.takeovers(), 1);
+    });
+}
+
 /// The deliberately broken build (`--cfg shmq_loom_broken` weakens the producer's publish store
 /// from Release to Relaxed): loom must report that the consumer reads the payload without a
 /// happens-before edge to the producer's write, so this test is *expected to fail* with loom's

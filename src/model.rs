@@ -791,3 +791,79 @@ impl ModelRobustLock {
         self.data.with(|p| unsafe { *p })
     }
 }
+
+/// A two-word `Versioned` value (two copies and a version, written under a robust lock), whose
+/// writers may die half-way through a write.
+#[derive(Debug)]
+pub struct ModelVersioned {
+    lock: LockState,
+    version: AtomicU64,
+    copies: [[AtomicU64; 2]; 2],
+}
+
+impl ModelVersioned {
+    /// Version 0, value `initial` in copy 0.
+    pub fn new(initial: [u64; 2]) -> Self {
+        Self {
+            lock: LockState::new(),
+            version: AtomicU64::new(0),
+            copies: [
+                initial.map(AtomicU64::new),
+                [AtomicU64::new(0), AtomicU64::new(0)],
+            ],
+        }
+    }
+
+    fn shared(&self) -> crate::objects::versioned::VersionedRef<'_> {
+        crate::objects::versioned::VersionedRef {
+            lock: &self.lock,
+            version: &self.version,
+            copies: [&self.copies[0], &self.copies[1]],
+        }
+    }
+
+    /// Reads without the lock: `(value, version)`.
+    pub fn load(&self) -> ([u64; 2], u64) {
+        let mut out = [0u8; 16];
+        let v = self.shared().read(&mut out);
+        let word = |i: usize| u64::from_le_bytes(out[i * 8..i * 8 + 8].try_into().unwrap());
+        ([word(0), word(1)], v)
+    }
+
+    fn bytes(value: [u64; 2]) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&value[0].to_le_bytes());
+        b[8..].copy_from_slice(&value[1].to_le_bytes());
+        b
+    }
+
+    /// Writes, sleeping on the lock until woken (under loom never taking over a dead owner).
+    pub fn store(&self, value: [u64; 2]) {
+        assert!(self.shared().write(&Self::bytes(value), None));
+    }
+
+    /// Writes as a contender does natively when the lock's owner may have died: one slice at a
+    /// time (a timed wait under loom gives up at once), taking a dead owner over after a slice.
+    pub fn store_taking_over(&self, value: [u64; 2]) {
+        let b = Self::bytes(value);
+        while !self
+            .shared()
+            .write(&b, Some(Instant::now() + Duration::from_millis(50)))
+        {
+            crate::sync::yield_now();
+        }
+    }
+
+    /// Starts writing `value`, and dies holding the lock once half the words are written (crash
+    /// point `versioned-writing`). The calling thread must take no further step.
+    pub fn store_and_die(&self, value: [u64; 2]) {
+        crate::fault::die_at(Some("versioned-writing"));
+        self.shared().write(&Self::bytes(value), None);
+        crate::fault::die_at(None);
+    }
+
+    /// How many times a writer took the lock over from a dead one.
+    pub fn takeovers(&self) -> u32 {
+        self.lock.takeovers.load(Ordering::Relaxed)
+    }
+}

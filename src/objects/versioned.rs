@@ -38,8 +38,9 @@ fn read_words(words: &[AtomicU64], out: &mut [u8]) {
 
 /// Copies `src` into `words`, zero-padding the last word. The crash point `versioned-writing`
 /// is passed after the first half of the words: a writer stopped there has written some of the
-/// new value into the inactive copy and not published it.
-fn write_words(words: &[AtomicU64], src: &[u8]) {
+/// new value into the inactive copy and not published it. `false` only in loom models, when the
+/// calling thread dies at that point (it then stops writing).
+fn write_words(words: &[AtomicU64], src: &[u8]) -> bool {
     let half = words.len().div_ceil(2);
     for (i, (w, chunk)) in words.iter().zip(src.chunks(8)).enumerate() {
         let mut bytes = [0u8; 8];
@@ -47,8 +48,12 @@ fn write_words(words: &[AtomicU64], src: &[u8]) {
         w.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         if i + 1 == half {
             crate::fault::point("versioned-writing");
+            if crate::fault::dies("versioned-writing") {
+                return false;
+            }
         }
     }
+    true
 }
 
 /// Unlocks on drop, declaring the value consistent: whatever happens while the lock is held, the
@@ -81,16 +86,20 @@ impl VersionedRef<'_> {
         }
     }
 
-    /// Writes `src` into the inactive copy and publishes it. The caller holds the lock.
-    fn publish(&self, src: &[u8]) {
+    /// Writes `src` into the inactive copy and publishes it. The caller holds the lock. `false`
+    /// only in loom models, when the calling thread died mid-write (nothing published).
+    fn publish(&self, src: &[u8]) -> bool {
         // Only lock holders store the version, and the lock's Acquire made the last one visible.
         let v = self.version.load(Ordering::Relaxed);
         // SYNC: Release fence, pairs with the Acquire fence in `read`: a reader that sees any of
         // the words stored below also sees a version of at least v (then v + 1 after our store).
         fence(Ordering::Release);
-        write_words(self.copies[((v + 1) & 1) as usize], src);
+        if !write_words(self.copies[((v + 1) & 1) as usize], src) {
+            return false;
+        }
         // SYNC: Release publishes the words above; pairs with the Acquire load in `read`.
         self.version.store(v + 1, Ordering::Release);
+        true
     }
 
     /// Replaces the value with `src`; `false` if `deadline` passed before the lock was taken. A
@@ -100,8 +109,14 @@ impl VersionedRef<'_> {
         if self.lock.lock(deadline).is_none() {
             return false;
         }
-        let _unlock = Unlock(self.lock);
-        self.publish(src);
+        let unlock = Unlock(self.lock);
+        if !self.publish(src) {
+            // Loom models only (`publish` is always true otherwise): this "process" died
+            // mid-write, holding the lock, which it never releases.
+            std::mem::forget(unlock);
+            #[cfg(shmq_loom)]
+            super::lock::die();
+        }
         true
     }
 
@@ -117,6 +132,8 @@ impl VersionedRef<'_> {
         let v = self.version.load(Ordering::Relaxed);
         read_words(self.copies[(v & 1) as usize], scratch);
         f(scratch);
-        self.publish(scratch);
+        // `update` has no crash point of its own: `publish` returns false only for a loom model
+        // thread set to die, and no model dies in `update`.
+        let _ = self.publish(scratch);
     }
 }
