@@ -248,6 +248,65 @@ fn blocked_get_without_deadline_returns_disconnected_once_every_producer_is_kill
 }
 
 #[test]
+fn full_participant_table_takes_over_a_dead_record_but_keeps_one_that_names_a_claim() {
+    let name = unique("fulltable");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 8)
+        .participants(2)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    // Record 0: a producer killed holding the claim of position 0 (the evidence recovery needs).
+    kill(child_stopped_at(&name, "producer", "put-claimed", 0, false));
+    // Record 1: a producer killed after its puts of 1, 2, 3 completed (names no claim).
+    kill(child_holding(&name, "producer-then-hold"));
+    assert_eq!(q.stats().participants, 0);
+    // Both records belong to dead processes: this thread's first put must take over record 1,
+    // and must leave record 0 alone, or the dead claim could no longer be traced.
+    q.put(10).unwrap();
+    assert_eq!(q.stats().participants, 1);
+    let got: Vec<u64> = (0..4)
+        .map(|_| q.get_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    assert_eq!(got, vec![1, 2, 3, 10]);
+    assert_eq!(q.stats().tombstones, 1);
+}
+
+#[test]
+fn full_table_of_live_participants_lets_operations_run_and_frees_up_when_one_dies() {
+    let name = unique("livetable");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 8)
+        .participants(1)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    let child = child_holding(&name, "producer-then-hold");
+    // The only record is the live child's: this thread goes on without one.
+    q.put(10).unwrap();
+    let got: Vec<u64> = (0..4).map(|_| q.get().unwrap()).collect();
+    assert_eq!(got, vec![1, 2, 3, 10]);
+    assert_eq!(q.stats().participants, 1);
+    kill(child);
+    assert_eq!(q.stats().participants, 0);
+    // Once the child is dead this thread takes its record over, within a bounded time (it looks
+    // again at most every 100 ms while it has none).
+    let t0 = Instant::now();
+    let mut v = 0;
+    while q.stats().participants == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no record taken over"
+        );
+        q.put(v).unwrap();
+        assert_eq!(q.get().unwrap(), v);
+        v += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(q.stats().participants, 1);
+}
+
+#[test]
 fn producer_that_exits_normally_leaves_its_messages_then_disconnected() {
     let name = unique("cleanexit");
     let seg = Segment::builder(&name)

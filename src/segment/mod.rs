@@ -333,6 +333,10 @@ impl SegmentBuilder {
 
     /// Number of participant records (threads that operate on the segment at the same time,
     /// across all processes). Default [`DEFAULT_PARTICIPANTS`].
+    ///
+    /// A full table is not an error: records of dead processes are taken over, and a thread that
+    /// still finds none works without crash attribution (a claim it leaves by dying is not
+    /// recovered; its queues stop reporting `Disconnected`) and looks again every 100 ms.
     pub fn participants(mut self, n: u32) -> Self {
         self.participants = n;
         self

@@ -11,6 +11,7 @@ use crate::layout::{ClaimRecord, ParticipantRecord};
 use crate::sync::Ordering;
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 /// The calling thread's record in one segment.
 pub(crate) struct Participant<'a> {
@@ -21,8 +22,16 @@ pub(crate) struct Participant<'a> {
 struct Cached {
     seg_id: u64,
     seg: Weak<Inner>,
-    idx: u32,
+    /// This thread's record, or `None` while the table was full at the last attempt.
+    idx: Option<u32>,
+    /// With `idx == None`: when to look for a free or dead record again.
+    retry_at: Option<Instant>,
 }
+
+/// How long a thread that found the table full of live participants goes on without a record
+/// before it looks again. Looking means reading /proc for every record, which must not happen on
+/// every operation.
+const FULL_RETRY: Duration = Duration::from_millis(100);
 
 /// Frees this thread's records in every segment still mapped when the thread exits.
 struct ThreadRecords(Vec<Cached>);
@@ -30,9 +39,9 @@ struct ThreadRecords(Vec<Cached>);
 impl Drop for ThreadRecords {
     fn drop(&mut self) {
         for c in self.0.drain(..) {
-            if let Some(inner) = c.seg.upgrade() {
-                inner.forget_record(c.idx);
-                release(inner.record(c.idx));
+            if let (Some(inner), Some(idx)) = (c.seg.upgrade(), c.idx) {
+                inner.forget_record(idx);
+                release(inner.record(idx));
             }
         }
     }
@@ -147,23 +156,28 @@ impl crate::ring::Liveness for QueueLiveness {
 impl Inner {
     /// The calling thread's participant record in this segment, registering one if needed.
     /// `None` if the table is full of live participants (the operation then goes on without crash
-    /// attribution).
+    /// attribution); the thread then looks for a record again only after [`FULL_RETRY`].
     #[inline]
     pub(crate) fn participant(self: &Arc<Self>) -> Option<Participant<'_>> {
         let idx = RECORDS
             .try_with(|r| {
                 let mut r = r.borrow_mut();
-                if let Some(c) = r.0.iter().find(|c| c.seg_id == self.id) {
-                    return Some(c.idx);
+                if let Some(i) = r.0.iter().position(|c| c.seg_id == self.id) {
+                    let c = &r.0[i];
+                    if c.idx.is_some() || c.retry_at.is_some_and(|t| Instant::now() < t) {
+                        return c.idx;
+                    }
+                    r.0.swap_remove(i);
                 }
                 r.0.retain(|c| c.seg.strong_count() > 0);
-                let idx = self.claim_record()?;
+                let idx = self.claim_record();
                 r.0.push(Cached {
                     seg_id: self.id,
                     seg: Arc::downgrade(self),
                     idx,
+                    retry_at: idx.is_none().then(|| Instant::now() + FULL_RETRY),
                 });
-                Some(idx)
+                idx
             })
             .ok()
             .flatten()?;
