@@ -294,8 +294,12 @@ impl<M: RingMem> Ring<M> {
                 return false; // the slot holds an unread message: the ring is just full
             }
             let stamp = self.mem.stamp(p % cap);
-            let held = p << 2 | STAMP_FULL;
-            if stamp.load(Ordering::Acquire) != held || live.claimant(p, false) != Claim::Dead {
+            // A consumer claims tombstones too (to step over them), so a dead one may hold either
+            // a message or a tombstone; only the first loses anything.
+            let held = stamp.load(Ordering::Acquire);
+            if (held != p << 2 | STAMP_FULL && held != p << 2 | STAMP_TOMB)
+                || live.claimant(p, false) != Claim::Dead
+            {
                 return false;
             }
             // SYNC: AcqRel; the Release half frees the slot like a consumer's release.
@@ -308,7 +312,9 @@ impl<M: RingMem> Ring<M> {
                 )
                 .is_ok();
             if won {
-                hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
+                if held & 3 == STAMP_FULL {
+                    hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
+                }
                 live.settled(p, false);
                 self.after_get(p + 1, 1);
             }

@@ -163,6 +163,29 @@ fn consumer_killed_between_claim_and_release_frees_the_slot_and_counts_the_loss(
 }
 
 #[test]
+fn consumer_killed_while_stepping_over_a_tombstone_does_not_block_producers() {
+    let name = unique("deadtomb");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 2)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    // A producer dies holding position 0 (slot 0).
+    kill(child_stopped_at(&name, "producer", "put-claimed", 0, false));
+    // A consumer blocks on the empty queue, turns position 0 into a tombstone after a sleep slice,
+    // claims the tombstone to step over it, and is killed before releasing slot 0.
+    kill(child_stopped_at(&name, "consumer", "get-claimed", 0, false));
+    assert_eq!(q.stats().tombstones, 1);
+    // Positions 1 (slot 1) and 2 (slot 0, held by the dead consumer) must both go in.
+    q.put_timeout(10, Duration::from_secs(10)).unwrap();
+    q.put_timeout(11, Duration::from_secs(10)).unwrap();
+    assert_eq!(q.get().unwrap(), 10);
+    assert_eq!(q.get().unwrap(), 11);
+    // A tombstone carries no message: nothing was lost.
+    assert_eq!(q.stats().lost, 0);
+}
+
+#[test]
 fn get_timeout_whose_only_producer_died_returns_disconnected_within_its_deadline() {
     let name = unique("deadonly");
     let seg = Segment::builder(&name)
