@@ -322,6 +322,37 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
+    /// Whether a claim record naming positions `pos..pos + len` of this ring (`put`: as a
+    /// producer, else as a consumer), left by a process that is dead, may still be the evidence a
+    /// recovery needs: some position in it was claimed (it is below `tail`, or `head`) and is not
+    /// yet settled (a put: still unpublished; a get: still unreleased). When this returns `false`
+    /// it stays `false`: the dead process claims nothing more, positions are claimed in order, and
+    /// a settled position never becomes unsettled for the same position number.
+    pub(crate) fn claim_pending(&self, pos: u64, len: u64, put: bool) -> bool {
+        let hdr = self.hdr();
+        let cap = self.capacity();
+        // SYNC: Acquire, as in `recover`: pairs with the Release claim CASes.
+        let claimed_to = if put {
+            hdr.tail.load(Ordering::Acquire) & !CLOSED_BIT
+        } else {
+            hdr.head.load(Ordering::Acquire)
+        };
+        // A record names at most one batch, which is at most `capacity` positions.
+        let end = pos.saturating_add(len.min(cap)).min(claimed_to);
+        (pos..end).any(|q| {
+            if q >= MAX_POS {
+                return false;
+            }
+            // SYNC: Acquire, as in `recover`.
+            let s = self.mem.stamp(q % cap).load(Ordering::Acquire);
+            if put {
+                s == q << 2 | STAMP_FREE
+            } else {
+                s == q << 2 | STAMP_FULL || s == q << 2 | STAMP_TOMB
+            }
+        })
+    }
+
     /// True if a getter can never be served by the producers it knows of: some producer
     /// registered, none is unattributed, none is alive, and the ring holds no position that is
     /// claimed for put but not yet consumed. A producer that registers after the check can still
@@ -496,6 +527,7 @@ impl<M: RingMem> Ring<M> {
                     c.record.put_obj.store(c.obj, Ordering::Relaxed);
                     c.record.put_pos.store(pos, Ordering::Relaxed);
                     c.record.put_len.store(k, Ordering::Relaxed);
+                    crate::fault::point("put-recorded");
                 }
                 // SYNC: Release on success makes the claim record above visible to a recoverer
                 // that reads this tail (or a later one in its RMW release sequence) with Acquire.

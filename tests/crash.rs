@@ -296,6 +296,35 @@ fn full_participant_table_takes_over_a_dead_record_but_keeps_one_that_names_a_cl
 }
 
 #[test]
+fn record_of_a_process_killed_before_its_claim_cas_is_reused() {
+    let name = unique("precas");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .participants(1)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    // The only record names a put of position 0 that never happened: its owner was killed after
+    // writing the record and before the claim CAS.
+    kill(child_stopped_at(
+        &name,
+        "producer",
+        "put-recorded",
+        0,
+        false,
+    ));
+    assert_eq!(q.stats().participants, 0);
+    assert!(q.is_empty());
+    // The record is no evidence of anything: this thread's first put takes it over.
+    q.put(10).unwrap();
+    assert_eq!(q.stats().participants, 1);
+    assert_eq!(q.get().unwrap(), 10);
+    // And it attributes this thread's claims like any record: a queue it puts to can report
+    // that a producer lives.
+    assert!(q.producers_alive());
+}
+
+#[test]
 fn full_table_of_live_participants_lets_operations_run_and_frees_up_when_one_dies() {
     let name = unique("livetable");
     let seg = Segment::builder(&name)

@@ -1087,6 +1087,21 @@ impl Inner {
         Ok(())
     }
 
+    /// A copy of directory entry `i` (`i < dir_count`).
+    fn entry(&self, i: u32) -> DirEntry {
+        assert!(i < self.dir_count, "directory index out of range");
+        // SAFETY: i < dir_count and dir_offset + dir_count * 256 <= total_size <= mapping size
+        // (validated), the offset is 8-aligned, and DirEntry is plain integers: any bits are a
+        // valid value. The entry is copied once with a volatile read and only the copy is used.
+        unsafe {
+            core::ptr::read_volatile(
+                self.base()
+                    .add((self.dir_offset + i as u64 * ENTRY_SIZE) as usize)
+                    .cast::<DirEntry>(),
+            )
+        }
+    }
+
     /// Finds `name`, checks its kind and (if given) element type; returns its index and a copy.
     fn lookup(
         &self,
@@ -1095,16 +1110,7 @@ impl Inner {
         sig: Option<&TypeSig>,
     ) -> Result<(u32, DirEntry), OpenError> {
         for i in 0..self.dir_count {
-            // SAFETY: dir_offset + dir_count * 256 <= total_size <= mapping size (validated), the
-            // offset is 8-aligned, and DirEntry is plain integers: any bits are a valid value. The
-            // entry is copied once with a volatile read and only the copy is used.
-            let e = unsafe {
-                core::ptr::read_volatile(
-                    self.base()
-                        .add((self.dir_offset + i as u64 * ENTRY_SIZE) as usize)
-                        .cast::<DirEntry>(),
-                )
-            };
+            let e = self.entry(i);
             let nl = (e.name_len as usize).min(OBJ_NAME_MAX);
             if &e.name[..nl] != name.as_bytes() {
                 continue;
@@ -1146,14 +1152,7 @@ impl Inner {
     fn object_names(&self) -> Vec<String> {
         (0..self.dir_count)
             .map(|i| {
-                // SAFETY: as in `lookup`: a validated, in-bounds entry copied once.
-                let e = unsafe {
-                    core::ptr::read_volatile(
-                        self.base()
-                            .add((self.dir_offset + i as u64 * ENTRY_SIZE) as usize)
-                            .cast::<DirEntry>(),
-                    )
-                };
+                let e = self.entry(i);
                 let nl = (e.name_len as usize).min(OBJ_NAME_MAX);
                 String::from_utf8_lossy(&e.name[..nl]).into_owned()
             })
@@ -1169,6 +1168,18 @@ impl Inner {
         sig: Option<&TypeSig>,
     ) -> Result<Found, OpenError> {
         let (index, e) = self.lookup(name, kind, sig)?;
+        self.checked(name, kind, index, e)
+    }
+
+    /// Recomputes the region size of entry `index` (a copy `e`, of kind `kind`) from its own
+    /// parameters and checks that the region lies inside the mapping and is big enough.
+    fn checked(
+        &self,
+        name: &str,
+        kind: ObjectKind,
+        index: u32,
+        e: DirEntry,
+    ) -> Result<Found, OpenError> {
         let corrupt = |what: &str| OpenError::Corrupt(format!("object {name:?}: {what}"));
         let (need, layout) = region_of(kind, e.elem_size, e.elem_align, e.param0, e.param1)
             .ok_or_else(|| corrupt("parameters overflow"))?;
@@ -1196,13 +1207,25 @@ impl Inner {
     /// participant table as its liveness source (so blocked waiters recover claims of dead
     /// processes).
     fn ring(self: &Arc<Self>, name: &str, o: &Found, off: u64) -> Result<Ring<RawRing>, OpenError> {
+        let mut ring = Ring::new(self.raw_ring(name, o, off)?);
+        ring.live = Some(Arc::new(participants::QueueLiveness {
+            seg: self.clone(),
+            obj: o.index + 1,
+        }));
+        Ok(ring)
+    }
+
+    /// The ring memory of a found queue object, starting `off` bytes into its region. It points
+    /// into this mapping: whoever keeps it must keep the mapping alive (a handle's Arc<Inner>, or
+    /// a borrow of `self`).
+    fn raw_ring(&self, name: &str, o: &Found, off: u64) -> Result<RawRing, OpenError> {
         let layout = o
             .layout
             .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: no slot layout")))?;
-        // SAFETY: the region [base, base + len) is inside the mapping (checked in `object`),
-        // which the returned handle keeps alive through its Arc<Inner>; RawRing::new checks that
-        // the ring fits what is left after `off`.
-        let raw = unsafe {
+        // SAFETY: the region [base, base + len) is inside the mapping (checked in `checked`),
+        // which the caller keeps alive while it uses the ring; RawRing::new checks that the ring
+        // fits what is left after `off`.
+        unsafe {
             RawRing::new(
                 o.base.add(off as usize),
                 o.entry.len - off,
@@ -1214,13 +1237,22 @@ impl Inner {
             OpenError::Corrupt(format!(
                 "object {name:?}: capacity or slot size does not fit"
             ))
-        })?;
-        let mut ring = Ring::new(raw);
-        ring.live = Some(Arc::new(participants::QueueLiveness {
-            seg: self.clone(),
-            obj: o.index + 1,
-        }));
-        Ok(ring)
+        })
+    }
+
+    /// The ring of the queue that claim records call `obj` (directory index + 1), without a
+    /// liveness source; `None` if `obj` names no valid queue.
+    pub(crate) fn ring_of_obj(&self, obj: u32) -> Option<Ring<RawRing>> {
+        let index = obj.checked_sub(1).filter(|&i| i < self.dir_count)?;
+        let e = self.entry(index);
+        let kind = ObjectKind::from_code(e.kind)?;
+        let off = match kind {
+            ObjectKind::Queue | ObjectKind::BytesQueue => 0,
+            ObjectKind::JoinableQueue => BLOCK,
+            _ => return None,
+        };
+        let o = self.checked("", kind, index, e).ok()?;
+        Some(Ring::new(self.raw_ring("", &o, off).ok()?))
     }
 
     fn record(&self, idx: u32) -> &ParticipantRecord {

@@ -202,8 +202,12 @@ impl Inner {
             }
             r.tid.store(tid, Ordering::Relaxed);
             r.start_time.store(start, Ordering::Relaxed);
-            // A record taken over from a dead process must not make us look like its producer.
+            // A record taken over from a dead process must not make us look like its producer,
+            // nor like the claimant of whatever it named (its claims need no evidence any more:
+            // see `claims_settled`).
             r.producer_of.store(0, Ordering::Relaxed);
+            r.claim.put_obj.store(0, Ordering::Relaxed);
+            r.claim.get_obj.store(0, Ordering::Relaxed);
             true
         };
         for i in 0..self.part_count {
@@ -212,20 +216,43 @@ impl Inner {
                 return Some(i);
             }
         }
-        // Table full: take over a record whose process is gone and that names no claim (a
-        // record still naming a claim is the evidence recovery needs; it is cleared once the
+        // Table full: take over a record whose process is gone and that names no pending claim
+        // (a record still naming one is the evidence recovery needs; it is cleared once the
         // claim is recovered).
         for i in 0..self.part_count {
             let r = self.record(i);
             let owner = r.pid.load(Ordering::Relaxed);
-            let settled = r.claim.put_obj.load(Ordering::Relaxed) == 0
-                && r.claim.get_obj.load(Ordering::Relaxed) == 0;
-            if owner != 0 && owner != pid && settled && !record_alive(r) && take(i, owner) {
+            if owner != 0
+                && owner != pid
+                && !record_alive(r)
+                && self.claims_settled(&r.claim)
+                && take(i, owner)
+            {
                 self.remember_record(i);
                 return Some(i);
             }
         }
         None
+    }
+
+    /// Whether the claims a dead process's record names need it no more: each side names no
+    /// queue, or a queue where none of the named positions is claimed and unsettled. (A process
+    /// killed between writing its record and its claim CAS leaves a record naming a claim that
+    /// never happened; without this check such a record would never be reused.)
+    fn claims_settled(&self, c: &ClaimRecord) -> bool {
+        let side = |obj: &crate::sync::AtomicU32, pos: &crate::sync::AtomicU64, len, put| {
+            let obj = obj.load(Ordering::Relaxed);
+            obj == 0
+                || self.ring_of_obj(obj).map_or(true, |ring| {
+                    !ring.claim_pending(
+                        pos.load(Ordering::Relaxed),
+                        crate::sync::AtomicU64::load(len, Ordering::Relaxed),
+                        put,
+                    )
+                })
+        };
+        side(&c.put_obj, &c.put_pos, &c.put_len, true)
+            && side(&c.get_obj, &c.get_pos, &c.get_len, false)
     }
 
     /// Participant records held by live processes (a snapshot).
