@@ -527,19 +527,6 @@ impl Liveness for ModelProcesses {
         found
     }
 
-    fn settled(&self, pos: u64, put: bool) {
-        for p in self.naming(pos, put) {
-            if !p.alive() {
-                let obj = if put {
-                    &p.record.put_obj
-                } else {
-                    &p.record.get_obj
-                };
-                obj.store(0, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// Every live process counts as a producer that may still put.
     fn live_producers(&self) -> u32 {
         self.alive()

@@ -87,8 +87,6 @@ pub(crate) enum Claim {
 pub(crate) trait Liveness: std::fmt::Debug {
     /// The claimant of position `pos` for a put (`put`) or a get.
     fn claimant(&self, pos: u64, put: bool) -> Claim;
-    /// Position `pos` was recovered: records of dead processes naming it may be cleared.
-    fn settled(&self, pos: u64, put: bool);
     /// How many registered producers of this ring (threads whose record says they have put
     /// here) are alive.
     fn live_producers(&self) -> u32;
@@ -281,7 +279,6 @@ impl<M: RingMem> Ring<M> {
                 .is_ok();
             if won {
                 hdr.counters.tombstones.fetch_add(1, Ordering::Relaxed);
-                live.settled(head, true);
                 self.after_put(head + 1, 1);
             }
             won
@@ -315,7 +312,6 @@ impl<M: RingMem> Ring<M> {
                 if held & 3 == STAMP_FULL {
                     hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
                 }
-                live.settled(p, false);
                 self.after_get(p + 1, 1);
             }
             won

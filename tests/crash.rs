@@ -92,6 +92,9 @@ fn child_crash_role() {
         "consumer" => {
             q.get().unwrap();
         }
+        "batch-producer" => {
+            q.put_many(&[1, 2, 3]).unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -140,6 +143,28 @@ fn producer_killed_between_claim_and_publish_is_skipped_and_later_messages_arriv
         q.put(v).unwrap();
         assert_eq!(q.get().unwrap(), v);
     }
+}
+
+#[test]
+fn producer_killed_holding_a_batch_claim_has_every_position_of_it_skipped() {
+    let name = unique("deadbatch");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 8)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    // The child claims positions 0..3 with one CAS (put_many) and is killed before publishing.
+    kill(child_stopped_at(
+        &name,
+        "batch-producer",
+        "put-claimed",
+        0,
+        false,
+    ));
+    q.put(10).unwrap();
+    // Each of the three positions is recovered in turn from the same record.
+    assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(10));
+    assert_eq!(q.stats().tombstones, 3);
 }
 
 #[test]

@@ -138,19 +138,6 @@ impl crate::ring::Liveness for QueueLiveness {
     fn live_participants(&self) -> u32 {
         self.seg.live_participants()
     }
-
-    fn settled(&self, pos: u64, put: bool) {
-        for r in self.naming(pos, put) {
-            if !record_alive(r) {
-                let obj = if put {
-                    &r.claim.put_obj
-                } else {
-                    &r.claim.get_obj
-                };
-                obj.store(0, Ordering::Relaxed);
-            }
-        }
-    }
 }
 
 impl Inner {
@@ -193,9 +180,24 @@ impl Inner {
         let tid = os::thread_id();
         let take = |i: u32, expect: u32| -> bool {
             let r = self.record(i);
-            // SYNC: Acquire pairs with the Release in `release` (or the dead owner's last stores).
+            // Taking over from a dead owner: first clear its start time (a CAS, so that of two
+            // takers that both judged the owner dead only one goes on). Otherwise, between our
+            // pid CAS and our start-time store, the record would read "our pid, the dead owner's
+            // start time", which is dead, and a second taker could take it from us.
+            let seen = r.start_time.load(Ordering::Relaxed);
+            if seen != 0
+                && r.start_time
+                    .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                return false;
+            }
+            // SYNC: Acquire pairs with the Release in `release` (or the dead owner's last
+            // stores). Release orders the start-time clearing above before our pid: pairs with
+            // the Acquire pid load in `record_alive`, so whoever sees our pid sees start 0 (or
+            // ours) and judges the record by our pid alone, which is alive.
             if r.pid
-                .compare_exchange(expect, pid, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(expect, pid, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
                 return false;
@@ -217,8 +219,10 @@ impl Inner {
             }
         }
         // Table full: take over a record whose process is gone and that names no pending claim
-        // (a record still naming one is the evidence recovery needs; it is cleared once the
-        // claim is recovered).
+        // (a record still naming one is the evidence recovery needs; once the claim is
+        // recovered it is no longer pending). Recovery itself never clears records: a record
+        // may name a batch of which only the first position is recovered yet, and a cleared
+        // record could already belong to a new, live owner.
         for i in 0..self.part_count {
             let r = self.record(i);
             let owner = r.pid.load(Ordering::Relaxed);
