@@ -597,6 +597,73 @@ fn dead_consumer_slot_is_released_exactly_once() {
     });
 }
 
+/// A process dies after writing its record for position 0 but before its claim CAS, so its stale
+/// record names position 0; then a thread without a record (a full participant table) claims
+/// position 0 and publishes slowly, while a consumer recovers whenever it finds nothing. The dead
+/// record names the position, yet the claim is live: it is never tombstoned, and the message
+/// arrives.
+#[test]
+fn unattributed_put_under_a_stale_dead_record_is_never_tombstoned() {
+    model(|| {
+        // Processes: 0 died after recording, 1 consumes; the producer has no record.
+        let q = Arc::new(ModelCrashQueue::new(1, 2));
+        q.record_and_die(0, true, 0);
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_put_unattributed(7))
+        };
+        let got = loop {
+            match q.try_get(1) {
+                Ok(v) => break v,
+                Err(Outcome::WouldBlock) => {
+                    assert!(
+                        !q.recover(false),
+                        "a live unattributed claim was tombstoned"
+                    );
+                    thread::yield_now();
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        };
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        assert_eq!(got, 7);
+        assert_eq!(q.tombstones(), 0);
+        assert_eq!(q.try_put(1, 8), Ok(()));
+        assert_eq!(q.try_get(1), Ok(8));
+    });
+}
+
+/// As above for a get: a dead process's stale record names position 0 for a get, a thread
+/// without a record claims that message and reads it slowly, and a producer blocked on the full
+/// capacity-1 ring recovers whenever it finds no room. The slot is never released under the
+/// reader (no lost message, no torn read), and the producer's put goes in after it.
+#[test]
+fn unattributed_get_under_a_stale_dead_record_is_never_released() {
+    model(|| {
+        // Processes: 0 died after recording, 1 puts; the consumer has no record.
+        let q = Arc::new(ModelCrashQueue::new(1, 2));
+        q.try_put(1, 5).unwrap();
+        q.record_and_die(0, false, 0);
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_get_unattributed())
+        };
+        loop {
+            match q.try_put(1, 6) {
+                Ok(()) => break,
+                Err(Outcome::WouldBlock) => {
+                    assert!(!q.recover(true), "a live unattributed claim was released");
+                    thread::yield_now();
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(consumer.join().unwrap(), Ok(5));
+        assert_eq!(q.lost(), 0);
+        assert_eq!(q.try_get(1), Ok(6));
+    });
+}
+
 /// An owner dies holding the robust lock while two contenders wait: one sleeps in slices and
 /// checks the owner after each, the other checks after one slice and then sleeps on the word until
 /// woken. Exactly one takes the lock over (told OwnerDead); each unlocks without declaring the data

@@ -469,6 +469,12 @@ pub struct QueueStats {
     pub tombstones: u64,
     /// Messages lost with a consumer that died holding them.
     pub lost: u64,
+    /// Claims in flight by threads that work without a participant record (the table was full of
+    /// live participants). While it is not 0, recovery on this queue waits: such a claim names no
+    /// record, so a dead process's stale record naming the same position could pass for its
+    /// claimant. A thread killed holding such a claim leaves it raised for good, and recovery on
+    /// this queue stays off (size the table for the threads you run).
+    pub unattributed_claims: u32,
     /// Live threads that have put to this queue (registered producers).
     ///
     /// This and `participants` ask `/proc` whether each record's process is alive, so `stats()`

@@ -184,6 +184,7 @@ impl RingHandle {
             waiting_putters: s.waiting_putters,
             tombstones: s.tombstones,
             lost: s.lost,
+            unattributed_claims: s.unattributed_claims,
             producers: self.ring.live.as_deref().map_or(0, |l| l.live_producers()),
             participants: self
                 .ring

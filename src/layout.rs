@@ -72,7 +72,9 @@ pub(crate) struct RingHeader {
     pub(crate) counters: CachePadded<RingCounters>,
 }
 
-/// A read-mostly line: diagnostics counters, written only on recovery paths, and the closed flag.
+/// A read-mostly line: diagnostics counters, written only on recovery paths, the closed flag, and
+/// the in-flight count of threads without a participant record (written only when the table is
+/// full).
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct RingCounters {
@@ -86,6 +88,12 @@ pub(crate) struct RingCounters {
     /// record, [`PRODUCER_UNATTRIBUTED`] once a thread without a record put (then no get can tell
     /// that every producer is gone, and none reports `Disconnected`). Set once, never cleared.
     pub(crate) producers: AtomicU32,
+    /// Claims in flight by threads without a participant record (the table was full). While it is
+    /// not 0, `Ring::recover` acts on nothing: a dead process's stale record may name a position
+    /// such a thread claimed, and recovering it would tombstone (or release) a live claim. Raised
+    /// before the claim CAS, lowered once the claim is settled; a thread killed in between leaves
+    /// it raised, which turns recovery off for this ring (safe, never wrong).
+    pub(crate) unattributed: AtomicU32,
 }
 
 /// [`RingCounters::producers`] bit: some thread registered as a producer of this ring.
@@ -120,6 +128,7 @@ impl RingHeader {
                 lost: AtomicU64::new(0),
                 closed: AtomicU32::new(0),
                 producers: AtomicU32::new(0),
+                unattributed: AtomicU32::new(0),
             }),
         }
     }
@@ -156,7 +165,7 @@ mod segment_layout {
     /// First 8 bytes of every shmq segment.
     pub(crate) const MAGIC: [u8; 8] = *b"SHMQSEG\0";
     /// Bumped on every incompatible change of anything in this file.
-    pub(crate) const LAYOUT_VERSION: u32 = 2;
+    pub(crate) const LAYOUT_VERSION: u32 = 3;
     /// `state` before initialisation finished (a zero-filled new file reads as this).
     #[allow(dead_code)]
     pub(crate) const STATE_INIT: u32 = 0;
@@ -262,7 +271,7 @@ mod segment_layout {
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 15] = [
+        let parts: [u64; 16] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -280,6 +289,7 @@ mod segment_layout {
             offset_of!(RingCounters, producers) as u64,
             offset_of!(ParticipantRecord, producer_of) as u64,
             offset_of!(SegmentHeader, flags) as u64,
+            offset_of!(RingCounters, unattributed) as u64,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

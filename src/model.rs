@@ -654,6 +654,46 @@ impl ModelCrashQueue {
         }
     }
 
+    /// Process `p` writes its claim record naming position `pos` (`put`: for a put, else a get)
+    /// and dies before its claim CAS, as a SIGKILL at "put-recorded" leaves it: a stale record
+    /// naming a position it never claimed.
+    pub fn record_and_die(&self, p: usize, put: bool, pos: u64) {
+        let c = &self.procs.0[p].record;
+        let (obj, first, len) = if put {
+            (&c.put_obj, &c.put_pos, &c.put_len)
+        } else {
+            (&c.get_obj, &c.get_pos, &c.get_len)
+        };
+        obj.store(CRASH_OBJ, Ordering::Relaxed);
+        first.store(pos, Ordering::Relaxed);
+        len.store(1, Ordering::Relaxed);
+        self.die(p);
+    }
+
+    /// Non-blocking put by a thread without a claim record (a full participant table).
+    pub fn try_put_unattributed(&self, v: u64) -> Result<(), Outcome> {
+        match self
+            .ring
+            .try_put_batch(None, 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
+        {
+            Ok(1) => Ok(()),
+            Ok(n) => panic!("put of one value moved {n}"),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Non-blocking get by a thread without a claim record (a full participant table).
+    pub fn try_get_unattributed(&self) -> Result<u64, Outcome> {
+        let mut out = 0;
+        match self.ring.try_get_batch(None, 1, |_, b| {
+            out = u64::from_le_bytes(b.try_into().unwrap())
+        }) {
+            Ok(1) => Ok(out),
+            Ok(n) => panic!("get of one value moved {n}"),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// What a blocked waiter does after each sleep slice: recover the claim it is stuck behind
     /// (`put`: a putter's, else a getter's) if its claimant is dead. Whether it recovered one.
     pub fn recover(&self, put: bool) -> bool {

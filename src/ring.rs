@@ -200,6 +200,39 @@ impl<M: RingMem> Drop for ClaimGuard<'_, M> {
     }
 }
 
+/// Counts one claim by a thread without a participant record as in flight
+/// ([`RingCounters::unattributed`](crate::layout::RingCounters)) from before its claim CAS until it
+/// is dropped, after the claim is settled (or the CAS lost). Declared before the [`ClaimGuard`] it
+/// covers, so that on a panic the guard settles the claim first.
+struct Unattributed<'a>(Option<&'a crate::sync::AtomicU32>);
+
+impl<'a> Unattributed<'a> {
+    /// Raises the count if `who` is `None` on a ring that recovers claims (a heap ring has no
+    /// liveness source and never recovers, so it counts nothing).
+    #[inline]
+    fn enter<M: RingMem>(ring: &'a Ring<M>, who: Option<Claimant<'_>>) -> Self {
+        if who.is_some() || ring.live.is_none() {
+            return Self(None);
+        }
+        let n = &ring.hdr().counters.unattributed;
+        // Relaxed: the claim CAS that follows is Release, and a recoverer reads this count only
+        // after an Acquire load of the position that CAS wrote, so the raise happens before it.
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(Some(n))
+    }
+}
+
+impl Drop for Unattributed<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.0 {
+            // SYNC: Release orders the settling stores (publish / release / tombstone) before the
+            // count drops; pairs with the Acquire load in `Ring::recover`, whose stamp CAS then
+            // cannot read the unsettled value.
+            n.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
 /// Counters of one ring (see `QueueStats`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingStats {
@@ -210,6 +243,7 @@ pub(crate) struct RingStats {
     pub(crate) waiting_putters: u32,
     pub(crate) tombstones: u64,
     pub(crate) lost: u64,
+    pub(crate) unattributed_claims: u32,
 }
 
 /// The ring algorithm over some memory.
@@ -265,6 +299,7 @@ impl<M: RingMem> Ring<M> {
             let unpublished = head << 2 | STAMP_FREE;
             if stamp.load(Ordering::Acquire) != unpublished
                 || live.claimant(head, true) != Claim::Dead
+                || self.unattributed_in_flight()
             {
                 return false;
             }
@@ -296,6 +331,7 @@ impl<M: RingMem> Ring<M> {
             let held = stamp.load(Ordering::Acquire);
             if (held != p << 2 | STAMP_FULL && held != p << 2 | STAMP_TOMB)
                 || live.claimant(p, false) != Claim::Dead
+                || self.unattributed_in_flight()
             {
                 return false;
             }
@@ -316,6 +352,18 @@ impl<M: RingMem> Ring<M> {
             }
             won
         }
+    }
+
+    /// Whether a thread without a participant record holds (or is about to take) a claim on this
+    /// ring. Its claims name no record, so a dead process's stale record naming the same position
+    /// would otherwise pass for the claimant: recovery then waits until the count is 0.
+    fn unattributed_in_flight(&self) -> bool {
+        // SYNC: Acquire pairs with the Release decrement in `Unattributed::drop` (a 0 that
+        // counts a thread's decrement shows its settling store). A raise we must see happens
+        // before this load: it precedes the Release claim CAS that our Acquire load of `head` /
+        // `tail` at the top of `recover` synchronised with (every later write to those words is
+        // an RMW, so it stays in that CAS's release sequence).
+        self.hdr().counters.unattributed.load(Ordering::Acquire) != 0
     }
 
     /// Whether a claim record naming positions `pos..pos + len` of this ring (`put`: as a
@@ -405,6 +453,7 @@ impl<M: RingMem> Ring<M> {
             waiting_putters: h.space.waiters.load(Ordering::Relaxed),
             tombstones: h.counters.tombstones.load(Ordering::Relaxed),
             lost: h.counters.lost.load(Ordering::Relaxed),
+            unattributed_claims: h.counters.unattributed.load(Ordering::Relaxed),
         }
     }
 
@@ -525,6 +574,7 @@ impl<M: RingMem> Ring<M> {
                     c.record.put_len.store(k, Ordering::Relaxed);
                     crate::fault::point("put-recorded");
                 }
+                let _unattributed = Unattributed::enter(self, who);
                 // SYNC: Release on success makes the claim record above visible to a recoverer
                 // that reads this tail (or a later one in its RMW release sequence) with Acquire.
                 match hdr.tail.compare_exchange_weak(
@@ -637,6 +687,7 @@ impl<M: RingMem> Ring<M> {
                     c.record.get_pos.store(pos, Ordering::Relaxed);
                     c.record.get_len.store(k, Ordering::Relaxed);
                 }
+                let _unattributed = Unattributed::enter(self, who);
                 // SYNC: Release on success publishes the claim record (as for puts).
                 match hdr.head.compare_exchange_weak(
                     head,

@@ -383,6 +383,66 @@ fn full_table_of_live_participants_lets_operations_run_and_frees_up_when_one_die
     assert_eq!(q.stats().participants, 1);
 }
 
+/// A segment with a queue "q" of 8 and `participants` records, one of which the calling thread
+/// has taken (by a put and a get); nothing is in flight.
+fn with_a_record_taken(tag: &str, participants: u32) -> (String, Segment, shmq::Queue<u64>) {
+    let name = unique(tag);
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 8)
+        .participants(participants)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    q.put(100).unwrap();
+    assert_eq!(q.get().unwrap(), 100);
+    let s = q.stats();
+    assert_eq!((s.participants, s.unattributed_claims), (1, 0));
+    (name, seg, q)
+}
+
+#[test]
+fn claim_of_a_thread_without_a_record_is_never_tombstoned_under_a_dead_stale_record() {
+    let (name, _seg, q) = with_a_record_taken("stalerec", 2);
+    // X takes the other, writes it for position 1 and stops before its claim CAS.
+    let x = child_stopped_at(&name, "producer", "put-recorded", 0, false);
+    // Y finds the table full of live participants and claims position 1 without a record.
+    let mut y = child_stopped_at(&name, "producer", "put-claimed", 0, true);
+    kill(x);
+    // The only record naming position 1 is now a dead process's, but the claim is Y's, alive:
+    // sleep slices come and go without a recovery.
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(300)),
+        Err(GetError::Timeout)
+    );
+    let s = q.stats();
+    assert_eq!((s.tombstones, s.unattributed_claims), (0, 1));
+    use std::io::Write;
+    y.stdin.take().unwrap().write_all(b"g").unwrap();
+    let got: Vec<_> = (0..3)
+        .map(|_| q.get_timeout(Duration::from_secs(10)))
+        .collect();
+    assert_eq!(got, vec![Ok(1), Ok(2), Ok(3)]);
+    assert!(y.wait().unwrap().success());
+    assert_eq!(q.stats().unattributed_claims, 0);
+}
+
+#[test]
+fn thread_without_a_record_killed_holding_a_claim_turns_recovery_off_and_shows_in_stats() {
+    // This thread takes the only record; the child then works without one.
+    let (name, _seg, q) = with_a_record_taken("unattributed", 1);
+    kill(child_stopped_at(&name, "producer", "put-claimed", 0, false));
+    let s = q.stats();
+    assert_eq!((s.len, s.unattributed_claims), (1, 1));
+    // Its claim names no record, so nobody can tell it from a live one: the get waits to its
+    // deadline and nothing is tombstoned (a stale record of some other dead process naming that
+    // position must not be taken for its claimant either).
+    let wait = Duration::from_millis(300);
+    let t0 = Instant::now();
+    assert_eq!(q.get_timeout(wait), Err(GetError::Timeout));
+    assert!(t0.elapsed() >= wait);
+    assert_eq!(q.stats().tombstones, 0);
+}
+
 #[test]
 fn producer_that_exits_normally_leaves_its_messages_then_disconnected() {
     let name = unique("cleanexit");

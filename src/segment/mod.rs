@@ -336,7 +336,10 @@ impl SegmentBuilder {
     ///
     /// A full table is not an error: records of dead processes are taken over, and a thread that
     /// still finds none works without crash attribution (a claim it leaves by dying is not
-    /// recovered; its queues stop reporting `Disconnected`) and looks again every 100 ms.
+    /// recovered and turns recovery on that queue off, see [`QueueStats::unattributed_claims`];
+    /// its queues stop reporting `Disconnected`) and looks again every 100 ms.
+    ///
+    /// [`QueueStats::unattributed_claims`]: crate::QueueStats::unattributed_claims
     pub fn participants(mut self, n: u32) -> Self {
         self.participants = n;
         self
