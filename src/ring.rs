@@ -297,9 +297,7 @@ impl<M: RingMem> Ring<M> {
             }
             let stamp = self.mem.stamp(head % cap);
             let unpublished = head << 2 | STAMP_FREE;
-            if stamp.load(Ordering::Acquire) != unpublished
-                || live.claimant(head, true) != Claim::Dead
-                || self.unattributed_in_flight()
+            if stamp.load(Ordering::Acquire) != unpublished || !self.claim_is_dead(live, head, true)
             {
                 return false;
             }
@@ -330,8 +328,7 @@ impl<M: RingMem> Ring<M> {
             // a message or a tombstone; only the first loses anything.
             let held = stamp.load(Ordering::Acquire);
             if (held != p << 2 | STAMP_FULL && held != p << 2 | STAMP_TOMB)
-                || live.claimant(p, false) != Claim::Dead
-                || self.unattributed_in_flight()
+                || !self.claim_is_dead(live, p, false)
             {
                 return false;
             }
@@ -354,16 +351,26 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
-    /// Whether a thread without a participant record holds (or is about to take) a claim on this
-    /// ring. Its claims name no record, so a dead process's stale record naming the same position
-    /// would otherwise pass for the claimant: recovery then waits until the count is 0.
-    fn unattributed_in_flight(&self) -> bool {
-        // SYNC: Acquire pairs with the Release decrement in `Unattributed::drop` (a 0 that
-        // counts a thread's decrement shows its settling store). A raise we must see happens
-        // before this load: it precedes the Release claim CAS that our Acquire load of `head` /
-        // `tail` at the top of `recover` synchronised with (every later write to those words is
-        // an RMW, so it stays in that CAS's release sequence).
-        self.hdr().counters.unattributed.load(Ordering::Acquire) != 0
+    /// Whether the claim on position `pos` (`put`: a producer's, else a consumer's), which the
+    /// caller saw claimed through an Acquire load of `tail` / `head`, may be recovered: only dead
+    /// processes' records name it, and no thread without a record is in the middle of a claim on
+    /// this ring (its claim names no record, so a dead process's stale record naming the same
+    /// position would otherwise pass for the claimant).
+    fn claim_is_dead(&self, live: &dyn Liveness, pos: u64, put: bool) -> bool {
+        if live.claimant(pos, put) != Claim::Dead {
+            return false;
+        }
+        // SYNC: Acquire fence pairs with the Release fence a claimant issues before each update
+        // of its record (clearing it after settling, or naming its next claim): if the scan read
+        // a live owner's record as no longer naming `pos`, the stores that settled `pos` happen
+        // before our stamp CAS, which then fails.
+        fence(Ordering::Acquire);
+        // SYNC: Acquire pairs with the Release decrement in `Unattributed::drop` (a 0 that counts
+        // a thread's decrement shows its settling store). A raise we must see happens before this
+        // load: it precedes the Release claim CAS that the caller's Acquire load of `head` /
+        // `tail` synchronised with (every later write to those words is an RMW, so it stays in
+        // that CAS's release sequence).
+        self.hdr().counters.unattributed.load(Ordering::Acquire) == 0
     }
 
     /// Whether a claim record naming positions `pos..pos + len` of this ring (`put`: as a
@@ -569,6 +576,11 @@ impl<M: RingMem> Ring<M> {
                 }
                 if let Some(c) = who {
                     // Recorded before the claim so a crash right after the CAS is attributable.
+                    // SYNC: Release fence: our earlier settling stores (publish, release,
+                    // tombstone) happen before any recoverer that reads these record words and
+                    // then issues its Acquire fence (`Ring::recover`): one that sees our record
+                    // name something else also sees our last claim settled.
+                    fence(Ordering::Release);
                     c.record.put_obj.store(c.obj, Ordering::Relaxed);
                     c.record.put_pos.store(pos, Ordering::Relaxed);
                     c.record.put_len.store(k, Ordering::Relaxed);
@@ -589,7 +601,9 @@ impl<M: RingMem> Ring<M> {
                         crate::fault::point("put-claimed");
                         if crate::fault::dies("put-claimed") {
                             // Loom models only (constant false otherwise): this "process" dies
-                            // holding the claim. Nothing published, no guard, record intact.
+                            // holding the claim. Nothing published, no guard, record intact,
+                            // an unattributed count left raised.
+                            core::mem::forget(_unattributed);
                             return Ok(0);
                         }
                         let mut guard = ClaimGuard {
@@ -616,6 +630,9 @@ impl<M: RingMem> Ring<M> {
                         core::mem::forget(guard);
                         if let Some(c) = who {
                             // Claim settled: the record names no position any more.
+                            // SYNC: Release fence: a recoverer that reads this 0 and then issues
+                            // its Acquire fence sees our publish stores, so its stamp CAS fails.
+                            fence(Ordering::Release);
                             c.record.put_obj.store(0, Ordering::Relaxed);
                         }
                         self.after_put(pos + k, k);
@@ -623,6 +640,13 @@ impl<M: RingMem> Ring<M> {
                     }
                     Err(actual) => {
                         // Another producer claimed `pos` (or close() set the bit): retry there.
+                        // Our record must not go on naming a position we do not hold: if we
+                        // now find the ring full and sleep, a live record naming `pos` would
+                        // keep recovery from ever touching it, even if its real claimant dies
+                        // (and our wait for space would then never end).
+                        if let Some(c) = who {
+                            c.record.put_obj.store(0, Ordering::Relaxed);
+                        }
                         tail = actual;
                         backoff.spin();
                     }
@@ -683,9 +707,12 @@ impl<M: RingMem> Ring<M> {
                     k += 1;
                 }
                 if let Some(c) = who {
+                    // SYNC: Release fence, as for puts.
+                    fence(Ordering::Release);
                     c.record.get_obj.store(c.obj, Ordering::Relaxed);
                     c.record.get_pos.store(pos, Ordering::Relaxed);
                     c.record.get_len.store(k, Ordering::Relaxed);
+                    crate::fault::point("get-recorded");
                 }
                 let _unattributed = Unattributed::enter(self, who);
                 // SYNC: Release on success publishes the claim record (as for puts).
@@ -701,6 +728,7 @@ impl<M: RingMem> Ring<M> {
                         crate::fault::point("get-claimed");
                         if crate::fault::dies("get-claimed") {
                             // Loom models only, as for "put-claimed": dies holding the claim.
+                            core::mem::forget(_unattributed);
                             return Ok(0);
                         }
                         let mut guard = ClaimGuard {
@@ -728,6 +756,8 @@ impl<M: RingMem> Ring<M> {
                         }
                         core::mem::forget(guard);
                         if let Some(c) = who {
+                            // SYNC: Release fence, as for puts (our release stores).
+                            fence(Ordering::Release);
                             c.record.get_obj.store(0, Ordering::Relaxed);
                         }
                         self.after_get(pos + k, k);
@@ -738,6 +768,10 @@ impl<M: RingMem> Ring<M> {
                         head = hdr.head.load(Ordering::Relaxed);
                     }
                     Err(actual) => {
+                        // As for puts: name no position we do not hold.
+                        if let Some(c) = who {
+                            c.record.get_obj.store(0, Ordering::Relaxed);
+                        }
                         head = actual;
                         backoff.spin();
                     }

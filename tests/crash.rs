@@ -95,6 +95,20 @@ fn child_crash_role() {
         "batch-producer" => {
             q.put_many(&[1, 2, 3]).unwrap();
         }
+        "try-consumer-then-hold" => {
+            // One non-blocking get; reports its outcome through event "tried", then stays alive.
+            let empty = q.try_get().is_err();
+            assert!(empty, "expected an empty queue");
+            seg.event("tried").unwrap().set();
+            hold_alive();
+        }
+        "try-producer-then-hold" => {
+            // One non-blocking put; reports its outcome through event "tried", then stays alive.
+            let full = q.try_put(7).is_err();
+            assert!(full, "expected a full queue");
+            seg.event("tried").unwrap().set();
+            hold_alive();
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -381,6 +395,70 @@ fn full_table_of_live_participants_lets_operations_run_and_frees_up_when_one_die
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(q.stats().participants, 1);
+}
+
+/// A segment with a queue "q" of 2 and an event "tried" (set by the `try-*-then-hold` roles).
+fn queue_of_two_with_event(tag: &str) -> (String, Segment, shmq::Queue<u64>) {
+    let name = unique(tag);
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 2)
+        .event("tried")
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    (name, seg, q)
+}
+
+/// Lets a child held at its crash point go on, and waits until its role has tried its operation
+/// (event "tried"). Its stdin stays open, so it then holds, alive, in `hold_alive`.
+fn let_go_until_tried(seg: &Segment, child: &mut Child) {
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"g").unwrap();
+    assert!(seg
+        .event("tried")
+        .unwrap()
+        .wait_timeout(Duration::from_secs(10)));
+}
+
+#[test]
+fn producer_that_lost_a_claim_race_and_found_the_queue_full_does_not_shield_the_winners_claim() {
+    let (name, seg, q) = queue_of_two_with_event("lostrace");
+    q.put(100).unwrap(); // position 0, left in the queue
+                         // B writes its record for position 1 and is held just before its claim CAS.
+    let mut b = child_stopped_at(&name, "try-producer-then-hold", "put-recorded", 0, true);
+    // A claims position 1 and is killed holding it.
+    kill(child_stopped_at(&name, "producer", "put-claimed", 0, false));
+    // B goes on: its CAS fails, the queue is full (slot of position 2 holds position 0), so its
+    // try_put reports Full and B stays alive. Its record must not go on naming position 1.
+    let_go_until_tried(&seg, &mut b);
+    assert_eq!(q.get().unwrap(), 100);
+    // A's dead claim on position 1 is recovered although B, alive, once wrote a record for it.
+    q.put(5).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(5));
+    assert_eq!(q.stats().tombstones, 1);
+    assert_eq!(b.try_wait().unwrap(), None, "B must still be alive");
+    kill(b);
+}
+
+#[test]
+fn consumer_that_lost_a_claim_race_and_found_the_queue_empty_does_not_shield_the_winners_claim() {
+    let (name, seg, q) = queue_of_two_with_event("lostgetrace");
+    q.put(10).unwrap(); // position 0
+                        // B writes its record for position 0 and is held just before its claim CAS.
+    let mut b = child_stopped_at(&name, "try-consumer-then-hold", "get-recorded", 0, true);
+    // A claims position 0 and is killed holding it.
+    kill(child_stopped_at(&name, "consumer", "get-claimed", 0, false));
+    // B goes on: its CAS fails, position 1 is not published, so its try_get reports Empty and B
+    // stays alive. Its record must not go on naming position 0.
+    let_go_until_tried(&seg, &mut b);
+    // Position 2 needs slot 0, which A's dead claim holds: it is released although B, alive,
+    // once wrote a record for it, and A's message is counted lost.
+    q.put(11).unwrap();
+    q.put_timeout(12, Duration::from_secs(10)).unwrap();
+    assert_eq!(q.stats().lost, 1);
+    assert_eq!((q.get().unwrap(), q.get().unwrap()), (11, 12));
+    assert_eq!(b.try_wait().unwrap(), None, "B must still be alive");
+    kill(b);
 }
 
 /// A segment with a queue "q" of 8 and `participants` records, one of which the calling thread
