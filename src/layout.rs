@@ -155,6 +155,19 @@ pub(crate) struct ClaimRecord {
     pub(crate) get_len: AtomicU64,
 }
 
+impl ClaimRecord {
+    /// The words of one side of the record: `(obj, first position, length)` of the put claim
+    /// (`put`) or of the get claim.
+    #[inline]
+    pub(crate) fn side(&self, put: bool) -> (&AtomicU32, &AtomicU64, &AtomicU64) {
+        if put {
+            (&self.put_obj, &self.put_pos, &self.put_len)
+        } else {
+            (&self.get_obj, &self.get_pos, &self.get_len)
+        }
+    }
+}
+
 #[cfg(not(shmq_loom))]
 pub(crate) use segment_layout::*;
 

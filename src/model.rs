@@ -497,12 +497,7 @@ impl ModelProcesses {
     /// Processes whose record names position `pos` for a put or a get (as `QueueLiveness::naming`).
     fn naming(&self, pos: u64, put: bool) -> impl Iterator<Item = &ModelProcess> + '_ {
         self.0.iter().filter(move |p| {
-            let c = &p.record;
-            let (obj, first, len) = if put {
-                (&c.put_obj, &c.put_pos, &c.put_len)
-            } else {
-                (&c.get_obj, &c.get_pos, &c.get_len)
-            };
+            let (obj, first, len) = p.record.side(put);
             let first = first.load(Ordering::Relaxed);
             obj.load(Ordering::Relaxed) == CRASH_OBJ
                 && first <= pos
@@ -585,9 +580,14 @@ impl ModelCrashQueue {
 
     /// Non-blocking put by process `p`.
     pub fn try_put(&self, p: usize, v: u64) -> Result<(), Outcome> {
+        self.try_put_as(self.who(p), v)
+    }
+
+    /// Non-blocking put by `who` (`None`: a thread without a claim record).
+    fn try_put_as(&self, who: Option<Claimant<'_>>, v: u64) -> Result<(), Outcome> {
         match self
             .ring
-            .try_put_batch(self.who(p), 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
+            .try_put_batch(who, 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
         {
             Ok(1) => Ok(()),
             Ok(n) => panic!("put of one value moved {n}"),
@@ -597,8 +597,13 @@ impl ModelCrashQueue {
 
     /// Non-blocking get by process `p`.
     pub fn try_get(&self, p: usize) -> Result<u64, Outcome> {
+        self.try_get_as(self.who(p))
+    }
+
+    /// Non-blocking get by `who` (`None`: a thread without a claim record).
+    fn try_get_as(&self, who: Option<Claimant<'_>>) -> Result<u64, Outcome> {
         let mut out = 0;
-        match self.ring.try_get_batch(self.who(p), 1, |_, b| {
+        match self.ring.try_get_batch(who, 1, |_, b| {
             out = u64::from_le_bytes(b.try_into().unwrap())
         }) {
             Ok(1) => Ok(out),
@@ -658,12 +663,7 @@ impl ModelCrashQueue {
     /// and dies before its claim CAS, as a SIGKILL at "put-recorded" leaves it: a stale record
     /// naming a position it never claimed.
     pub fn record_and_die(&self, p: usize, put: bool, pos: u64) {
-        let c = &self.procs.0[p].record;
-        let (obj, first, len) = if put {
-            (&c.put_obj, &c.put_pos, &c.put_len)
-        } else {
-            (&c.get_obj, &c.get_pos, &c.get_len)
-        };
+        let (obj, first, len) = self.procs.0[p].record.side(put);
         obj.store(CRASH_OBJ, Ordering::Relaxed);
         first.store(pos, Ordering::Relaxed);
         len.store(1, Ordering::Relaxed);
@@ -672,26 +672,12 @@ impl ModelCrashQueue {
 
     /// Non-blocking put by a thread without a claim record (a full participant table).
     pub fn try_put_unattributed(&self, v: u64) -> Result<(), Outcome> {
-        match self
-            .ring
-            .try_put_batch(None, 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
-        {
-            Ok(1) => Ok(()),
-            Ok(n) => panic!("put of one value moved {n}"),
-            Err(e) => Err(e.into()),
-        }
+        self.try_put_as(None, v)
     }
 
     /// Non-blocking get by a thread without a claim record (a full participant table).
     pub fn try_get_unattributed(&self) -> Result<u64, Outcome> {
-        let mut out = 0;
-        match self.ring.try_get_batch(None, 1, |_, b| {
-            out = u64::from_le_bytes(b.try_into().unwrap())
-        }) {
-            Ok(1) => Ok(out),
-            Ok(n) => panic!("get of one value moved {n}"),
-            Err(e) => Err(e.into()),
-        }
+        self.try_get_as(None)
     }
 
     /// What a blocked waiter does after each sleep slice: recover the claim it is stuck behind

@@ -42,6 +42,13 @@ fn child_stopped_at(seg: &str, role: &str, fault: &str, skip: u32, resume: bool)
     child
 }
 
+/// Lets a child started with `resume` go on from its crash point. Its stdin stays open (until
+/// `wait`, which closes it), so a role that ends in `hold_alive` then holds there.
+fn let_go(child: &mut Child) {
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"g").unwrap();
+}
+
 fn kill(mut child: Child) {
     child.kill().unwrap();
     child.wait().unwrap();
@@ -412,8 +419,7 @@ fn queue_of_two_with_event(tag: &str) -> (String, Segment, shmq::Queue<u64>) {
 /// Lets a child held at its crash point go on, and waits until its role has tried its operation
 /// (event "tried"). Its stdin stays open, so it then holds, alive, in `hold_alive`.
 fn let_go_until_tried(seg: &Segment, child: &mut Child) {
-    use std::io::Write;
-    child.stdin.as_mut().unwrap().write_all(b"g").unwrap();
+    let_go(child);
     assert!(seg
         .event("tried")
         .unwrap()
@@ -423,8 +429,9 @@ fn let_go_until_tried(seg: &Segment, child: &mut Child) {
 #[test]
 fn producer_that_lost_a_claim_race_and_found_the_queue_full_does_not_shield_the_winners_claim() {
     let (name, seg, q) = queue_of_two_with_event("lostrace");
-    q.put(100).unwrap(); // position 0, left in the queue
-                         // B writes its record for position 1 and is held just before its claim CAS.
+    // Position 0, left in the queue.
+    q.put(100).unwrap();
+    // B writes its record for position 1 and is held just before its claim CAS.
     let mut b = child_stopped_at(&name, "try-producer-then-hold", "put-recorded", 0, true);
     // A claims position 1 and is killed holding it.
     kill(child_stopped_at(&name, "producer", "put-claimed", 0, false));
@@ -443,8 +450,9 @@ fn producer_that_lost_a_claim_race_and_found_the_queue_full_does_not_shield_the_
 #[test]
 fn consumer_that_lost_a_claim_race_and_found_the_queue_empty_does_not_shield_the_winners_claim() {
     let (name, seg, q) = queue_of_two_with_event("lostgetrace");
-    q.put(10).unwrap(); // position 0
-                        // B writes its record for position 0 and is held just before its claim CAS.
+    // Position 0.
+    q.put(10).unwrap();
+    // B writes its record for position 0 and is held just before its claim CAS.
     let mut b = child_stopped_at(&name, "try-consumer-then-hold", "get-recorded", 0, true);
     // A claims position 0 and is killed holding it.
     kill(child_stopped_at(&name, "consumer", "get-claimed", 0, false));
@@ -494,8 +502,7 @@ fn claim_of_a_thread_without_a_record_is_never_tombstoned_under_a_dead_stale_rec
     );
     let s = q.stats();
     assert_eq!((s.tombstones, s.unattributed_claims), (0, 1));
-    use std::io::Write;
-    y.stdin.take().unwrap().write_all(b"g").unwrap();
+    let_go(&mut y);
     let got: Vec<_> = (0..3)
         .map(|_| q.get_timeout(Duration::from_secs(10)))
         .collect();
@@ -650,8 +657,7 @@ fn slow_but_live_producer_is_never_tombstoned() {
     );
     assert_eq!(q.stats().tombstones, 0);
     // Let it go on: its message arrives.
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"g").unwrap();
+    let_go(&mut child);
     assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 1);
     assert!(child.wait().unwrap().success());
 }

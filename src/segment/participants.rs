@@ -94,12 +94,7 @@ impl QueueLiveness {
                 if r.pid.load(Ordering::Acquire) == 0 {
                     return false;
                 }
-                let c = &r.claim;
-                let (obj, first, len) = if put {
-                    (&c.put_obj, &c.put_pos, &c.put_len)
-                } else {
-                    (&c.get_obj, &c.get_pos, &c.get_len)
-                };
+                let (obj, first, len) = r.claim.side(put);
                 let first = first.load(Ordering::Relaxed);
                 obj.load(Ordering::Relaxed) == self.obj
                     && first <= pos
@@ -244,19 +239,19 @@ impl Inner {
     /// killed between writing its record and its claim CAS leaves a record naming a claim that
     /// never happened; without this check such a record would never be reused.)
     fn claims_settled(&self, c: &ClaimRecord) -> bool {
-        let side = |obj: &crate::sync::AtomicU32, pos: &crate::sync::AtomicU64, len, put| {
+        let settled = |put| {
+            let (obj, pos, len) = c.side(put);
             let obj = obj.load(Ordering::Relaxed);
             obj == 0
                 || self.ring_of_obj(obj).map_or(true, |ring| {
                     !ring.claim_pending(
                         pos.load(Ordering::Relaxed),
-                        crate::sync::AtomicU64::load(len, Ordering::Relaxed),
+                        len.load(Ordering::Relaxed),
                         put,
                     )
                 })
         };
-        side(&c.put_obj, &c.put_pos, &c.put_len, true)
-            && side(&c.get_obj, &c.get_pos, &c.get_len, false)
+        settled(true) && settled(false)
     }
 
     /// Participant records held by live processes (a snapshot).
