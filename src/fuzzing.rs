@@ -142,7 +142,7 @@ pub fn ring_ops(data: &[u8]) {
                 let k = (op / 8 % 4 + 1) as usize;
                 let vals: Vec<u64> = (0..k as u64).map(|i| next + i).collect();
                 let r = if op % 8 == 0 {
-                    ring.try_put_batch(None, k, |j, b| b.copy_from_slice(&vals[j].to_le_bytes()))
+                    ring.put_now(None, k, |j, b| b.copy_from_slice(&vals[j].to_le_bytes()))
                 } else {
                     ring.put_batch(None, k, now(), |j, b| {
                         b.copy_from_slice(&vals[j].to_le_bytes())
@@ -165,13 +165,14 @@ pub fn ring_ops(data: &[u8]) {
                     Err(TryError::Closed) => assert!(closed),
                     Err(TryError::WouldBlock) => assert!(!closed && room == 0),
                     Err(TryError::Corrupt) => panic!("corrupt without corruption"),
+                    Err(TryError::Pending) => panic!("put_now never reports Pending"),
                 }
             }
             2 | 3 => {
                 let k = (op / 8 % 4 + 1) as usize;
                 let mut got = Vec::new();
                 let r = if op % 8 == 2 {
-                    ring.try_get_batch(None, k, |_, b| {
+                    ring.get_now(None, k, |_, b| {
                         got.push(u64::from_le_bytes(b.try_into().unwrap()))
                     })
                 } else {
@@ -192,6 +193,7 @@ pub fn ring_ops(data: &[u8]) {
                     Err(TryError::WouldBlock) => assert!(model.is_empty() && !closed),
                     Err(TryError::Closed) => assert!(model.is_empty() && closed),
                     Err(TryError::Corrupt) => panic!("corrupt without corruption"),
+                    Err(TryError::Pending) => panic!("get_now never reports Pending"),
                 }
             }
             4 => {

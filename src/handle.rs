@@ -39,7 +39,8 @@ pub(crate) enum Fail {
 impl From<TryError> for Fail {
     fn from(e: TryError) -> Self {
         match e {
-            TryError::WouldBlock => Fail::WouldBlock,
+            // `put_now` / `get_now` never return `Pending`; a raw attempt's is "nothing moved".
+            TryError::WouldBlock | TryError::Pending => Fail::WouldBlock,
             TryError::Closed => Fail::Closed,
             TryError::Corrupt => Fail::Corrupt,
         }
@@ -153,7 +154,7 @@ impl RingHandle {
     ) -> Result<usize, Fail> {
         let who = self.note_producer();
         match wait {
-            Wait::No => self.ring.try_put_batch(who, max, write).map_err(Fail::from),
+            Wait::No => self.ring.put_now(who, max, write).map_err(Fail::from),
             Wait::Until(d) => self.ring.put_batch(who, max, d, write).map_err(Fail::from),
         }
     }
@@ -167,7 +168,7 @@ impl RingHandle {
     ) -> Result<usize, Fail> {
         let who = self.claimant();
         match wait {
-            Wait::No => self.ring.try_get_batch(who, max, read).map_err(Fail::from),
+            Wait::No => self.ring.get_now(who, max, read).map_err(Fail::from),
             Wait::Until(d) => self.ring.get_batch(who, max, d, read).map_err(Fail::from),
         }
     }

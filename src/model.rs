@@ -26,7 +26,8 @@ pub enum Outcome {
 impl From<TryError> for Outcome {
     fn from(e: TryError) -> Self {
         match e {
-            TryError::WouldBlock => Outcome::WouldBlock,
+            // The raw attempts' "held by a claimant mid-way": nothing moved.
+            TryError::WouldBlock | TryError::Pending => Outcome::WouldBlock,
             TryError::Closed => Outcome::Closed,
             TryError::Corrupt => Outcome::Corrupt,
         }
@@ -68,6 +69,23 @@ impl ModelQueue {
             .try_put_batch(None, 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
             .map(|_| ())
             .map_err(Into::into)
+    }
+    /// Non-blocking put as the public `try_put` does it: waits out a consumer mid-release.
+    pub fn try_put_now(&self, v: u64) -> Result<(), Outcome> {
+        self.ring
+            .put_now(None, 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+    /// Non-blocking get as the public `try_get` does it: waits out a producer mid-publish.
+    pub fn try_get_now(&self) -> Result<u64, Outcome> {
+        let mut out = 0;
+        self.ring
+            .get_now(None, 1, |_, b| {
+                out = u64::from_le_bytes(b.try_into().unwrap())
+            })
+            .map_err(Outcome::from)?;
+        Ok(out)
     }
     /// Blocking put (timed if `timeout` is `Some`).
     pub fn put(&self, v: u64, timeout: Option<Duration>) -> Result<(), Outcome> {
@@ -612,8 +630,40 @@ impl ModelCrashQueue {
         }
     }
 
-    /// Blocking get by process `p`. Under loom a blocked getter sleeps without slices, so it never
-    /// recovers anything itself: it relies on the wake-ups of publishes, recoveries and close.
+    /// Non-blocking get by process `p` as the public `try_get` does it: waits out a producer
+    /// mid-publish, recovering its claim if it is dead.
+    pub fn try_get_now(&self, p: usize) -> Result<u64, Outcome> {
+        let mut out = 0;
+        self.ring
+            .get_now(self.who(p), 1, |_, b| {
+                out = u64::from_le_bytes(b.try_into().unwrap())
+            })
+            .map_err(Outcome::from)?;
+        Ok(out)
+    }
+
+    /// Non-blocking put by process `p` as the public `try_put` does it: waits out a consumer
+    /// mid-release, recovering its claim if it is dead.
+    pub fn try_put_now(&self, p: usize, v: u64) -> Result<(), Outcome> {
+        self.ring
+            .put_now(self.who(p), 1, |_, b| b.copy_from_slice(&v.to_le_bytes()))
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+
+    /// Snapshot length.
+    pub fn len(&self) -> u64 {
+        self.ring.len()
+    }
+
+    /// `len() == 0`.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Blocking get by process `p`. Under loom a blocked getter sleeps without slices: it
+    /// recovers a dead claim only when it finds the head held as its spin phase ends, and
+    /// otherwise relies on the wake-ups of publishes, recoveries and close.
     pub fn get(&self, p: usize) -> Result<u64, Outcome> {
         let mut out = 0;
         self.ring

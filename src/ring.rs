@@ -98,6 +98,17 @@ pub(crate) trait Liveness: std::fmt::Debug {
 #[cfg(not(shmq_loom))]
 const RECOVERY_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long a non-blocking call waits for a live claimant that holds the position it needs (a
+/// producer between claim and publish, a consumer between claim and release) before it gives up
+/// and reports `Empty` / `Full` anyway. Normally the claimant finishes within nanoseconds; only a
+/// descheduled, stopped or slow-closure claimant takes longer.
+#[cfg(not(shmq_loom))]
+pub(crate) const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Sleep slice of that wait: a wake-up spent on another waiter costs at most this long.
+#[cfg(not(shmq_loom))]
+const CLAIM_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Non-blocking outcome when nothing could be moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TryError {
@@ -108,6 +119,12 @@ pub(crate) enum TryError {
     /// A stamp or position word holds a value the protocol can never produce (a forged or
     /// corrupted segment). Reported instead of looping forever.
     Corrupt,
+    /// Nothing moved, but not because the ring is empty (full): the position at the head (the
+    /// slot at the tail) is claimed by another thread that has not finished with it, a producer
+    /// between its claim and its publish (a consumer between its claim and its release). Only the
+    /// raw attempts return it; [`Ring::put_now`] / [`Ring::get_now`] and the blocking calls wait
+    /// it out.
+    Pending,
 }
 
 /// Blocking outcome when nothing could be moved.
@@ -474,9 +491,9 @@ impl<M: RingMem> Ring<M> {
         // SYNC: AcqRel RMW on tail; a producer's failed claim CAS (Relaxed) then reloads and sees the
         // bit. The wake-ups below follow the notify fences, so sleepers re-check and see it too.
         let prev = self.hdr().tail.fetch_or(CLOSED_BIT, Ordering::AcqRel);
-        // SYNC: Release pairs with the Acquire flag load in `try_get_batch`: a consumer that sees
-        // the flag then reads a tail with the bit set.
-        self.hdr().counters.closed.store(1, Ordering::Release);
+        // The counters line's flag stays in the layout for readers of older versions; this
+        // version's consumers read the bit in `tail`. Relaxed: nothing is read on its strength.
+        self.hdr().counters.closed.store(1, Ordering::Relaxed);
         self.hdr().items.notify_all();
         self.hdr().space.notify_all();
         prev & CLOSED_BIT == 0
@@ -652,8 +669,24 @@ impl<M: RingMem> Ring<M> {
                     }
                 }
             } else if stamp >> 2 < pos {
-                // The slot still holds (or is being read for) position pos - cap: full.
-                return Err(TryError::WouldBlock);
+                // The slot still holds position pos - cap: either its message is unread (the ring
+                // is full) or a consumer has claimed it and not released the slot yet.
+                // Relaxed: the Acquire stamp load above keeps this load after it, which is all
+                // the snapshot needs (no data is read on the strength of it).
+                let head = hdr.head.load(Ordering::Relaxed);
+                if head.saturating_add(cap) <= pos {
+                    // Full at the instant of this load: tail ≥ pos (positions only grow) and
+                    // head ≤ pos - cap.
+                    return Err(TryError::WouldBlock);
+                }
+                let again = hdr.tail.load(Ordering::Relaxed);
+                if again != tail {
+                    tail = again;
+                    backoff.spin();
+                    continue;
+                }
+                // Position pos - cap is consumed (head is past it) but its slot is not released.
+                return Err(TryError::Pending);
             } else {
                 // Our tail is stale: pos was already claimed by another producer. The stamp we
                 // read was stored after that claim CAS (happens-before through the Acquire above),
@@ -777,21 +810,30 @@ impl<M: RingMem> Ring<M> {
                     }
                 }
             } else if stamp >> 2 <= pos {
-                // Position `pos` is not published yet (or its slot still holds pos - cap).
-                // Not closed: nothing to check on `tail` (see `RingCounters::closed`). A close in
-                // progress whose flag we miss is a close that has not happened yet for us; a
-                // blocked getter is woken by close's notify, which follows the flag store.
-                // SYNC: Acquire pairs with the Release flag store in `close`.
-                if hdr.counters.closed.load(Ordering::Acquire) == 0 {
+                // Position `pos` is not published: either no producer has claimed it (empty), or
+                // one has and is still writing, or the slot still holds pos - cap for a consumer
+                // that has not released it (then no producer can have claimed pos: empty).
+                // SYNC: Acquire pairs with the AcqRel `fetch_or` in `close` (a closed bit seen
+                // here comes with the final tail). The Acquire stamp load above keeps this load
+                // after it.
+                let tail = hdr.tail.load(Ordering::Acquire);
+                if tail & !CLOSED_BIT <= pos {
+                    // Empty at the instant of this load: head ≥ pos (positions only grow) and
+                    // tail ≤ pos.
+                    if tail & CLOSED_BIT != 0 {
+                        // Closed, and every position ever claimed by a producer is consumed.
+                        return Err(TryError::Closed);
+                    }
                     return Err(TryError::WouldBlock);
                 }
-                // SYNC: Acquire pairs with the AcqRel fetch_or in `close`.
-                let tail = hdr.tail.load(Ordering::Acquire);
-                if tail & CLOSED_BIT != 0 && tail & !CLOSED_BIT <= pos {
-                    // Closed, and every position ever claimed by a producer is consumed.
-                    return Err(TryError::Closed);
+                let again = hdr.head.load(Ordering::Relaxed);
+                if again != head {
+                    head = again;
+                    backoff.spin();
+                    continue;
                 }
-                return Err(TryError::WouldBlock);
+                // Claimed by a producer that has not published it yet.
+                return Err(TryError::Pending);
             } else {
                 // Our head is stale: pos was already consumed. As for puts, a reload that shows
                 // no progress means the stamp is forged.
@@ -805,6 +847,118 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
+    /// Non-blocking put of up to `max` items. Reports `WouldBlock` (full) only if the ring was
+    /// full at some instant during the call: when the slot it needs is still held by a consumer
+    /// that claimed its message, it waits for that release (see [`Ring::settle`]).
+    pub(crate) fn put_now(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        mut write: impl FnMut(usize, &mut [u8]),
+    ) -> Result<usize, TryError> {
+        let cell = &self.hdr().space;
+        self.settle(cell, who, true, &mut || {
+            self.try_put_batch(who, max, &mut write)
+        })
+    }
+
+    /// Non-blocking get of up to `max` items. Reports `WouldBlock` (empty) only if the ring was
+    /// empty at some instant during the call: when the head position is claimed by a producer that
+    /// has not published it yet, it waits for that publish (see [`Ring::settle`]).
+    pub(crate) fn get_now(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        mut read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, TryError> {
+        let cell = &self.hdr().items;
+        self.settle(cell, who, false, &mut || {
+            self.try_get_batch(who, max, &mut read)
+        })
+    }
+
+    /// Runs `attempt` until it returns something other than [`TryError::Pending`]: the position
+    /// the caller needs is held by a claimant mid-way (for a getter, `head` claimed and not
+    /// published; for a putter, the slot of `tail - capacity` claimed and not released). Spins
+    /// and yields first (the claimant is normally done within nanoseconds), then, if the claimant
+    /// is dead, recovers its claim, else sleeps on `cell` (woken by the claimant's publish or
+    /// release) in short slices, looking at its liveness after each. Gives up with `WouldBlock`
+    /// after [`CLAIM_WAIT`], or at once if the claim is the calling thread's own (a call made
+    /// inside a `put_with` / `get_with` closure on the same queue: waiting could only delay).
+    /// Under loom the wait has no bound (the model checks that the wake-up is never lost).
+    fn settle(
+        &self,
+        cell: &WaitCell,
+        who: Option<Claimant<'_>>,
+        put: bool,
+        attempt: &mut dyn FnMut() -> Result<usize, TryError>,
+    ) -> Result<usize, TryError> {
+        let first = attempt();
+        if first != Err(TryError::Pending) || self.own_claim(who, put) {
+            return first.map_err(|e| match e {
+                TryError::Pending => TryError::WouldBlock,
+                e => e,
+            });
+        }
+        #[cfg(not(shmq_loom))]
+        let limit = Instant::now() + CLAIM_WAIT;
+        let mut backoff = Backoff::new();
+        loop {
+            if !backoff.is_completed() {
+                backoff.snooze();
+            } else if !self.recover(put) {
+                #[cfg(not(shmq_loom))]
+                let slice = Some((Instant::now() + CLAIM_SLICE).min(limit));
+                // Under loom a timed wait gives up at once, which stands for the end of a slice:
+                // with a liveness source the claimant may die while we sleep, and only a slice
+                // ending lets us see it. Without one, sleep untimed, so that a lost wake-up shows
+                // up as a deadlock.
+                #[cfg(shmq_loom)]
+                let slice = self.live.as_ref().map(|_| Instant::now());
+                let epoch = cell.register();
+                let retry = attempt();
+                if retry == Err(TryError::Pending) {
+                    cell.epoch.wait(epoch, slice);
+                }
+                cell.unregister();
+                if retry != Err(TryError::Pending) {
+                    return retry;
+                }
+                #[cfg(shmq_loom)]
+                crate::sync::yield_now();
+            }
+            match attempt() {
+                Err(TryError::Pending) => {}
+                r => return r,
+            }
+            #[cfg(not(shmq_loom))]
+            if Instant::now() >= limit {
+                return Err(TryError::WouldBlock);
+            }
+        }
+    }
+
+    /// Whether the claim a [`TryError::Pending`] stopped at is the calling thread's own, as its
+    /// claim record tells (a get stopped at `head`, named by our put claim; a put stopped at the
+    /// slot of `tail - capacity`, named by our get claim).
+    fn own_claim(&self, who: Option<Claimant<'_>>, put: bool) -> bool {
+        let Some(c) = who else {
+            return false;
+        };
+        let hdr = self.hdr();
+        let pos = if put {
+            (hdr.tail.load(Ordering::Relaxed) & !CLOSED_BIT).wrapping_sub(self.capacity())
+        } else {
+            hdr.head.load(Ordering::Relaxed)
+        };
+        // Our own record: we wrote these words (program order), nobody else does.
+        let (obj, first, len) = c.record.side(!put);
+        let first = first.load(Ordering::Relaxed);
+        obj.load(Ordering::Relaxed) == c.obj
+            && first <= pos
+            && pos - first < len.load(Ordering::Relaxed)
+    }
+
     /// Blocking put of up to `max` items: spins, yields, then sleeps on the `space` futex until at
     /// least one item is put, the ring closes, or `deadline` passes.
     pub(crate) fn put_batch(
@@ -815,7 +969,7 @@ impl<M: RingMem> Ring<M> {
         mut write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, WaitError> {
         let cell = &self.hdr().space;
-        self.block_on(cell, deadline, true, || {
+        self.block_on(cell, who, deadline, true, || {
             self.try_put_batch(who, max, &mut write)
         })
     }
@@ -829,34 +983,51 @@ impl<M: RingMem> Ring<M> {
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, WaitError> {
         let cell = &self.hdr().items;
-        self.block_on(cell, deadline, false, || {
+        self.block_on(cell, who, deadline, false, || {
             self.try_get_batch(who, max, &mut read)
         })
     }
 
     /// The adaptive wait shared by both directions.
+    ///
+    /// A claimant that holds the position we wait behind and has died cannot wake us, so with a
+    /// liveness source the wait looks for one: as soon as the spin phase ends with the position
+    /// held ([`TryError::Pending`]), and again after every sleep slice. When the deadline passes
+    /// with the position still held by a live claimant, the last attempt waits for it as a
+    /// non-blocking call would ([`Ring::settle`]), so `Timeout` means the ring stayed empty (full).
     fn block_on(
         &self,
         cell: &WaitCell,
+        who: Option<Claimant<'_>>,
         deadline: Option<Instant>,
         put: bool,
         mut attempt: impl FnMut() -> Result<usize, TryError>,
     ) -> Result<usize, WaitError> {
+        let done = |r: Result<usize, TryError>| match r {
+            Ok(n) => Some(Ok(n)),
+            Err(TryError::Closed) => Some(Err(WaitError::Closed)),
+            Err(TryError::Corrupt) => Some(Err(WaitError::Corrupt)),
+            Err(TryError::WouldBlock) | Err(TryError::Pending) => None,
+        };
+        let last_try = |attempt: &mut dyn FnMut() -> Result<usize, TryError>| {
+            done(self.settle(cell, who, put, attempt)).unwrap_or(Err(WaitError::Timeout))
+        };
         let mut backoff = Backoff::new();
         loop {
-            match attempt() {
-                Ok(n) => return Ok(n),
-                Err(TryError::Closed) => return Err(WaitError::Closed),
-                Err(TryError::Corrupt) => return Err(WaitError::Corrupt),
-                Err(TryError::WouldBlock) => {}
+            let first = attempt();
+            if let Some(r) = done(first) {
+                return r;
             }
             if let Some(d) = deadline {
                 if Instant::now() >= d {
-                    return Err(WaitError::Timeout);
+                    return last_try(&mut attempt);
                 }
             }
             if self.spin && !backoff.is_completed() {
                 backoff.snooze();
+                continue;
+            }
+            if first == Err(TryError::Pending) && self.recover(put) {
                 continue;
             }
             // With a liveness source, sleep in slices: a process that died holding the claim we
@@ -865,15 +1036,14 @@ impl<M: RingMem> Ring<M> {
             let epoch = cell.register();
             let retry = attempt();
             let woke = match retry {
-                Err(TryError::WouldBlock) => cell.epoch.wait(epoch, slice_end),
+                Err(TryError::WouldBlock) | Err(TryError::Pending) => {
+                    cell.epoch.wait(epoch, slice_end)
+                }
                 _ => Wake::Woken,
             };
             cell.unregister();
-            match retry {
-                Ok(n) => return Ok(n),
-                Err(TryError::Closed) => return Err(WaitError::Closed),
-                Err(TryError::Corrupt) => return Err(WaitError::Corrupt),
-                Err(TryError::WouldBlock) => {}
+            if let Some(r) = done(retry) {
+                return r;
             }
             if woke == Wake::TimedOut && slice_end != deadline {
                 let user_deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
@@ -887,12 +1057,7 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut {
                 // One last attempt: a message published as the deadline fired is taken, not left
                 // behind for nobody (its wake-up may have been spent on us).
-                return match attempt() {
-                    Ok(n) => Ok(n),
-                    Err(TryError::Closed) => Err(WaitError::Closed),
-                    Err(TryError::Corrupt) => Err(WaitError::Corrupt),
-                    Err(TryError::WouldBlock) => Err(WaitError::Timeout),
-                };
+                return last_try(&mut attempt);
             }
         }
     }
@@ -1012,7 +1177,14 @@ mod tests {
         // Simulate a producer that claimed position 0 and died: tail moves, stamp stays FREE.
         r.hdr().tail.store(1, Ordering::Relaxed);
         put(&r, 7).unwrap();
-        assert_eq!(get(&r), Err(TryError::WouldBlock));
+        // The raw attempt tells "held by a claimant" from "empty".
+        assert_eq!(get(&r), Err(TryError::Pending));
+        // The non-blocking call waits for the claimant a bounded time (this ring has no liveness
+        // source, so the claim is never recovered), then reports empty rather than hang.
+        assert_eq!(
+            r.get_now(None, 1, |_, _| panic!("nothing to read")),
+            Err(TryError::WouldBlock)
+        );
         r.mem.stamp(0).store(STAMP_TOMB, Ordering::Release);
         assert_eq!(get(&r), Ok(7));
         // Both slots free again: two more puts fit.
@@ -1049,6 +1221,74 @@ mod tests {
         // The producer is not blocked by the abandoned slot.
         put(&r, 6).unwrap();
         assert_eq!(get(&r), Ok(6));
+    }
+
+    /// A value read out of a payload.
+    fn value(b: &[u8]) -> u64 {
+        u64::from_le_bytes(b.try_into().unwrap())
+    }
+
+    #[test]
+    fn get_now_waits_for_a_producer_mid_publish_instead_of_reporting_empty() {
+        let r = Arc::new(ring(4));
+        let r2 = r.clone();
+        // A producer claims position 0 and, while holding it, waits until a getter sleeps.
+        let producer = std::thread::spawn(move || {
+            r2.try_put_batch(None, 1, |_, b| {
+                while r2.hdr().items.waiters.load(Ordering::Relaxed) == 0 {
+                    std::thread::yield_now();
+                }
+                b.copy_from_slice(&1u64.to_le_bytes())
+            })
+        });
+        while r.len() == 0 {
+            std::thread::yield_now();
+        }
+        // Position 1 is published behind the claimed, unpublished position 0.
+        assert_eq!(put(&r, 2), Ok(1));
+        let mut got = vec![];
+        assert_eq!(r.get_now(None, 1, |_, b| got.push(value(b))), Ok(1));
+        assert_eq!(got, [1]);
+        assert_eq!(producer.join().unwrap(), Ok(1));
+        assert_eq!(get(&r), Ok(2));
+    }
+
+    #[test]
+    fn put_now_waits_for_a_consumer_mid_release_instead_of_reporting_full() {
+        let r = Arc::new(ring(1));
+        put(&r, 1).unwrap();
+        let r2 = r.clone();
+        // A consumer claims the only message and, while holding its slot, waits for a putter.
+        let consumer = std::thread::spawn(move || {
+            let mut out = 0;
+            r2.try_get_batch(None, 1, |_, b| {
+                while r2.hdr().space.waiters.load(Ordering::Relaxed) == 0 {
+                    std::thread::yield_now();
+                }
+                out = value(b);
+            })
+            .map(|_| out)
+        });
+        while r.len() != 0 {
+            std::thread::yield_now();
+        }
+        // The ring is not full (its one message is consumed); the slot is still held.
+        assert_eq!(put(&r, 2), Err(TryError::Pending));
+        assert_eq!(
+            r.put_now(None, 1, |_, b| b.copy_from_slice(&3u64.to_le_bytes())),
+            Ok(1)
+        );
+        assert_eq!(consumer.join().unwrap(), Ok(1));
+        assert_eq!(get(&r), Ok(3));
+    }
+
+    #[test]
+    fn get_now_on_an_empty_ring_and_put_now_on_a_full_one_return_at_once() {
+        let r = ring(2);
+        assert_eq!(r.get_now(None, 1, |_, _| {}), Err(TryError::WouldBlock));
+        put(&r, 1).unwrap();
+        put(&r, 2).unwrap();
+        assert_eq!(r.put_now(None, 1, |_, _| {}), Err(TryError::WouldBlock));
     }
 
     #[test]

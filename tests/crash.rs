@@ -167,6 +167,49 @@ fn producer_killed_between_claim_and_publish_is_skipped_and_later_messages_arriv
 }
 
 #[test]
+fn try_get_and_a_short_get_timeout_recover_a_dead_producers_claim() {
+    // Neither call sleeps a whole recovery slice, so neither used to look for a dead claimant: a
+    // consumer polling with them waited for ever behind the dead claim.
+    for mode in ["try_get", "get_timeout"] {
+        let name = unique(&format!("deadprod-{mode}"));
+        let seg = Segment::builder(&name)
+            .queue::<u64>("q", 8)
+            .create()
+            .unwrap();
+        let q = seg.queue::<u64>("q").unwrap();
+        // The child claims position 0 and is killed before publishing it.
+        kill(child_stopped_at(&name, "producer", "put-claimed", 0, false));
+        q.put(10).unwrap();
+        let got = if mode == "try_get" {
+            q.try_get()
+        } else {
+            q.get_timeout(Duration::from_millis(10))
+        };
+        assert_eq!(got, Ok(10), "{mode}");
+        assert_eq!(q.stats().tombstones, 1, "{mode}");
+    }
+}
+
+#[test]
+fn try_put_recovers_a_dead_consumers_claim() {
+    let name = unique("deadcons-try");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 2)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    // The child claims position 0 (message 1) and is killed before releasing its slot.
+    kill(child_stopped_at(&name, "consumer", "get-claimed", 0, false));
+    assert_eq!(q.get().unwrap(), 2);
+    // The queue is empty, but position 2 needs the dead consumer's slot.
+    assert_eq!(q.try_put(3), Ok(()));
+    assert_eq!(q.stats().lost, 1);
+    assert_eq!(q.get().unwrap(), 3);
+}
+
+#[test]
 fn producer_killed_holding_a_batch_claim_has_every_position_of_it_skipped() {
     let name = unique("deadbatch");
     let seg = Segment::builder(&name)
