@@ -491,9 +491,9 @@ impl<M: RingMem> Ring<M> {
         // SYNC: AcqRel RMW on tail; a producer's failed claim CAS (Relaxed) then reloads and sees the
         // bit. The wake-ups below follow the notify fences, so sleepers re-check and see it too.
         let prev = self.hdr().tail.fetch_or(CLOSED_BIT, Ordering::AcqRel);
-        // The counters line's flag stays in the layout for readers of older versions; this
-        // version's consumers read the bit in `tail`. Relaxed: nothing is read on its strength.
-        self.hdr().counters.closed.store(1, Ordering::Relaxed);
+        // SYNC: Release pairs with the Acquire flag load in `get_attempt`: a consumer that sees
+        // the flag then reads a tail with the bit set.
+        self.hdr().counters.closed.store(1, Ordering::Release);
         self.hdr().items.notify_all();
         self.hdr().space.notify_all();
         prev & CLOSED_BIT == 0
@@ -553,12 +553,44 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Tries to claim, fill and publish up to `max` (≥ 1) consecutive positions.
-    /// `write(k, payload)` fills the `k`-th of them. Returns how many were put.
-    #[inline]
+    /// `write(k, payload)` fills the `k`-th of them. Returns how many were put; when none,
+    /// `WouldBlock` only if the ring was full during the call, `Pending` if the slot needed is
+    /// still held by a consumer. (The raw attempt, for unit tests and models; callers use
+    /// [`Ring::put_now`], which waits a held slot out.)
+    #[cfg(any(test, shmq_loom))]
     pub(crate) fn try_put_batch(
         &self,
         who: Option<Claimant<'_>>,
         max: usize,
+        write: impl FnMut(usize, &mut [u8]),
+    ) -> Result<usize, TryError> {
+        self.put_attempt(who, max, true, write)
+    }
+
+    /// Tries to claim, read and release up to `max` (≥ 1) consecutive messages.
+    /// `read(k, payload)` sees the `k`-th. Returns how many were delivered (tombstones are
+    /// skipped); when none, `WouldBlock` only if the ring was empty during the call, `Pending` if
+    /// the head position is claimed by a producer that has not published it. (The raw attempt,
+    /// for unit tests and models; callers use [`Ring::get_now`].)
+    #[cfg(any(test, shmq_loom))]
+    pub(crate) fn try_get_batch(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, TryError> {
+        self.get_attempt(who, max, true, read)
+    }
+
+    /// One put attempt. With `exact` it tells a full ring (`WouldBlock`) from a slot still held
+    /// by a consumer (`Pending`) by reading `head`; without, it reports both as `WouldBlock` and
+    /// leaves the consumers' line alone (the spin phase of a blocking put, which waits either way).
+    #[inline]
+    fn put_attempt(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        exact: bool,
         mut write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, TryError> {
         let hdr = self.hdr();
@@ -671,6 +703,9 @@ impl<M: RingMem> Ring<M> {
             } else if stamp >> 2 < pos {
                 // The slot still holds position pos - cap: either its message is unread (the ring
                 // is full) or a consumer has claimed it and not released the slot yet.
+                if !exact {
+                    return Err(TryError::WouldBlock);
+                }
                 // Relaxed: the Acquire stamp load above keeps this load after it, which is all
                 // the snapshot needs (no data is read on the strength of it).
                 let head = hdr.head.load(Ordering::Relaxed);
@@ -701,13 +736,17 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
-    /// Tries to claim, read and release up to `max` (≥ 1) consecutive messages.
-    /// `read(k, payload)` sees the `k`-th. Returns how many were delivered. Tombstones are skipped.
+    /// One get attempt. With `exact` it tells an empty ring (`WouldBlock`) from a head claimed
+    /// and not yet published (`Pending`) by reading `tail`; without, it reports both as
+    /// `WouldBlock` and reads only the read-mostly closed flag, leaving the producers' hottest line
+    /// alone (the spin phase of a blocking get, which waits either way: polling `tail` there
+    /// once cost a cross-process round trip about half its speed, see docs/benchmarks.md).
     #[inline]
-    pub(crate) fn try_get_batch(
+    fn get_attempt(
         &self,
         who: Option<Claimant<'_>>,
         max: usize,
+        exact: bool,
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, TryError> {
         let hdr = self.hdr();
@@ -813,6 +852,13 @@ impl<M: RingMem> Ring<M> {
                 // Position `pos` is not published: either no producer has claimed it (empty), or
                 // one has and is still writing, or the slot still holds pos - cap for a consumer
                 // that has not released it (then no producer can have claimed pos: empty).
+                // SYNC: Acquire pairs with the Release flag store in `close`: a consumer that sees
+                // the flag then reads a tail with the bit set.
+                if !exact && hdr.counters.closed.load(Ordering::Acquire) == 0 {
+                    // Not closed; a close whose flag we miss has not happened yet for us, and a
+                    // blocked getter is woken by close's notify, which follows the flag store.
+                    return Err(TryError::WouldBlock);
+                }
                 // SYNC: Acquire pairs with the AcqRel `fetch_or` in `close` (a closed bit seen
                 // here comes with the final tail). The Acquire stamp load above keeps this load
                 // after it.
@@ -857,8 +903,8 @@ impl<M: RingMem> Ring<M> {
         mut write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, TryError> {
         let cell = &self.hdr().space;
-        self.settle(cell, who, true, &mut || {
-            self.try_put_batch(who, max, &mut write)
+        self.settle(cell, who, true, &mut |exact| {
+            self.put_attempt(who, max, exact, &mut write)
         })
     }
 
@@ -872,8 +918,8 @@ impl<M: RingMem> Ring<M> {
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, TryError> {
         let cell = &self.hdr().items;
-        self.settle(cell, who, false, &mut || {
-            self.try_get_batch(who, max, &mut read)
+        self.settle(cell, who, false, &mut |exact| {
+            self.get_attempt(who, max, exact, &mut read)
         })
     }
 
@@ -886,19 +932,31 @@ impl<M: RingMem> Ring<M> {
     /// after [`CLAIM_WAIT`], or at once if the claim is the calling thread's own (a call made
     /// inside a `put_with` / `get_with` closure on the same queue: waiting could only delay).
     /// Under loom the wait has no bound (the model checks that the wake-up is never lost).
+    #[inline]
     fn settle(
         &self,
         cell: &WaitCell,
         who: Option<Claimant<'_>>,
         put: bool,
-        attempt: &mut dyn FnMut() -> Result<usize, TryError>,
+        attempt: &mut impl FnMut(bool) -> Result<usize, TryError>,
     ) -> Result<usize, TryError> {
-        let first = attempt();
-        if first != Err(TryError::Pending) || self.own_claim(who, put) {
-            return first.map_err(|e| match e {
-                TryError::Pending => TryError::WouldBlock,
-                e => e,
-            });
+        match attempt(true) {
+            Err(TryError::Pending) => self.wait_out_claim(cell, who, put, attempt),
+            r => r,
+        }
+    }
+
+    /// The slow half of [`Ring::settle`], after an attempt found the position held.
+    #[cold]
+    fn wait_out_claim(
+        &self,
+        cell: &WaitCell,
+        who: Option<Claimant<'_>>,
+        put: bool,
+        attempt: &mut impl FnMut(bool) -> Result<usize, TryError>,
+    ) -> Result<usize, TryError> {
+        if self.own_claim(who, put) {
+            return Err(TryError::WouldBlock);
         }
         #[cfg(not(shmq_loom))]
         let limit = Instant::now() + CLAIM_WAIT;
@@ -916,7 +974,7 @@ impl<M: RingMem> Ring<M> {
                 #[cfg(shmq_loom)]
                 let slice = self.live.as_ref().map(|_| Instant::now());
                 let epoch = cell.register();
-                let retry = attempt();
+                let retry = attempt(true);
                 if retry == Err(TryError::Pending) {
                     cell.epoch.wait(epoch, slice);
                 }
@@ -927,7 +985,7 @@ impl<M: RingMem> Ring<M> {
                 #[cfg(shmq_loom)]
                 crate::sync::yield_now();
             }
-            match attempt() {
+            match attempt(true) {
                 Err(TryError::Pending) => {}
                 r => return r,
             }
@@ -969,8 +1027,8 @@ impl<M: RingMem> Ring<M> {
         mut write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, WaitError> {
         let cell = &self.hdr().space;
-        self.block_on(cell, who, deadline, true, || {
-            self.try_put_batch(who, max, &mut write)
+        self.block_on(cell, who, deadline, true, |exact| {
+            self.put_attempt(who, max, exact, &mut write)
         })
     }
 
@@ -983,8 +1041,8 @@ impl<M: RingMem> Ring<M> {
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, WaitError> {
         let cell = &self.hdr().items;
-        self.block_on(cell, who, deadline, false, || {
-            self.try_get_batch(who, max, &mut read)
+        self.block_on(cell, who, deadline, false, |exact| {
+            self.get_attempt(who, max, exact, &mut read)
         })
     }
 
@@ -1001,7 +1059,7 @@ impl<M: RingMem> Ring<M> {
         who: Option<Claimant<'_>>,
         deadline: Option<Instant>,
         put: bool,
-        mut attempt: impl FnMut() -> Result<usize, TryError>,
+        mut attempt: impl FnMut(bool) -> Result<usize, TryError>,
     ) -> Result<usize, WaitError> {
         let done = |r: Result<usize, TryError>| match r {
             Ok(n) => Some(Ok(n)),
@@ -1009,32 +1067,40 @@ impl<M: RingMem> Ring<M> {
             Err(TryError::Corrupt) => Some(Err(WaitError::Corrupt)),
             Err(TryError::WouldBlock) | Err(TryError::Pending) => None,
         };
-        let last_try = |attempt: &mut dyn FnMut() -> Result<usize, TryError>| {
-            done(self.settle(cell, who, put, attempt)).unwrap_or(Err(WaitError::Timeout))
-        };
         let mut backoff = Backoff::new();
         loop {
-            let first = attempt();
-            if let Some(r) = done(first) {
+            if let Some(r) = done(attempt(false)) {
                 return r;
             }
-            if let Some(d) = deadline {
-                if Instant::now() >= d {
-                    return last_try(&mut attempt);
-                }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                // One settled attempt: `Timeout` only if the ring is empty (full), not merely
+                // held by a claimant mid-way.
+                return done(self.settle(cell, who, put, &mut attempt))
+                    .unwrap_or(Err(WaitError::Timeout));
             }
             if self.spin && !backoff.is_completed() {
                 backoff.snooze();
                 continue;
             }
-            if first == Err(TryError::Pending) && self.recover(put) {
-                continue;
+            // Before sleeping, one exact attempt: if the position we wait behind is held by a
+            // claimant that is dead, recover it now rather than after a whole slice.
+            match attempt(true) {
+                Err(TryError::Pending) => {
+                    if self.recover(put) {
+                        continue;
+                    }
+                }
+                r => {
+                    if let Some(r) = done(r) {
+                        return r;
+                    }
+                }
             }
             // With a liveness source, sleep in slices: a process that died holding the claim we
             // wait behind cannot wake us, so every slice we look for one and recover its claim.
             let slice_end = self.sliced(deadline);
             let epoch = cell.register();
-            let retry = attempt();
+            let retry = attempt(false);
             let woke = match retry {
                 Err(TryError::WouldBlock) | Err(TryError::Pending) => {
                     cell.epoch.wait(epoch, slice_end)
@@ -1057,7 +1123,8 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut {
                 // One last attempt: a message published as the deadline fired is taken, not left
                 // behind for nobody (its wake-up may have been spent on us).
-                return last_try(&mut attempt);
+                return done(self.settle(cell, who, put, &mut attempt))
+                    .unwrap_or(Err(WaitError::Timeout));
             }
         }
     }
