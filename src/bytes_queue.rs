@@ -209,7 +209,9 @@ impl BytesQueue {
         self.get_in_place(Wait::timeout(timeout), <[u8]>::to_vec)
     }
 
-    /// Takes the oldest message if one is published now; never blocks.
+    /// Takes the oldest message if there is one; never sleeps for the queue to fill.
+    /// Linearizable, with the same bounded wait for a producer mid-publish as
+    /// [`Queue::try_get`](crate::Queue::try_get).
     pub fn try_get(&self) -> Result<Vec<u8>, GetError> {
         self.get_in_place(Wait::No, <[u8]>::to_vec)
     }

@@ -130,7 +130,12 @@ impl<T: bytemuck::Pod> Queue<T> {
         self.put_value(v, Wait::timeout(timeout))
     }
 
-    /// Puts `v` if a slot is free right now; never blocks. `Err(Full(v))` otherwise.
+    /// Puts `v` if there is room; never sleeps for room to come. `Err(Full(v))` otherwise.
+    ///
+    /// Linearizable: `Err(Full(v))` means the queue was full at some instant during the call.
+    /// When the slot `v` needs still belongs to a consumer that has taken its value and not yet
+    /// released the slot, the call waits for that release (at most 50 ms, as for
+    /// [`try_get`](Self::try_get)), recovering the slot if the consumer is dead.
     ///
     /// ```
     /// # let seg = shmq::Segment::builder("doc-try-put").queue::<i32>("q", 1).create_or_replace().unwrap();
@@ -169,7 +174,16 @@ impl<T: bytemuck::Pod> Queue<T> {
         self.get_value(Wait::timeout(timeout))
     }
 
-    /// Takes the oldest value if one is published right now; never blocks.
+    /// Takes the oldest value if there is one; never sleeps for the queue to fill.
+    ///
+    /// Linearizable: `Err(Empty)` means the queue was empty at some instant during the call (as
+    /// with crossbeam's `ArrayQueue::pop`). When the oldest value is still being written by a
+    /// producer that has claimed its slot, the call waits for that producer to publish, as
+    /// crossbeam does, but for at most 50 ms: a claimant that is descheduled, stopped or running
+    /// a slow `put_with` closure for longer makes it return `Err(Empty)` anyway. A claimant that
+    /// is dead is recovered (its position skipped, see `stats().tombstones`) and the call goes
+    /// on. Called inside this thread's own `put_with` closure on the same queue, it does not wait
+    /// for itself.
     ///
     /// ```
     /// # let seg = shmq::Segment::builder("doc-try-get").queue::<i32>("q", 4).create_or_replace().unwrap();
@@ -286,7 +300,10 @@ impl<T: bytemuck::Pod> Queue<T> {
         self.get_many_with(buf, Wait::timeout(timeout))
     }
 
-    /// Takes up to `buf.len()` values that are published right now (never blocks).
+    /// Takes up to `buf.len()` values, the oldest first, without sleeping for the queue to fill.
+    /// `Err(Empty)` only if the queue was empty at some instant during the call (it waits for a
+    /// producer mid-publish at the head as [`try_get`](Self::try_get) does); otherwise it takes
+    /// the run of published values from the head on, at least one.
     ///
     /// ```
     /// # let seg = shmq::Segment::builder("doc-try-get-many").queue::<u8>("q", 4).create_or_replace().unwrap();
@@ -300,7 +317,11 @@ impl<T: bytemuck::Pod> Queue<T> {
 }
 
 impl<T> Queue<T> {
-    /// Number of values in the queue (a snapshot; includes puts claimed but not yet finished).
+    /// Number of values in the queue: `tail - head`, a snapshot that counts puts claimed but not
+    /// yet finished, as the non-blocking calls do. `is_empty()` agrees with what `try_get` would
+    /// have found (empty means no put claimed and unconsumed), `is_full()` with `try_put`; with
+    /// other threads running, like `len` on any concurrent queue, the answer may be stale when
+    /// it arrives.
     ///
     /// ```
     /// # let seg = shmq::Segment::builder("doc-len").queue::<u8>("q", 4).create_or_replace().unwrap();

@@ -1014,7 +1014,7 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
         self.join.get().add();
         self.counted(self.queue.put_timeout(v, timeout))
     }
-    /// Puts `v` if there is room now.
+    /// Puts `v` if there is room; linearizable, as [`Queue::try_put`].
     pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
         self.join.get().add();
         self.counted(self.queue.try_put(v))
@@ -1028,7 +1028,7 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.queue.get_timeout(timeout)
     }
-    /// Takes the oldest item if there is one now.
+    /// Takes the oldest item if there is one; linearizable, as [`Queue::try_get`].
     pub fn try_get(&self) -> Result<T, GetError> {
         self.queue.try_get()
     }
