@@ -197,6 +197,12 @@ pub enum OpenError {
     PermissionDenied,
     /// The name refers to something that is not a regular shared-memory file (or is a symlink).
     NotRegularFile,
+    /// The segment file's group or others may write it, so any of them could forge its
+    /// contents; refused unless opened with [`Segment::open_shared`](crate::Segment::open_shared).
+    InsecureMode {
+        /// The file's permission bits.
+        mode: u32,
+    },
     /// The file is smaller than a header, or than the size its header declares.
     TooSmall {
         /// Size of the file.
@@ -272,6 +278,11 @@ impl fmt::Display for OpenError {
                 )
             }
             OpenError::NotRegularFile => write!(f, "not a regular shared-memory file"),
+            OpenError::InsecureMode { mode } => write!(
+                f,
+                "segment file mode {mode:#o} lets its group or others write it (and forge its \
+                 contents); use Segment::open_shared to accept that"
+            ),
             OpenError::TooSmall { size, needed } => {
                 write!(
                     f,

@@ -227,6 +227,51 @@ fn created_mode_is_exact_whatever_the_umask() {
 }
 
 #[test]
+fn group_or_world_writable_segment_is_refused_unless_both_sides_opt_in() {
+    use std::os::unix::fs::PermissionsExt;
+    // Creating one needs the explicit opt-in.
+    for mode in [0o666, 0o620, 0o602] {
+        assert!(matches!(
+            Segment::builder(&unique("wmode"))
+                .queue::<u8>("q", 1)
+                .mode(mode)
+                .create(),
+            Err(CreateError::InvalidConfig(_))
+        ));
+    }
+    let name = unique("wmode-shared");
+    let seg = Segment::builder(&name)
+        .queue::<u8>("q", 1)
+        .mode(0o660)
+        .shared_mode(true)
+        .create()
+        .unwrap();
+    seg.queue::<u8>("q").unwrap().put(7).unwrap();
+    // An opener that did not ask for it is told why, before anything of the file is used.
+    match Segment::open(&name) {
+        Err(OpenError::InsecureMode { mode }) => assert_eq!(mode, 0o660),
+        other => panic!("expected InsecureMode, got {other:?}"),
+    }
+    // One that asked for it gets the segment.
+    let shared = Segment::open_shared(&name).unwrap();
+    assert_eq!(shared.queue::<u8>("q").unwrap().get(), Ok(7));
+    // A private segment made writable by others afterwards (chmod 0666 by anyone who can) is
+    // refused the same way, and nothing is lost: the creator's handle still works.
+    let private = unique("wmode-chmod");
+    let seg2 = Segment::builder(&private)
+        .queue::<u8>("q", 1)
+        .create()
+        .unwrap();
+    seg2.queue::<u8>("q").unwrap().put(9).unwrap();
+    std::fs::set_permissions(shm_path(&private), std::fs::Permissions::from_mode(0o666)).unwrap();
+    match Segment::open(&private) {
+        Err(OpenError::InsecureMode { mode }) => assert_eq!(mode, 0o666),
+        other => panic!("expected InsecureMode, got {other:?}"),
+    }
+    assert_eq!(seg2.queue::<u8>("q").unwrap().get(), Ok(9));
+}
+
+#[test]
 fn symlink_under_segment_name_is_refused() {
     let target = plant("symtarget", &[0u8; 4096]);
     let name = unique("symlink");

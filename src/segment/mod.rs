@@ -199,6 +199,9 @@ fn bytes_sig() -> TypeSig {
 ///     .create_or_replace()?;
 /// assert_eq!(seg.queue::<u64>("jobs")?.capacity(), 1024);
 /// # Ok(()) }
+/// Mode bits that let a segment's group or others write it (see [`SegmentBuilder::shared_mode`]).
+const WRITABLE_BY_OTHERS: u32 = 0o022;
+
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `create` is called"]
@@ -206,6 +209,7 @@ pub struct SegmentBuilder {
     name: String,
     objects: Vec<ObjSpec>,
     mode: u32,
+    shared_mode: bool,
     participants: u32,
     keep: bool,
 }
@@ -326,8 +330,30 @@ impl SegmentBuilder {
     }
 
     /// File mode of the segment (default `0o600`); applied exactly, whatever the umask.
+    ///
+    /// A mode that lets the group or others write (`0o020` or `0o002`) is refused with
+    /// [`CreateError::InvalidConfig`] unless [`shared_mode`](Self::shared_mode) says so: whoever
+    /// can write the file can forge every word in it while it runs. Read bits for group and
+    /// others are allowed (a reader cannot open a segment anyway: opening needs write access).
+    ///
+    /// ```
+    /// let err = shmq::Segment::builder("doc-mode").mode(0o666).create().unwrap_err();
+    /// assert!(matches!(err, shmq::CreateError::InvalidConfig(_)));
+    /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
+        self
+    }
+
+    /// Allows a [`mode`](Self::mode) that lets the group (or others) write the segment: an
+    /// explicit opt-in for sharing a segment between processes of different users of one group
+    /// (the file keeps its creator as owner; use `0o660` and a group set with `chgrp`/the
+    /// setgid bit of the creating process). Openers must opt in too, with
+    /// [`Segment::open_shared`]. Every process that can write the file is then trusted: it can
+    /// make the others see forged messages or wrong counts (never undefined behaviour: every word
+    /// read from a segment is checked), or truncate the file under them (a SIGBUS).
+    pub fn shared_mode(mut self, allow: bool) -> Self {
+        self.shared_mode = allow;
         self
     }
 
@@ -433,6 +459,13 @@ impl SegmentBuilder {
     fn plan(&self) -> Result<Plan, CreateError> {
         check_name(&self.name, SEGMENT_NAME_MAX).map_err(CreateError::InvalidName)?;
         let bad = |m: String| Err(CreateError::InvalidConfig(m));
+        if self.mode & WRITABLE_BY_OTHERS != 0 && !self.shared_mode {
+            return bad(format!(
+                "mode {:#o} lets the group or others write the segment; \
+                 call shared_mode(true) to allow it",
+                self.mode
+            ));
+        }
         if self.participants == 0 {
             return bad("participants must be at least 1".into());
         }
@@ -628,6 +661,7 @@ impl Segment {
             name: name.to_string(),
             objects: Vec::new(),
             mode: 0o600,
+            shared_mode: false,
             participants: DEFAULT_PARTICIPANTS,
             keep: false,
         }
@@ -640,18 +674,37 @@ impl Segment {
     /// let err = shmq::Segment::open("doc-no-such-segment").unwrap_err();
     /// assert!(matches!(err, shmq::OpenError::NotFound));
     /// ```
+    ///
+    /// A segment file that its group or others may write is refused with
+    /// [`OpenError::InsecureMode`]: any process that can write it could forge its contents. Open
+    /// such a segment, made on purpose with [`SegmentBuilder::shared_mode`], with
+    /// [`Segment::open_shared`].
     pub fn open(name: &str) -> Result<Segment, OpenError> {
         Self::open_timeout(name, DEFAULT_OPEN_WAIT)
     }
 
     /// Like [`Segment::open`], waiting at most `wait` for the segment to become ready.
     pub fn open_timeout(name: &str, wait: Duration) -> Result<Segment, OpenError> {
+        Self::open_checked(name, wait, false)
+    }
+
+    /// Like [`Segment::open`], but also accepts a segment whose group or others may write it
+    /// (see [`SegmentBuilder::shared_mode`] for what that trusts). The file must still be owned
+    /// by the caller's user.
+    pub fn open_shared(name: &str) -> Result<Segment, OpenError> {
+        Self::open_checked(name, DEFAULT_OPEN_WAIT, true)
+    }
+
+    fn open_checked(name: &str, wait: Duration, shared_mode: bool) -> Result<Segment, OpenError> {
         check_name(name, SEGMENT_NAME_MAX).map_err(OpenError::InvalidName)?;
         let start = Instant::now();
         let deadline = start.checked_add(wait);
         let mut sleep = Duration::from_micros(20);
         loop {
             let (file, info) = os::open_existing(name)?;
+            if info.mode & WRITABLE_BY_OTHERS != 0 && !shared_mode {
+                return Err(OpenError::InsecureMode { mode: info.mode });
+            }
             // The shared lock marks the segment as in use for as long as we map it. It is
             // refused only while someone holds the exclusive lock: a creator between `link` and
             // its downgrade, or a `create` checking the segment for reclamation; both are brief.

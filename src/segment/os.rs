@@ -60,6 +60,8 @@ pub(crate) struct FileInfo {
     pub(crate) size: u64,
     pub(crate) dev: u64,
     pub(crate) ino: u64,
+    /// Permission bits (`st_mode & 0o777`).
+    pub(crate) mode: u32,
 }
 
 /// Opens `/dev/shm/NAME` read-write without following symlinks, then checks with `fstat(2)` that
@@ -83,6 +85,7 @@ pub(crate) fn open_existing(name: &str) -> Result<(File, FileInfo), OpenError> {
         size: st.st_size as u64,
         dev: st.st_dev,
         ino: st.st_ino,
+        mode: st.st_mode & 0o777,
     };
     Ok((File::from(fd), info))
 }
@@ -94,6 +97,7 @@ pub(crate) fn identity(file: &File) -> std::io::Result<FileInfo> {
         size: st.st_size as u64,
         dev: st.st_dev,
         ino: st.st_ino,
+        mode: st.st_mode & 0o777,
     })
 }
 
@@ -104,6 +108,7 @@ pub(crate) fn identity_of_name(name: &str) -> Option<FileInfo> {
         size: st.st_size as u64,
         dev: st.st_dev,
         ino: st.st_ino,
+        mode: st.st_mode & 0o777,
     })
 }
 
