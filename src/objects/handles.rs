@@ -97,11 +97,38 @@ impl std::fmt::Debug for Lock {
 }
 
 /// Holds a [`Lock`]; unlocks when dropped.
+///
+/// Not `Send`, like `std::sync::MutexGuard`: the lock word names the thread that took it, and a
+/// guard moved to another thread that then exited would leave a "dead" owner for contenders to
+/// take the lock over from while the guard still exists (and its drop would then unlock the new
+/// owner). This does not compile:
+///
+/// ```compile_fail
+/// # let seg = shmq::Segment::builder("doc-guard-send").lock("l").create_or_replace().unwrap();
+/// let lock = seg.lock("l").unwrap();
+/// let guard = lock.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
+///
+/// while sharing a reference to it does (it is `Sync`):
+///
+/// ```
+/// # let seg = shmq::Segment::builder("doc-guard-sync").lock("l").create_or_replace().unwrap();
+/// let lock = seg.lock("l").unwrap();
+/// let guard = lock.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert!(guard.is_consistent()));
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     consistent: bool,
+    /// `!Send` (and `Sync`), as `MutexGuard`.
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl LockGuard<'_> {
@@ -171,10 +198,12 @@ impl Lock {
     fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<'_>> {
         match how {
             Acquired::Clean => Ok(LockGuard {
+                _not_send: PhantomData,
                 lock: self,
                 consistent: true,
             }),
             Acquired::OwnerDead => Err(LockError::OwnerDead(LockGuard {
+                _not_send: PhantomData,
                 lock: self,
                 consistent: false,
             })),
