@@ -178,7 +178,7 @@ mod segment_layout {
     /// First 8 bytes of every shmq segment.
     pub(crate) const MAGIC: [u8; 8] = *b"SHMQSEG\0";
     /// Bumped on every incompatible change of anything in this file.
-    pub(crate) const LAYOUT_VERSION: u32 = 3;
+    pub(crate) const LAYOUT_VERSION: u32 = 4;
     /// `state` before initialisation finished (a zero-filled new file reads as this).
     #[allow(dead_code)]
     pub(crate) const STATE_INIT: u32 = 0;
@@ -221,7 +221,9 @@ mod segment_layout {
         pub(crate) flags: AtomicU32,
         /// Start time (clock ticks since boot, `/proc/PID/stat` field 22) of the creator.
         pub(crate) creator_start: u64,
-        pub(crate) _reserved: [u64; 7],
+        /// PID namespace of the creator (see `os::pid_namespace`; 0: unknown).
+        pub(crate) creator_pidns: u64,
+        pub(crate) _reserved: [u64; 6],
     }
 
     /// One named object in the directory.
@@ -269,6 +271,10 @@ mod segment_layout {
         /// Queues this thread has put to: bit `obj % 64` for directory index + 1 = `obj` (two
         /// queues may share a bit, which can only make a producer look alive, never dead).
         pub(crate) producer_of: AtomicU64,
+        /// PID namespace of the owner (`os::pid_namespace`). 0 while a new owner is between its
+        /// `pid` CAS and its store of this word, or when its namespace is unknown: either way the
+        /// record is never judged dead (its pid means nothing without its namespace).
+        pub(crate) pidns: AtomicU64,
     }
 
     const _: () = {
@@ -284,7 +290,7 @@ mod segment_layout {
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 16] = [
+        let parts: [u64; 18] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -303,6 +309,8 @@ mod segment_layout {
             offset_of!(ParticipantRecord, producer_of) as u64,
             offset_of!(SegmentHeader, flags) as u64,
             offset_of!(RingCounters, unattributed) as u64,
+            offset_of!(ParticipantRecord, pidns) as u64,
+            offset_of!(SegmentHeader, creator_pidns) as u64,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

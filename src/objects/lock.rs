@@ -36,6 +36,9 @@ pub(crate) struct LockState {
     /// tell a reused thread id from the owner. Written just after the owner takes the word, so a
     /// reader trusts it only when its tid matches the word's.
     pub(crate) owner_start: AtomicU64,
+    /// `owner tid << 40 | PID namespace of the owner` (low 40 bits of `os::pid_namespace`),
+    /// written with `owner_start` and trusted the same way.
+    pub(crate) owner_ns: AtomicU64,
     /// Takeovers from a dead owner so far (for the loom models).
     #[cfg(shmq_loom)]
     pub(crate) takeovers: AtomicU32,
@@ -55,22 +58,54 @@ pub(crate) enum Acquired {
 
 const START_BITS: u32 = 40;
 
+const START_MASK: u64 = (1 << START_BITS) - 1;
+
+/// Who the calling thread is, as a lock owner records it.
+#[cfg(not(shmq_loom))]
+#[derive(Debug, Clone, Copy)]
+struct Me {
+    tid: u32,
+    /// `tid << 40 | thread start time` (0 in the low bits: unknown), for `owner_start`.
+    start_stamp: u64,
+    /// `tid << 40 | PID namespace` (0 in the low bits: unknown), for `owner_ns`.
+    ns_stamp: u64,
+    pid: u32,
+    /// [`os::fork_generation`](crate::segment::os::fork_generation) this was read under.
+    forks: u64,
+}
+
 #[cfg(not(shmq_loom))]
 thread_local! {
-    /// This thread's id, its `owner_start` stamp and its process id, read once per thread so
-    /// that taking a lock makes no system call.
-    static ME: (u32, u64, u32) = {
-        let tid = crate::segment::os::thread_id() & TID;
-        let start = crate::segment::os::process_start_time(tid).unwrap_or(0);
-        let (pid, _) = crate::segment::os::self_identity();
-        (tid, (tid as u64) << START_BITS | (start & ((1 << START_BITS) - 1)), pid)
+    /// Read once per thread (and again in a forked child), so that taking a lock makes no
+    /// system call.
+    static ME: std::cell::Cell<Option<Me>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(not(shmq_loom))]
+fn me_info() -> Me {
+    use crate::segment::os;
+    let forks = os::fork_generation();
+    if let Some(m) = ME.with(|m| m.get()).filter(|m| m.forks == forks) {
+        return m;
+    }
+    let tid = os::thread_id() & TID;
+    let start = os::thread_start_time(tid).unwrap_or(0);
+    let (pid, _, pidns) = os::self_identity();
+    let m = Me {
+        tid,
+        start_stamp: (tid as u64) << START_BITS | (start & START_MASK),
+        ns_stamp: (tid as u64) << START_BITS | (pidns & START_MASK),
+        pid,
+        forks,
     };
+    ME.with(|c| c.set(Some(m)));
+    m
 }
 
 /// The calling thread's id as stored in lock words (never 0).
 #[cfg(not(shmq_loom))]
 fn me() -> u32 {
-    ME.with(|m| m.0)
+    me_info().tid
 }
 
 #[cfg(shmq_loom)]
@@ -84,21 +119,30 @@ fn me() -> u32 {
     TID_CACHE.with(|t| *t)
 }
 
-/// Whether the owner thread `tid` is gone. `stamp` is the lock's `owner_start`; it is used to
-/// detect a reused thread id only when it was written by that same tid.
+/// Whether the owner thread `tid` is known to be gone. `stamp` and `ns` are the lock's
+/// `owner_start` and `owner_ns`, trusted only when written by that same tid (each carries it in
+/// its high bits): a thread id means something only inside its PID namespace, so an owner whose
+/// namespace is another, unknown, or not yet written (it is between its CAS and its stores) is
+/// never judged dead; nor is one whose start time could not be read (0) on the strength of a
+/// start-time mismatch.
 #[cfg(not(shmq_loom))]
-fn owner_dead(tid: u32, stamp: u64) -> bool {
-    use crate::segment::os::{proc_state, ProcState};
-    if tid == me() {
+fn owner_dead(tid: u32, stamp: u64, ns: u64) -> bool {
+    use crate::segment::os::{thread_state, ProcState};
+    let me = me_info();
+    if tid == me.tid {
         return false; // we are alive (a thread never waits on its own lock word, but be sure)
     }
-    match proc_state(tid) {
+    let ours = |s: u64| (s >> START_BITS) as u32 == tid;
+    if !ours(ns) || ns & START_MASK == 0 || ns & START_MASK != me.ns_stamp & START_MASK {
+        return false;
+    }
+    match thread_state(tid) {
         ProcState::Dead => true,
         ProcState::Alive(t) => {
-            let same_tid = (stamp >> START_BITS) as u32 == tid;
-            same_tid && stamp & ((1 << START_BITS) - 1) != t & ((1 << START_BITS) - 1)
+            let start = stamp & START_MASK;
+            ours(stamp) && start != 0 && start != t & START_MASK
         }
-        // /proc unreadable: never take a lock over on a guess.
+        // /proc cannot tell: never take a lock over on a guess.
         ProcState::Unknown => false,
     }
 }
@@ -111,7 +155,7 @@ loom::lazy_static! {
 
 /// Under loom a thread is dead once it has called [`die`].
 #[cfg(shmq_loom)]
-fn owner_dead(tid: u32, _start: u64) -> bool {
+fn owner_dead(tid: u32, _start: u64, _ns: u64) -> bool {
     // SYNC: Acquire pairs with the Release in `die`: everything the owner did before it died (its
     // writes to the protected data) is visible to whoever sees it dead, as a process's last writes
     // are to whoever sees it gone from /proc.
@@ -151,6 +195,7 @@ impl LockState {
             word: Futex::new(0),
             owner_pid: AtomicU32::new(0),
             owner_start: AtomicU64::new(0),
+            owner_ns: AtomicU64::new(0),
             takeovers: AtomicU32::new(0),
         }
     }
@@ -220,7 +265,8 @@ impl LockState {
             if self.word.wait(seen, slice_end) == Wake::TimedOut {
                 // A dead owner never unlocks: take over from it (one CAS: one winner).
                 let start = self.owner_start.load(Ordering::Relaxed);
-                if w.load(Ordering::Relaxed) == seen && owner_dead(seen & TID, start) {
+                let ns = self.owner_ns.load(Ordering::Relaxed);
+                if w.load(Ordering::Relaxed) == seen && owner_dead(seen & TID, start, ns) {
                     let mine = me() | INCONSISTENT | CONTENDED;
                     // SYNC: Acquire, as in `take_free`; the dead owner's writes happened before
                     // it died, and we read its word.
@@ -246,6 +292,7 @@ impl LockState {
     pub(crate) fn unlock(&self, consistent: bool) {
         self.owner_pid.store(0, Ordering::Relaxed);
         self.owner_start.store(0, Ordering::Relaxed);
+        self.owner_ns.store(0, Ordering::Relaxed);
         let next = if consistent { 0 } else { INCONSISTENT };
         // SYNC: Release pairs with the Acquire in `take_free`/`lock` of the next owner.
         if self.word.word().swap(next, Ordering::Release) & CONTENDED != 0 {
@@ -262,9 +309,10 @@ impl LockState {
     fn set_owner(&self) {
         #[cfg(not(shmq_loom))]
         {
-            let (_, stamp, pid) = ME.with(|m| *m);
-            self.owner_pid.store(pid, Ordering::Relaxed);
-            self.owner_start.store(stamp, Ordering::Relaxed);
+            let me = me_info();
+            self.owner_pid.store(me.pid, Ordering::Relaxed);
+            self.owner_start.store(me.start_stamp, Ordering::Relaxed);
+            self.owner_ns.store(me.ns_stamp, Ordering::Relaxed);
         }
         #[cfg(shmq_loom)]
         self.owner_pid.store(1, Ordering::Relaxed);

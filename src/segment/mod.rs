@@ -181,6 +181,9 @@ fn untyped() -> TypeSig {
     }
 }
 
+/// Mode bits that let a segment's group or others write it (see [`SegmentBuilder::shared_mode`]).
+const WRITABLE_BY_OTHERS: u32 = 0o022;
+
 fn bytes_sig() -> TypeSig {
     TypeSig {
         size: 0,
@@ -199,9 +202,6 @@ fn bytes_sig() -> TypeSig {
 ///     .create_or_replace()?;
 /// assert_eq!(seg.queue::<u64>("jobs")?.capacity(), 1024);
 /// # Ok(()) }
-/// Mode bits that let a segment's group or others write it (see [`SegmentBuilder::shared_mode`]).
-const WRITABLE_BY_OTHERS: u32 = 0o022;
-
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `create` is called"]
@@ -508,7 +508,7 @@ impl SegmentBuilder {
         let map = os::map(file, plan.total).map_err(CreateError::Io)?;
         let ident = os::identity(file).map_err(CreateError::Io)?;
         let base = map.as_mut_ptr();
-        let (pid, start) = os::self_identity();
+        let (pid, start, pidns) = os::self_identity();
         // SAFETY: the mapping is `plan.total` bytes, page-aligned, and nobody else can have the
         // segment open in a usable state: until `state` becomes READY every opener waits. The
         // header lies at offset 0 and is 128 bytes.
@@ -524,6 +524,7 @@ impl SegmentBuilder {
             core::ptr::addr_of_mut!((*h).participants_offset).write(plan.part_offset);
             core::ptr::addr_of_mut!((*h).creator_pid).write(pid);
             core::ptr::addr_of_mut!((*h).creator_start).write(start);
+            core::ptr::addr_of_mut!((*h).creator_pidns).write(pidns);
             let flags = if self.keep { HEADER_KEEP } else { 0 };
             core::ptr::addr_of_mut!((*h).flags).write(crate::sync::AtomicU32::new(flags));
         }
@@ -1003,8 +1004,13 @@ pub(crate) struct Inner {
     dir_count: u32,
     part_offset: u64,
     part_count: u32,
-    /// Participant records this mapping handed to threads of this process.
-    pub(crate) records: Mutex<Vec<u32>>,
+    /// Participant records this mapping handed to threads of this process, with the fork
+    /// generation ([`os::fork_generation`]) they were handed out under: a `fork()`ed child
+    /// inherits the list and must not free its parent's records.
+    pub(crate) records: Mutex<Vec<(u32, u64)>>,
+    /// Fork generation this mapping was made under: a forked child that inherits a creator's
+    /// mapping is not the creator and never unlinks the name.
+    forks: u64,
     /// The segment file, holding a shared `flock` for as long as the mapping lives (named
     /// segments only): while any process holds one, no `create` reclaims the segment.
     holder: Option<std::fs::File>,
@@ -1034,6 +1040,7 @@ impl Inner {
             part_offset: 0,
             part_count: 0,
             records: Mutex::new(Vec::new()),
+            forks: os::fork_generation(),
             holder: None,
         };
         if owner {
@@ -1326,12 +1333,15 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let handed: Vec<u32> =
-            std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
-        for idx in handed {
+        let handed = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        let forks = os::fork_generation();
+        for (idx, _) in handed.into_iter().filter(|&(_, f)| f == forks) {
             participants::release(self.record(idx));
         }
-        if self.owner && !self.keep.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.owner
+            && self.forks == forks
+            && !self.keep.load(std::sync::atomic::Ordering::Relaxed)
+        {
             // Unlink only if the name still refers to our file: a `create_or_replace` elsewhere
             // may have put a new segment under it.
             if let (Some(mine), Some(now)) = (self.ident, os::identity_of_name(&self.name)) {

@@ -239,7 +239,8 @@ fn unused_segment(file: &File, size: u64) -> bool {
     }
     let creator = u32_at(&head, offset_of!(SegmentHeader, creator_pid));
     let creator_start = u64_at(&head, offset_of!(SegmentHeader, creator_start));
-    if process_alive(creator, creator_start) {
+    let creator_pidns = u64_at(&head, offset_of!(SegmentHeader, creator_pidns));
+    if process_alive(creator, creator_start, creator_pidns) {
         return false;
     }
     let count = u32_at(&head, offset_of!(SegmentHeader, participants_count)) as u64;
@@ -253,7 +254,7 @@ fn unused_segment(file: &File, size: u64) -> bool {
     if end > size {
         return false;
     }
-    let mut rec = [0u8; 16];
+    let mut rec = [0u8; core::mem::size_of::<ParticipantRecord>()];
     (0..count).all(|i| {
         if file
             .read_exact_at(&mut rec, table + i * RECORD_SIZE)
@@ -262,7 +263,12 @@ fn unused_segment(file: &File, size: u64) -> bool {
             return false;
         }
         let pid = u32_at(&rec, offset_of!(ParticipantRecord, pid));
-        pid == 0 || !process_alive(pid, u64_at(&rec, offset_of!(ParticipantRecord, start_time)))
+        pid == 0
+            || !process_alive(
+                pid,
+                u64_at(&rec, offset_of!(ParticipantRecord, start_time)),
+                u64_at(&rec, offset_of!(ParticipantRecord, pidns)),
+            )
     })
 }
 
@@ -289,18 +295,37 @@ pub(crate) fn map(file: &File, len: u64) -> std::io::Result<MmapRaw> {
 pub(crate) enum ProcState {
     /// Running or sleeping (or stopped), started at this time (clock ticks since boot, field 22).
     Alive(u64),
-    /// No such id, or a zombie (a zombie will never run again).
+    /// Known to be gone: no such id in a procfs that shows this process, or a zombie.
     Dead,
-    /// /proc could not be read (no procfs, no permission, a sandbox): treated as alive, so
-    /// nothing is ever recovered on a guess.
+    /// /proc could not tell (no procfs, a masked one, one of another PID namespace, no
+    /// permission): treated as alive, so nothing is ever recovered on a guess.
     Unknown,
 }
 
-/// Reads `/proc/ID/stat` for a process or thread id.
-pub(crate) fn proc_state(id: u32) -> ProcState {
+/// Whether `/proc` is a procfs of this process's own PID namespace: `/proc/self` names our pid.
+/// Without it an ENOENT for some pid proves nothing (a tmpfs over /proc, a chroot without it, a
+/// procfs mounted for another namespace: all answer ENOENT for a live process).
+fn procfs_shows_us() -> bool {
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    fs::readlink("/proc/self", Vec::new())
+        .ok()
+        .and_then(|l| l.to_str().ok().and_then(|s| s.parse::<u32>().ok()))
+        == Some(me)
+}
+
+/// Reads `/proc/ID/stat` for a thread id (`process == false`: a zombie thread is gone) or a
+/// process id (`process == true`: a zombie *leader* whose other threads still run, after the main
+/// thread called `pthread_exit`, is a live process).
+fn proc_state_of(id: u32, process: bool) -> ProcState {
     let stat = match std::fs::read_to_string(format!("/proc/{id}/stat")) {
         Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ProcState::Dead,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return if procfs_shows_us() {
+                ProcState::Dead
+            } else {
+                ProcState::Unknown
+            };
+        }
         Err(_) => return ProcState::Unknown,
     };
     // The command name (field 2) is in parentheses and may itself contain spaces or ')'.
@@ -310,7 +335,15 @@ pub(crate) fn proc_state(id: u32) -> ProcState {
     let mut fields = stat[close + 1..].split_ascii_whitespace();
     match fields.next() {
         // Field 3: state.
-        Some("Z") | Some("X") | Some("x") => return ProcState::Dead,
+        Some("Z") | Some("X") | Some("x") => {
+            let other_threads = process
+                && std::fs::read_dir(format!("/proc/{id}/task"))
+                    .map(|d| d.count() > 1)
+                    .unwrap_or(false);
+            if !other_threads {
+                return ProcState::Dead;
+            }
+        }
         None => return ProcState::Unknown,
         _ => {}
     }
@@ -321,25 +354,62 @@ pub(crate) fn proc_state(id: u32) -> ProcState {
     }
 }
 
-/// Start time of process `pid`, or `None` if it is dead or /proc cannot tell.
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    match proc_state(pid) {
+/// What `/proc/TID/stat` says about a thread (a lock owner).
+pub(crate) fn thread_state(tid: u32) -> ProcState {
+    proc_state_of(tid, false)
+}
+
+/// Start time of thread `tid`, or `None` if it is gone or /proc cannot tell.
+pub(crate) fn thread_start_time(tid: u32) -> Option<u64> {
+    match thread_state(tid) {
         ProcState::Alive(t) => Some(t),
         _ => None,
     }
 }
 
-/// This process's pid and start time, read once.
-pub(crate) fn self_identity() -> (u32, u64) {
+/// This process's identity for liveness checks: pid, start time and PID namespace (see
+/// [`pid_namespace`]), read once per process (a `fork()`ed child reads its own).
+pub(crate) fn self_identity() -> (u32, u64, u64) {
     use std::sync::OnceLock;
-    static ID: OnceLock<(u32, u64)> = OnceLock::new();
-    // A fork()ed child inherits the static; compare the pid to catch that.
+    static ID: OnceLock<(u32, u64, u64)> = OnceLock::new();
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    let cached = *ID.get_or_init(|| (pid, process_start_time(pid).unwrap_or(0)));
+    let read = || {
+        let start = match proc_state_of(pid, true) {
+            ProcState::Alive(t) => t,
+            _ => 0,
+        };
+        (pid, start, pid_namespace())
+    };
+    let cached = *ID.get_or_init(read);
+    // A fork()ed child inherits the static; the pid tells.
     if cached.0 == pid {
         cached
     } else {
-        (pid, process_start_time(pid).unwrap_or(0))
+        read()
+    }
+}
+
+/// The calling process's PID namespace, as the inode number of `/proc/self/ns/pid` (what
+/// `readlink` shows as `pid:[N]`); 0 if it cannot be read. Pids mean something only inside one
+/// namespace: two containers sharing /dev/shm without sharing a PID namespace see each other's
+/// pids as unrelated numbers, so a record from another namespace (or an unknown one) is never
+/// judged dead.
+pub(crate) fn pid_namespace() -> u64 {
+    fs::stat("/proc/self/ns/pid").map_or(0, |st| st.st_ino)
+}
+
+/// True unless the process `pid` of PID namespace `pidns` that started at `start` is known to be
+/// gone (no such pid, a zombie, or a reused pid with another start time). `start == 0` means "not
+/// recorded": the pid alone decides. A namespace that is not ours, or not known (`0`), or a
+/// /proc that cannot tell, answers "alive".
+pub(crate) fn process_alive(pid: u32, start: u64, pidns: u64) -> bool {
+    if pidns == 0 || pidns != self_identity().2 {
+        return true;
+    }
+    match proc_state_of(pid, true) {
+        ProcState::Alive(t) => start == 0 || t == start,
+        ProcState::Dead => false,
+        ProcState::Unknown => true,
     }
 }
 
@@ -348,13 +418,28 @@ pub(crate) fn thread_id() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
 }
 
-/// True unless the process `pid` that started at `start` is known to be gone (no such pid, a
-/// zombie, or a reused pid with another start time). `start == 0` means "not recorded": the pid
-/// alone decides. When /proc cannot be read the answer is "alive".
-pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
-    match proc_state(pid) {
-        ProcState::Alive(t) => start == 0 || t == start,
-        ProcState::Dead => false,
-        ProcState::Unknown => true,
-    }
+/// Forks seen by this process and its ancestors since the first call: a `pthread_atfork` child
+/// handler bumps it in every `fork()`ed child (Python's default start method on Linux forks
+/// without exec). Per-thread caches (participant records, lock owner ids) store the value they
+/// were made under and are rebuilt when it changes: a child must not act as its parent's threads.
+pub(crate) fn fork_generation() -> u64 {
+    use std::sync::atomic::Ordering; // shim-exempt: process-local, never shared memory
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only does an atomic add, which is async-signal-safe
+        // and so fine to run in a child right after fork(). A failure (ENOMEM) leaves caches
+        // checked by pid only, where callers do that too.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child));
+        }
+    });
+    FORKS.load(Ordering::Relaxed)
+}
+
+// shim-exempt: process-local counter, never in shared memory.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    // shim-exempt: process-local.
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }

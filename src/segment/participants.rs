@@ -33,11 +33,16 @@ struct Cached {
 /// every operation.
 const FULL_RETRY: Duration = Duration::from_millis(100);
 
-/// Frees this thread's records in every segment still mapped when the thread exits.
-struct ThreadRecords(Vec<Cached>);
+/// Frees this thread's records in every segment still mapped when the thread exits. `forks` is
+/// the fork generation the entries were made under: a `fork()`ed child inherits the forking
+/// thread's entries, which name its parent's records, and drops them unused.
+struct ThreadRecords(Vec<Cached>, u64);
 
 impl Drop for ThreadRecords {
     fn drop(&mut self) {
+        if self.1 != os::fork_generation() {
+            return; // inherited through fork(): the parent's records, not ours to free
+        }
         for c in self.0.drain(..) {
             if let (Some(inner), Some(idx)) = (c.seg.upgrade(), c.idx) {
                 inner.forget_record(idx);
@@ -48,7 +53,7 @@ impl Drop for ThreadRecords {
 }
 
 thread_local! {
-    static RECORDS: RefCell<ThreadRecords> = const { RefCell::new(ThreadRecords(Vec::new())) };
+    static RECORDS: RefCell<ThreadRecords> = const { RefCell::new(ThreadRecords(Vec::new(), 0)) };
 }
 
 /// Marks a record free: claim words cleared, then `pid = 0` with Release.
@@ -58,17 +63,19 @@ pub(crate) fn release(r: &ParticipantRecord) {
     r.producer_of.store(0, Ordering::Relaxed);
     r.tid.store(0, Ordering::Relaxed);
     r.start_time.store(0, Ordering::Relaxed);
+    r.pidns.store(0, Ordering::Relaxed);
     // SYNC: Release orders the clearing above before the record can be claimed again; pairs with
     // the Acquire CAS in `Inner::claim_record`.
     r.pid.store(0, Ordering::Release);
 }
 
-/// Whether the process owning record `r` is alive. (A start time of 0 means the owner is between
-/// its CAS and its next store: judge it by its pid alone.)
+/// Whether the process owning record `r` is alive, or cannot be shown dead. A namespace of 0 means
+/// the owner is between its pid CAS and its namespace store (or its namespace is unknown): alive.
 fn record_alive(r: &ParticipantRecord) -> bool {
     let owner = r.pid.load(Ordering::Acquire);
     let start = r.start_time.load(Ordering::Relaxed);
-    os::process_alive(owner, start)
+    let pidns = r.pidns.load(Ordering::Relaxed);
+    os::process_alive(owner, start, pidns)
 }
 
 /// The participant table seen from one queue (directory index + 1 = `obj`): who claimed what.
@@ -144,6 +151,13 @@ impl Inner {
         let idx = RECORDS
             .try_with(|r| {
                 let mut r = r.borrow_mut();
+                let forks = os::fork_generation();
+                if r.1 != forks {
+                    // Inherited through fork(): these name the parent's records. Forget them
+                    // without freeing anything (the parent still uses them).
+                    r.0.clear();
+                    r.1 = forks;
+                }
                 if let Some(i) = r.0.iter().position(|c| c.seg_id == self.id) {
                     let c = &r.0[i];
                     if c.idx.is_some() || c.retry_at.is_some_and(|t| Instant::now() < t) {
@@ -171,7 +185,7 @@ impl Inner {
     }
 
     fn claim_record(&self) -> Option<u32> {
-        let (pid, start) = os::self_identity();
+        let (pid, start, pidns) = os::self_identity();
         let tid = os::thread_id();
         let take = |i: u32, expect: u32| -> bool {
             let r = self.record(i);
@@ -187,6 +201,10 @@ impl Inner {
             {
                 return false;
             }
+            // The dead owner's namespace goes too, before our pid: a record that reads "our pid,
+            // its namespace" could be judged by our pid in a namespace that is not ours. With 0
+            // it reads as alive until our own store below.
+            r.pidns.store(0, Ordering::Relaxed);
             // SYNC: Acquire pairs with the Release in `release` (or the dead owner's last
             // stores). Release orders the start-time clearing above before our pid: pairs with
             // the Acquire pid load in `record_alive`, so whoever sees our pid sees start 0 (or
@@ -199,6 +217,7 @@ impl Inner {
             }
             r.tid.store(tid, Ordering::Relaxed);
             r.start_time.store(start, Ordering::Relaxed);
+            r.pidns.store(pidns, Ordering::Relaxed);
             // A record taken over from a dead process must not make us look like its producer,
             // nor like the claimant of whatever it named (its claims need no evidence any more:
             // see `claims_settled`).
@@ -266,13 +285,13 @@ impl Inner {
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(idx);
+            .push((idx, os::fork_generation()));
     }
 
     fn forget_record(&self, idx: u32) {
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|&i| i != idx);
+            .retain(|&(i, _)| i != idx);
     }
 }
