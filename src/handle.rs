@@ -1,6 +1,7 @@
 //! What every queue handle shares: the segment it lives in, its ring, and the mapping from ring
 //! outcomes to deadlines and participant records.
 
+use crate::layout::ClaimRecord;
 use crate::ring::{Claimant, Ring, TryError, WaitError};
 use crate::ring_mem::RawRing;
 use crate::segment::Inner;
@@ -58,6 +59,20 @@ impl From<WaitError> for Fail {
     }
 }
 
+/// `record`, unless its put (`put`) or get side already names a claim of this thread's that is
+/// not settled yet: a call made inside a `put_with` / `get_with` closure (on this queue or
+/// another of the segment). Naming its own claim there would overwrite the outer claim's
+/// position, and a crash inside the closure would then leave the outer claim with no record (never
+/// recovered), or with a record naming the wrong position. The inner call goes on without a
+/// record instead, counted as unattributed while its claim is in flight (see `Unattributed` in
+/// `ring.rs`), which keeps recovery sound on its queue.
+#[inline]
+fn free_side(record: &ClaimRecord, put: bool) -> Option<&ClaimRecord> {
+    // Relaxed: our own record, written only by this thread.
+    let (obj, _, _) = record.side(put);
+    (obj.load(crate::sync::Ordering::Relaxed) == 0).then_some(record)
+}
+
 /// A ring inside a mapped segment, plus the Arc that keeps the mapping alive.
 pub(crate) struct RingHandle {
     // `ring` points into `seg`'s mapping: keep `seg` declared (and so dropped) after it.
@@ -81,13 +96,17 @@ impl Clone for RingHandle {
 }
 
 impl RingHandle {
-    /// This thread's participant record for claims on this ring (`None` if the table is full).
+    /// This thread's participant record for claims on this ring (`None` if the table is full,
+    /// or if the record's get side names a claim of ours in progress: see [`free_side`]).
     #[inline]
     fn claimant(&self) -> Option<Claimant<'_>> {
-        self.seg.participant().map(|p| Claimant {
-            record: p.claim,
-            obj: self.obj,
-        })
+        self.seg
+            .participant()
+            .and_then(|p| free_side(p.claim, false))
+            .map(|record| Claimant {
+                record,
+                obj: self.obj,
+            })
     }
 
     /// Registers the calling thread as a producer of this ring (once per thread and ring: one
@@ -117,8 +136,8 @@ impl RingHandle {
                 .producers
                 .fetch_or(PRODUCER_SEEN, Ordering::Release);
         }
-        Some(Claimant {
-            record: p.claim,
+        free_side(p.claim, true).map(|record| Claimant {
+            record,
             obj: self.obj,
         })
     }

@@ -188,15 +188,17 @@ impl WaitCell {
 
 /// Settles positions `pos..end` that this thread claimed, if the user closure it was running
 /// panicked: a put's unpublished positions become tombstones (consumers skip them), a get's
-/// unreleased slots are released and their messages counted lost. Forgotten on success.
-struct ClaimGuard<'a, M: RingMem> {
+/// unreleased slots are released and their messages counted lost, and the claim record (if any)
+/// stops naming them, as after a settled claim. Forgotten on success.
+struct ClaimGuard<'a, 'r, M: RingMem> {
     ring: &'a Ring<M>,
     pos: u64,
     end: u64,
     put: bool,
+    record: Option<&'r ClaimRecord>,
 }
 
-impl<M: RingMem> Drop for ClaimGuard<'_, M> {
+impl<M: RingMem> Drop for ClaimGuard<'_, '_, M> {
     fn drop(&mut self) {
         let (ring, n) = (self.ring, self.end - self.pos);
         let cap = ring.capacity();
@@ -208,6 +210,11 @@ impl<M: RingMem> Drop for ClaimGuard<'_, M> {
             };
             // SYNC: Release, as the publish/release stores it replaces.
             ring.mem.stamp(p % cap).store(stamp, Ordering::Release);
+        }
+        if let Some(r) = self.record {
+            // SYNC: Release fence, as after a settled claim (see `put_attempt`).
+            fence(Ordering::Release);
+            r.side(self.put).0.store(0, Ordering::Relaxed);
         }
         let counters = &ring.hdr().counters;
         if self.put {
@@ -665,6 +672,7 @@ impl<M: RingMem> Ring<M> {
                             pos,
                             end: pos + k,
                             put: true,
+                            record: who.map(|c| c.record),
                         };
                         for j in 0..k {
                             let p = pos + j;
@@ -815,6 +823,7 @@ impl<M: RingMem> Ring<M> {
                             pos,
                             end: pos + k,
                             put: false,
+                            record: who.map(|c| c.record),
                         };
                         for j in 0..k {
                             let p = pos + j;

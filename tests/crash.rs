@@ -102,6 +102,21 @@ fn child_crash_role() {
         "batch-producer" => {
             q.put_many(&[1, 2, 3]).unwrap();
         }
+        "batch-producer-1024" => {
+            let items: Vec<u64> = (0..1024).collect();
+            q.put_many(&items).unwrap();
+        }
+        "nested-producer" => {
+            // Claims position 0 of "q" and, inside the closure, puts to "q2" in full; then stops
+            // there, alive, still holding the outer claim, until the test kills it.
+            let q2 = seg.queue::<u64>("q2").unwrap();
+            q.put_with(|v| {
+                *v = 1;
+                q2.put(5).unwrap();
+                hold_alive();
+            })
+            .unwrap();
+        }
         "try-consumer-then-hold" => {
             // One non-blocking get; reports its outcome through event "tried", then stays alive.
             let empty = q.try_get().is_err();
@@ -188,6 +203,47 @@ fn try_get_and_a_short_get_timeout_recover_a_dead_producers_claim() {
         assert_eq!(got, Ok(10), "{mode}");
         assert_eq!(q.stats().tombstones, 1, "{mode}");
     }
+}
+
+#[test]
+fn producer_killed_holding_a_batch_of_1024_is_recovered_in_one_pass() {
+    let name = unique("deadbatch1024");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 2048)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    kill(child_stopped_at(
+        &name,
+        "batch-producer-1024",
+        "put-claimed",
+        0,
+        false,
+    ));
+    q.put(7).unwrap();
+    // One recovery per 50 ms sleep slice, as before, would take 51 s for the 1024 positions.
+    assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(7));
+    assert_eq!(q.stats().tombstones, 1024);
+}
+
+#[test]
+fn producer_killed_inside_a_put_with_closure_that_used_another_queue_is_recovered() {
+    let name = unique("nested");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .queue::<u64>("q2", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    // The child's put on q2, made inside its put_with closure on q, used to overwrite the
+    // record of the outer claim (and clear it once settled): killed there, the outer claim was
+    // named by no record and never recovered.
+    kill(child_holding(&name, "nested-producer"));
+    q.put(10).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(10));
+    assert_eq!(q.stats().tombstones, 1);
+    // The inner put went through whole.
+    assert_eq!(seg.queue::<u64>("q2").unwrap().try_get(), Ok(5));
 }
 
 #[test]
