@@ -436,8 +436,8 @@ pub(crate) fn fork_generation() -> u64 {
     FORKS.load(Ordering::Relaxed)
 }
 
-// shim-exempt: process-local counter, never in shared memory.
-static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Process-local, never in shared memory.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0); // shim-exempt
 
 extern "C" fn forked_child() {
     // shim-exempt: process-local.
