@@ -307,9 +307,9 @@ pub(crate) enum ProcState {
 /// procfs mounted for another namespace: all answer ENOENT for a live process).
 fn procfs_shows_us() -> bool {
     let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    fs::readlink("/proc/self", Vec::new())
+    std::fs::read_link("/proc/self")
         .ok()
-        .and_then(|l| l.to_str().ok().and_then(|s| s.parse::<u32>().ok()))
+        .and_then(|l| l.to_str().and_then(|s| s.parse::<u32>().ok()))
         == Some(me)
 }
 
@@ -395,7 +395,8 @@ pub(crate) fn self_identity() -> (u32, u64, u64) {
 /// pids as unrelated numbers, so a record from another namespace (or an unknown one) is never
 /// judged dead.
 pub(crate) fn pid_namespace() -> u64 {
-    fs::stat("/proc/self/ns/pid").map_or(0, |st| st.st_ino)
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 /// True unless the process `pid` of PID namespace `pidns` that started at `start` is known to be
@@ -425,6 +426,8 @@ pub(crate) fn thread_id() -> u32 {
 pub(crate) fn fork_generation() -> u64 {
     use std::sync::atomic::Ordering; // shim-exempt: process-local, never shared memory
     static REGISTER: std::sync::Once = std::sync::Once::new();
+    // Miri cannot call foreign functions, and an interpreted program never forks.
+    #[cfg(not(miri))]
     REGISTER.call_once(|| {
         // SAFETY: registers a handler that only does an atomic add, which is async-signal-safe
         // and so fine to run in a child right after fork(). A failure (ENOMEM) leaves caches
