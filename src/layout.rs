@@ -98,6 +98,11 @@ pub(crate) struct RingCounters {
 
 /// [`RingCounters::producers`] bit: some thread registered as a producer of this ring.
 pub(crate) const PRODUCER_SEEN: u32 = 1;
+/// `ParticipantRecord::pid` while a thread takes the record over (never a real pid: Linux pids
+/// stay below 2^22). Readers treat it as alive, so nobody judges the record by fields that its
+/// new owner is still writing; the taker stores its own pid (Release) when it is done.
+pub(crate) const PID_TAKING: u32 = u32::MAX;
+
 /// [`RingCounters::producers`] bit: some thread put without a participant record.
 pub(crate) const PRODUCER_UNATTRIBUTED: u32 = 2;
 

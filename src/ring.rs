@@ -184,6 +184,25 @@ impl WaitCell {
     pub(crate) fn unregister(&self) {
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
+
+    /// [`register`](Self::register), undone when the returned guard drops: the retry between
+    /// registering and sleeping may run a user closure (`put_with` / `get_with`), and one that
+    /// panics must not leave the shared waiter count raised for good (every later publish would
+    /// pay a `futex_wake`).
+    #[inline]
+    pub(crate) fn register_guarded(&self) -> (u32, Registered<'_>) {
+        (self.register(), Registered(self))
+    }
+}
+
+/// A waiter's registration on a [`WaitCell`], undone on drop.
+pub(crate) struct Registered<'a>(&'a WaitCell);
+
+impl Drop for Registered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.unregister();
+    }
 }
 
 /// Settles positions `pos..end` that this thread claimed, if the user closure it was running
@@ -1003,12 +1022,12 @@ impl<M: RingMem> Ring<M> {
                 // up as a deadlock.
                 #[cfg(shmq_loom)]
                 let slice = self.live.as_ref().map(|_| Instant::now());
-                let epoch = cell.register();
+                let (epoch, registered) = cell.register_guarded();
                 let retry = attempt(true);
                 if retry == Err(TryError::Pending) {
                     cell.epoch.wait(epoch, slice);
                 }
-                cell.unregister();
+                drop(registered);
                 if retry != Err(TryError::Pending) {
                     return retry;
                 }
@@ -1129,7 +1148,7 @@ impl<M: RingMem> Ring<M> {
             // With a liveness source, sleep in slices: a process that died holding the claim we
             // wait behind cannot wake us, so every slice we look for one and recover its claim.
             let slice_end = self.sliced(deadline);
-            let epoch = cell.register();
+            let (epoch, registered) = cell.register_guarded();
             let retry = attempt(false);
             let woke = match retry {
                 Err(TryError::WouldBlock) | Err(TryError::Pending) => {
@@ -1137,7 +1156,7 @@ impl<M: RingMem> Ring<M> {
                 }
                 _ => Wake::Woken,
             };
-            cell.unregister();
+            drop(registered);
             if let Some(r) = done(retry) {
                 return r;
             }

@@ -228,6 +228,75 @@ fn peer_in_another_pid_namespace_is_never_taken_for_dead() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A /proc that is not a procfs of ours
+
+#[test]
+fn observer_under_a_fake_procfs_never_takes_live_peers_for_dead() {
+    // A sandbox's stand-in /proc whose entries say the live producer and lock owner are zombies:
+    // a /proc that does not show the observer itself proves nothing, whatever it says. (Two
+    // checks refuse it: the observer cannot read its own PID namespace there, and /proc/self
+    // does not name it.)
+    let masked = ["--mount", "--propagation", "private"];
+    if !unshare_works(&masked) {
+        return;
+    }
+    let name = unique("fakeproc");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .lock("l")
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    let lock = seg.lock("l").unwrap();
+    let guard = lock.lock().unwrap();
+    let q = &q;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel::<u32>();
+    std::thread::scope(|s| {
+        let _release = OnDrop(move || {
+            let _ = tx.send(());
+        });
+        s.spawn(move || {
+            q.put_with(|v| {
+                *v = 1;
+                claimed_tx
+                    .send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                    .unwrap();
+                rx.recv().unwrap();
+            })
+            .unwrap()
+        });
+        let claimant_tid = claimed_rx.recv().unwrap();
+        q.put(2).unwrap();
+        let owner_tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        let zombie = |id: u32| {
+            format!(
+                "mkdir -p /proc/{id} && echo '{id} (fake) Z 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 \
+                 12345 0 0' > /proc/{id}/stat && "
+            )
+        };
+        let setup = format!(
+            "mount -t tmpfs none /proc && {}{}{}",
+            zombie(std::process::id()),
+            zombie(claimant_tid),
+            zombie(owner_tid)
+        );
+        let mut child = Reap(spawn_under(
+            &["unshare", "--mount", "--propagation", "private"],
+            &setup,
+            "child_observer_without_procfs",
+            &name,
+        ));
+        let seen = result_line(&mut child.0);
+        assert!(child.0.wait().unwrap().success());
+        assert_eq!(seen, "Err(Timeout) Timeout");
+    });
+    drop(guard);
+    assert_eq!((q.get(), q.get()), (Ok(1), Ok(2)));
+    assert_eq!(q.stats().tombstones, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
 // A lock owner whose start time could not be read
 
 #[test]

@@ -303,8 +303,9 @@ pub(crate) enum ProcState {
 }
 
 /// Whether `/proc` is a procfs of this process's own PID namespace: `/proc/self` names our pid.
-/// Without it an ENOENT for some pid proves nothing (a tmpfs over /proc, a chroot without it, a
-/// procfs mounted for another namespace: all answer ENOENT for a live process).
+/// Without it nothing /proc says proves anything: a tmpfs over /proc or a chroot without it
+/// answers ENOENT for a live process, and a procfs mounted for another PID namespace describes
+/// unrelated processes under the same numbers.
 fn procfs_shows_us() -> bool {
     let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
     std::fs::read_link("/proc/self")
@@ -317,10 +318,21 @@ fn procfs_shows_us() -> bool {
 /// process id (`process == true`: a zombie *leader* whose other threads still run, after the main
 /// thread called `pthread_exit`, is a live process).
 fn proc_state_of(id: u32, process: bool) -> ProcState {
+    // A procfs that does not show us belongs to no namespace of ours (or is not a procfs): what
+    // it says of any id, present or missing, is about some other process.
+    if !procfs_shows_us() {
+        return ProcState::Unknown;
+    }
     let stat = match std::fs::read_to_string(format!("/proc/{id}/stat")) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return if procfs_shows_us() {
+            // A procfs mounted with `hidepid` hides other users' processes behind ENOENT. The
+            // kernel's own answer for our PID namespace settles it: ESRCH from kill(id, 0) is
+            // "no such process or thread"; EPERM or success mean it exists.
+            let gone = rustix::process::Pid::from_raw(id as i32).is_some_and(|p| {
+                rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH)
+            });
+            return if gone {
                 ProcState::Dead
             } else {
                 ProcState::Unknown
@@ -404,7 +416,7 @@ pub(crate) fn pid_namespace() -> u64 {
 /// recorded": the pid alone decides. A namespace that is not ours, or not known (`0`), or a
 /// /proc that cannot tell, answers "alive".
 pub(crate) fn process_alive(pid: u32, start: u64, pidns: u64) -> bool {
-    if pidns == 0 || pidns != self_identity().2 {
+    if pid == crate::layout::PID_TAKING || pidns == 0 || pidns != self_identity().2 {
         return true;
     }
     match proc_state_of(pid, true) {
@@ -423,25 +435,58 @@ pub(crate) fn thread_id() -> u32 {
 /// handler bumps it in every `fork()`ed child (Python's default start method on Linux forks
 /// without exec). Per-thread caches (participant records, lock owner ids) store the value they
 /// were made under and are rebuilt when it changes: a child must not act as its parent's threads.
+///
+/// If the handler cannot be registered (`pthread_atfork` failed, or this process was forked
+/// while another thread was registering it, so the registration never finished here) the value
+/// is this process's pid with the top bit set instead: a child then still reads another value,
+/// at the cost of a `getpid` per call.
 pub(crate) fn fork_generation() -> u64 {
     use std::sync::atomic::Ordering; // shim-exempt: process-local, never shared memory
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    // Miri cannot call foreign functions, and an interpreted program never forks.
-    #[cfg(not(miri))]
-    REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only does an atomic add, which is async-signal-safe
-        // and so fine to run in a child right after fork(). A failure (ENOMEM) leaves caches
-        // checked by pid only, where callers do that too.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(forked_child));
+    const NONE: u64 = 0;
+    const REGISTERED: u64 = 1;
+    const FAILED: u64 = 2;
+    const REGISTERING: u64 = 1 << 62; // | pid of the registering process
+    let by_pid = || 1 << 63 | rustix::process::getpid().as_raw_nonzero().get() as u64;
+    loop {
+        match ATFORK.load(Ordering::Acquire) {
+            REGISTERED => return FORKS.load(Ordering::Relaxed),
+            FAILED => return by_pid(),
+            NONE => {
+                let me = REGISTERING | by_pid() & u32::MAX as u64;
+                if ATFORK
+                    .compare_exchange(NONE, me, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    // Miri cannot call foreign functions; an interpreted program never forks.
+                    #[cfg(not(miri))]
+                    // SAFETY: registers a child handler that only does an atomic add, which is
+                    // async-signal-safe and so may run in a child right after fork().
+                    let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+                    #[cfg(miri)]
+                    let rc = 0;
+                    // SYNC: Release pairs with the Acquire load above: a thread that reads
+                    // REGISTERED knows the handler is in place for every later fork.
+                    ATFORK.store(if rc == 0 { REGISTERED } else { FAILED }, Ordering::Release);
+                }
+            }
+            busy => {
+                if busy & u32::MAX as u64 != by_pid() & u32::MAX as u64 {
+                    // Inherited mid-registration from a parent: it never completes here.
+                    return by_pid();
+                }
+                std::hint::spin_loop();
+            }
         }
-    });
-    FORKS.load(Ordering::Relaxed)
+    }
 }
+
+/// Registration state of the atfork handler (see [`fork_generation`]); process-local.
+static ATFORK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0); // shim-exempt
 
 /// Process-local, never in shared memory.
 static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0); // shim-exempt
 
+#[cfg_attr(miri, allow(dead_code))]
 extern "C" fn forked_child() {
     // shim-exempt: process-local.
     FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -7,7 +7,7 @@
 //! over when the table has no free record.
 
 use super::{os, Inner};
-use crate::layout::{ClaimRecord, ParticipantRecord};
+use crate::layout::{ClaimRecord, ParticipantRecord, PID_TAKING};
 use crate::sync::Ordering;
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
@@ -189,28 +189,15 @@ impl Inner {
         let tid = os::thread_id();
         let take = |i: u32, expect: u32| -> bool {
             let r = self.record(i);
-            // Taking over from a dead owner: first clear its start time (a CAS, so that of two
-            // takers that both judged the owner dead only one goes on). Otherwise, between our
-            // pid CAS and our start-time store, the record would read "our pid, the dead owner's
-            // start time", which is dead, and a second taker could take it from us.
-            let seen = r.start_time.load(Ordering::Relaxed);
-            if seen != 0
-                && r.start_time
-                    .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                return false;
-            }
-            // The dead owner's namespace goes too, before our pid: a record that reads "our pid,
-            // its namespace" could be judged by our pid in a namespace that is not ours. With 0
-            // it reads as alive until our own store below.
-            r.pidns.store(0, Ordering::Relaxed);
-            // SYNC: Acquire pairs with the Release in `release` (or the dead owner's last
-            // stores). Release orders the start-time clearing above before our pid: pairs with
-            // the Acquire pid load in `record_alive`, so whoever sees our pid sees start 0 (or
-            // ours) and judges the record by our pid alone, which is alive.
+            // One CAS decides who takes the record (from free, or from a dead owner); a loser
+            // has written nothing. While the pid reads `PID_TAKING` every reader judges the
+            // record alive, so the fields below are never read half-written (a record read as
+            // "our pid, the dead owner's start time or namespace" would look dead, and a second
+            // taker could take it from us).
+            // SYNC: Acquire pairs with the Release pid store in `release` (or the dead owner's
+            // last stores): its clearing happens before our writes.
             if r.pid
-                .compare_exchange(expect, pid, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(expect, PID_TAKING, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
                 return false;
@@ -224,6 +211,9 @@ impl Inner {
             r.producer_of.store(0, Ordering::Relaxed);
             r.claim.put_obj.store(0, Ordering::Relaxed);
             r.claim.get_obj.store(0, Ordering::Relaxed);
+            // SYNC: Release pairs with the Acquire pid loads of readers (`record_alive`,
+            // `naming`, `live_producers`): whoever sees our pid sees the fields above.
+            r.pid.store(pid, Ordering::Release);
             true
         };
         for i in 0..self.part_count {
