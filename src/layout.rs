@@ -158,6 +158,12 @@ pub(crate) struct ClaimRecord {
     pub(crate) get_pos: AtomicU64,
     /// Number of positions of that get claim.
     pub(crate) get_len: AtomicU64,
+    /// The wait cell this thread is registered on while it sleeps: `obj << 1 | 1` for a queue's
+    /// `space` (a putter), `obj << 1` for its `items` (a getter); 0 when not waiting. Set after
+    /// the thread raises the cell's `waiters` count and cleared before it lowers it, so a dead
+    /// owner's nonzero value stands for exactly one registration it never took back, which
+    /// `Ring::repair_waiters` (or a taker of the record) takes back for it.
+    pub(crate) waiting: AtomicU32,
 }
 
 impl ClaimRecord {
@@ -288,14 +294,14 @@ mod segment_layout {
         assert!(size_of::<DirEntry>() == 256);
         assert!(size_of::<ParticipantRecord>() == 128);
         assert!(align_of::<ParticipantRecord>() == 128);
-        assert!(size_of::<ClaimRecord>() == 40);
+        assert!(size_of::<ClaimRecord>() == 48);
     };
 
     /// A hash over the sizes and offsets every build must agree on; stored in the header and
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 18] = [
+        let parts: [u64; 19] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -316,6 +322,7 @@ mod segment_layout {
             offset_of!(RingCounters, unattributed) as u64,
             offset_of!(ParticipantRecord, pidns) as u64,
             offset_of!(SegmentHeader, creator_pidns) as u64,
+            offset_of!(ClaimRecord, waiting) as u64,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

@@ -548,6 +548,11 @@ impl Liveness for ModelProcesses {
     fn live_participants(&self) -> u32 {
         self.alive()
     }
+
+    /// The models do not kill registered waiters.
+    fn repair_waiters(&self, _put: bool) -> u32 {
+        0
+    }
 }
 
 /// A ring of `u64` values whose operations run as simulated processes `0..procs`, each with its
@@ -573,6 +578,7 @@ impl ModelCrashQueue {
                         put_len: AtomicU64::new(0),
                         get_pos: AtomicU64::new(0),
                         get_len: AtomicU64::new(0),
+                        waiting: AtomicU32::new(0),
                     },
                     dead: AtomicU32::new(0),
                 })

@@ -92,6 +92,11 @@ pub(crate) trait Liveness: std::fmt::Debug {
     fn live_producers(&self) -> u32;
     /// How many participant records of the segment belong to live processes.
     fn live_participants(&self) -> u32;
+    /// Takes back the registrations that dead processes left on this ring's `space` (`put`) or
+    /// `items` wait cell: clears each such record's `waiting` word with one CAS (so each is
+    /// taken back once) and returns how many it cleared. The caller lowers the cell's count by
+    /// that many.
+    fn repair_waiters(&self, put: bool) -> u32;
 }
 
 /// How long a blocked waiter sleeps before it checks whether it waits for a dead process.
@@ -188,22 +193,45 @@ impl WaitCell {
     /// [`register`](Self::register), undone when the returned guard drops: the retry between
     /// registering and sleeping may run a user closure (`put_with` / `get_with`), and one that
     /// panics must not leave the shared waiter count raised for good (every later publish would
-    /// pay a `futex_wake`).
+    /// pay a `futex_wake`). With a claim record, the registration is also noted in it
+    /// (`ClaimRecord::waiting`), so that if this process dies asleep, a survivor can take it
+    /// back (`Ring::repair_waiters`).
     #[inline]
-    pub(crate) fn register_guarded(&self) -> (u32, Registered<'_>) {
-        (self.register(), Registered(self))
+    pub(crate) fn register_guarded<'a>(
+        &'a self,
+        who: Option<Claimant<'a>>,
+        put: bool,
+    ) -> (u32, Registered<'a>) {
+        let epoch = self.register();
+        let noted = who.map(|c| {
+            // After the raise, so a nonzero word always stands for a raise not taken back.
+            c.record
+                .waiting
+                .store(c.obj << 1 | put as u32, Ordering::Relaxed);
+            c.record
+        });
+        (epoch, Registered(self, noted))
     }
 }
 
-/// A waiter's registration on a [`WaitCell`], undone on drop.
-pub(crate) struct Registered<'a>(&'a WaitCell);
+/// A waiter's registration on a [`WaitCell`] (and its note in the waiter's claim record), undone
+/// on drop.
+pub(crate) struct Registered<'a>(&'a WaitCell, Option<&'a ClaimRecord>);
 
 impl Drop for Registered<'_> {
     #[inline]
     fn drop(&mut self) {
+        if let Some(r) = self.1 {
+            // Before the count drops: a dead waiter whose note is cleared took its raise back.
+            r.waiting.store(0, Ordering::Relaxed);
+        }
         self.0.unregister();
     }
 }
+
+/// After how many wake-ups that woke nobody a ring looks for registrations of dead waiters.
+#[cfg(not(shmq_loom))]
+const REPAIR_EVERY: u32 = 256;
 
 /// Settles positions `pos..end` that this thread claimed, if the user closure it was running
 /// panicked: a put's unpublished positions become tombstones (consumers skip them), a get's
@@ -301,6 +329,11 @@ pub(crate) struct Ring<M> {
     /// Where to ask whether a claimant is dead (the segment's participant table); `None` for heap
     /// rings, which then never recover anything.
     pub(crate) live: Option<std::sync::Arc<dyn Liveness + Send + Sync>>,
+    /// Wake-ups that woke nobody, process-local: a waiter count left raised by a process that
+    /// died asleep makes every publish call `futex_wake` for nobody, and every
+    /// [`REPAIR_EVERY`]-th such call looks for it (`Ring::repair_waiters`).
+    #[cfg(not(shmq_loom))]
+    woke_nobody: std::sync::atomic::AtomicU32, // shim-exempt: process-local
 }
 
 impl<M: RingMem> Ring<M> {
@@ -309,6 +342,8 @@ impl<M: RingMem> Ring<M> {
             mem,
             spin: true,
             live: None,
+            #[cfg(not(shmq_loom))]
+            woke_nobody: std::sync::atomic::AtomicU32::new(0), // shim-exempt: process-local
         }
     }
 
@@ -320,6 +355,47 @@ impl<M: RingMem> Ring<M> {
             return Some(deadline.map_or(end, |d| d.min(end)));
         }
         deadline
+    }
+
+    /// Takes back the registrations that dead processes left on the `space` (`put`) or `items`
+    /// wait cell (see [`Liveness::repair_waiters`]). Runs when a blocked waiter's slice ends and
+    /// when wake-ups keep waking nobody; a registration taken back is one a dead process will
+    /// never undo, so live waiters' counts are never touched.
+    fn repair_waiters(&self, put: bool) {
+        let Some(live) = self.live.as_deref() else {
+            return;
+        };
+        let n = live.repair_waiters(put);
+        if n > 0 {
+            let cell = if put {
+                &self.hdr().space
+            } else {
+                &self.hdr().items
+            };
+            // Never below 0, whatever a forged record says.
+            let _ = cell
+                .waiters
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(n));
+        }
+    }
+
+    /// A wake-up on the `space` (`put`) or `items` cell woke nobody: either a waiter is between
+    /// registering and sleeping (harmless), or a dead process left its registration behind. Every
+    /// [`REPAIR_EVERY`]-th time, look for the latter.
+    #[cold]
+    fn woke_nobody(&self, put: bool) {
+        #[cfg(not(shmq_loom))]
+        if self.live.is_some()
+            && self
+                .woke_nobody
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % REPAIR_EVERY
+                == REPAIR_EVERY - 1
+        {
+            self.repair_waiters(put);
+        }
+        #[cfg(shmq_loom)]
+        let _ = put;
     }
 
     /// Recovers the claim a blocked waiter is stuck behind, if its holder is dead: for a getter,
@@ -541,8 +617,10 @@ impl<M: RingMem> Ring<M> {
         // SYNC: Dekker fence, pairs with the SeqCst fence in `WaitCell::register` (see the module
         // docs) for both wait cells read below.
         fence(Ordering::SeqCst);
-        if hdr.items.waiters.load(Ordering::Relaxed) > 0 {
-            hdr.items.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32);
+        if hdr.items.waiters.load(Ordering::Relaxed) > 0
+            && hdr.items.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32) == 0
+        {
+            self.woke_nobody(false);
         }
         if hdr.space.waiters.load(Ordering::Relaxed) > 0 {
             let cap = self.capacity();
@@ -565,8 +643,10 @@ impl<M: RingMem> Ring<M> {
         // check it also pairs with the fence in `close`'s `notify_all`: either we see the closed
         // bit here, or close's wake-all comes after our head update and its woken getters see it.
         fence(Ordering::SeqCst);
-        if hdr.space.waiters.load(Ordering::Relaxed) > 0 {
-            hdr.space.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32);
+        if hdr.space.waiters.load(Ordering::Relaxed) > 0
+            && hdr.space.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32) == 0
+        {
+            self.woke_nobody(true);
         }
         if hdr.items.waiters.load(Ordering::Relaxed) > 0 {
             let cap = self.capacity();
@@ -1022,7 +1102,7 @@ impl<M: RingMem> Ring<M> {
                 // up as a deadlock.
                 #[cfg(shmq_loom)]
                 let slice = self.live.as_ref().map(|_| Instant::now());
-                let (epoch, registered) = cell.register_guarded();
+                let (epoch, registered) = cell.register_guarded(who, put);
                 let retry = attempt(true);
                 if retry == Err(TryError::Pending) {
                     cell.epoch.wait(epoch, slice);
@@ -1148,7 +1228,7 @@ impl<M: RingMem> Ring<M> {
             // With a liveness source, sleep in slices: a process that died holding the claim we
             // wait behind cannot wake us, so every slice we look for one and recover its claim.
             let slice_end = self.sliced(deadline);
-            let (epoch, registered) = cell.register_guarded();
+            let (epoch, registered) = cell.register_guarded(who, put);
             let retry = attempt(false);
             let woke = match retry {
                 Err(TryError::WouldBlock) | Err(TryError::Pending) => {
@@ -1163,6 +1243,7 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut && slice_end != deadline {
                 let user_deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
                 if !user_deadline_passed {
+                    self.repair_waiters(put);
                     if !self.recover(put) && !put && self.disconnected() {
                         return Err(WaitError::Disconnected);
                     }

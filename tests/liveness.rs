@@ -425,3 +425,55 @@ fn forked_child_uses_its_own_identity_and_leaves_its_parents_alone() {
         Err(LockError::OwnerDead(_))
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A waiter killed asleep
+
+#[test]
+#[ignore = "child process of waiter_killed_asleep_has_its_registration_taken_back"]
+fn child_sleeping_getter() {
+    let seg = Segment::open(&child_var("SHMQ_SEG")).unwrap();
+    let _ = seg.queue::<u64>("q").unwrap().get();
+}
+
+/// Starts a child blocked in `get()` on the empty queue `q` of segment `name`, waits until it is
+/// registered as a waiter, and kills it there.
+fn kill_a_sleeping_getter(name: &str, q: &shmq::Queue<u64>) {
+    let before = q.stats().waiting_getters;
+    let mut child = Reap(spawn_child(
+        "child_sleeping_getter",
+        &[("SHMQ_SEG", name.to_string())],
+    ));
+    while q.stats().waiting_getters == before {
+        std::thread::yield_now();
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+}
+
+#[test]
+fn waiter_killed_asleep_has_its_registration_taken_back() {
+    let name = unique("deadwaiter");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    kill_a_sleeping_getter(&name, &q);
+    // The dead getter's registration used to stay for good: every later put paid a futex_wake
+    // for nobody. Puts that keep waking nobody now look for it.
+    assert_eq!(q.stats().waiting_getters, 1);
+    for i in 0..1000 {
+        q.put(i).unwrap();
+        assert_eq!(q.get(), Ok(i));
+    }
+    assert_eq!(q.stats().waiting_getters, 0);
+    // A live waiter whose sleep slice ends takes one back too.
+    kill_a_sleeping_getter(&name, &q);
+    assert_eq!(q.stats().waiting_getters, 1);
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(200)),
+        Err(GetError::Timeout)
+    );
+    assert_eq!(q.stats().waiting_getters, 0);
+}

@@ -60,6 +60,7 @@ thread_local! {
 pub(crate) fn release(r: &ParticipantRecord) {
     r.claim.put_obj.store(0, Ordering::Relaxed);
     r.claim.get_obj.store(0, Ordering::Relaxed);
+    r.claim.waiting.store(0, Ordering::Relaxed);
     r.producer_of.store(0, Ordering::Relaxed);
     r.tid.store(0, Ordering::Relaxed);
     r.start_time.store(0, Ordering::Relaxed);
@@ -140,6 +141,24 @@ impl crate::ring::Liveness for QueueLiveness {
     fn live_participants(&self) -> u32 {
         self.seg.live_participants()
     }
+
+    fn repair_waiters(&self, put: bool) -> u32 {
+        let mine = self.obj << 1 | put as u32;
+        (0..self.seg.part_count)
+            .map(|i| self.seg.record(i))
+            .filter(|r| {
+                r.pid.load(Ordering::Acquire) != 0
+                    && r.claim.waiting.load(Ordering::Relaxed) == mine
+                    && !record_alive(r)
+                    // One CAS per dead registration: of two repairers (or a repairer and a
+                    // taker of the record) only one takes it back.
+                    && r.claim
+                        .waiting
+                        .compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+            })
+            .count() as u32
+    }
 }
 
 impl Inner {
@@ -211,6 +230,23 @@ impl Inner {
             r.producer_of.store(0, Ordering::Relaxed);
             r.claim.put_obj.store(0, Ordering::Relaxed);
             r.claim.get_obj.store(0, Ordering::Relaxed);
+            // A dead owner that died asleep left one registration on a wait cell: take it back
+            // (the swap makes this taker, or one repairer, the only one that does).
+            let waiting = r.claim.waiting.swap(0, Ordering::Relaxed);
+            if waiting != 0 {
+                if let Some(ring) = self.ring_of_obj(waiting >> 1) {
+                    let hdr = crate::ring::RingMem::header(&ring.mem);
+                    let cell = if waiting & 1 != 0 {
+                        &hdr.space
+                    } else {
+                        &hdr.items
+                    };
+                    // Never below 0, whatever a forged record says.
+                    let _ = cell
+                        .waiters
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+                }
+            }
             // SYNC: Release pairs with the Acquire pid loads of readers (`record_alive`,
             // `naming`, `live_producers`): whoever sees our pid sees the fields above.
             r.pid.store(pid, Ordering::Release);

@@ -116,32 +116,36 @@ impl Futex {
 
     /// Wakes up to `n` waiters (`futex(FUTEX_WAKE)`, shared).
     #[cfg(not(shmq_loom))]
-    pub(crate) fn wake(&self, n: u32) {
+    pub(crate) fn wake(&self, n: u32) -> u32 {
         let n = n.min(i32::MAX as u32);
         // An error here (EFAULT/EINVAL) cannot happen for a valid, aligned reference; a failed wake
-        // would at worst leave a waiter to its deadline, so it is ignored.
-        let _ = rustix::thread::futex::wake(&self.word, rustix::thread::futex::Flags::empty(), n);
+        // would at worst leave a waiter to its deadline, so it counts as waking nobody.
+        rustix::thread::futex::wake(&self.word, rustix::thread::futex::Flags::empty(), n)
+            .map_or(0, |woken| woken as u32)
     }
 
     /// Loom model of `wake`.
     #[cfg(shmq_loom)]
-    pub(crate) fn wake(&self, n: u32) {
+    pub(crate) fn wake(&self, n: u32) -> u32 {
         let _g = self.mx.lock().unwrap();
         if n == 1 {
             self.cv.notify_one();
         } else {
             self.cv.notify_all();
         }
+        // The condvar does not say how many it woke; nobody acts on "woke none" under loom.
+        n
     }
 
-    /// Bumps the word (an epoch counter) and wakes up to `n` waiters.
+    /// Bumps the word (an epoch counter) and wakes up to `n` waiters; returns how many the
+    /// kernel woke.
     ///
     /// SYNC: the Release increment pairs with the Acquire load of the epoch in the waiter's
     /// registration step (`WaitCell::register`): a waiter that reads the new epoch also sees
     /// everything published before the bump.
     #[inline]
-    pub(crate) fn bump_and_wake(&self, n: u32) {
+    pub(crate) fn bump_and_wake(&self, n: u32) -> u32 {
         self.word.fetch_add(1, Ordering::Release);
-        self.wake(n);
+        self.wake(n)
     }
 }
