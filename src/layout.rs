@@ -40,8 +40,10 @@ pub(crate) const CLOSED_BIT: u64 = 1 << 63;
 /// One direction of the sleep/wake protocol: the futex word is an epoch counter bumped on every
 /// notification; `waiters` counts sleepers registered on it. Both live in shared memory.
 ///
-/// `waiters` is a hint: a process killed while registered leaves it too high, which only costs a
-/// spurious `futex_wake` syscall, never a lost wake-up.
+/// `waiters` must never read lower than the number of live sleepers (a notifier would skip the
+/// wake-up). A process killed while registered leaves it too high, which costs spurious
+/// `futex_wake` calls until a survivor takes the dead registration back (`Ring::repair_waiters`,
+/// exact by construction of `ClaimRecord::waiting`).
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct WaitCell {
@@ -158,12 +160,15 @@ pub(crate) struct ClaimRecord {
     pub(crate) get_pos: AtomicU64,
     /// Number of positions of that get claim.
     pub(crate) get_len: AtomicU64,
-    /// The wait cell this thread is registered on while it sleeps: `obj << 1 | 1` for a queue's
-    /// `space` (a putter), `obj << 1` for its `items` (a getter); 0 when not waiting. Set after
-    /// the thread raises the cell's `waiters` count and cleared before it lowers it, so a dead
-    /// owner's nonzero value stands for exactly one registration it never took back, which
-    /// `Ring::repair_waiters` (or a taker of the record) takes back for it.
-    pub(crate) waiting: AtomicU32,
+    /// The wait cell this thread is registered on while it sleeps, in the low 32 bits:
+    /// `obj << 1 | 1` for a queue's `space` (a putter), `obj << 1` for its `items` (a getter); 0
+    /// when not waiting. Set after the thread raises the cell's `waiters` count and cleared
+    /// before it lowers it, so a dead owner's nonzero note stands for exactly one registration it
+    /// never took back, which `Ring::repair_waiters` (or a taker of the record) takes back for
+    /// it. The high 32 bits count the record's owners (bumped by every taker): a repairer that
+    /// judged one owner dead compares the whole word, so it can never take back the same note
+    /// written by the record's next owner.
+    pub(crate) waiting: AtomicU64,
 }
 
 impl ClaimRecord {

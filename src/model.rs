@@ -578,7 +578,7 @@ impl ModelCrashQueue {
                         put_len: AtomicU64::new(0),
                         get_pos: AtomicU64::new(0),
                         get_len: AtomicU64::new(0),
-                        waiting: AtomicU32::new(0),
+                        waiting: AtomicU64::new(0),
                     },
                     dead: AtomicU32::new(0),
                 })

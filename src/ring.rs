@@ -187,7 +187,12 @@ impl WaitCell {
 
     #[inline]
     pub(crate) fn unregister(&self) {
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        // Release keeps the caller's earlier stores (the note cleared in `Registered::drop`)
+        // before it. Never below 0: a forged segment (or a bug) must not wrap the count to
+        // "someone always waits".
+        let _ = self
+            .waiters
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| w.checked_sub(1));
     }
 
     /// [`register`](Self::register), undone when the returned guard drops: the retry between
@@ -204,10 +209,15 @@ impl WaitCell {
     ) -> (u32, Registered<'a>) {
         let epoch = self.register();
         let noted = who.map(|c| {
-            // After the raise, so a nonzero word always stands for a raise not taken back.
-            c.record
-                .waiting
-                .store(c.obj << 1 | put as u32, Ordering::Relaxed);
+            // After the raise (the SeqCst fence in `register` keeps it there), so a nonzero note
+            // always stands for a raise not taken back. Only this thread writes the low half of
+            // its record's word; the high half (the owner count) is kept.
+            let w = &c.record.waiting;
+            let owners = w.load(Ordering::Relaxed) & !NOTE_MASK;
+            w.store(
+                owners | u64::from(c.obj << 1 | put as u32),
+                Ordering::Relaxed,
+            );
             c.record
         });
         (epoch, Registered(self, noted))
@@ -222,12 +232,17 @@ impl Drop for Registered<'_> {
     #[inline]
     fn drop(&mut self) {
         if let Some(r) = self.1 {
-            // Before the count drops: a dead waiter whose note is cleared took its raise back.
-            r.waiting.store(0, Ordering::Relaxed);
+            // Before the count drops (the Release in `unregister` keeps it there): a dead waiter
+            // whose note is cleared took its raise back.
+            let owners = r.waiting.load(Ordering::Relaxed) & !NOTE_MASK;
+            r.waiting.store(owners, Ordering::Relaxed);
         }
         self.0.unregister();
     }
 }
+
+/// The note half of `ClaimRecord::waiting` (the other half counts the record's owners).
+pub(crate) const NOTE_MASK: u64 = u32::MAX as u64;
 
 /// After how many wake-ups that woke nobody a ring looks for registrations of dead waiters.
 #[cfg(not(shmq_loom))]
@@ -358,9 +373,11 @@ impl<M: RingMem> Ring<M> {
     }
 
     /// Takes back the registrations that dead processes left on the `space` (`put`) or `items`
-    /// wait cell (see [`Liveness::repair_waiters`]). Runs when a blocked waiter's slice ends and
-    /// when wake-ups keep waking nobody; a registration taken back is one a dead process will
-    /// never undo, so live waiters' counts are never touched.
+    /// wait cell (see [`Liveness::repair_waiters`]). Runs when wake-ups keep waking nobody: a
+    /// leftover registration costs something only while no live waiter sleeps there (otherwise
+    /// the wake-ups reach the live one), which is exactly when they wake nobody. A registration
+    /// taken back is one a dead process will never undo, so live waiters' counts are never
+    /// touched.
     fn repair_waiters(&self, put: bool) {
         let Some(live) = self.live.as_deref() else {
             return;
@@ -1243,7 +1260,6 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut && slice_end != deadline {
                 let user_deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
                 if !user_deadline_passed {
-                    self.repair_waiters(put);
                     if !self.recover(put) && !put && self.disconnected() {
                         return Err(WaitError::Disconnected);
                     }

@@ -60,7 +60,9 @@ thread_local! {
 pub(crate) fn release(r: &ParticipantRecord) {
     r.claim.put_obj.store(0, Ordering::Relaxed);
     r.claim.get_obj.store(0, Ordering::Relaxed);
-    r.claim.waiting.store(0, Ordering::Relaxed);
+    // Keep the owner count (the next taker bumps it); clear the note.
+    let owners = r.claim.waiting.load(Ordering::Relaxed) & !crate::ring::NOTE_MASK;
+    r.claim.waiting.store(owners, Ordering::Relaxed);
     r.producer_of.store(0, Ordering::Relaxed);
     r.tid.store(0, Ordering::Relaxed);
     r.start_time.store(0, Ordering::Relaxed);
@@ -143,18 +145,25 @@ impl crate::ring::Liveness for QueueLiveness {
     }
 
     fn repair_waiters(&self, put: bool) -> u32 {
-        let mine = self.obj << 1 | put as u32;
+        use crate::ring::NOTE_MASK;
+        let mine = u64::from(self.obj << 1 | put as u32);
         (0..self.seg.part_count)
             .map(|i| self.seg.record(i))
             .filter(|r| {
-                r.pid.load(Ordering::Acquire) != 0
-                    && r.claim.waiting.load(Ordering::Relaxed) == mine
+                // The whole word, owner count included, read *before* the liveness verdict: the
+                // CAS below then succeeds only if the record still has the owner judged dead
+                // and its note is unchanged. A taker bumps the owner count, so a note the
+                // record's next owner writes for the same cell never matches.
+                let w = r.claim.waiting.load(Ordering::Acquire);
+                w & NOTE_MASK == mine
+                    && r.pid.load(Ordering::Acquire) != 0
                     && !record_alive(r)
-                    // One CAS per dead registration: of two repairers (or a repairer and a
-                    // taker of the record) only one takes it back.
+                    // SYNC: Acquire pairs with the dead waiter's SeqCst fence before its note:
+                    // its raise of the count happens before our lowering. One CAS per dead
+                    // registration: of two repairers (or a repairer and a taker) one wins.
                     && r.claim
                         .waiting
-                        .compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed)
+                        .compare_exchange(w, w & !NOTE_MASK, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
             })
             .count() as u32
@@ -230,9 +239,18 @@ impl Inner {
             r.producer_of.store(0, Ordering::Relaxed);
             r.claim.put_obj.store(0, Ordering::Relaxed);
             r.claim.get_obj.store(0, Ordering::Relaxed);
-            // A dead owner that died asleep left one registration on a wait cell: take it back
-            // (the swap makes this taker, or one repairer, the only one that does).
-            let waiting = r.claim.waiting.swap(0, Ordering::Relaxed);
+            // A dead owner that died asleep left one registration on a wait cell: take it back.
+            // One RMW clears the note and bumps the owner count, so this taker, or one
+            // repairer, is the only one that does, and no repairer that judged the old owner
+            // dead can match a note the new owner writes later.
+            let old = r
+                .claim
+                .waiting
+                .fetch_update(Ordering::Acquire, Ordering::Relaxed, |w| {
+                    Some((w & !crate::ring::NOTE_MASK).wrapping_add(1 << 32))
+                })
+                .unwrap_or_else(|w| w);
+            let waiting = (old & crate::ring::NOTE_MASK) as u32;
             if waiting != 0 {
                 if let Some(ring) = self.ring_of_obj(waiting >> 1) {
                     let hdr = crate::ring::RingMem::header(&ring.mem);
