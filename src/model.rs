@@ -343,14 +343,9 @@ impl ModelJoinable {
             join: JoinState::new(),
         }
     }
-    /// Counted blocking put.
+    /// Blocking put (counted from its claim on).
     pub fn put(&self, v: u64) -> Result<(), Outcome> {
-        self.join.add();
-        let r = self.queue.put(v, None);
-        if r.is_err() {
-            self.join.undo_add();
-        }
-        r
+        self.queue.put(v, None)
     }
     /// Blocking get.
     pub fn get(&self) -> Result<u64, Outcome> {
@@ -358,15 +353,16 @@ impl ModelJoinable {
     }
     /// One task done; `Err` if none unfinished.
     pub fn task_done(&self) -> Result<(), ()> {
-        self.join.task_done()
+        self.join.task_done(|| self.queue.ring.counted_puts())
     }
     /// Waits for all tasks (timed if `timeout` is `Some`); whether all were done.
     pub fn join(&self, timeout: Option<Duration>) -> bool {
-        self.join.join(deadline(timeout))
+        self.join
+            .join(|| self.queue.ring.counted_puts(), deadline(timeout))
     }
     /// Unfinished tasks.
     pub fn unfinished(&self) -> u64 {
-        self.join.unfinished()
+        self.join.unfinished(|| self.queue.ring.counted_puts())
     }
 }
 

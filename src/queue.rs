@@ -317,6 +317,11 @@ impl<T: bytemuck::Pod> Queue<T> {
 }
 
 impl<T> Queue<T> {
+    /// The ring, for the joinable queue's accounting.
+    pub(crate) fn ring(&self) -> &Ring<RawRing> {
+        &self.h.ring
+    }
+
     /// Number of values in the queue: `tail - head`, a snapshot that counts puts claimed but not
     /// yet finished, as the non-blocking calls do. `is_empty()` agrees with what `try_get` would
     /// have found (empty means no put claimed and unconsumed), `is_full()` with `try_put`; with

@@ -580,6 +580,17 @@ impl<M: RingMem> Ring<M> {
         self.mem.capacity()
     }
 
+    /// Puts that count as tasks for a joinable queue: positions ever claimed by producers minus
+    /// tombstones (claims given up by dead producers or panicking closures). Reads the tombstone
+    /// count first and `tail` second; both only grow (see `objects/joinable.rs`).
+    pub(crate) fn counted_puts(&self) -> u64 {
+        let hdr = self.hdr();
+        // SYNC: Acquire on both, as in `recover`; the values are counts, read in this order.
+        let tombstones = hdr.counters.tombstones.load(Ordering::Acquire);
+        let tail = hdr.tail.load(Ordering::Acquire) & !CLOSED_BIT;
+        tail.saturating_sub(tombstones)
+    }
+
     /// Messages claimed for put and not yet claimed for get (a snapshot, clamped to
     /// `0..=capacity`).
     pub(crate) fn len(&self) -> u64 {

@@ -83,6 +83,12 @@ fn child_crash_role() {
         seg.versioned::<[u64; 8]>("v").unwrap().store([2; 8]);
         return;
     }
+    if role == "joinable-producer" {
+        // One put to the joinable queue "j" (blocks while it is full).
+        seg.joinable_queue::<u64>("j").unwrap().put(2).unwrap();
+        hold_alive();
+        return;
+    }
     let q = seg.queue::<u64>("q").unwrap();
     match role.as_str() {
         "producer" => {
@@ -244,6 +250,72 @@ fn producer_killed_inside_a_put_with_closure_that_used_another_queue_is_recovere
     assert_eq!(q.stats().tombstones, 1);
     // The inner put went through whole.
     assert_eq!(seg.queue::<u64>("q2").unwrap().try_get(), Ok(5));
+}
+
+/// A segment with a joinable queue "j" of capacity 1 holding one task.
+fn joinable_with_one_task(tag: &str) -> (String, Segment, shmq::JoinableQueue<u64>) {
+    let name = unique(tag);
+    let seg = Segment::builder(&name)
+        .joinable_queue::<u64>("j", 1)
+        .create()
+        .unwrap();
+    let j = seg.joinable_queue::<u64>("j").unwrap();
+    j.put(1).unwrap();
+    (name, seg, j)
+}
+
+#[test]
+fn joinable_producer_killed_blocked_in_put_leaves_no_task_behind() {
+    let (name, _seg, j) = joinable_with_one_task("joinblocked");
+    // The child's put blocks on the full queue; it is killed there. It used to count its task
+    // before putting, so join waited for a task nobody could ever finish.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_crash_role", "--exact", "--ignored", "--nocapture"])
+        .env("SHMQ_TEST_CHILD", "1")
+        .env("SHMQ_SEG", &name)
+        .env("SHMQ_ROLE", "joinable-producer")
+        .env("SHMQ_FAULT", "none")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let watchdog = Instant::now() + Duration::from_secs(60);
+    while j.stats().waiting_putters == 0 {
+        assert!(Instant::now() < watchdog, "the producer never blocked");
+        assert!(child.try_wait().unwrap().is_none(), "the producer exited");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(j.get(), Ok(1));
+    j.task_done().unwrap();
+    assert_eq!(j.join_timeout(Duration::from_secs(10)), Ok(()));
+    assert_eq!(j.unfinished_tasks(), 0);
+}
+
+#[test]
+fn joinable_producer_killed_between_claim_and_publish_leaves_no_task_behind() {
+    let (name, _seg, j) = joinable_with_one_task("joinclaimed");
+    assert_eq!(j.get(), Ok(1));
+    // The child claims the free slot and is killed before publishing: its task is counted
+    // (the claim), then given up when recovery tombstones the position.
+    kill(child_stopped_at(
+        &name,
+        "joinable-producer",
+        "put-claimed",
+        0,
+        false,
+    ));
+    j.task_done().unwrap();
+    assert_eq!(j.unfinished_tasks(), 1);
+    // A getter recovers the dead claim (it finds the queue otherwise empty).
+    assert_eq!(
+        j.get_timeout(Duration::from_millis(300)),
+        Err(GetError::Timeout)
+    );
+    assert_eq!(j.stats().tombstones, 1);
+    assert_eq!(j.join_timeout(Duration::from_secs(10)), Ok(()));
+    assert_eq!(j.unfinished_tasks(), 0);
 }
 
 #[test]

@@ -444,7 +444,10 @@ fn all_threads_asleep(pid: u32) -> bool {
     tasks.filter_map(Result::ok).all(|t| {
         std::fs::read_to_string(t.path().join("stat"))
             .ok()
-            .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('S')))
+            .and_then(|s| {
+                s.rfind(')')
+                    .map(|i| s[i + 1..].trim_start().starts_with('S'))
+            })
             .unwrap_or(false)
     })
 }
@@ -464,7 +467,10 @@ fn kill_a_sleeping_getter(name: &str, q: &shmq::Queue<u64>) {
             child.0.try_wait().unwrap().is_none(),
             "the sleeping getter exited"
         );
-        assert!(std::time::Instant::now() < watchdog, "the getter never slept");
+        assert!(
+            std::time::Instant::now() < watchdog,
+            "the getter never slept"
+        );
         std::thread::yield_now();
     }
     child.0.kill().unwrap();

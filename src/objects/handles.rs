@@ -1011,7 +1011,13 @@ impl<T> std::fmt::Debug for JoinableQueue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JoinableQueue")
             .field("queue", &self.queue)
-            .field("unfinished", &self.join.get().unfinished())
+            .field(
+                "unfinished",
+                &self
+                    .join
+                    .get()
+                    .unfinished(|| self.queue.ring().counted_puts()),
+            )
             .finish()
     }
 }
@@ -1026,27 +1032,19 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
         }
     }
 
-    fn counted(&self, r: Result<(), PutError<T>>) -> Result<(), PutError<T>> {
-        if r.is_err() {
-            self.join.get().undo_add();
-        }
-        r
-    }
-
-    /// Puts `v` (one more unfinished task), waiting while the queue is full.
+    /// Puts `v` (one more unfinished task, from the moment its slot is claimed), waiting while
+    /// the queue is full. A put that fails, or whose process is killed before its item is
+    /// published, leaves no task behind.
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
-        self.join.get().add();
-        self.counted(self.queue.put(v))
+        self.queue.put(v)
     }
     /// Puts `v`, waiting at most `timeout`.
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.join.get().add();
-        self.counted(self.queue.put_timeout(v, timeout))
+        self.queue.put_timeout(v, timeout)
     }
     /// Puts `v` if there is room; linearizable, as [`Queue::try_put`].
     pub fn try_put(&self, v: T) -> Result<(), PutError<T>> {
-        self.join.get().add();
-        self.counted(self.queue.try_put(v))
+        self.queue.try_put(v)
     }
     /// Takes the oldest item, waiting while empty (the task stays unfinished until
     /// [`task_done`](Self::task_done)).
@@ -1063,15 +1061,25 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
     }
     /// Marks one task finished; `Err` if more `task_done` calls than puts.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        self.join.get().task_done().map_err(|_| TaskDoneError)
+        let ring = self.queue.ring();
+        self.join
+            .get()
+            .task_done(|| ring.counted_puts())
+            .map_err(|_| TaskDoneError)
     }
     /// Waits until every task put so far is done.
     pub fn join(&self) {
-        while !self.join.get().join(None) {}
+        let ring = self.queue.ring();
+        while !self.join.get().join(|| ring.counted_puts(), None) {}
     }
     /// Waits at most `timeout` for every task to be done.
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
-        if self.join.get().join(deadline(timeout)) {
+        let ring = self.queue.ring();
+        if self
+            .join
+            .get()
+            .join(|| ring.counted_puts(), deadline(timeout))
+        {
             Ok(())
         } else {
             Err(Timeout)
@@ -1079,7 +1087,8 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
     }
     /// Tasks put and not yet marked done.
     pub fn unfinished_tasks(&self) -> u64 {
-        self.join.get().unfinished()
+        let ring = self.queue.ring();
+        self.join.get().unfinished(|| ring.counted_puts())
     }
     /// Items in the queue.
     pub fn len(&self) -> usize {

@@ -1,8 +1,22 @@
 //! Unfinished-task accounting of a joinable queue.
 //!
-//! `unfinished` is incremented before an item becomes visible in the queue (so `join` can never see
-//! 0 while an item is queued or being processed) and decremented by `task_done`. The `done` wait cell
-//! is bumped when it reaches 0; `join` sleeps on it with the same Dekker registration as the queue.
+//! Tasks are not counted by the producer before its put (a producer killed between counting and
+//! putting would leave a task no consumer can ever finish, and `join` would wait for good).
+//! Instead the count is derived from what the ring already records:
+//!
+//! `unfinished = puts - done`, with `puts = tail - tombstones` (positions ever claimed by
+//! producers, minus those given up by dead producers and turned into tombstones) and `done` the
+//! number of `task_done` calls, the one word this block keeps.
+//!
+//! A put counts from its claim CAS on (before the item becomes visible, as `multiprocessing`
+//! counts it before it is enqueued); a put that never claims (full, closed, timed out, or killed
+//! first) counts nothing; a claim whose producer dies is tombstoned by recovery and stops
+//! counting. `join` reads `done` first, then `tombstones`, then `tail`: all three only grow, so
+//! when the difference is 0, it was 0 at the instant `tail` was read (the later reads can only have
+//! lowered it, and it is never below 0). `task_done` refuses to make `done` exceed `puts`.
+//!
+//! A tombstone can finish the accounting without anyone calling `task_done`, and recovery does not
+//! know this block, so a joiner sleeps in slices (natively) and re-checks after each.
 
 use crate::layout::WaitCell;
 use crate::sync::futex::Wake;
@@ -13,89 +27,88 @@ use std::time::Instant;
 #[derive(Debug)]
 #[repr(C, align(128))]
 pub(crate) struct JoinState {
-    pub(crate) unfinished: AtomicU64,
-    pub(crate) done: WaitCell,
+    /// `task_done` calls so far.
+    pub(crate) done: AtomicU64,
+    pub(crate) cell: WaitCell,
 }
 
 #[cfg(not(shmq_loom))]
 const _: () = assert!(core::mem::size_of::<JoinState>() == 128);
 
+/// How long a joiner sleeps before it re-checks (see the module docs).
+#[cfg(not(shmq_loom))]
+const JOIN_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl JoinState {
     #[cfg(shmq_loom)]
     pub(crate) fn new() -> Self {
         Self {
-            unfinished: AtomicU64::new(0),
-            done: WaitCell {
+            done: AtomicU64::new(0),
+            cell: WaitCell {
                 epoch: crate::sync::futex::Futex::new(0),
                 waiters: crate::sync::AtomicU32::new(0),
             },
         }
     }
 
-    /// Before a put: one more unfinished task.
-    #[inline]
-    pub(crate) fn add(&self) {
-        // SYNC: AcqRel so the increment is ordered before the put's publish (program order + the
-        // publish's Release) for anyone who later sees the item.
-        self.unfinished.fetch_add(1, Ordering::AcqRel);
+    /// Tasks put and not yet done; `puts()` reads `tail - tombstones` of the ring (in that order:
+    /// tombstones first, see the module docs). `done` is read before it.
+    pub(crate) fn unfinished(&self, puts: impl Fn() -> u64) -> u64 {
+        // SYNC: Acquire pairs with the AcqRel increment in `task_done`: a joiner that counts a
+        // task done sees what its consumer did before.
+        let done = self.done.load(Ordering::Acquire);
+        puts().saturating_sub(done)
     }
 
-    /// A put failed after `add`: take the task back.
-    pub(crate) fn undo_add(&self) {
-        // SYNC: AcqRel, as in `task_done`.
-        if self.unfinished.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.done.notify_all();
-        }
-    }
-
-    /// One task finished; `Err(())` if there was none unfinished.
-    pub(crate) fn task_done(&self) -> Result<(), ()> {
-        let mut c = self.unfinished.load(Ordering::Relaxed);
+    /// One task finished; `Err(())` if every task put so far is done already.
+    pub(crate) fn task_done(&self, puts: impl Fn() -> u64) -> Result<(), ()> {
+        let mut d = self.done.load(Ordering::Relaxed);
         loop {
-            if c == 0 {
+            if d >= puts() {
                 return Err(());
             }
-            // SYNC: AcqRel: Release hands the task's effects to a joiner that reads 0 with Acquire.
-            match self.unfinished.compare_exchange_weak(
-                c,
-                c - 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            // SYNC: AcqRel: Release hands the task's effects to a joiner that reads the count
+            // with Acquire.
+            match self
+                .done
+                .compare_exchange_weak(d, d + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => break,
-                Err(now) => c = now,
+                Err(now) => d = now,
             }
         }
-        if c == 1 {
-            self.done.notify_all();
+        if self.unfinished(&puts) == 0 {
+            self.cell.notify_all();
         }
         Ok(())
     }
 
-    pub(crate) fn unfinished(&self) -> u64 {
-        self.unfinished.load(Ordering::Acquire)
-    }
-
     /// Waits until no task is unfinished; `false` if `deadline` passed first.
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn join(&self, puts: impl Fn() -> u64, deadline: Option<Instant>) -> bool {
         loop {
-            // SYNC: Acquire pairs with the AcqRel decrement in `task_done`.
-            if self.unfinished.load(Ordering::Acquire) == 0 {
+            if self.unfinished(&puts) == 0 {
                 return true;
             }
-            let e = self.done.register();
-            let zero = self.unfinished.load(Ordering::Acquire) == 0;
+            #[cfg(not(shmq_loom))]
+            let slice = {
+                let end = Instant::now() + JOIN_SLICE;
+                Some(deadline.map_or(end, |d| d.min(end)))
+            };
+            #[cfg(shmq_loom)]
+            let slice = deadline;
+            let (e, registered) = self.cell.register_guarded(None, false);
+            let zero = self.unfinished(&puts) == 0;
             let r = if zero {
                 Wake::Woken
             } else {
-                self.done.epoch.wait(e, deadline)
+                self.cell.epoch.wait(e, slice)
             };
-            self.done.unregister();
+            drop(registered);
             if zero {
                 return true;
             }
-            if r == Wake::TimedOut {
-                return self.unfinished.load(Ordering::Acquire) == 0;
+            if r == Wake::TimedOut && deadline.is_some_and(|d| Instant::now() >= d) {
+                return self.unfinished(&puts) == 0;
             }
         }
     }

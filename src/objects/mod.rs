@@ -306,27 +306,36 @@ mod tests {
 
     #[test]
     fn join_waits_for_every_task_done() {
+        use crate::sync::AtomicU64;
+        use std::sync::Arc;
         let j = Heap::<JoinState>::new();
-        assert!(j.get().task_done().is_err());
+        // Stands for the ring's `tail - tombstones`.
+        let puts = Arc::new(AtomicU64::new(0));
+        let p = || puts.load(Ordering::Acquire);
+        assert!(j.get().task_done(p).is_err());
         let n = scale(1000, 10);
-        for _ in 0..n {
-            j.get().add();
-        }
-        let j2 = j.clone();
+        puts.store(n, Ordering::Release);
+        let (j2, puts2) = (j.clone(), puts.clone());
         let t = std::thread::spawn(move || {
             for _ in 0..n {
-                j2.get().task_done().unwrap();
+                j2.get()
+                    .task_done(|| puts2.load(Ordering::Acquire))
+                    .unwrap();
             }
         });
-        assert!(j.get().join(None));
-        assert_eq!(j.get().unfinished(), 0);
+        assert!(j.get().join(p, None));
+        assert_eq!(j.get().unfinished(p), 0);
         t.join().unwrap();
-        j.get().add();
+        assert!(j.get().task_done(p).is_err());
+        // One more put: join waits for it.
+        puts.fetch_add(1, Ordering::AcqRel);
         assert!(!j
             .get()
-            .join(Some(Instant::now() + Duration::from_millis(5))));
-        j.get().undo_add();
-        assert!(j.get().join(None));
+            .join(p, Some(Instant::now() + Duration::from_millis(5))));
+        // Its claim tombstoned (the producer died): nothing left to wait for, though nobody
+        // called task_done.
+        puts.fetch_sub(1, Ordering::AcqRel);
+        assert!(j.get().join(p, None));
     }
 
     #[test]
