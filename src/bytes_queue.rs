@@ -139,7 +139,8 @@ impl BytesQueue {
         self.put_in_place(len, Wait::forever(), f)
     }
 
-    /// Like [`put_with`](Self::put_with), but never blocks.
+    /// Like [`put_with`](Self::put_with), but never sleeps for room (linearizable, as
+    /// [`try_put`](Self::try_put)).
     pub fn try_put_with(&self, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), BytesPutError> {
         self.put_in_place(len, Wait::No, f)
     }
@@ -150,7 +151,8 @@ impl BytesQueue {
         self.get_in_place(Wait::forever(), f)
     }
 
-    /// Like [`get_with`](Self::get_with), but never blocks.
+    /// Like [`get_with`](Self::get_with), but never sleeps for a message (linearizable, as
+    /// [`try_get`](Self::try_get)).
     pub fn try_get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
         self.get_in_place(Wait::No, f)
     }
@@ -180,7 +182,9 @@ impl BytesQueue {
         self.put_copy(msg, Wait::timeout(timeout))
     }
 
-    /// Puts a copy of `msg` if a slot is free now; never blocks.
+    /// Puts a copy of `msg` if there is room; never sleeps for room to come. Linearizable, with
+    /// the same bounded wait for a consumer mid-release as
+    /// [`Queue::try_put`](crate::Queue::try_put).
     ///
     /// ```
     /// # let seg = shmq::Segment::builder("doc-btryput").bytes_queue("q", 1, 16).create_or_replace().unwrap();

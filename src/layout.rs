@@ -276,7 +276,8 @@ mod segment_layout {
     #[derive(Debug)]
     #[repr(C, align(128))]
     pub(crate) struct ParticipantRecord {
-        /// pid of the owner; 0 when the record is free. Claimed by CAS 0 → pid.
+        /// pid of the owner; 0 when the record is free; [`PID_TAKING`] while a thread takes it
+        /// (CAS 0 or a dead owner's pid → `PID_TAKING`, then a Release store of its pid).
         pub(crate) pid: AtomicU32,
         /// Kernel thread id of the owner.
         pub(crate) tid: AtomicU32,

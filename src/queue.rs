@@ -162,7 +162,10 @@ impl<T: bytemuck::Pod> Queue<T> {
         self.get_value(Wait::forever())
     }
 
-    /// Takes the oldest value, waiting at most `timeout`; `Err(Timeout)` if none came.
+    /// Takes the oldest value, waiting at most `timeout`; `Err(Timeout)` if none came: the queue
+    /// was empty when the deadline passed (a value still being written by a producer then is
+    /// waited for as [`try_get`](Self::try_get) does, so `get_timeout(Duration::ZERO)` answers
+    /// as `try_get` would, with `Timeout` for `Empty`).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -219,7 +222,8 @@ impl<T: bytemuck::Pod> Queue<T> {
         Ok(())
     }
 
-    /// Puts as many leading items of `items` as fit right now (never blocks); returns how many.
+    /// Puts as many leading items of `items` as fit (never sleeps for room; `Full` only if the
+    /// queue was full during the call, as for [`try_put`](Self::try_put)); returns how many.
     /// `Err(Full(0))` if none fit.
     ///
     /// ```
