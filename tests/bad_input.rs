@@ -20,8 +20,16 @@ impl Drop for Planted {
 }
 
 fn plant(tag: &str, bytes: &[u8]) -> Planted {
+    use std::os::unix::fs::OpenOptionsExt;
     let name = unique(tag);
-    let mut f = std::fs::File::create(shm_path(&name)).unwrap();
+    // Mode 0600 whatever the umask (another test here sets the process-wide umask to 0 for a
+    // moment): a group- or world-writable file would be refused as InsecureMode first.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(shm_path(&name))
+        .unwrap();
     f.write_all(bytes).unwrap();
     Planted(name)
 }
