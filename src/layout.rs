@@ -74,6 +74,18 @@ pub(crate) struct RingHeader {
     pub(crate) counters: CachePadded<RingCounters>,
 }
 
+impl RingHeader {
+    /// The wait cell of putters (`put`: `space`) or of getters (`items`).
+    #[inline]
+    pub(crate) fn wait_cell(&self, put: bool) -> &WaitCell {
+        if put {
+            &self.space
+        } else {
+            &self.items
+        }
+    }
+}
+
 /// A read-mostly line: diagnostics counters, written only on recovery paths, the closed flag, and
 /// the in-flight count of threads without a participant record (written only when the table is
 /// full).

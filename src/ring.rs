@@ -107,10 +107,11 @@ const RECOVERY_SLICE: std::time::Duration = std::time::Duration::from_millis(50)
 /// producer between claim and publish, a consumer between claim and release) before it gives up
 /// and reports `Empty` / `Full` anyway. Normally the claimant finishes within nanoseconds; only a
 /// descheduled, stopped or slow-closure claimant takes longer.
-#[cfg(not(shmq_loom))]
+///
 /// 50 ms: on a 2-core machine running a dozen runnable threads, a claimant preempted inside its
 /// claim can stay off the CPU for tens of milliseconds, and each time this bound is reached the
 /// answer is one that is not linearizable.
+#[cfg(not(shmq_loom))]
 pub(crate) const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Sleep slice of that wait: a wake-up spent on another waiter costs at most this long.
@@ -187,12 +188,18 @@ impl WaitCell {
 
     #[inline]
     pub(crate) fn unregister(&self) {
-        // Release keeps the caller's earlier stores (the note cleared in `Registered::drop`)
-        // before it. Never below 0: a forged segment (or a bug) must not wrap the count to
-        // "someone always waits".
+        self.take_back(1);
+    }
+
+    /// Lowers the waiter count by `n` registrations (a waiter's own, or dead waiters' taken back
+    /// for them). Release keeps the caller's earlier stores (the note cleared in
+    /// `Registered::drop`) before it. Never below 0: a forged segment (or a bug) must not wrap
+    /// the count to "someone always waits".
+    #[inline]
+    pub(crate) fn take_back(&self, n: u32) {
         let _ = self
             .waiters
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| w.checked_sub(1));
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| w.checked_sub(n));
     }
 
     /// [`register`](Self::register), undone when the returned guard drops: the retry between
@@ -384,15 +391,7 @@ impl<M: RingMem> Ring<M> {
         };
         let n = live.repair_waiters(put);
         if n > 0 {
-            let cell = if put {
-                &self.hdr().space
-            } else {
-                &self.hdr().items
-            };
-            // Never below 0, whatever a forged record says.
-            let _ = cell
-                .waiters
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(n));
+            self.hdr().wait_cell(put).take_back(n);
         }
     }
 
@@ -1049,11 +1048,9 @@ impl<M: RingMem> Ring<M> {
         // The first attempt is made directly, not through `settle`: a closure whose address
         // escapes to the out-of-line slow path would keep the fast path's state in memory.
         match self.put_attempt(who, max, true, &mut write) {
-            Err(TryError::Pending) => {
-                self.wait_out_claim(&self.hdr().space, who, true, &mut |exact| {
-                    self.put_attempt(who, max, exact, &mut write)
-                })
-            }
+            Err(TryError::Pending) => self.wait_out_claim(who, true, &mut |exact| {
+                self.put_attempt(who, max, exact, &mut write)
+            }),
             r => r,
         }
     }
@@ -1070,11 +1067,9 @@ impl<M: RingMem> Ring<M> {
     ) -> Result<usize, TryError> {
         // As in `put_now`.
         match self.get_attempt(who, max, true, &mut read) {
-            Err(TryError::Pending) => {
-                self.wait_out_claim(&self.hdr().items, who, false, &mut |exact| {
-                    self.get_attempt(who, max, exact, &mut read)
-                })
-            }
+            Err(TryError::Pending) => self.wait_out_claim(who, false, &mut |exact| {
+                self.get_attempt(who, max, exact, &mut read)
+            }),
             r => r,
         }
     }
@@ -1091,13 +1086,12 @@ impl<M: RingMem> Ring<M> {
     #[inline]
     fn settle(
         &self,
-        cell: &WaitCell,
         who: Option<Claimant<'_>>,
         put: bool,
         attempt: &mut impl FnMut(bool) -> Result<usize, TryError>,
     ) -> Result<usize, TryError> {
         match attempt(true) {
-            Err(TryError::Pending) => self.wait_out_claim(cell, who, put, attempt),
+            Err(TryError::Pending) => self.wait_out_claim(who, put, attempt),
             r => r,
         }
     }
@@ -1107,7 +1101,6 @@ impl<M: RingMem> Ring<M> {
     #[inline(never)]
     fn wait_out_claim(
         &self,
-        cell: &WaitCell,
         who: Option<Claimant<'_>>,
         put: bool,
         attempt: &mut impl FnMut(bool) -> Result<usize, TryError>,
@@ -1115,6 +1108,7 @@ impl<M: RingMem> Ring<M> {
         if self.own_claim(who, put) {
             return Err(TryError::WouldBlock);
         }
+        let cell = self.hdr().wait_cell(put);
         #[cfg(not(shmq_loom))]
         let limit = Instant::now() + CLAIM_WAIT;
         let mut backoff = Backoff::new();
@@ -1183,8 +1177,7 @@ impl<M: RingMem> Ring<M> {
         deadline: Option<Instant>,
         mut write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, WaitError> {
-        let cell = &self.hdr().space;
-        self.block_on(cell, who, deadline, true, |exact| {
+        self.block_on(who, deadline, true, |exact| {
             self.put_attempt(who, max, exact, &mut write)
         })
     }
@@ -1197,8 +1190,7 @@ impl<M: RingMem> Ring<M> {
         deadline: Option<Instant>,
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, WaitError> {
-        let cell = &self.hdr().items;
-        self.block_on(cell, who, deadline, false, |exact| {
+        self.block_on(who, deadline, false, |exact| {
             self.get_attempt(who, max, exact, &mut read)
         })
     }
@@ -1212,12 +1204,12 @@ impl<M: RingMem> Ring<M> {
     /// non-blocking call would ([`Ring::settle`]), so `Timeout` means the ring stayed empty (full).
     fn block_on(
         &self,
-        cell: &WaitCell,
         who: Option<Claimant<'_>>,
         deadline: Option<Instant>,
         put: bool,
         mut attempt: impl FnMut(bool) -> Result<usize, TryError>,
     ) -> Result<usize, WaitError> {
+        let cell = self.hdr().wait_cell(put);
         let done = |r: Result<usize, TryError>| match r {
             Ok(n) => Some(Ok(n)),
             Err(TryError::Closed) => Some(Err(WaitError::Closed)),
@@ -1232,7 +1224,7 @@ impl<M: RingMem> Ring<M> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 // One settled attempt: `Timeout` only if the ring is empty (full), not merely
                 // held by a claimant mid-way.
-                return done(self.settle(cell, who, put, &mut attempt))
+                return done(self.settle(who, put, &mut attempt))
                     .unwrap_or(Err(WaitError::Timeout));
             }
             if self.spin && !backoff.is_completed() {
@@ -1280,7 +1272,7 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut {
                 // One last attempt: a message published as the deadline fired is taken, not left
                 // behind for nobody (its wake-up may have been spent on us).
-                return done(self.settle(cell, who, put, &mut attempt))
+                return done(self.settle(who, put, &mut attempt))
                     .unwrap_or(Err(WaitError::Timeout));
             }
         }

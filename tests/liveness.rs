@@ -120,13 +120,21 @@ fn child_observer_without_procfs() {
     println!("RESULT {got:?} {locked}");
 }
 
-#[test]
-fn observer_without_procfs_never_takes_live_peers_for_dead() {
+/// This thread's kernel thread id.
+fn gettid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// A live producer thread of this process holds position 0 of a queue mid-put (a message is
+/// published behind it) and this thread holds a lock, while `child_observer_without_procfs` runs
+/// in a private mount namespace whose /proc the shell commands `setup(claimant_tid, owner_tid)`
+/// prepared: the observer must take neither for dead (no tombstone, no takeover).
+fn observer_in_a_mount_namespace_sees_live_peers(tag: &str, setup: impl Fn(u32, u32) -> String) {
     let masked = ["--mount", "--propagation", "private"];
     if !unshare_works(&masked) {
         return;
     }
-    let name = unique("noproc");
+    let name = unique(tag);
     let seg = Segment::builder(&name)
         .queue::<u64>("q", 4)
         .lock("l")
@@ -137,38 +145,44 @@ fn observer_without_procfs_never_takes_live_peers_for_dead() {
     let guard = lock.lock().unwrap();
     let q = &q;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel::<u32>();
     std::thread::scope(|s| {
         // Lets the producer go on however this scope ends.
         let _release = OnDrop(move || {
             let _ = tx.send(());
         });
-        // A live producer holds position 0, claimed and unpublished, until told to go on.
         s.spawn(move || {
             q.put_with(|v| {
                 *v = 1;
+                claimed_tx.send(gettid()).unwrap();
                 rx.recv().unwrap();
             })
             .unwrap()
         });
-        while q.is_empty() {
-            std::thread::yield_now();
-        }
+        let claimant_tid = claimed_rx.recv().unwrap();
         q.put(2).unwrap();
-        let mut child = spawn_under(
+        let mut child = Reap(spawn_under(
             &["unshare", "--mount", "--propagation", "private"],
-            "mount -t tmpfs none /proc && ",
+            &setup(claimant_tid, gettid()),
             "child_observer_without_procfs",
             &name,
-        );
-        let seen = result_line(&mut child);
-        assert!(child.wait().unwrap().success());
-        // ENOENT for every pid used to mean "dead": the claim was tombstoned (the child got 2)
-        // and the lock taken over.
+        ));
+        let seen = result_line(&mut child.0);
+        assert!(child.0.wait().unwrap().success());
         assert_eq!(seen, "Err(Timeout) Timeout");
     });
     drop(guard);
     assert_eq!((q.get(), q.get()), (Ok(1), Ok(2)));
     assert_eq!(q.stats().tombstones, 0);
+}
+
+#[test]
+fn observer_without_procfs_never_takes_live_peers_for_dead() {
+    // An empty tmpfs over /proc: ENOENT for every pid used to mean "dead", so the claim was
+    // tombstoned (the child got 2) and the lock taken over.
+    observer_in_a_mount_namespace_sees_live_peers("noproc", |_, _| {
+        "mount -t tmpfs none /proc && ".to_string()
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -236,64 +250,20 @@ fn observer_under_a_fake_procfs_never_takes_live_peers_for_dead() {
     // a /proc that does not show the observer itself proves nothing, whatever it says. (Two
     // checks refuse it: the observer cannot read its own PID namespace there, and /proc/self
     // does not name it.)
-    let masked = ["--mount", "--propagation", "private"];
-    if !unshare_works(&masked) {
-        return;
-    }
-    let name = unique("fakeproc");
-    let seg = Segment::builder(&name)
-        .queue::<u64>("q", 4)
-        .lock("l")
-        .create()
-        .unwrap();
-    let q = seg.queue::<u64>("q").unwrap();
-    let lock = seg.lock("l").unwrap();
-    let guard = lock.lock().unwrap();
-    let q = &q;
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel::<u32>();
-    std::thread::scope(|s| {
-        let _release = OnDrop(move || {
-            let _ = tx.send(());
-        });
-        s.spawn(move || {
-            q.put_with(|v| {
-                *v = 1;
-                claimed_tx
-                    .send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
-                    .unwrap();
-                rx.recv().unwrap();
-            })
-            .unwrap()
-        });
-        let claimant_tid = claimed_rx.recv().unwrap();
-        q.put(2).unwrap();
-        let owner_tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-        let zombie = |id: u32| {
-            format!(
-                "mkdir -p /proc/{id} && echo '{id} (fake) Z 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 \
-                 12345 0 0' > /proc/{id}/stat && "
-            )
-        };
-        let setup = format!(
+    let zombie = |id: u32| {
+        format!(
+            "mkdir -p /proc/{id} && echo '{id} (fake) Z 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 \
+             12345 0 0' > /proc/{id}/stat && "
+        )
+    };
+    observer_in_a_mount_namespace_sees_live_peers("fakeproc", |claimant, owner| {
+        format!(
             "mount -t tmpfs none /proc && {}{}{}",
             zombie(std::process::id()),
-            zombie(claimant_tid),
-            zombie(owner_tid)
-        );
-        let mut child = Reap(spawn_under(
-            &["unshare", "--mount", "--propagation", "private"],
-            &setup,
-            "child_observer_without_procfs",
-            &name,
-        ));
-        let seen = result_line(&mut child.0);
-        assert!(child.0.wait().unwrap().success());
-        assert_eq!(seen, "Err(Timeout) Timeout");
+            zombie(claimant),
+            zombie(owner)
+        )
     });
-    drop(guard);
-    assert_eq!((q.get(), q.get()), (Ok(1), Ok(2)));
-    assert_eq!(q.stats().tombstones, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -253,16 +253,9 @@ impl Inner {
             let waiting = (old & crate::ring::NOTE_MASK) as u32;
             if waiting != 0 {
                 if let Some(ring) = self.ring_of_obj(waiting >> 1) {
-                    let hdr = crate::ring::RingMem::header(&ring.mem);
-                    let cell = if waiting & 1 != 0 {
-                        &hdr.space
-                    } else {
-                        &hdr.items
-                    };
-                    // Never below 0, whatever a forged record says.
-                    let _ = cell
-                        .waiters
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+                    crate::ring::RingMem::header(&ring.mem)
+                        .wait_cell(waiting & 1 != 0)
+                        .take_back(1);
                 }
             }
             // SYNC: Release pairs with the Acquire pid loads of readers (`record_alive`,
