@@ -348,11 +348,15 @@ fn proc_state_of(id: u32, process: bool) -> ProcState {
     match fields.next() {
         // Field 3: state.
         Some("Z") | Some("X") | Some("x") => {
-            let other_threads = process
-                && std::fs::read_dir(format!("/proc/{id}/task"))
-                    .map(|d| d.count() > 1)
-                    .unwrap_or(false);
-            if !other_threads {
+            if process {
+                // A zombie leader whose other threads still run is a live process; if its task
+                // list cannot be read, that is not known, so not dead.
+                match std::fs::read_dir(format!("/proc/{id}/task")).map(|d| d.count()) {
+                    Ok(n) if n > 1 => {}
+                    Ok(_) => return ProcState::Dead,
+                    Err(_) => return ProcState::Unknown,
+                }
+            } else {
                 return ProcState::Dead;
             }
         }
