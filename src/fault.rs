@@ -18,6 +18,26 @@ pub(crate) fn point(_name: &'static str) {
     hit(_name);
 }
 
+/// The death watch's backstop slice (see `ring::WATCHED_SLICE`): `default`, or with the feature
+/// on, `SHMQ_FAULT_WATCHED_SLICE_MS` milliseconds, so a test can tell a sleeper woken by the
+/// kernel's report of a death from one woken by the backstop.
+#[cfg(not(shmq_loom))]
+pub(crate) fn watched_slice(default: std::time::Duration) -> std::time::Duration {
+    #[cfg(feature = "fault-injection")]
+    {
+        static SET: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let ms = SET.get_or_init(|| {
+            std::env::var("SHMQ_FAULT_WATCHED_SLICE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let Some(ms) = *ms {
+            return std::time::Duration::from_millis(ms);
+        }
+    }
+    default
+}
+
 /// Whether the calling thread dies at point `name`: always `false` outside loom.
 #[cfg(not(shmq_loom))]
 #[inline(always)]

@@ -206,7 +206,7 @@ mod segment_layout {
     /// First 8 bytes of every shmq segment.
     pub(crate) const MAGIC: [u8; 8] = *b"SHMQSEG\0";
     /// Bumped on every incompatible change of anything in this file.
-    pub(crate) const LAYOUT_VERSION: u32 = 4;
+    pub(crate) const LAYOUT_VERSION: u32 = 5;
     /// `state` before initialisation finished (a zero-filled new file reads as this).
     #[allow(dead_code)]
     pub(crate) const STATE_INIT: u32 = 0;
@@ -251,7 +251,14 @@ mod segment_layout {
         pub(crate) creator_start: u64,
         /// PID namespace of the creator (see `os::pid_namespace`; 0: unknown).
         pub(crate) creator_pidns: u64,
-        pub(crate) _reserved: [u64; 6],
+        /// Membership epoch: bumped (and woken) each time a thread takes a participant record,
+        /// so a sleeper that watches the processes holding records learns of a new one (see
+        /// `segment::watch`).
+        pub(crate) members: Futex,
+        /// Departure epoch: bumped (and woken) each time a participant record is released (its
+        /// thread exited or its mapping went away), so a sleeper looks for a disconnect.
+        pub(crate) leaves: Futex,
+        pub(crate) _reserved: [u64; 5],
     }
 
     /// One named object in the directory.
@@ -319,7 +326,7 @@ mod segment_layout {
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 19] = [
+        let parts: [u64; 21] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -341,6 +348,8 @@ mod segment_layout {
             offset_of!(ParticipantRecord, pidns) as u64,
             offset_of!(SegmentHeader, creator_pidns) as u64,
             offset_of!(ClaimRecord, waiting) as u64,
+            offset_of!(SegmentHeader, members) as u64,
+            offset_of!(SegmentHeader, leaves) as u64,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

@@ -33,7 +33,7 @@ use crate::layout::{
     STAMP_TOMB,
 };
 use crate::sync::backoff::Backoff;
-use crate::sync::futex::Wake;
+use crate::sync::futex::{AlsoWake, Wake, WakeAlso};
 use crate::sync::{fence, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -97,11 +97,28 @@ pub(crate) trait Liveness: std::fmt::Debug {
     /// taken back once) and returns how many it cleared. The caller lowers the cell's count by
     /// that many.
     fn repair_waiters(&self, put: bool) -> u32;
+    /// Arms the death watch for the participants this ring's sleepers wait on: returns the
+    /// words that change when one of them dies or a new one joins (sleep on them beside the
+    /// wait cell), or `None` if no such watch covers them all (then sleep in short slices).
+    /// Arm before the last recovery pass ahead of a sleep: a death after arming wakes the
+    /// sleeper, a death before it is seen by that pass.
+    #[cfg(not(shmq_loom))]
+    fn watch(&self) -> Option<[crate::sync::futex::AlsoWake<'_>; 3]> {
+        None
+    }
 }
 
-/// How long a blocked waiter sleeps before it checks whether it waits for a dead process.
+/// How long a blocked waiter sleeps before it checks whether it waits for a dead process, when
+/// the death watch does not cover the peers (see `segment::watch`).
 #[cfg(not(shmq_loom))]
 const RECOVERY_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The same when the death watch covers every peer that can be judged dead: the kernel wakes the
+/// sleeper when one of them dies, and a record take or release wakes it too, so this slice is
+/// only a backstop for a notice nobody could give (an idle blocked waiter then wakes once every
+/// five seconds).
+#[cfg(not(shmq_loom))]
+const WATCHED_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a non-blocking call waits for a live claimant that holds the position it needs (a
 /// producer between claim and publish, a consumer between claim and release) before it gives up
@@ -356,6 +373,10 @@ pub(crate) struct Ring<M> {
     /// [`REPAIR_EVERY`]-th such call looks for it (`Ring::repair_waiters`).
     #[cfg(not(shmq_loom))]
     woke_nobody: std::sync::atomic::AtomicU32, // shim-exempt: process-local
+    /// The death watch's `leaves << 32 | deaths` epochs when a live producer was last seen
+    /// (see `disconnected_watched`), process-local.
+    #[cfg(not(shmq_loom))]
+    live_seen_at: std::sync::atomic::AtomicU64, // shim-exempt: process-local
 }
 
 impl<M: RingMem> Ring<M> {
@@ -366,17 +387,64 @@ impl<M: RingMem> Ring<M> {
             live: None,
             #[cfg(not(shmq_loom))]
             woke_nobody: std::sync::atomic::AtomicU32::new(0), // shim-exempt: process-local
+            #[cfg(not(shmq_loom))]
+            live_seen_at: std::sync::atomic::AtomicU64::new(u64::MAX), // shim-exempt: process-local
         }
     }
 
-    /// The end of the next sleep slice: the deadline itself without a liveness source.
-    fn sliced(&self, deadline: Option<Instant>) -> Option<Instant> {
+    /// The end of the next sleep slice: the deadline itself without a liveness source;
+    /// [`WATCHED_SLICE`] when the death watch covers the peers, [`RECOVERY_SLICE`] otherwise.
+    fn sliced(&self, deadline: Option<Instant>, watched: bool) -> Option<Instant> {
         #[cfg(not(shmq_loom))]
         if self.live.is_some() {
-            let end = Instant::now() + RECOVERY_SLICE;
+            let slice = if watched {
+                crate::fault::watched_slice(WATCHED_SLICE)
+            } else {
+                RECOVERY_SLICE
+            };
+            let end = Instant::now() + slice;
             return Some(deadline.map_or(end, |d| d.min(end)));
         }
+        let _ = watched;
         deadline
+    }
+
+    /// Whether every producer is gone (see [`disconnected`](Self::disconnected)), for a sleeper
+    /// armed with the death watch `watch`. Only a producer leaving (`leaves`, word 1) or dying
+    /// (`deaths`, word 2) can disconnect a ring, so once a live producer was seen, the scan is
+    /// skipped until either epoch moves: a sleeper looks before each sleep at no cost.
+    #[cfg(not(shmq_loom))]
+    fn disconnected_watched(&self, watch: &[AlsoWake<'_>; 3]) -> bool {
+        use std::sync::atomic::Ordering as StdOrdering; // shim-exempt: process-local
+        let key = u64::from(watch[1].expected) << 32 | u64::from(watch[2].expected);
+        self.disconnected_unless(
+            || self.live_seen_at.load(StdOrdering::Relaxed) == key,
+            || self.live_seen_at.store(key, StdOrdering::Relaxed),
+        )
+    }
+
+    /// Sleeps on `cell` (registered, at `epoch`) until `end`, and with the death watch's words
+    /// `watch` also until a peer dies or joins (`WakeAlso::Other`). Returns why it woke and the
+    /// end it slept towards: if the kernel refuses to wait on several words, a short
+    /// [`RECOVERY_SLICE`] instead.
+    fn sleep(
+        &self,
+        cell: &WaitCell,
+        epoch: u32,
+        watch: Option<&[AlsoWake<'_>; 3]>,
+        end: Option<Instant>,
+    ) -> (WakeAlso, Option<Instant>) {
+        #[cfg(not(shmq_loom))]
+        if let Some(w) = watch {
+            if let Some(why) = cell.epoch.wait_also(epoch, w, end) {
+                return (why, end);
+            }
+            let short = Instant::now() + RECOVERY_SLICE;
+            let end = Some(end.map_or(short, |e| e.min(short)));
+            return (WakeAlso::Own(cell.epoch.wait(epoch, end)), end);
+        }
+        let _ = watch;
+        (WakeAlso::Own(cell.epoch.wait(epoch, end)), end)
     }
 
     /// Takes back the registrations that dead processes left on the `space` (`put`) or `items`
@@ -547,16 +615,24 @@ impl<M: RingMem> Ring<M> {
     /// claimed for put but not yet consumed. A producer that registers after the check can still
     /// put; the answer is a snapshot, like `len`.
     pub(crate) fn disconnected(&self) -> bool {
+        self.disconnected_unless(|| false, || {})
+    }
+
+    /// [`disconnected`](Self::disconnected), skipping the participant scan while `known_live()`
+    /// says a live producer was seen since the last peer left or died; `saw_live()` records that
+    /// one was.
+    fn disconnected_unless(&self, known_live: impl Fn() -> bool, saw_live: impl Fn()) -> bool {
         let Some(live) = self.live.as_deref() else {
             return false;
         };
         let hdr = self.hdr();
         // SYNC: Acquire pairs with the Release `fetch_or` in `RingHandle::note_producer`, so the
         // registering thread's `producer_of` bit (set before it) is visible to the scan below.
-        if hdr.counters.producers.load(Ordering::Acquire) != PRODUCER_SEEN {
+        if hdr.counters.producers.load(Ordering::Acquire) != PRODUCER_SEEN || known_live() {
             return false;
         }
         if live.live_producers() > 0 {
+            saw_live();
             return false;
         }
         // Emptiness is read after the scan: a producer whose record was released (clean exit) or
@@ -1231,6 +1307,12 @@ impl<M: RingMem> Ring<M> {
                 backoff.snooze();
                 continue;
             }
+            // Arm the death watch first (see `Liveness::watch`): a peer that dies from here on
+            // wakes the sleep below, one that died before is seen by the attempt that follows.
+            #[cfg(not(shmq_loom))]
+            let watch = self.live.as_deref().and_then(|l| l.watch());
+            #[cfg(shmq_loom)]
+            let watch: Option<[AlsoWake<'_>; 3]> = None;
             // Before sleeping, one exact attempt: if the position we wait behind is held by a
             // claimant that is dead, recover it now rather than after a whole slice.
             match attempt(true) {
@@ -1245,21 +1327,36 @@ impl<M: RingMem> Ring<M> {
                     }
                 }
             }
+            // A getter watching its peers looks for a disconnect before every sleep (free
+            // while no producer left or died since it last saw one alive); otherwise once per
+            // slice, below.
+            #[cfg(not(shmq_loom))]
+            if let Some(w) = watch.as_ref().filter(|_| !put) {
+                if self.disconnected_watched(w) {
+                    return Err(WaitError::Disconnected);
+                }
+            }
             // With a liveness source, sleep in slices: a process that died holding the claim we
             // wait behind cannot wake us, so every slice we look for one and recover its claim.
-            let slice_end = self.sliced(deadline);
+            let slice_end = self.sliced(deadline, watch.is_some());
             let (epoch, registered) = cell.register_guarded(who, put);
             let retry = attempt(false);
-            let woke = match retry {
+            let (why, slice_end) = match retry {
                 Err(TryError::WouldBlock) | Err(TryError::Pending) => {
-                    cell.epoch.wait(epoch, slice_end)
+                    self.sleep(cell, epoch, watch.as_ref(), slice_end)
                 }
-                _ => Wake::Woken,
+                _ => (WakeAlso::Own(Wake::Woken), slice_end),
             };
             drop(registered);
             if let Some(r) = done(retry) {
                 return r;
             }
+            let woke = match why {
+                WakeAlso::Own(w) => w,
+                // A peer joined, left or died: the next pass watches a joiner too, recovers a
+                // dead claim we wait behind (its exact attempt), and looks for a disconnect.
+                WakeAlso::Other(_) => continue,
+            };
             if woke == Wake::TimedOut && slice_end != deadline {
                 let user_deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
                 if !user_deadline_passed {

@@ -13,20 +13,12 @@ use std::time::{Duration, Instant};
 /// Starts a child running `role` that will stop at `fault` after passing it `skip` times, and
 /// returns once it has stopped there.
 fn child_stopped_at(seg: &str, role: &str, fault: &str, skip: u32, resume: bool) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["child_crash_role", "--exact", "--ignored", "--nocapture"])
-        .env("SHMQ_TEST_CHILD", "1")
-        .env("SHMQ_SEG", seg)
-        .env("SHMQ_ROLE", role)
-        .env("SHMQ_FAULT", fault)
-        .env("SHMQ_FAULT_SKIP", skip.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let skip = skip.to_string();
+    let mut env = vec![("SHMQ_FAULT", fault), ("SHMQ_FAULT_SKIP", skip.as_str())];
     if resume {
-        cmd.env("SHMQ_FAULT_RESUME", "1");
+        env.push(("SHMQ_FAULT_RESUME", "1"));
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = spawn_role(seg, role, &env);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     loop {
         let line = lines
@@ -40,6 +32,21 @@ fn child_stopped_at(seg: &str, role: &str, fault: &str, skip: u32, resume: bool)
     // Keep draining stderr so the child never blocks on it.
     std::thread::spawn(move || for _ in lines {});
     child
+}
+
+/// Starts a child running `role` on segment `seg` with `env` added, its stdin and stderr piped,
+/// and returns at once.
+fn spawn_role(seg: &str, role: &str, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["child_crash_role", "--exact", "--ignored", "--nocapture"])
+        .env("SHMQ_TEST_CHILD", "1")
+        .env("SHMQ_SEG", seg)
+        .env("SHMQ_ROLE", role)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.envs(env.iter().copied());
+    cmd.spawn().unwrap()
 }
 
 /// Lets a child started with `resume` go on from its crash point. Its stdin stays open (until
@@ -122,6 +129,18 @@ fn child_crash_role() {
                 hold_alive();
             })
             .unwrap();
+        }
+        "claim-then-hold" => {
+            // Claims position 0 of "q" and stops inside the closure, alive, holding the claim.
+            q.put_with(|v| {
+                *v = 1;
+                hold_alive();
+            })
+            .unwrap();
+        }
+        "getter-report" => {
+            // One blocking get; its outcome on stderr.
+            eprintln!("SHMQ_RESULT {:?}", q.get());
         }
         "try-consumer-then-hold" => {
             // One non-blocking get; reports its outcome through event "tried", then stays alive.
@@ -254,16 +273,7 @@ fn joinable_producer_killed_blocked_in_put_leaves_no_task_behind() {
     let (name, _seg, j) = joinable_with_one_task("joinblocked");
     // The child's put blocks on the full queue; it is killed there. It used to count its task
     // before putting, so join waited for a task nobody could ever finish.
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_crash_role", "--exact", "--ignored", "--nocapture"])
-        .env("SHMQ_TEST_CHILD", "1")
-        .env("SHMQ_SEG", &name)
-        .env("SHMQ_ROLE", "joinable-producer")
-        .env("SHMQ_FAULT", "none")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_role(&name, "joinable-producer", &[("SHMQ_FAULT", "none")]);
     let watchdog = Instant::now() + Duration::from_secs(60);
     while j.stats().waiting_putters == 0 {
         assert!(Instant::now() < watchdog, "the producer never blocked");
@@ -839,4 +849,54 @@ fn writer_killed_mid_write_of_a_versioned_value_leaves_it_whole_and_writable() {
     assert_eq!(v.load(), [3; 8]);
     assert_eq!(v.version(), 1);
     assert_eq!(v.update(|x| x[7] = 4)[..], [3, 3, 3, 3, 3, 3, 3, 4]);
+}
+
+#[test]
+fn getter_behind_a_live_claim_sleeps_until_the_kernel_reports_the_claimant_dead() {
+    // Case 10 of the liveness work: an idle blocked getter does not poll, yet learns of its
+    // claimant's death at once. The backstop slice is set to an hour, so only the death watch
+    // (a pidfd the kernel makes readable at exit) can wake the getter in time.
+    let name = unique("deathwatch");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    let claimer = child_holding(&name, "claim-then-hold");
+    let mut getter = spawn_role(
+        &name,
+        "getter-report",
+        &[("SHMQ_FAULT_WATCHED_SLICE_MS", "3600000")],
+    );
+    let pid = getter.id();
+    let watchdog = Instant::now() + Duration::from_secs(60);
+    while q.stats().waiting_getters == 0 || !all_threads_asleep(pid) {
+        assert!(getter.try_wait().unwrap().is_none(), "the getter exited");
+        assert!(Instant::now() < watchdog, "the getter never slept");
+        std::thread::yield_now();
+    }
+    // Idle: the getter waits behind a live claimant. Polling every 50 ms (as before the death
+    // watch) shows as ~20 switches here; a sleeper that is left alone shows none.
+    let before = context_switches(pid);
+    std::thread::sleep(Duration::from_secs(1)); // the observation window, not a synchronisation
+    let idle = context_switches(pid) - before;
+    assert!(
+        idle <= 3,
+        "an idle blocked getter switched {idle} times in 1 s"
+    );
+    kill(claimer);
+    let out = getter.stderr.take().unwrap();
+    let line = within(Duration::from_secs(60), move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("SHMQ_RESULT"))
+    });
+    getter.wait().unwrap();
+    assert_eq!(
+        line.as_deref(),
+        Some("SHMQ_RESULT Err(Disconnected)"),
+        "the getter was not woken by its claimant's death"
+    );
+    assert_eq!(q.stats().tombstones, 1);
 }

@@ -878,9 +878,16 @@ fn shmq_queues(tag: &str) -> Queues<Queue<u64>> {
         b = b.queue::<u64>(&format!("q{c}"), c);
     }
     let seg = b.create_or_replace().unwrap();
-    let qs = (1..=4)
+    let qs: Vec<Queue<u64>> = (1..=4)
         .map(|c| seg.queue::<u64>(&format!("q{c}")).unwrap())
         .collect();
+    // This thread (alive while every history runs) becomes a producer of each queue, so none
+    // is ever `Disconnected`: the producers of a history come and go, and between one leaving
+    // and the next putting, a getter may rightly report that every producer is gone.
+    for q in &qs {
+        q.put(0).unwrap();
+        assert_eq!(q.try_get(), Ok(0));
+    }
     Queues {
         qs,
         _seg: Some(seg),

@@ -406,22 +406,6 @@ fn child_sleeping_getter() {
     let _ = seg.queue::<u64>("q").unwrap().get();
 }
 
-/// Whether every thread of process `pid` is asleep (state `S` in `/proc/PID/task/*/stat`).
-fn all_threads_asleep(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.filter_map(Result::ok).all(|t| {
-        std::fs::read_to_string(t.path().join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .map(|i| s[i + 1..].trim_start().starts_with('S'))
-            })
-            .unwrap_or(false)
-    })
-}
-
 /// Starts a child blocked in `get()` on the empty queue `q` of segment `name`, waits until it is
 /// registered as a waiter and asleep in the futex (so past noting its registration), and kills
 /// it there.

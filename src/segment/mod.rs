@@ -2,6 +2,7 @@
 
 pub(crate) mod os;
 mod participants;
+mod watch;
 
 use crate::error::{CreateError, NameError, ObjectKind, OpenError, TypeSig};
 use crate::layout::{
@@ -1014,6 +1015,11 @@ pub(crate) struct Inner {
     /// The segment file, holding a shared `flock` for as long as the mapping lives (named
     /// segments only): while any process holds one, no `create` reclaims the segment.
     holder: Option<std::fs::File>,
+    /// What the death watch last covered here (`members << 32 | deaths`) and for which
+    /// watcher: the participants are scanned again only when either changed (see
+    /// `watch::watch_peers`).
+    armed: std::sync::atomic::AtomicU64, // shim-exempt: process-local
+    armed_by: std::sync::atomic::AtomicUsize, // shim-exempt: process-local
 }
 
 impl Inner {
@@ -1042,6 +1048,8 @@ impl Inner {
             records: Mutex::new(Vec::new()),
             forks: os::fork_generation(),
             holder: None,
+            armed: StdU64::new(0),
+            armed_by: std::sync::atomic::AtomicUsize::new(0), // shim-exempt: process-local
         };
         if owner {
             inner.copy_layout_fields()?;
@@ -1336,7 +1344,7 @@ impl Drop for Inner {
         let handed = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
         let forks = os::fork_generation();
         for (idx, _) in handed.into_iter().filter(|&(_, f)| f == forks) {
-            participants::release(self.record(idx));
+            self.release_record(idx);
         }
         if self.owner
             && self.forks == forks

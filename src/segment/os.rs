@@ -495,3 +495,68 @@ extern "C" fn forked_child() {
     // shim-exempt: process-local.
     FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// What [`pidfd_open`] found.
+pub(crate) enum Pidfd {
+    /// A descriptor that becomes readable when the process exits (`pidfd_open(2)`, Linux 5.3).
+    Open(OwnedFd),
+    /// ESRCH: no process has that pid in our namespace.
+    Gone,
+    /// Anything else (EMFILE, ENOSYS, EPERM under a seccomp filter): no descriptor.
+    Failed,
+}
+
+/// A pidfd for process `pid` of our PID namespace.
+pub(crate) fn pidfd_open(pid: u32) -> Pidfd {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        return Pidfd::Failed;
+    };
+    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Pidfd::Open(fd),
+        Err(Errno::SRCH) => Pidfd::Gone,
+        Err(_) => Pidfd::Failed,
+    }
+}
+
+/// An epoll instance (`epoll_create1(EPOLL_CLOEXEC)`) watching descriptors for readability, each
+/// under a caller-chosen key.
+pub(crate) struct Poller(OwnedFd);
+
+impl Poller {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        use rustix::event::epoll;
+        Ok(Self(epoll::create(epoll::CreateFlags::CLOEXEC)?))
+    }
+
+    /// Watches `fd` for readability under `key`.
+    pub(crate) fn add(&self, fd: &OwnedFd, key: u64) -> std::io::Result<()> {
+        use rustix::event::epoll;
+        Ok(epoll::add(
+            &self.0,
+            fd,
+            epoll::EventData::new_u64(key),
+            // One-shot: reported once, then disabled until removed. A descriptor whose file a
+            // forked child still holds stays registered after we close ours, and must not be
+            // reported for ever.
+            epoll::EventFlags::IN | epoll::EventFlags::ONESHOT,
+        )?)
+    }
+
+    /// Stops watching `fd` (before it is closed: see `add`).
+    pub(crate) fn remove(&self, fd: &OwnedFd) {
+        // ENOENT (never added) is the only possible failure for a valid epoll and fd.
+        let _ = rustix::event::epoll::delete(&self.0, fd);
+    }
+
+    /// Blocks until at least one watched descriptor is readable; returns their keys. An
+    /// interrupted wait returns no keys.
+    pub(crate) fn wait(&self) -> std::io::Result<Vec<u64>> {
+        use rustix::event::epoll;
+        let mut events = Vec::with_capacity(16);
+        match epoll::wait(&self.0, rustix::buffer::spare_capacity(&mut events), None) {
+            Ok(_) => Ok(events.iter().map(|e| e.data.u64()).collect()),
+            Err(Errno::INTR) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -46,7 +46,7 @@ impl Drop for ThreadRecords {
         for c in self.0.drain(..) {
             if let (Some(inner), Some(idx)) = (c.seg.upgrade(), c.idx) {
                 inner.forget_record(idx);
-                release(inner.record(idx));
+                inner.release_record(idx);
             }
         }
     }
@@ -57,7 +57,7 @@ thread_local! {
 }
 
 /// Marks a record free: claim words cleared, then `pid = 0` with Release.
-pub(crate) fn release(r: &ParticipantRecord) {
+fn release(r: &ParticipantRecord) {
     r.claim.put_obj.store(0, Ordering::Relaxed);
     r.claim.get_obj.store(0, Ordering::Relaxed);
     // Keep the owner count (the next taker bumps it); clear the note.
@@ -144,6 +144,10 @@ impl crate::ring::Liveness for QueueLiveness {
         self.seg.live_participants()
     }
 
+    fn watch(&self) -> Option<[crate::sync::futex::AlsoWake<'_>; 3]> {
+        self.seg.watch_peers()
+    }
+
     fn repair_waiters(&self, put: bool) -> u32 {
         use crate::ring::NOTE_MASK;
         let mine = u64::from(self.obj << 1 | put as u32);
@@ -212,6 +216,13 @@ impl Inner {
         })
     }
 
+    /// Frees record `idx` (its thread exited, or the mapping goes away) and tells sleepers
+    /// that watch the participants: a producer leaving may disconnect a queue.
+    pub(crate) fn release_record(&self, idx: u32) {
+        release(self.record(idx));
+        self.announce_leave();
+    }
+
     fn claim_record(&self) -> Option<u32> {
         let (pid, start, pidns) = os::self_identity();
         let tid = os::thread_id();
@@ -261,6 +272,8 @@ impl Inner {
             // SYNC: Release pairs with the Acquire pid loads of readers (`record_alive`,
             // `naming`, `live_producers`): whoever sees our pid sees the fields above.
             r.pid.store(pid, Ordering::Release);
+            // Sleepers watching this segment's participants must watch us too.
+            self.announce_member();
             true
         };
         for i in 0..self.part_count {

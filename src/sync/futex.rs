@@ -27,6 +27,33 @@ pub(crate) enum Wake {
     TimedOut,
 }
 
+/// Another word a sleeper in [`Futex::wait_also`] also wakes on, with the value it expects there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AlsoWake<'a> {
+    pub(crate) word: &'a AtomicU32,
+    pub(crate) expected: u32,
+    /// Woken only from this process (`FUTEX_PRIVATE_FLAG` on both sides).
+    pub(crate) private: bool,
+}
+
+/// Why [`Futex::wait_also`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WakeAlso {
+    /// As [`Futex::wait`] would have returned.
+    Own(Wake),
+    /// `also[i]` changed or was woken.
+    Other(usize),
+}
+
+/// Time left until `deadline`: `None` without one, `Some(None)` once it passed.
+#[cfg(not(shmq_loom))]
+fn remaining(deadline: Option<Instant>) -> Option<Option<std::time::Duration>> {
+    deadline.map(|d| {
+        d.checked_duration_since(Instant::now())
+            .filter(|r| !r.is_zero())
+    })
+}
+
 /// A 32-bit futex word. `#[repr(transparent)]` natively so it can overlay shared memory.
 #[cfg_attr(not(shmq_loom), repr(transparent))]
 #[derive(Debug)]
@@ -63,14 +90,10 @@ impl Futex {
         use rustix::io::Errno;
         use rustix::thread::futex;
         let ts;
-        let timeout = match deadline {
+        let timeout = match remaining(deadline) {
             None => None,
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Wake::TimedOut;
-                }
-                let rem = d - now;
+            Some(None) => return Wake::TimedOut,
+            Some(Some(rem)) => {
                 ts = futex::Timespec {
                     tv_sec: rem.as_secs() as _,
                     tv_nsec: rem.subsec_nanos() as _,
@@ -94,6 +117,84 @@ impl Futex {
                     None => nap,
                 });
                 Wake::Woken
+            }
+        }
+    }
+
+    /// Sleeps like [`wait`](Self::wait), and also wakes when any of `also` no longer holds its
+    /// expected value or is woken (`futex_waitv(2)`, Linux 5.16). `None` if the kernel does not
+    /// offer `futex_waitv` (or a seccomp filter refuses it): the caller then sleeps with `wait`
+    /// and polls for what `also` would have told it. Once refused, it is not tried again.
+    #[cfg(not(shmq_loom))]
+    pub(crate) fn wait_also(
+        &self,
+        expected: u32,
+        also: &[AlsoWake<'_>],
+        deadline: Option<Instant>,
+    ) -> Option<WakeAlso> {
+        use rustix::io::Errno;
+        use rustix::thread::futex;
+        use std::sync::atomic::{AtomicBool, Ordering as StdOrdering}; // shim-exempt: process-local
+        static REFUSED: AtomicBool = AtomicBool::new(false); // shim-exempt: process-local
+        const MAX: usize = 4;
+        if REFUSED.load(StdOrdering::Relaxed) || also.len() >= MAX {
+            return None;
+        }
+        let ts;
+        let timeout = match remaining(deadline) {
+            None => None,
+            Some(None) => return Some(WakeAlso::Own(Wake::TimedOut)),
+            Some(Some(rem)) => {
+                // futex_waitv takes an absolute CLOCK_MONOTONIC time (`Instant`'s clock).
+                let at = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                let nanos = at.tv_nsec as u64 + u64::from(rem.subsec_nanos());
+                ts = futex::Timespec {
+                    tv_sec: at.tv_sec + rem.as_secs() as i64 + (nanos / 1_000_000_000) as i64,
+                    tv_nsec: (nanos % 1_000_000_000) as _,
+                };
+                Some(&ts)
+            }
+        };
+        let entry = |word: &AtomicU32, val: u32, private: bool| {
+            let mut w = futex::Wait::new();
+            w.val = u64::from(val);
+            w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            w.flags = if private {
+                futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE
+            } else {
+                futex::WaitFlags::SIZE_U32
+            };
+            w
+        };
+        let mut waits = [futex::Wait::new(); MAX];
+        // Own word shared (see the module docs); an `also` word is private when only this
+        // process ever wakes it.
+        waits[0] = entry(&self.word, expected, false);
+        for (w, a) in waits[1..].iter_mut().zip(also) {
+            *w = entry(a.word, a.expected, a.private);
+        }
+        let n = also.len() + 1;
+        let changed = || {
+            also.iter()
+                .position(|a| a.word.load(Ordering::Relaxed) != a.expected)
+        };
+        match futex::waitv(
+            &waits[..n],
+            futex::WaitvFlags::empty(),
+            timeout,
+            rustix::time::ClockId::Monotonic,
+        ) {
+            Ok(0) => Some(WakeAlso::Own(Wake::Woken)),
+            Ok(i) => Some(WakeAlso::Other(i - 1)),
+            Err(Errno::TIMEDOUT) => Some(WakeAlso::Own(Wake::TimedOut)),
+            // AGAIN: one of the words no longer held its value; which one, we look.
+            Err(Errno::AGAIN) | Err(Errno::INTR) => Some(match changed() {
+                Some(i) => WakeAlso::Other(i),
+                None => WakeAlso::Own(Wake::Woken),
+            }),
+            Err(_) => {
+                REFUSED.store(true, StdOrdering::Relaxed);
+                None
             }
         }
     }
@@ -122,6 +223,18 @@ impl Futex {
         // would at worst leave a waiter to its deadline, so it counts as waking nobody.
         rustix::thread::futex::wake(&self.word, rustix::thread::futex::Flags::empty(), n)
             .map_or(0, |woken| woken as u32)
+    }
+
+    /// Wakes every waiter that waits on this word with `FUTEX_PRIVATE_FLAG` (a word only this
+    /// process waits on and wakes; see [`AlsoWake::private`]).
+    #[cfg(not(shmq_loom))]
+    pub(crate) fn wake_private_all(word: &AtomicU32) {
+        // As in `wake`: an error cannot happen for a valid, aligned reference.
+        let _ = rustix::thread::futex::wake(
+            word,
+            rustix::thread::futex::Flags::PRIVATE,
+            i32::MAX as u32,
+        );
     }
 
     /// Loom model of `wake`.

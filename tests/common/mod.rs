@@ -73,3 +73,37 @@ pub fn decode(p: &[u8]) -> Vec<u64> {
         .map(|l| u64::from_str_radix(l, 16).unwrap())
         .collect()
 }
+
+/// Whether every thread of process `pid` is asleep (state `S` in `/proc/PID/task/*/stat`).
+pub fn all_threads_asleep(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .map(|i| s[i + 1..].trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Context switches (voluntary and not) of every thread of process `pid` so far, from
+/// `/proc/PID/task/*/status`.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}

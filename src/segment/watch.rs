@@ -1,0 +1,212 @@
+//! The death watch: a blocked waiter learns from the kernel that a peer died, instead of waking
+//! every few milliseconds to look.
+//!
+//! A waiter blocked behind a peer (a getter on an empty queue, a putter on a full one) must notice
+//! within milliseconds when that peer dies: the peer may hold the claim it waits behind, or be the
+//! last producer (the getter then reports `Disconnected`). Polling for that costs wake-ups while
+//! idle. Instead, one thread per process (started at the first such sleep) holds a `pidfd` for
+//! every process that holds a participant record in a segment some thread of ours sleeps on, and
+//! blocks in `epoll_wait` on them. When one becomes readable (its process exited) the thread bumps
+//! [`Watcher::deaths`] and wakes every sleeper of this process waiting on it. A sleeper waits with
+//! `futex_waitv` on four words at once: its wait cell, the segment's `members` epoch (bumped by
+//! every record take, so a process that joins after the sleeper looked is not missed), its
+//! `leaves` epoch (bumped by every record release: a producer thread that exits cleanly may be the
+//! last one, and no process dies to say so), and `deaths`.
+//!
+//! The watch only *wakes*; it never decides anything. Whoever wakes runs the usual recovery pass,
+//! whose verdicts come from [`os::process_alive`] as before. So a watched pid that was reused, a
+//! spurious wake-up, or a watcher that could not be started costs at most a wasted pass or a
+//! fallback to short sleep slices, never a wrong verdict.
+//!
+//! Processes of another PID namespace (or of an unknown one) are not watched: a pid from there
+//! names somebody else here, and such a process is never judged dead anyway, so there is nothing
+//! its death could let a sleeper do.
+
+use super::{os, Inner};
+use crate::layout::PID_TAKING;
+use crate::sync::futex::{AlsoWake, Futex};
+use crate::sync::{AtomicU32, Ordering};
+use rustix::fd::OwnedFd;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering as StdOrdering}; // shim-exempt: process-local
+use std::sync::Mutex;
+
+/// One process's watcher (one per fork generation: a `fork()`ed child does not inherit the
+/// parent's thread, so it starts its own).
+struct Watcher {
+    forks: u64,
+    poller: os::Poller,
+    /// Every watched process, by pid, with its pidfd (closing it removes it from the poller).
+    watched: Mutex<HashMap<u32, OwnedFd>>,
+    /// +1 each time a watched process exits. Process-local memory: waited on and woken with
+    /// `FUTEX_PRIVATE_FLAG`.
+    deaths: AtomicU32,
+    /// The thread could not be started or its `epoll_wait` failed: sleepers fall back to
+    /// polling.
+    broken: AtomicBool, // shim-exempt: process-local
+}
+
+/// The current generation's watcher, leaked (it lives as long as the process).
+static WATCHER: AtomicPtr<Watcher> = AtomicPtr::new(core::ptr::null_mut()); // shim-exempt
+
+fn watcher() -> Option<&'static Watcher> {
+    let forks = os::fork_generation();
+    let cur = WATCHER.load(StdOrdering::Acquire);
+    if !cur.is_null() {
+        // SAFETY: a non-null WATCHER points to a leaked `Box<Watcher>`, never freed.
+        let w = unsafe { &*cur };
+        if w.forks == forks {
+            return (!w.broken.load(StdOrdering::Relaxed)).then_some(w);
+        }
+    }
+    let new: &'static Watcher = Box::leak(Box::new(Watcher {
+        forks,
+        poller: os::Poller::new().ok()?,
+        watched: Mutex::new(HashMap::new()),
+        deaths: AtomicU32::new(0),
+        broken: AtomicBool::new(false),
+    }));
+    let new_ptr = new as *const Watcher as *mut Watcher;
+    // SYNC: AcqRel: Release publishes the new watcher's fields to threads that load it with
+    // Acquire above; Acquire (on failure) reads the fields of the one another thread installed.
+    match WATCHER.compare_exchange(cur, new_ptr, StdOrdering::AcqRel, StdOrdering::Acquire) {
+        Ok(_) => {
+            if !cur.is_null() {
+                // SAFETY: as above; it is the parent's watcher, which no thread here uses.
+                let parent = unsafe { &*cur };
+                // Close the pidfds inherited from the parent (its thread did not come along).
+                // `try_lock`: a lock held across the fork by another parent thread stays held.
+                if let Ok(mut m) = parent.watched.try_lock() {
+                    m.clear();
+                }
+            }
+            let spawned = std::thread::Builder::new()
+                .name("shmq-deathwatch".into())
+                .spawn(move || run(new));
+            if spawned.is_err() {
+                new.broken.store(true, StdOrdering::Relaxed);
+                return None;
+            }
+            Some(new)
+        }
+        Err(other) => {
+            // Lost the race: ours is never used (its poller fd is leaked with it).
+            // SAFETY: as above.
+            let w = unsafe { &*other };
+            (w.forks == forks && !w.broken.load(StdOrdering::Relaxed)).then_some(w)
+        }
+    }
+}
+
+/// The watcher thread: forever waits for watched processes to exit.
+fn run(w: &'static Watcher) {
+    loop {
+        match w.poller.wait() {
+            Ok(keys) if keys.is_empty() => continue,
+            Ok(keys) => {
+                let mut m = w.watched.lock().unwrap_or_else(|p| p.into_inner());
+                for k in keys {
+                    if let Some(fd) = m.remove(&(k as u32)) {
+                        w.poller.remove(&fd);
+                    }
+                }
+            }
+            Err(_) => w.broken.store(true, StdOrdering::Relaxed),
+        }
+        // SYNC: Release pairs with the sleepers' Acquire load in `watch_peers`: a sleeper that
+        // reads the new count also sees the watched set without the dead process.
+        w.deaths.fetch_add(1, Ordering::Release);
+        Futex::wake_private_all(&w.deaths);
+        if w.broken.load(StdOrdering::Relaxed) {
+            return;
+        }
+    }
+}
+
+impl Inner {
+    /// Makes sure every process holding a participant record here is watched, and returns the
+    /// words to sleep on besides the wait cell: `members`, `leaves`, then `deaths`. Call it *before* the last recovery pass ahead of a sleep: a peer that
+    /// dies after this call wakes the sleeper, one that died before it is seen by that pass.
+    /// `None` if the watch cannot cover every peer (no watcher thread, no pidfd for one of
+    /// them): the caller then polls in short slices.
+    pub(crate) fn watch_peers(&self) -> Option<[AlsoWake<'_>; 3]> {
+        if cfg!(miri) {
+            return None; // no threads blocking in syscalls under the interpreter
+        }
+        let w = watcher()?;
+        let members = &self.header().members;
+        // SYNC: Acquire pairs with the Release bump in `claim_record` (after the taker's pid
+        // store): a count that includes a take shows its record to the scan below.
+        let m = members.word().load(Ordering::Acquire);
+        // SYNC: Acquire pairs with the watcher's Release bump.
+        let d = w.deaths.load(Ordering::Acquire);
+        let leaves = &self.header().leaves;
+        // SYNC: Acquire pairs with the Release bump in `announce_leave`.
+        let l = leaves.word().load(Ordering::Acquire);
+        let key = u64::from(m) << 32 | u64::from(d);
+        let by = w as *const Watcher as usize;
+        if self.armed.load(StdOrdering::Relaxed) != key
+            || self.armed_by.load(StdOrdering::Relaxed) != by
+        {
+            let (me, _, ns) = os::self_identity();
+            let mut map = w.watched.lock().unwrap_or_else(|p| p.into_inner());
+            for i in 0..self.part_count {
+                let r = self.record(i);
+                let pid = r.pid.load(Ordering::Acquire);
+                let pidns = r.pidns.load(Ordering::Relaxed);
+                // A record being taken bumps `members` when done; one of another or unknown
+                // namespace is never judged dead (module docs); our own threads need no watch.
+                if pid == 0 || pid == PID_TAKING || pid == me || pidns == 0 || pidns != ns {
+                    continue;
+                }
+                if map.contains_key(&pid) {
+                    continue;
+                }
+                match os::pidfd_open(pid) {
+                    os::Pidfd::Open(fd) => {
+                        w.poller.add(&fd, u64::from(pid)).ok()?;
+                        map.insert(pid, fd);
+                    }
+                    // Already gone: the caller's recovery pass, which follows, sees it dead.
+                    os::Pidfd::Gone => {}
+                    os::Pidfd::Failed => return None,
+                }
+            }
+            self.armed.store(key, StdOrdering::Relaxed);
+            self.armed_by.store(by, StdOrdering::Relaxed);
+        }
+        Some([
+            AlsoWake {
+                word: members.word(),
+                expected: m,
+                private: false,
+            },
+            AlsoWake {
+                word: leaves.word(),
+                expected: l,
+                private: false,
+            },
+            AlsoWake {
+                word: &w.deaths,
+                expected: d,
+                private: true,
+            },
+        ])
+    }
+
+    /// Tells sleepers that watch this segment's participants that a record was taken (see the
+    /// module docs). Called once per record take, so at most once per thread and segment.
+    pub(crate) fn announce_member(&self) {
+        // SYNC: Release pairs with the Acquire load in `watch_peers`: whoever reads the new
+        // count sees the record (its pid store happened before this bump).
+        self.header().members.bump_and_wake(u32::MAX);
+    }
+
+    /// Tells sleepers that a record was released: a producer that left cleanly may have been
+    /// the last one, and no process died to say so.
+    pub(crate) fn announce_leave(&self) {
+        // SYNC: Release pairs with the Acquire load in `watch_peers`: whoever reads the new
+        // count sees the record free (`release` stored its pid 0 before this bump).
+        self.header().leaves.bump_and_wake(u32::MAX);
+    }
+}
