@@ -39,6 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue::<i64>("numbers", 4)
         .queue::<i64>("results", 32)
         .create()?;
+    // This process closes "numbers" once both producers are done: it counts as a producer until
+    // then, so a consumer does not take the moment between one producer's exit and the other's
+    // first put for the end (`Disconnected`).
+    seg.queue::<i64>("numbers")?.register_producer();
     let consumers = [
         process::spawn(&seg, "consumer-1")?,
         process::spawn(&seg, "consumer-2")?,

@@ -299,4 +299,10 @@ impl BytesQueue {
     pub fn producers_alive(&self) -> bool {
         self.h.producers_alive()
     }
+
+    /// Counts the calling thread as a producer from now on: see
+    /// [`Queue::register_producer`](crate::Queue::register_producer).
+    pub fn register_producer(&self) {
+        self.h.register_producer()
+    }
 }

@@ -18,9 +18,9 @@ pub(crate) fn point(_name: &'static str) {
     hit(_name);
 }
 
-/// The death watch's backstop slice (see `ring::WATCHED_SLICE`): `default`, or with the feature
-/// on, `SHMQ_FAULT_WATCHED_SLICE_MS` milliseconds, so a test can tell a sleeper woken by the
-/// kernel's report of a death from one woken by the backstop.
+/// A backstop sleep slice (the death watch's `ring::WATCHED_SLICE`, a joiner's `JOIN_SLICE`):
+/// `default`, or with the feature on, `SHMQ_FAULT_WATCHED_SLICE_MS` milliseconds, so a test can
+/// tell a sleeper woken by a notification from one woken by the backstop.
 #[cfg(not(shmq_loom))]
 pub(crate) fn watched_slice(default: std::time::Duration) -> std::time::Duration {
     #[cfg(feature = "fault-injection")]

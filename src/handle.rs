@@ -87,6 +87,7 @@ impl Clone for RingHandle {
         let mut ring = Ring::new(self.ring.mem.clone());
         ring.spin = self.ring.spin;
         ring.live = self.ring.live.clone();
+        ring.tomb_cell = self.ring.tomb_cell;
         Self {
             ring,
             seg: self.seg.clone(),
@@ -144,6 +145,12 @@ impl RingHandle {
 
     /// Whether a thread that has put to this ring is alive (or one that cannot be tracked has
     /// put). `false` also when nobody has put yet.
+    /// Counts the calling thread as a producer of this ring from now on (see
+    /// `Queue::register_producer`).
+    pub(crate) fn register_producer(&self) {
+        let _ = self.note_producer();
+    }
+
     pub(crate) fn producers_alive(&self) -> bool {
         use crate::layout::PRODUCER_UNATTRIBUTED;
         use crate::ring::RingMem;

@@ -409,8 +409,8 @@ impl<T> Queue<T> {
     /// still runs and still has the segment mapped. `false` before anyone has put.
     ///
     /// A blocked [`get`](Self::get) uses the same test: when the queue is empty and every
-    /// producer is gone, it returns [`GetError::Disconnected`] (checked every 50 ms while it
-    /// sleeps) instead of waiting forever.
+    /// producer is gone, it returns [`GetError::Disconnected`] (as soon as the last one exits)
+    /// instead of waiting forever.
     ///
     /// ```
     /// # let seg = shmq::Segment::builder("doc-producers").queue::<u8>("q", 2).create_or_replace().unwrap();
@@ -422,5 +422,25 @@ impl<T> Queue<T> {
     /// ```
     pub fn producers_alive(&self) -> bool {
         self.h.producers_alive()
+    }
+
+    /// Counts the calling thread as a producer of this queue from now on, as its first `put`
+    /// would: while it lives and keeps the segment mapped, no getter is told
+    /// [`GetError::Disconnected`].
+    ///
+    /// `Disconnected` is a snapshot: between one producer's exit and the next one's first put,
+    /// every producer *is* gone. A parent that starts producers one after another and closes
+    /// the queue once they are done registers itself first, so its consumers wait for the close
+    /// instead (like holding a channel's sender until the end).
+    ///
+    /// ```
+    /// # let seg = shmq::Segment::builder("doc-register").queue::<u8>("q", 2).create_or_replace().unwrap();
+    /// let q = seg.queue::<u8>("q").unwrap();
+    /// q.register_producer();
+    /// assert!(q.producers_alive());
+    /// assert_eq!(q.get_timeout(std::time::Duration::from_millis(1)), Err(shmq::GetError::Timeout));
+    /// ```
+    pub fn register_producer(&self) {
+        self.h.register_producer()
     }
 }

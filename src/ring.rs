@@ -305,6 +305,7 @@ impl<M: RingMem> Drop for ClaimGuard<'_, '_, M> {
         let counters = &ring.hdr().counters;
         if self.put {
             counters.tombstones.fetch_add(n, Ordering::Relaxed);
+            ring.tombstoned();
             ring.after_put(self.end, n);
         } else {
             counters.lost.fetch_add(n, Ordering::Relaxed);
@@ -359,6 +360,30 @@ pub(crate) struct RingStats {
     pub(crate) unattributed_claims: u32,
 }
 
+/// A wait cell in the same mapping as a ring (see [`Ring::tomb_cell`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CellRef(core::ptr::NonNull<WaitCell>);
+
+impl CellRef {
+    /// # Safety
+    /// `cell` must stay valid for as long as any ring holding this reference: in practice it lies
+    /// in the same mapping as the ring, which the ring's owner keeps mapped.
+    pub(crate) unsafe fn new(cell: &WaitCell) -> Self {
+        Self(core::ptr::NonNull::from(cell))
+    }
+
+    fn get(&self) -> &WaitCell {
+        // SAFETY: valid for the ring's lifetime (the contract of `new`); a WaitCell is atomics
+        // only, shared by design.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+// SAFETY: the cell is atomics in shared memory, meant to be used from any thread and process.
+unsafe impl Send for CellRef {}
+// SAFETY: as above.
+unsafe impl Sync for CellRef {}
+
 /// The ring algorithm over some memory.
 #[derive(Debug)]
 pub(crate) struct Ring<M> {
@@ -373,6 +398,9 @@ pub(crate) struct Ring<M> {
     /// [`REPAIR_EVERY`]-th such call looks for it (`Ring::repair_waiters`).
     #[cfg(not(shmq_loom))]
     woke_nobody: std::sync::atomic::AtomicU32, // shim-exempt: process-local
+    /// A wait cell to notify whenever a position is tombstoned: a joinable queue's joiners, whose
+    /// count of unfinished tasks a tombstone lowers without any `task_done` (`None` otherwise).
+    pub(crate) tomb_cell: Option<CellRef>,
     /// The death watch's `leaves << 32 | deaths` epochs when a live producer was last seen
     /// (see `disconnected_watched`), process-local.
     #[cfg(not(shmq_loom))]
@@ -389,6 +417,7 @@ impl<M: RingMem> Ring<M> {
             woke_nobody: std::sync::atomic::AtomicU32::new(0), // shim-exempt: process-local
             #[cfg(not(shmq_loom))]
             live_seen_at: std::sync::atomic::AtomicU64::new(u64::MAX), // shim-exempt: process-local
+            tomb_cell: None,
         }
     }
 
@@ -445,6 +474,15 @@ impl<M: RingMem> Ring<M> {
         }
         let _ = watch;
         (WakeAlso::Own(cell.epoch.wait(epoch, end)), end)
+    }
+
+    /// A position was just tombstoned (and counted): wake the joiners a tombstone may have
+    /// finished (`tomb_cell`). `notify_all`'s SeqCst fence orders the count before its look at
+    /// the joiners' registrations, as `task_done`'s does.
+    fn tombstoned(&self) {
+        if let Some(c) = &self.tomb_cell {
+            c.get().notify_all();
+        }
     }
 
     /// Takes back the registrations that dead processes left on the `space` (`put`) or `items`
@@ -518,6 +556,7 @@ impl<M: RingMem> Ring<M> {
                 .is_ok();
             if won {
                 hdr.counters.tombstones.fetch_add(1, Ordering::Relaxed);
+                self.tombstoned();
                 self.after_put(head + 1, 1);
             }
             won

@@ -578,3 +578,35 @@ fn full_shm_is_no_space_and_leaves_nothing() {
     assert!(out.status.success(), "child failed: {stderr}");
     assert_eq!(common::payload(&out.stdout), b"ok");
 }
+
+#[test]
+fn directory_whose_regions_overlap_is_corrupt() {
+    // Entry 1 ("b") is pointed at entry 0's ("q") region: the two would alias.
+    let (name, _g) = kept_segment("overlap");
+    let seg_q_offset = {
+        let bytes = std::fs::read(shm_path(&name)).unwrap();
+        let at = (DIR + 200) as usize;
+        u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+    };
+    poke(&name, DIR + 256 + 200, &seg_q_offset.to_le_bytes());
+    match Segment::open(&name) {
+        Err(OpenError::Corrupt(m)) => assert!(m.contains("overlaps"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn region_over_the_participant_table_is_corrupt() {
+    let (name, _g) = kept_segment("overlap-records");
+    let part_offset = {
+        let bytes = std::fs::read(shm_path(&name)).unwrap();
+        u64::from_le_bytes(bytes[48..56].try_into().unwrap())
+    };
+    poke(&name, DIR + 200, &part_offset.to_le_bytes());
+    match Segment::open(&name) {
+        Err(OpenError::Corrupt(m)) => {
+            assert!(m.contains("participant table"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

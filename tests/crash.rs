@@ -90,6 +90,32 @@ fn child_crash_role() {
         seg.versioned::<[u64; 8]>("v").unwrap().store([2; 8]);
         return;
     }
+    if role == "lock-hold" {
+        // Takes lock "l" and holds it, alive, until killed.
+        let l = seg.lock("l").unwrap();
+        let _g = l.lock().unwrap();
+        hold_alive();
+        return;
+    }
+    if role == "locker-report" {
+        // One lock of "l"; its outcome on stderr.
+        let l = seg.lock("l").unwrap();
+        let r = l.lock_timeout(Duration::from_secs(3600));
+        eprintln!(
+            "SHMQ_RESULT {}",
+            r.map_or_else(|e| format!("{e:?}"), |_| "Ok".into())
+        );
+        return;
+    }
+    if role == "joiner-report" {
+        // One join of "j"; its outcome on stderr.
+        let j = seg.joinable_queue::<u64>("j").unwrap();
+        eprintln!(
+            "SHMQ_RESULT {:?}",
+            j.join_timeout(Duration::from_secs(3600))
+        );
+        return;
+    }
     if role == "joinable-producer" {
         // One put to the joinable queue "j" (blocks while it is full).
         seg.joinable_queue::<u64>("j").unwrap().put(2).unwrap();
@@ -288,12 +314,11 @@ fn joinable_producer_killed_blocked_in_put_leaves_no_task_behind() {
     assert_eq!(j.unfinished_tasks(), 0);
 }
 
-#[test]
-fn joinable_producer_killed_between_claim_and_publish_leaves_no_task_behind() {
-    let (name, _seg, j) = joinable_with_one_task("joinclaimed");
+/// A joinable queue of capacity 1 whose one task is done and whose free slot a child claimed and
+/// was killed holding: one unfinished task, the dead claim.
+fn joinable_with_a_dead_claim(tag: &str) -> (String, Segment, shmq::JoinableQueue<u64>) {
+    let (name, seg, j) = joinable_with_one_task(tag);
     assert_eq!(j.get(), Ok(1));
-    // The child claims the free slot and is killed before publishing: its task is counted
-    // (the claim), then given up when recovery tombstones the position.
     kill(child_stopped_at(
         &name,
         "joinable-producer",
@@ -303,6 +328,14 @@ fn joinable_producer_killed_between_claim_and_publish_leaves_no_task_behind() {
     ));
     j.task_done().unwrap();
     assert_eq!(j.unfinished_tasks(), 1);
+    (name, seg, j)
+}
+
+#[test]
+fn joinable_producer_killed_between_claim_and_publish_leaves_no_task_behind() {
+    // The child's task is counted (the claim), then given up when recovery tombstones the
+    // position.
+    let (_name, _seg, j) = joinable_with_a_dead_claim("joinclaimed");
     // A getter recovers the dead claim (it finds the queue otherwise empty).
     assert_eq!(
         j.get_timeout(Duration::from_millis(300)),
@@ -311,6 +344,43 @@ fn joinable_producer_killed_between_claim_and_publish_leaves_no_task_behind() {
     assert_eq!(j.stats().tombstones, 1);
     assert_eq!(j.join_timeout(Duration::from_secs(10)), Ok(()));
     assert_eq!(j.unfinished_tasks(), 0);
+}
+
+/// Waits for a child's `SHMQ_RESULT` line on its stderr (60 s watchdog) and reaps it.
+fn result_of(mut child: Child) -> Option<String> {
+    let out = child.stderr.take().unwrap();
+    let line = within(Duration::from_secs(60), move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("SHMQ_RESULT"))
+    });
+    child.wait().unwrap();
+    line
+}
+
+#[test]
+fn joiner_asleep_is_woken_by_the_tombstone_that_finishes_the_last_task() {
+    let (name, _seg, j) = joinable_with_a_dead_claim("jointomb");
+    // A joiner in another process, its backstop slice an hour: only a notification wakes it.
+    let joiner = spawn_role(
+        &name,
+        "joiner-report",
+        &[("SHMQ_FAULT_WATCHED_SLICE_MS", "3600000")],
+    );
+    let watchdog = Instant::now() + Duration::from_secs(60);
+    while !all_threads_asleep(joiner.id()) || context_switches(joiner.id()) == 0 {
+        assert!(Instant::now() < watchdog, "the joiner never slept");
+        std::thread::yield_now();
+    }
+    // The getter recovers the dead claim: the tombstone finishes the last task. Joiners used to
+    // notice only at their next 50 ms slice.
+    assert_eq!(
+        j.get_timeout(Duration::from_millis(300)),
+        Err(GetError::Timeout)
+    );
+    assert_eq!(j.stats().tombstones, 1);
+    assert_eq!(result_of(joiner).as_deref(), Some("SHMQ_RESULT Ok(())"));
 }
 
 #[test]
@@ -885,18 +955,43 @@ fn getter_behind_a_live_claim_sleeps_until_the_kernel_reports_the_claimant_dead(
         "an idle blocked getter switched {idle} times in 1 s"
     );
     kill(claimer);
-    let out = getter.stderr.take().unwrap();
-    let line = within(Duration::from_secs(60), move || {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("SHMQ_RESULT"))
-    });
-    getter.wait().unwrap();
     assert_eq!(
-        line.as_deref(),
+        result_of(getter).as_deref(),
         Some("SHMQ_RESULT Err(Disconnected)"),
         "the getter was not woken by its claimant's death"
     );
     assert_eq!(q.stats().tombstones, 1);
+}
+
+#[test]
+fn lock_contender_asleep_is_woken_by_the_owners_death() {
+    // The contender's backstop slice is an hour: only the death watch (a pidfd for the owner's
+    // thread) can wake it when the owner is SIGKILLed. Contenders used to poll every 50 ms.
+    let name = unique("lockwatch");
+    let _seg = Segment::builder(&name).lock("l").create().unwrap();
+    let owner = child_holding(&name, "lock-hold");
+    let locker = spawn_role(
+        &name,
+        "locker-report",
+        &[("SHMQ_FAULT_WATCHED_SLICE_MS", "3600000")],
+    );
+    let watchdog = Instant::now() + Duration::from_secs(60);
+    while !all_threads_asleep(locker.id()) || context_switches(locker.id()) == 0 {
+        assert!(Instant::now() < watchdog, "the contender never slept");
+        std::thread::yield_now();
+    }
+    let before = context_switches(locker.id());
+    std::thread::sleep(Duration::from_millis(500)); // the observation window
+    let idle = context_switches(locker.id()) - before;
+    assert!(
+        idle <= 2,
+        "an idle lock contender switched {idle} times in 0.5 s"
+    );
+    kill(owner);
+    let r = result_of(locker);
+    assert!(
+        r.as_deref()
+            .is_some_and(|l| l.starts_with("SHMQ_RESULT OwnerDead")),
+        "{r:?}"
+    );
 }

@@ -1114,6 +1114,11 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
     pub fn producers_alive(&self) -> bool {
         self.queue.producers_alive()
     }
+    /// Counts the calling thread as a producer from now on: see
+    /// [`Queue::register_producer`](crate::Queue::register_producer).
+    pub fn register_producer(&self) {
+        self.queue.register_producer()
+    }
     /// Counters of the underlying queue.
     pub fn stats(&self) -> QueueStats {
         self.queue.stats()

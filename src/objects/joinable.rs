@@ -15,8 +15,9 @@
 //! when the difference is 0, it was 0 at the instant `tail` was read (the later reads can only have
 //! lowered it, and it is never below 0). `task_done` refuses to make `done` exceed `puts`.
 //!
-//! A tombstone can finish the accounting without anyone calling `task_done`, and recovery does not
-//! know this block, so a joiner sleeps in slices (natively) and re-checks after each.
+//! A tombstone can finish the accounting without anyone calling `task_done`, so whoever makes one
+//! notifies this block's wait cell too (`Ring::tomb_cell`). A joiner still re-checks every
+//! [`JOIN_SLICE`] (natively) as a backstop.
 
 use crate::layout::WaitCell;
 use crate::sync::futex::Wake;
@@ -35,9 +36,10 @@ pub(crate) struct JoinState {
 #[cfg(not(shmq_loom))]
 const _: () = assert!(core::mem::size_of::<JoinState>() == 128);
 
-/// How long a joiner sleeps before it re-checks (see the module docs).
+/// How long a joiner sleeps before it re-checks (see the module docs): a backstop only, since
+/// both ways to finish the last task (`task_done`, a tombstone) wake joiners.
 #[cfg(not(shmq_loom))]
-const JOIN_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+const JOIN_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl JoinState {
     #[cfg(shmq_loom)]
@@ -91,7 +93,7 @@ impl JoinState {
             }
             #[cfg(not(shmq_loom))]
             let slice = {
-                let end = Instant::now() + JOIN_SLICE;
+                let end = Instant::now() + crate::fault::watched_slice(JOIN_SLICE);
                 Some(deadline.map_or(end, |d| d.min(end)))
             };
             #[cfg(shmq_loom)]

@@ -174,14 +174,29 @@ pub(crate) fn die() {
 
 /// How long a contender sleeps before checking whether the owner died.
 #[cfg(not(shmq_loom))]
-fn slice(deadline: Option<Instant>) -> Option<Instant> {
-    let end = Instant::now() + std::time::Duration::from_millis(50);
+fn slice(deadline: Option<Instant>, slice: std::time::Duration) -> Option<Instant> {
+    let end = Instant::now() + slice;
     Some(deadline.map_or(end, |d| d.min(end)))
 }
 
-#[cfg(shmq_loom)]
-fn slice(deadline: Option<Instant>) -> Option<Instant> {
-    deadline
+/// Polling slice while the owner is not watched.
+#[cfg(not(shmq_loom))]
+const OWNER_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Backstop slice while the owner is watched (the kernel reports its exit), or while it could
+/// never be judged dead anyway (it runs in another PID namespace).
+#[cfg(not(shmq_loom))]
+const WATCHED_OWNER_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why [`LockState::sleep_contended`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slept {
+    /// Woken (by an unlock, or spuriously): try again.
+    Woken,
+    /// A slice ended or the owner's death watch fired: look whether the owner died.
+    Look,
+    /// The caller's deadline passed (after a look).
+    Deadline,
 }
 
 impl LockState {
@@ -261,8 +276,8 @@ impl LockState {
                 continue;
             }
             let seen = cur | CONTENDED;
-            let slice_end = slice(deadline);
-            if self.word.wait(seen, slice_end) == Wake::TimedOut {
+            let slept = self.sleep_contended(seen, deadline);
+            if slept != Slept::Woken {
                 // A dead owner never unlocks: take over from it (one CAS: one winner).
                 let start = self.owner_start.load(Ordering::Relaxed);
                 let ns = self.owner_ns.load(Ordering::Relaxed);
@@ -279,11 +294,83 @@ impl LockState {
                         return Some(Acquired::OwnerDead);
                     }
                 }
-                if slice_end == deadline {
+                if slept == Slept::Deadline {
                     // The caller's own deadline: one last attempt.
                     return self.try_lock();
                 }
             }
+        }
+    }
+
+    /// Sleeps on the word while it reads `seen` (owner thread `seen & TID`, contended). Natively
+    /// the owner's thread is watched (a thread pidfd, `segment::watch`) when it is one that could
+    /// be judged dead, so its exit wakes us at once and we sleep in backstop slices; otherwise we
+    /// poll in [`OWNER_SLICE`]s.
+    #[cfg(not(shmq_loom))]
+    fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
+        use crate::segment::watch::{watch_thread, Watched};
+        use crate::sync::futex::WakeAlso;
+        let tid = seen & TID;
+        let ns = self.owner_ns.load(Ordering::Relaxed);
+        let stamped = (ns >> START_BITS) as u32 == tid && ns & START_MASK != 0;
+        let same_ns = ns & START_MASK == me_info().ns_stamp & START_MASK;
+        // Watch first, look after (the caller's look follows any wake): an owner that exits
+        // after the watch is armed wakes us, one that exited before is seen by the look.
+        let (watched, also) = if stamped && same_ns {
+            watch_thread(tid)
+        } else {
+            (Watched::Failed, None)
+        };
+        let (end, why) = match (watched, also) {
+            (Watched::Gone, _) => return Slept::Look,
+            (Watched::Yes, Some(a)) => {
+                let end = slice(deadline, crate::fault::watched_slice(WATCHED_OWNER_SLICE));
+                (end, self.word.wait_also(seen, &[a], end))
+            }
+            _ if stamped && !same_ns => {
+                // Another namespace: never judged dead, nothing to look for often.
+                let end = slice(deadline, WATCHED_OWNER_SLICE);
+                (end, Some(WakeAlso::Own(self.word.wait(seen, end))))
+            }
+            _ => (slice(deadline, OWNER_SLICE), None),
+        };
+        let (end, why) = match why {
+            Some(w) => (end, w),
+            // No futex_waitv: poll.
+            None => {
+                let end = slice(deadline, OWNER_SLICE);
+                (end, WakeAlso::Own(self.word.wait(seen, end)))
+            }
+        };
+        match why {
+            WakeAlso::Own(Wake::Woken) => Slept::Woken,
+            WakeAlso::Own(Wake::TimedOut) if end == deadline => Slept::Deadline,
+            _ => Slept::Look,
+        }
+    }
+
+    /// Loom model of the contended sleep: the deadline is the only slice.
+    #[cfg(shmq_loom)]
+    fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
+        match self.word.wait(seen, deadline) {
+            Wake::Woken => Slept::Woken,
+            Wake::TimedOut => Slept::Deadline,
+        }
+    }
+
+    /// Takes the lock, waiting as long as it takes, and taking it over from a dead owner (as
+    /// `lock(None)` does natively). Under loom, where an untimed wait never looks at the owner,
+    /// it waits in timed attempts, each of which looks once.
+    pub(crate) fn lock_taking_over(&self) -> Acquired {
+        loop {
+            #[cfg(not(shmq_loom))]
+            let deadline = None;
+            #[cfg(shmq_loom)]
+            let deadline = Some(Instant::now());
+            if let Some(a) = self.lock(deadline) {
+                return a;
+            }
+            crate::sync::yield_now();
         }
     }
 

@@ -20,6 +20,13 @@ use super::lock::LockState;
 use crate::sync::{fence, AtomicU64, Ordering};
 use std::time::Instant;
 
+/// Optimistic reads before a reader takes the lock (see `VersionedRef::read`). Small under loom,
+/// so the models reach the locked read.
+#[cfg(not(shmq_loom))]
+const READ_RETRIES: u32 = 64;
+#[cfg(shmq_loom)]
+const READ_RETRIES: u32 = 1;
+
 /// The shared parts of one versioned value, borrowed from wherever they live (a mapping, or the
 /// heap under loom and miri).
 pub(crate) struct VersionedRef<'a> {
@@ -68,9 +75,12 @@ impl Drop for Unlock<'_> {
 
 impl VersionedRef<'_> {
     /// Copies the current value into `out` (`out.len()` ≤ 8 × words); returns its version.
-    /// Never blocks on a writer; retries only if writers published twice during the copy.
+    /// Without the lock, retrying while writers publish during the copy; after
+    /// [`READ_RETRIES`] such retries (writers that publish faster than a copy takes would
+    /// otherwise starve the reader for as long as they go on) it reads under the lock, which
+    /// holds writers off for one copy.
     pub(crate) fn read(&self, out: &mut [u8]) -> u64 {
-        loop {
+        for _ in 0..READ_RETRIES {
             // SYNC: Acquire pairs with the Release version store in `publish`: the copy that
             // version points to was completely written before it.
             let v = self.version.load(Ordering::Acquire);
@@ -84,6 +94,14 @@ impl VersionedRef<'_> {
                 return v;
             }
         }
+        // Under the lock no version moves. A dead writer's lock is taken over like a writer
+        // does; its half-written copy is the inactive one, and we read the published one.
+        self.lock.lock_taking_over();
+        let _unlock = Unlock(self.lock);
+        // Only lock holders store the version, and the lock's Acquire made the last one visible.
+        let v = self.version.load(Ordering::Relaxed);
+        read_words(self.copies[(v & 1) as usize], out);
+        v
     }
 
     /// Writes `src` into the inactive copy and publishes it. The caller holds the lock. `false`

@@ -2,7 +2,7 @@
 
 pub(crate) mod os;
 mod participants;
-mod watch;
+pub(crate) mod watch;
 
 use crate::error::{CreateError, NameError, ObjectKind, OpenError, TypeSig};
 use crate::layout::{
@@ -876,7 +876,12 @@ impl Segment {
         let o = self
             .inner
             .object(name, ObjectKind::JoinableQueue, Some(&type_sig::<T>()))?;
-        let ring = self.inner.ring(name, &o, BLOCK)?;
+        let mut ring = self.inner.ring(name, &o, BLOCK)?;
+        // SAFETY: the accounting block lies at the start of the object's region (checked to fit
+        // the mapping by `object`), before the ring, in the mapping the queue keeps alive.
+        ring.tomb_cell = Some(unsafe {
+            crate::ring::CellRef::new(&(*o.base.cast::<crate::objects::joinable::JoinState>()).cell)
+        });
         let q = crate::Queue::from_parts(self.inner.clone(), ring, o.index + 1);
         Ok(crate::JoinableQueue::from_parts(q, o.base))
     }
@@ -1105,7 +1110,50 @@ impl Inner {
     }
 
     fn validate(&mut self) -> Result<(), OpenError> {
-        self.copy_layout_fields()
+        self.copy_layout_fields()?;
+        self.check_disjoint()
+    }
+
+    /// No two of the header, the directory, the participant table and the objects' regions
+    /// overlap: a forged directory whose regions alias would let one object's writes land in
+    /// another's words (or in the participant records that liveness trusts). Bounds are checked
+    /// per object at lookup; here only the spans as written are compared.
+    fn check_disjoint(&self) -> Result<(), OpenError> {
+        let mut spans = vec![
+            (0, HEADER_SIZE, "the header".to_string()),
+            (
+                self.dir_offset,
+                self.dir_offset + u64::from(self.dir_count) * ENTRY_SIZE,
+                "the directory".to_string(),
+            ),
+            (
+                self.part_offset,
+                self.part_offset + u64::from(self.part_count) * RECORD_SIZE,
+                "the participant table".to_string(),
+            ),
+        ];
+        for i in 0..self.dir_count {
+            let e = self.entry(i);
+            let nl = (e.name_len as usize).min(OBJ_NAME_MAX);
+            let name = String::from_utf8_lossy(&e.name[..nl]).into_owned();
+            spans.push((
+                e.offset,
+                e.offset.saturating_add(e.len),
+                format!("object {name:?}"),
+            ));
+        }
+        spans.retain(|s| s.0 < s.1);
+        spans.sort_by_key(|s| s.0);
+        for w in spans.windows(2) {
+            // Sorted by start: if any two overlap, some neighbours do.
+            if w[1].0 < w[0].1 {
+                return Err(OpenError::Corrupt(format!(
+                    "{} overlaps {}",
+                    w[0].2, w[1].2
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Copies and bounds-checks the header's layout fields (once).

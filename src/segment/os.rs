@@ -506,12 +506,19 @@ pub(crate) enum Pidfd {
     Failed,
 }
 
-/// A pidfd for process `pid` of our PID namespace.
-pub(crate) fn pidfd_open(pid: u32) -> Pidfd {
+/// A pidfd for process `pid` of our PID namespace; with `thread`, for thread `pid` alone
+/// (`PIDFD_THREAD`, Linux 6.9: readable once that thread exits).
+pub(crate) fn pidfd_open(pid: u32, thread: bool) -> Pidfd {
     let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
         return Pidfd::Failed;
     };
-    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+    // PIDFD_THREAD is O_EXCL (include/uapi/linux/pidfd.h); rustix does not name it.
+    let flags = if thread {
+        rustix::process::PidfdFlags::from_bits_retain(libc::O_EXCL as u32)
+    } else {
+        rustix::process::PidfdFlags::empty()
+    };
+    match rustix::process::pidfd_open(p, flags) {
         Ok(fd) => Pidfd::Open(fd),
         Err(Errno::SRCH) => Pidfd::Gone,
         Err(_) => Pidfd::Failed,

@@ -36,8 +36,8 @@ use std::sync::Mutex;
 struct Watcher {
     forks: u64,
     poller: os::Poller,
-    /// Every watched process, by pid, with its pidfd (closing it removes it from the poller).
-    watched: Mutex<HashMap<u32, OwnedFd>>,
+    /// Every watched process (key: its pid) or thread (key: `THREAD | tid`), with its pidfd.
+    watched: Mutex<HashMap<u64, OwnedFd>>,
     /// +1 each time a watched process exits. Process-local memory: waited on and woken with
     /// `FUTEX_PRIVATE_FLAG`.
     deaths: AtomicU32,
@@ -98,6 +98,63 @@ fn watcher() -> Option<&'static Watcher> {
     }
 }
 
+/// Key bit of a watched thread (a process's key is its pid).
+const THREAD: u64 = 1 << 32;
+
+/// What [`watch`] did.
+pub(crate) enum Watched {
+    /// Watched (now or already).
+    Yes,
+    /// No such process or thread in our namespace.
+    Gone,
+    /// No pidfd (see [`os::Pidfd::Failed`]), or it could not join the poller.
+    Failed,
+}
+
+/// Makes `w` watch `key` (see [`THREAD`]), with `map` its locked watch list.
+fn watch(w: &Watcher, map: &mut HashMap<u64, OwnedFd>, key: u64) -> Watched {
+    if map.contains_key(&key) {
+        return Watched::Yes;
+    }
+    match os::pidfd_open(key as u32, key & THREAD != 0) {
+        os::Pidfd::Open(fd) => {
+            if w.poller.add(&fd, key).is_err() {
+                return Watched::Failed;
+            }
+            map.insert(key, fd);
+            Watched::Yes
+        }
+        os::Pidfd::Gone => Watched::Gone,
+        os::Pidfd::Failed => Watched::Failed,
+    }
+}
+
+/// Watches thread `tid` of our PID namespace (a lock's owner): returns what happened and, unless
+/// it failed, the word to sleep on beside the lock word (it changes once a watched thread or
+/// process exits). Call it before the last look at the owner ahead of a sleep, as
+/// `Inner::watch_peers`.
+pub(crate) fn watch_thread(tid: u32) -> (Watched, Option<AlsoWake<'static>>) {
+    if cfg!(miri) {
+        return (Watched::Failed, None);
+    }
+    let Some(w) = watcher() else {
+        return (Watched::Failed, None);
+    };
+    // SYNC: Acquire pairs with the watcher's Release bump.
+    let d = w.deaths.load(Ordering::Acquire);
+    let mut map = w.watched.lock().unwrap_or_else(|p| p.into_inner());
+    let r = watch(w, &mut map, THREAD | u64::from(tid));
+    let word = AlsoWake {
+        word: &w.deaths,
+        expected: d,
+        private: true,
+    };
+    match r {
+        Watched::Failed => (r, None),
+        r => (r, Some(word)),
+    }
+}
+
 /// The watcher thread: forever waits for watched processes to exit.
 fn run(w: &'static Watcher) {
     loop {
@@ -106,7 +163,7 @@ fn run(w: &'static Watcher) {
             Ok(keys) => {
                 let mut m = w.watched.lock().unwrap_or_else(|p| p.into_inner());
                 for k in keys {
-                    if let Some(fd) = m.remove(&(k as u32)) {
+                    if let Some(fd) = m.remove(&k) {
                         w.poller.remove(&fd);
                     }
                 }
@@ -159,17 +216,9 @@ impl Inner {
                 if pid == 0 || pid == PID_TAKING || pid == me || pidns == 0 || pidns != ns {
                     continue;
                 }
-                if map.contains_key(&pid) {
-                    continue;
-                }
-                match os::pidfd_open(pid) {
-                    os::Pidfd::Open(fd) => {
-                        w.poller.add(&fd, u64::from(pid)).ok()?;
-                        map.insert(pid, fd);
-                    }
-                    // Already gone: the caller's recovery pass, which follows, sees it dead.
-                    os::Pidfd::Gone => {}
-                    os::Pidfd::Failed => return None,
+                // Already gone: the caller's recovery pass, which follows, sees it dead.
+                if let Watched::Failed = watch(w, &mut map, u64::from(pid)) {
+                    return None;
                 }
             }
             self.armed.store(key, StdOrdering::Relaxed);
