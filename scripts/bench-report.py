@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns criterion's results (target/criterion) into the tables of docs/benchmarks.md and the plot
-docs/benchmarks.svg. Run after `cargo bench --bench inproc --bench ipc --bench bandwidth`:
+docs/benchmarks.svg. Run after `cargo bench -p shmq-benches`:
 
     python3 scripts/bench-report.py > /tmp/tables.md
 

@@ -1,5 +1,6 @@
 //! Typed errors. Nothing in shmq panics on bad input; every failure is one of these.
 
+use crate::kind::{ObjectKind, TypeSig};
 use std::fmt;
 use std::io;
 
@@ -44,84 +45,6 @@ impl fmt::Display for NameError {
 }
 
 impl std::error::Error for NameError {}
-
-/// A type signature as stored in a segment's directory: size, alignment and type name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TypeSig {
-    /// `size_of` the element type (0 for byte queues).
-    pub size: u64,
-    /// `align_of` the element type.
-    pub align: u64,
-    /// The type name (possibly truncated).
-    pub name: String,
-}
-
-impl fmt::Display for TypeSig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (size {}, align {})",
-            self.name, self.size, self.align
-        )
-    }
-}
-
-/// The kind of a named object in a segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ObjectKind {
-    /// [`Queue`](crate::Queue).
-    Queue,
-    /// [`BytesQueue`](crate::BytesQueue).
-    BytesQueue,
-    /// [`JoinableQueue`](crate::JoinableQueue).
-    JoinableQueue,
-    /// [`Value`](crate::Value).
-    Value,
-    /// [`Array`](crate::Array).
-    Array,
-    /// [`List`](crate::List).
-    List,
-    /// [`Lock`](crate::Lock).
-    Lock,
-    /// [`Event`](crate::Event).
-    Event,
-    /// [`Semaphore`](crate::Semaphore).
-    Semaphore,
-    /// [`Barrier`](crate::Barrier).
-    Barrier,
-    /// [`Versioned`](crate::Versioned).
-    Versioned,
-}
-
-const KINDS: [(ObjectKind, u32, &str); 11] = [
-    (ObjectKind::Queue, 1, "queue"),
-    (ObjectKind::BytesQueue, 2, "bytes queue"),
-    (ObjectKind::JoinableQueue, 3, "joinable queue"),
-    (ObjectKind::Value, 4, "value"),
-    (ObjectKind::Array, 5, "array"),
-    (ObjectKind::List, 6, "list"),
-    (ObjectKind::Lock, 7, "lock"),
-    (ObjectKind::Event, 8, "event"),
-    (ObjectKind::Semaphore, 9, "semaphore"),
-    (ObjectKind::Barrier, 10, "barrier"),
-    (ObjectKind::Versioned, 11, "versioned value"),
-];
-
-impl ObjectKind {
-    pub(crate) fn code(self) -> u32 {
-        KINDS.iter().find(|k| k.0 == self).map_or(0, |k| k.1)
-    }
-    pub(crate) fn from_code(c: u32) -> Option<Self> {
-        KINDS.iter().find(|k| k.1 == c).map(|k| k.0)
-    }
-}
-
-impl fmt::Display for ObjectKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(KINDS.iter().find(|k| k.0 == *self).map_or("?", |k| k.2))
-    }
-}
 
 /// Errors from [`SegmentBuilder::create`](crate::SegmentBuilder::create).
 #[derive(Debug)]
@@ -460,40 +383,6 @@ impl fmt::Display for GetError {
 }
 
 impl std::error::Error for GetError {}
-
-/// A snapshot of a queue's state, for monitoring and tests. Every field is read separately, so the
-/// snapshot is not atomic as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QueueStats {
-    /// Messages in the queue.
-    pub len: usize,
-    /// Slots.
-    pub capacity: usize,
-    /// Whether the queue is closed.
-    pub closed: bool,
-    /// Getters registered as sleeping on the futex (a hint: a killed process leaves it high).
-    pub waiting_getters: u32,
-    /// Putters registered as sleeping on the futex (a hint, as above).
-    pub waiting_putters: u32,
-    /// Positions abandoned by dead producers and skipped.
-    pub tombstones: u64,
-    /// Messages lost with a consumer that died holding them.
-    pub lost: u64,
-    /// Claims in flight by threads that work without a participant record (the table was full of
-    /// live participants). While it is not 0, recovery on this queue waits: such a claim names no
-    /// record, so a dead process's stale record naming the same position could pass for its
-    /// claimant. A thread killed holding such a claim leaves it raised for good, and recovery on
-    /// this queue stays off (size the table for the threads you run).
-    pub unattributed_claims: u32,
-    /// Live threads that have put to this queue (registered producers).
-    ///
-    /// This and `participants` ask `/proc` whether each record's process is alive, so `stats()`
-    /// costs a few microseconds per participant: a diagnostic, not something to poll in a hot loop.
-    pub producers: u32,
-    /// Live participants of the segment (threads holding a participant record).
-    pub participants: u32,
-}
 
 /// An index past the end of an [`Array`](crate::Array).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

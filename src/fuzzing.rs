@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// (from an anonymous memory file), then every directory entry is looked up as every kind and
 /// each object found gets a few non-blocking operations.
 pub fn open_segment(data: &[u8]) {
-    let Ok(mut file) = crate::segment::os::anonymous() else {
+    let Ok(mut file) = crate::os::anonymous() else {
         return;
     };
     if file.write_all(data).is_err() {

@@ -201,9 +201,9 @@ impl RingHandle {
 }
 
 impl RingHandle {
-    pub(crate) fn stats(&self) -> crate::error::QueueStats {
+    pub(crate) fn stats(&self) -> crate::stats::QueueStats {
         let s = self.ring.stats();
-        crate::error::QueueStats {
+        crate::stats::QueueStats {
             len: s.len as usize,
             capacity: s.capacity as usize,
             closed: s.closed,

@@ -31,6 +31,37 @@ impl<T> core::ops::Deref for CachePadded<T> {
 pub(crate) const STAMP_FREE: u64 = 0;
 pub(crate) const STAMP_FULL: u64 = 1;
 pub(crate) const STAMP_TOMB: u64 = 2;
+/// Builds and reads slot stamps: the one place that knows the packing above.
+pub(crate) struct Stamp;
+
+impl Stamp {
+    /// Free for the producer of `pos`.
+    #[inline(always)]
+    pub(crate) const fn free(pos: u64) -> u64 {
+        pos << 2 | STAMP_FREE
+    }
+    /// Holds the message of `pos` for its consumer.
+    #[inline(always)]
+    pub(crate) const fn full(pos: u64) -> u64 {
+        pos << 2 | STAMP_FULL
+    }
+    /// A tombstone at `pos`: consumers step over it.
+    #[inline(always)]
+    pub(crate) const fn tomb(pos: u64) -> u64 {
+        pos << 2 | STAMP_TOMB
+    }
+    /// The position a stamp names.
+    #[inline(always)]
+    pub(crate) const fn pos(stamp: u64) -> u64 {
+        stamp >> 2
+    }
+    /// The state bits of a stamp (`STAMP_FREE`, `STAMP_FULL`, `STAMP_TOMB`, or 3: never made).
+    #[inline(always)]
+    pub(crate) const fn state(stamp: u64) -> u64 {
+        stamp & 3
+    }
+}
+
 /// Positions must stay below this so that `pos << 2` cannot overflow (2^61 messages: never reached).
 pub(crate) const MAX_POS: u64 = 1 << 61;
 /// Bit 63 of the tail word: set once by `close()`. A producer's claim CAS compares the whole word, so
@@ -445,3 +476,7 @@ impl SlotLayout {
         })
     }
 }
+
+/// Bytes of one participant record in the table.
+#[cfg(not(shmq_loom))]
+pub(crate) const RECORD_SIZE: u64 = core::mem::size_of::<ParticipantRecord>() as u64;

@@ -59,21 +59,29 @@ mod bytes_queue;
 mod error;
 #[cfg(not(shmq_loom))]
 mod handle;
+#[cfg(not(shmq_loom))]
+mod kind;
 pub(crate) mod objects;
+#[cfg(not(shmq_loom))]
+pub(crate) mod os;
 #[cfg(not(shmq_loom))]
 pub mod process;
 #[cfg(not(shmq_loom))]
 mod queue;
 #[cfg(not(shmq_loom))]
 mod segment;
+#[cfg(not(shmq_loom))]
+mod stats;
 
 #[cfg(not(shmq_loom))]
 pub use bytes_queue::BytesQueue;
 #[cfg(not(shmq_loom))]
 pub use error::{
-    BytesPutError, CreateError, GetError, IndexError, ListFull, NameError, ObjectKind, OpenError,
-    PutError, QueueStats, ReleaseError, TaskDoneError, Timeout, TypeSig,
+    BytesPutError, CreateError, GetError, IndexError, ListFull, NameError, OpenError, PutError,
+    ReleaseError, TaskDoneError, Timeout,
 };
+#[cfg(not(shmq_loom))]
+pub use kind::{ObjectKind, TypeSig};
 pub use objects::atom::{Atom, AtomNum};
 #[cfg(not(shmq_loom))]
 pub use objects::handles::{
@@ -87,6 +95,8 @@ pub use segment::{
     Segment, SegmentBuilder, DEFAULT_OPEN_WAIT, DEFAULT_PARTICIPANTS, OBJECT_NAME_MAX,
     SEGMENT_NAME_MAX,
 };
+#[cfg(not(shmq_loom))]
+pub use stats::QueueStats;
 
 pub use bytemuck;
 

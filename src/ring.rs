@@ -29,8 +29,7 @@
 //! retry sees the publish, or the notifier sees the registration.
 
 use crate::layout::{
-    ClaimRecord, RingHeader, WaitCell, CLOSED_BIT, MAX_POS, PRODUCER_SEEN, STAMP_FREE, STAMP_FULL,
-    STAMP_TOMB,
+    ClaimRecord, RingHeader, Stamp, WaitCell, CLOSED_BIT, MAX_POS, PRODUCER_SEEN, STAMP_FULL,
 };
 use crate::sync::backoff::Backoff;
 use crate::sync::futex::{AlsoWake, Wake, WakeAlso};
@@ -290,9 +289,9 @@ impl<M: RingMem> Drop for ClaimGuard<'_, '_, M> {
         let cap = ring.capacity();
         for p in self.pos..self.end {
             let stamp = if self.put {
-                p << 2 | STAMP_TOMB
+                Stamp::tomb(p)
             } else {
-                (p + cap) << 2 | STAMP_FREE
+                Stamp::free(p + cap)
             };
             // SYNC: Release, as the publish/release stores it replaces.
             ring.mem.stamp(p % cap).store(stamp, Ordering::Release);
@@ -401,7 +400,8 @@ pub(crate) struct Ring<M> {
     /// A wait cell to notify whenever a position is tombstoned: a joinable queue's joiners, whose
     /// count of unfinished tasks a tombstone lowers without any `task_done` (`None` otherwise).
     pub(crate) tomb_cell: Option<CellRef>,
-    /// The death watch's `leaves << 32 | deaths` epochs when a live producer was last seen
+    /// The death watch's `(members + leaves) << 32 | deaths` epochs when a live producer was
+    /// last seen
     /// (see `disconnected_watched`), process-local.
     #[cfg(not(shmq_loom))]
     live_seen_at: std::sync::atomic::AtomicU64, // shim-exempt: process-local
@@ -440,12 +440,17 @@ impl<M: RingMem> Ring<M> {
 
     /// Whether every producer is gone (see [`disconnected`](Self::disconnected)), for a sleeper
     /// armed with the death watch `watch`. Only a producer leaving (`leaves`, word 1) or dying
-    /// (`deaths`, word 2) can disconnect a ring, so once a live producer was seen, the scan is
-    /// skipped until either epoch moves: a sleeper looks before each sleep at no cost.
+    /// (`deaths`, word 2) can disconnect a ring, and a watched producer's death moves `deaths`,
+    /// so once a live producer was seen, the scan is skipped until an epoch moves (`members`
+    /// included, see below): a sleeper looks before each sleep at no cost.
     #[cfg(not(shmq_loom))]
     fn disconnected_watched(&self, watch: &[AlsoWake<'_>; 3]) -> bool {
         use std::sync::atomic::Ordering as StdOrdering; // shim-exempt: process-local
-        let key = u64::from(watch[1].expected) << 32 | u64::from(watch[2].expected);
+                                                        // `members` too: a producer that joined after the arm's scan is alive in the scan below
+                                                        // but not watched until the rescan its join causes; a verdict cached under the old
+                                                        // `members` must not outlive that rescan. All three only grow, so the sum moves.
+        let joins_and_leaves = watch[0].expected.wrapping_add(watch[1].expected);
+        let key = u64::from(joins_and_leaves) << 32 | u64::from(watch[2].expected);
         self.disconnected_unless(
             || self.live_seen_at.load(StdOrdering::Relaxed) == key,
             || self.live_seen_at.store(key, StdOrdering::Relaxed),
@@ -540,7 +545,7 @@ impl<M: RingMem> Ring<M> {
                 return false;
             }
             let stamp = self.mem.stamp(head % cap);
-            let unpublished = head << 2 | STAMP_FREE;
+            let unpublished = Stamp::free(head);
             if stamp.load(Ordering::Acquire) != unpublished || !self.claim_is_dead(live, head, true)
             {
                 return false;
@@ -549,7 +554,7 @@ impl<M: RingMem> Ring<M> {
             let won = stamp
                 .compare_exchange(
                     unpublished,
-                    head << 2 | STAMP_TOMB,
+                    Stamp::tomb(head),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
@@ -572,7 +577,7 @@ impl<M: RingMem> Ring<M> {
             // A consumer claims tombstones too (to step over them), so a dead one may hold either
             // a message or a tombstone; only the first loses anything.
             let held = stamp.load(Ordering::Acquire);
-            if (held != p << 2 | STAMP_FULL && held != p << 2 | STAMP_TOMB)
+            if (held != Stamp::full(p) && held != Stamp::tomb(p))
                 || !self.claim_is_dead(live, p, false)
             {
                 return false;
@@ -581,13 +586,13 @@ impl<M: RingMem> Ring<M> {
             let won = stamp
                 .compare_exchange(
                     held,
-                    (p + cap) << 2 | STAMP_FREE,
+                    Stamp::free(p + cap),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
                 .is_ok();
             if won {
-                if held & 3 == STAMP_FULL {
+                if Stamp::state(held) == STAMP_FULL {
                     hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
                 }
                 self.after_get(p + 1, 1);
@@ -642,9 +647,9 @@ impl<M: RingMem> Ring<M> {
             // SYNC: Acquire, as in `recover`.
             let s = self.mem.stamp(q % cap).load(Ordering::Acquire);
             if put {
-                s == q << 2 | STAMP_FREE
+                s == Stamp::free(q)
             } else {
-                s == q << 2 | STAMP_FULL || s == q << 2 | STAMP_TOMB
+                s == Stamp::full(q) || s == Stamp::tomb(q)
             }
         })
     }
@@ -768,7 +773,7 @@ impl<M: RingMem> Ring<M> {
             let cap = self.capacity();
             // SYNC: Acquire, as any stamp read before claiming.
             let s = self.mem.stamp(end % cap).load(Ordering::Acquire);
-            if s == end << 2 | STAMP_FREE {
+            if s == Stamp::free(end) {
                 hdr.space.epoch.bump_and_wake(1);
             }
         }
@@ -797,7 +802,7 @@ impl<M: RingMem> Ring<M> {
             let tail = hdr.tail.load(Ordering::Acquire);
             if tail & CLOSED_BIT != 0 && end >= tail & !CLOSED_BIT {
                 hdr.items.epoch.bump_and_wake(u32::MAX);
-            } else if s == end << 2 | STAMP_FULL || s == end << 2 | STAMP_TOMB {
+            } else if s == Stamp::full(end) || s == Stamp::tomb(end) {
                 hdr.items.epoch.bump_and_wake(1);
             }
         }
@@ -863,7 +868,7 @@ impl<M: RingMem> Ring<M> {
             // (`(p+cap)<<2|FREE` in `try_get_batch`), so its read of the old payload happens
             // before our overwrite.
             let stamp = self.mem.stamp(pos % cap).load(Ordering::Acquire);
-            if stamp == pos << 2 | STAMP_FREE {
+            if stamp == Stamp::free(pos) {
                 // Count further free positions for a batch (see the module docs for why the check
                 // stays valid until the CAS).
                 let limit = (max as u64).min(cap);
@@ -871,7 +876,7 @@ impl<M: RingMem> Ring<M> {
                 while k < limit {
                     let p = pos + k;
                     // SYNC: Acquire, as for the first stamp.
-                    if self.mem.stamp(p % cap).load(Ordering::Acquire) != p << 2 | STAMP_FREE {
+                    if self.mem.stamp(p % cap).load(Ordering::Acquire) != Stamp::free(p) {
                         break;
                     }
                     k += 1;
@@ -927,7 +932,7 @@ impl<M: RingMem> Ring<M> {
                             // SYNC: Release publishes the payload; pairs with the consumer's
                             // Acquire load of this stamp. (`shmq_loom_broken` weakens it to
                             // Relaxed, to show that the loom models catch the torn payload.)
-                            self.mem.stamp(p % cap).store(p << 2 | STAMP_FULL, PUBLISH);
+                            self.mem.stamp(p % cap).store(Stamp::full(p), PUBLISH);
                             guard.pos = p + 1;
                         }
                         core::mem::forget(guard);
@@ -954,7 +959,7 @@ impl<M: RingMem> Ring<M> {
                         backoff.spin();
                     }
                 }
-            } else if stamp >> 2 < pos {
+            } else if Stamp::pos(stamp) < pos {
                 // The slot still holds position pos - cap: either its message is unread (the ring
                 // is full) or a consumer has claimed it and not released the slot yet.
                 if !exact {
@@ -1018,18 +1023,18 @@ impl<M: RingMem> Ring<M> {
             // SYNC: Acquire pairs with the producer's Release publish of this stamp, so the
             // payload it wrote is visible to our read.
             let stamp = self.mem.stamp(pos % cap).load(Ordering::Acquire);
-            if stamp & 3 == 3 {
+            if Stamp::state(stamp) == 3 {
                 // No protocol step writes state 3.
                 return Err(TryError::Corrupt);
             }
-            let full = stamp == pos << 2 | STAMP_FULL;
-            if full || stamp == pos << 2 | STAMP_TOMB {
+            let full = stamp == Stamp::full(pos);
+            if full || stamp == Stamp::tomb(pos) {
                 let limit = if full { (max as u64).min(cap) } else { 1 };
                 let mut k = 1u64;
                 while k < limit {
                     let p = pos + k;
                     // SYNC: Acquire, as for the first stamp.
-                    if self.mem.stamp(p % cap).load(Ordering::Acquire) != p << 2 | STAMP_FULL {
+                    if self.mem.stamp(p % cap).load(Ordering::Acquire) != Stamp::full(p) {
                         break;
                     }
                     k += 1;
@@ -1080,7 +1085,7 @@ impl<M: RingMem> Ring<M> {
                             // overwrite; pairs with the Acquire stamp load in `try_put_batch`.
                             self.mem
                                 .stamp(p % cap)
-                                .store((p + cap) << 2 | STAMP_FREE, Ordering::Release);
+                                .store(Stamp::free(p + cap), Ordering::Release);
                             guard.pos = p + 1;
                         }
                         core::mem::forget(guard);
@@ -1105,7 +1110,7 @@ impl<M: RingMem> Ring<M> {
                         backoff.spin();
                     }
                 }
-            } else if stamp >> 2 <= pos {
+            } else if Stamp::pos(stamp) <= pos {
                 // Position `pos` is not published: either no producer has claimed it (empty), or
                 // one has and is still writing, or the slot still holds pos - cap for a consumer
                 // that has not released it (then no producer can have claimed pos: empty).
@@ -1537,7 +1542,7 @@ mod tests {
             r.get_now(None, 1, |_, _| panic!("nothing to read")),
             Err(TryError::WouldBlock)
         );
-        r.mem.stamp(0).store(STAMP_TOMB, Ordering::Release);
+        r.mem.stamp(0).store(Stamp::tomb(0), Ordering::Release);
         assert_eq!(get(&r), Ok(7));
         // Both slots free again: two more puts fit.
         put(&r, 8).unwrap();
@@ -1654,7 +1659,7 @@ mod tests {
     #[test]
     fn forged_stamp_is_reported_not_spun_on() {
         let r = ring(2);
-        r.mem.stamp(0).store(40 << 2, Ordering::Relaxed);
+        r.mem.stamp(0).store(Stamp::free(40), Ordering::Relaxed);
         assert_eq!(get(&r), Err(TryError::Corrupt));
         assert_eq!(put(&r, 1), Err(TryError::Corrupt));
     }

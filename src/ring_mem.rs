@@ -8,7 +8,7 @@ pub(crate) use native::*;
 
 #[cfg(not(shmq_loom))]
 mod native {
-    use crate::layout::{align_up, RingHeader, SlotLayout, STAMP_FREE};
+    use crate::layout::{align_up, RingHeader, SlotLayout, Stamp};
     use crate::ring::RingMem;
     use crate::sync::{AtomicU64, Ordering};
     use core::ptr::NonNull;
@@ -87,7 +87,7 @@ mod native {
         /// zero (a fresh mapping or zeroed allocation), which is its initial state.
         pub(crate) fn init(&self) {
             for i in 0..self.cap {
-                self.stamp(i).store(i << 2 | STAMP_FREE, Ordering::Relaxed);
+                self.stamp(i).store(Stamp::free(i), Ordering::Relaxed);
             }
         }
 
@@ -239,7 +239,7 @@ mod native {
 
 #[cfg(shmq_loom)]
 mod model {
-    use crate::layout::{RingHeader, STAMP_FREE};
+    use crate::layout::{RingHeader, Stamp};
     use crate::ring::RingMem;
     use crate::sync::{AtomicU64, UnsafeCell};
 
@@ -255,9 +255,7 @@ mod model {
         pub(crate) fn new(cap: u64, payload_len: usize) -> Self {
             Self {
                 hdr: RingHeader::new_heap(),
-                stamps: (0..cap)
-                    .map(|i| AtomicU64::new(i << 2 | STAMP_FREE))
-                    .collect(),
+                stamps: (0..cap).map(|i| AtomicU64::new(Stamp::free(i))).collect(),
                 data: (0..cap)
                     .map(|_| UnsafeCell::new(vec![0u8; payload_len]))
                     .collect(),

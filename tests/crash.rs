@@ -995,3 +995,46 @@ fn lock_contender_asleep_is_woken_by_the_owners_death() {
         "{r:?}"
     );
 }
+
+#[test]
+fn an_unreaped_dead_peer_does_not_keep_a_sleeper_awake() {
+    // A killed producer that its parent (this test) has not reaped yet is a zombie: its pidfd
+    // is readable at once. Watching it anew after every wake-up made each sleeper of the
+    // watching process spin through rescans until the zombie was reaped.
+    let name = unique("zombie");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 8)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    let alive = child_holding(&name, "producer-then-hold");
+    let mut zombie = child_holding(&name, "producer-then-hold");
+    let mut got: Vec<u64> = (0..6).map(|_| q.get().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 1, 2, 2, 3, 3]);
+    let getter = spawn_role(
+        &name,
+        "getter-report",
+        &[("SHMQ_FAULT_WATCHED_SLICE_MS", "3600000")],
+    );
+    let watchdog = Instant::now() + Duration::from_secs(60);
+    while q.stats().waiting_getters == 0 || !all_threads_asleep(getter.id()) {
+        assert!(Instant::now() < watchdog, "the getter never slept");
+        std::thread::yield_now();
+    }
+    // From the kill on: the getter wakes for the death, rescans once, and sleeps again.
+    let before = context_switches(getter.id());
+    zombie.kill().unwrap(); // not reaped yet
+    std::thread::sleep(Duration::from_millis(500)); // the observation window
+    let idle = context_switches(getter.id()) - before;
+    assert!(
+        idle <= 4,
+        "a sleeper beside a zombie peer switched {idle} times in 0.5 s"
+    );
+    zombie.wait().unwrap();
+    kill(alive);
+    assert_eq!(
+        result_of(getter).as_deref(),
+        Some("SHMQ_RESULT Err(Disconnected)")
+    );
+}

@@ -10,10 +10,11 @@ use super::list::{self, ListHeader};
 use super::lock::{Acquired, LockState};
 use super::semaphore::SemaphoreState;
 use crate::error::{
-    GetError, IndexError, ListFull, PutError, QueueStats, ReleaseError, TaskDoneError, Timeout,
+    GetError, IndexError, ListFull, PutError, ReleaseError, TaskDoneError, Timeout,
 };
 use crate::layout::SlotLayout;
 use crate::segment::Inner;
+use crate::stats::QueueStats;
 use crate::sync::AtomicU64;
 use crate::Queue;
 use std::marker::PhantomData;

@@ -70,7 +70,7 @@ struct Me {
     /// `tid << 40 | PID namespace` (0 in the low bits: unknown), for `owner_ns`.
     ns_stamp: u64,
     pid: u32,
-    /// [`os::fork_generation`](crate::segment::os::fork_generation) this was read under.
+    /// [`os::fork_generation`](crate::os::fork_generation) this was read under.
     forks: u64,
 }
 
@@ -83,7 +83,7 @@ thread_local! {
 
 #[cfg(not(shmq_loom))]
 fn me_info() -> Me {
-    use crate::segment::os;
+    use crate::os;
     let forks = os::fork_generation();
     if let Some(m) = ME.with(|m| m.get()).filter(|m| m.forks == forks) {
         return m;
@@ -127,7 +127,7 @@ fn me() -> u32 {
 /// start-time mismatch.
 #[cfg(not(shmq_loom))]
 fn owner_dead(tid: u32, stamp: u64, ns: u64) -> bool {
-    use crate::segment::os::{thread_state, ProcState};
+    use crate::os::{thread_state, ProcState};
     let me = me_info();
     if tid == me.tid {
         return false; // we are alive (a thread never waits on its own lock word, but be sure)
@@ -322,7 +322,12 @@ impl LockState {
             (Watched::Failed, None)
         };
         let (end, why) = match (watched, also) {
-            (Watched::Gone, _) => return Slept::Look,
+            // The owner thread has exited: look at once if it can be shown dead; if not (its
+            // /proc cannot be read, say), poll as without a watch rather than spin.
+            (Watched::Gone, _) if owner_dead(tid, self.owner_start.load(Ordering::Relaxed), ns) => {
+                return Slept::Look
+            }
+            (Watched::Gone, _) => (slice(deadline, OWNER_SLICE), None),
             (Watched::Yes, Some(a)) => {
                 let end = slice(deadline, crate::fault::watched_slice(WATCHED_OWNER_SLICE));
                 (end, self.word.wait_also(seen, &[a], end))

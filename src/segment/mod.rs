@@ -1,14 +1,15 @@
 //! Named shared-memory segments: create, open, validate, look objects up, unlink.
 
-pub(crate) mod os;
 mod participants;
 pub(crate) mod watch;
 
-use crate::error::{CreateError, NameError, ObjectKind, OpenError, TypeSig};
+use crate::error::{CreateError, NameError, OpenError};
+use crate::kind::{ObjectKind, TypeSig};
 use crate::layout::{
     align_up, fnv1a, layout_hash, DirEntry, ParticipantRecord, SegmentHeader, SlotLayout,
-    HEADER_KEEP, LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, STATE_READY, TYPE_NAME_MAX,
+    HEADER_KEEP, LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, RECORD_SIZE, STATE_READY, TYPE_NAME_MAX,
 };
+use crate::os;
 use crate::ring::Ring;
 use crate::ring_mem::{ring_region_size, RawRing};
 use crate::sync::Ordering;
@@ -28,7 +29,6 @@ pub const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(2);
 
 const HEADER_SIZE: u64 = core::mem::size_of::<SegmentHeader>() as u64;
 const ENTRY_SIZE: u64 = core::mem::size_of::<DirEntry>() as u64;
-pub(crate) const RECORD_SIZE: u64 = core::mem::size_of::<ParticipantRecord>() as u64;
 const PAGE: u64 = 4096;
 /// Largest segment shmq will create or map (1 TiB): a sanity bound against forged sizes.
 const MAX_SEGMENT: u64 = 1 << 40;

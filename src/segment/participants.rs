@@ -6,8 +6,9 @@
 //! record it handed out). Records of dead processes (pid + start time no longer alive) are taken
 //! over when the table has no free record.
 
-use super::{os, Inner};
+use super::Inner;
 use crate::layout::{ClaimRecord, ParticipantRecord, PID_TAKING};
+use crate::os;
 use crate::sync::Ordering;
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};

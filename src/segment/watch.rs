@@ -22,12 +22,13 @@
 //! names somebody else here, and such a process is never judged dead anyway, so there is nothing
 //! its death could let a sleeper do.
 
-use super::{os, Inner};
+use super::Inner;
 use crate::layout::PID_TAKING;
+use crate::os;
 use crate::sync::futex::{AlsoWake, Futex};
 use crate::sync::{AtomicU32, Ordering};
-use rustix::fd::OwnedFd;
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering as StdOrdering}; // shim-exempt: process-local
 use std::sync::Mutex;
 
@@ -59,27 +60,22 @@ fn watcher() -> Option<&'static Watcher> {
             return (!w.broken.load(StdOrdering::Relaxed)).then_some(w);
         }
     }
-    let new: &'static Watcher = Box::leak(Box::new(Watcher {
+    let new_ptr = Box::into_raw(Box::new(Watcher {
         forks,
         poller: os::Poller::new().ok()?,
         watched: Mutex::new(HashMap::new()),
         deaths: AtomicU32::new(0),
         broken: AtomicBool::new(false),
     }));
-    let new_ptr = new as *const Watcher as *mut Watcher;
     // SYNC: AcqRel: Release publishes the new watcher's fields to threads that load it with
     // Acquire above; Acquire (on failure) reads the fields of the one another thread installed.
     match WATCHER.compare_exchange(cur, new_ptr, StdOrdering::AcqRel, StdOrdering::Acquire) {
         Ok(_) => {
-            if !cur.is_null() {
-                // SAFETY: as above; it is the parent's watcher, which no thread here uses.
-                let parent = unsafe { &*cur };
-                // Close the pidfds inherited from the parent (its thread did not come along).
-                // `try_lock`: a lock held across the fork by another parent thread stays held.
-                if let Ok(mut m) = parent.watched.try_lock() {
-                    m.clear();
-                }
-            }
+            // SAFETY: installed, so from now on it is never freed (see WATCHER).
+            let new: &'static Watcher = unsafe { &*new_ptr };
+            // A parent's watcher (we are a forked child) is left as it is: its thread did not
+            // come along, and its pidfds and epoll descriptor are copies we leave open rather
+            // than close by number (this process may have closed and reused those numbers).
             let spawned = std::thread::Builder::new()
                 .name("shmq-deathwatch".into())
                 .spawn(move || run(new));
@@ -90,7 +86,9 @@ fn watcher() -> Option<&'static Watcher> {
             Some(new)
         }
         Err(other) => {
-            // Lost the race: ours is never used (its poller fd is leaked with it).
+            // Lost the race: nobody saw ours.
+            // SAFETY: `new_ptr` came from `Box::into_raw` above and was never published.
+            drop(unsafe { Box::from_raw(new_ptr) });
             // SAFETY: as above.
             let w = unsafe { &*other };
             (w.forks == forks && !w.broken.load(StdOrdering::Relaxed)).then_some(w)
@@ -111,12 +109,27 @@ pub(crate) enum Watched {
     Failed,
 }
 
+/// Most pidfds one process keeps: a quarter of its descriptor limit, at most 256. Past it, a
+/// sleeper falls back to polling rather than take descriptors the application needs.
+fn max_watched() -> usize {
+    use std::sync::OnceLock;
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| (os::open_files_limit() / 4).min(256) as usize)
+}
+
 /// Makes `w` watch `key` (see [`THREAD`]), with `map` its locked watch list.
 fn watch(w: &Watcher, map: &mut HashMap<u64, OwnedFd>, key: u64) -> Watched {
     if map.contains_key(&key) {
         return Watched::Yes;
     }
+    if map.len() >= max_watched() {
+        return Watched::Failed;
+    }
     match os::pidfd_open(key as u32, key & THREAD != 0) {
+        // A zombie (killed, not yet reaped by its parent) still has a pidfd, readable at once:
+        // watching it would report its exit again after every rescan, for as long as it stays
+        // unreaped. It has exited: that is what the caller's look needs to know.
+        os::Pidfd::Open(fd) if os::readable(&fd) => Watched::Gone,
         os::Pidfd::Open(fd) => {
             if w.poller.add(&fd, key).is_err() {
                 return Watched::Failed;

@@ -1,6 +1,6 @@
 //! Wait/wake on a 32-bit word that may live in memory shared between processes.
 //!
-//! Natively this is the Linux `futex(2)` system call through rustix, always **without**
+//! Natively this is the Linux `futex(2)` system call (made in `os::futex`), always **without**
 //! `FUTEX_PRIVATE_FLAG`: a private futex is keyed by the virtual address in one process and would
 //! never wake a waiter in another process (or in a second mapping of the same segment), so the
 //! shared form keyed by the backing page is the only correct one here.
@@ -87,30 +87,21 @@ impl Futex {
     /// deadline (`Instant` is CLOCK_MONOTONIC on Linux), so an EINTR loop never extends the wait.
     #[cfg(not(shmq_loom))]
     pub(crate) fn wait(&self, expected: u32, deadline: Option<Instant>) -> Wake {
-        use rustix::io::Errno;
-        use rustix::thread::futex;
-        let ts;
+        use crate::os::futex::{wait, Waited};
         let timeout = match remaining(deadline) {
             None => None,
             Some(None) => return Wake::TimedOut,
-            Some(Some(rem)) => {
-                ts = futex::Timespec {
-                    tv_sec: rem.as_secs() as _,
-                    tv_nsec: rem.subsec_nanos() as _,
-                };
-                Some(&ts)
-            }
+            Some(Some(rem)) => Some(rem),
         };
-        // Flags::empty(): a shared (non-private) futex, see the module docs.
-        match futex::wait(&self.word, futex::Flags::empty(), expected, timeout) {
-            Ok(()) => Wake::Woken,
-            Err(Errno::TIMEDOUT) => Wake::TimedOut,
-            // AGAIN: the word changed before we slept. INTR: a signal. Both: re-check and retry.
-            Err(Errno::AGAIN) | Err(Errno::INTR) => Wake::Woken,
-            // Anything else (ENOSYS or EPERM under a seccomp filter, say) means the futex cannot
-            // be used; fall back to a short sleep so a blocking call polls instead of burning a
-            // core. The caller re-checks its condition as after any wake.
-            Err(_) => {
+        match wait(&self.word, expected, timeout) {
+            Waited::Woken(_) => Wake::Woken,
+            Waited::TimedOut => Wake::TimedOut,
+            // The word changed before we slept, or a signal: re-check and retry.
+            Waited::Again => Wake::Woken,
+            // The futex cannot be used (ENOSYS or EPERM under a seccomp filter, say): fall back
+            // to a short sleep so a blocking call polls instead of burning a core. The caller
+            // re-checks its condition as after any wake.
+            Waited::Refused => {
                 let nap = std::time::Duration::from_millis(1);
                 std::thread::sleep(match deadline {
                     Some(d) => nap.min(d.saturating_duration_since(Instant::now())),
@@ -132,67 +123,38 @@ impl Futex {
         also: &[AlsoWake<'_>],
         deadline: Option<Instant>,
     ) -> Option<WakeAlso> {
-        use rustix::io::Errno;
-        use rustix::thread::futex;
+        use crate::os::futex::{waitv, Waited, WaitvEntry, WAITV_MAX};
         use std::sync::atomic::{AtomicBool, Ordering as StdOrdering}; // shim-exempt: process-local
         static REFUSED: AtomicBool = AtomicBool::new(false); // shim-exempt: process-local
-        const MAX: usize = 4;
-        if REFUSED.load(StdOrdering::Relaxed) || also.len() >= MAX {
+        if REFUSED.load(StdOrdering::Relaxed) || also.len() >= WAITV_MAX {
             return None;
         }
-        let ts;
         let timeout = match remaining(deadline) {
             None => None,
             Some(None) => return Some(WakeAlso::Own(Wake::TimedOut)),
-            Some(Some(rem)) => {
-                // futex_waitv takes an absolute CLOCK_MONOTONIC time (`Instant`'s clock).
-                let at = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-                let nanos = at.tv_nsec as u64 + u64::from(rem.subsec_nanos());
-                ts = futex::Timespec {
-                    tv_sec: at.tv_sec + rem.as_secs() as i64 + (nanos / 1_000_000_000) as i64,
-                    tv_nsec: (nanos % 1_000_000_000) as _,
-                };
-                Some(&ts)
-            }
+            Some(Some(rem)) => Some(rem),
         };
-        let entry = |word: &AtomicU32, val: u32, private: bool| {
-            let mut w = futex::Wait::new();
-            w.val = u64::from(val);
-            w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
-            w.flags = if private {
-                futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE
-            } else {
-                futex::WaitFlags::SIZE_U32
-            };
-            w
-        };
-        let mut waits = [futex::Wait::new(); MAX];
         // Own word shared (see the module docs); an `also` word is private when only this
         // process ever wakes it.
-        waits[0] = entry(&self.word, expected, false);
-        for (w, a) in waits[1..].iter_mut().zip(also) {
-            *w = entry(a.word, a.expected, a.private);
+        let mut words: [WaitvEntry<'_>; WAITV_MAX] = [(&self.word, expected, false); WAITV_MAX];
+        for (w, a) in words[1..].iter_mut().zip(also) {
+            *w = (a.word, a.expected, a.private);
         }
-        let n = also.len() + 1;
-        let changed = || {
-            also.iter()
-                .position(|a| a.word.load(Ordering::Relaxed) != a.expected)
-        };
-        match futex::waitv(
-            &waits[..n],
-            futex::WaitvFlags::empty(),
-            timeout,
-            rustix::time::ClockId::Monotonic,
-        ) {
-            Ok(0) => Some(WakeAlso::Own(Wake::Woken)),
-            Ok(i) => Some(WakeAlso::Other(i - 1)),
-            Err(Errno::TIMEDOUT) => Some(WakeAlso::Own(Wake::TimedOut)),
-            // AGAIN: one of the words no longer held its value; which one, we look.
-            Err(Errno::AGAIN) | Err(Errno::INTR) => Some(match changed() {
-                Some(i) => WakeAlso::Other(i),
-                None => WakeAlso::Own(Wake::Woken),
-            }),
-            Err(_) => {
+        match waitv(&words[..also.len() + 1], timeout) {
+            Waited::Woken(0) => Some(WakeAlso::Own(Wake::Woken)),
+            Waited::Woken(i) => Some(WakeAlso::Other(i - 1)),
+            Waited::TimedOut => Some(WakeAlso::Own(Wake::TimedOut)),
+            // One of the words no longer held its value (or a signal): which one, we look.
+            Waited::Again => Some(
+                match also
+                    .iter()
+                    .position(|a| a.word.load(Ordering::Relaxed) != a.expected)
+                {
+                    Some(i) => WakeAlso::Other(i),
+                    None => WakeAlso::Own(Wake::Woken),
+                },
+            ),
+            Waited::Refused => {
                 REFUSED.store(true, StdOrdering::Relaxed);
                 None
             }
@@ -215,26 +177,18 @@ impl Futex {
         Wake::Woken
     }
 
-    /// Wakes up to `n` waiters (`futex(FUTEX_WAKE)`, shared).
+    /// Wakes up to `n` waiters (`futex(FUTEX_WAKE)`, shared); returns how many it woke. A
+    /// failed wake would at worst leave a waiter to its deadline.
     #[cfg(not(shmq_loom))]
     pub(crate) fn wake(&self, n: u32) -> u32 {
-        let n = n.min(i32::MAX as u32);
-        // An error here (EFAULT/EINVAL) cannot happen for a valid, aligned reference; a failed wake
-        // would at worst leave a waiter to its deadline, so it counts as waking nobody.
-        rustix::thread::futex::wake(&self.word, rustix::thread::futex::Flags::empty(), n)
-            .map_or(0, |woken| woken as u32)
+        crate::os::futex::wake(&self.word, n, false)
     }
 
     /// Wakes every waiter that waits on this word with `FUTEX_PRIVATE_FLAG` (a word only this
     /// process waits on and wakes; see [`AlsoWake::private`]).
     #[cfg(not(shmq_loom))]
     pub(crate) fn wake_private_all(word: &AtomicU32) {
-        // As in `wake`: an error cannot happen for a valid, aligned reference.
-        let _ = rustix::thread::futex::wake(
-            word,
-            rustix::thread::futex::Flags::PRIVATE,
-            i32::MAX as u32,
-        );
+        crate::os::futex::wake(word, u32::MAX, true);
     }
 
     /// Loom model of `wake`.

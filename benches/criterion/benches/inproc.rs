@@ -21,9 +21,9 @@ trait Transfer: Sync {
 #[repr(C, align(8))]
 struct Msg<const N: usize>([u8; N]);
 // SAFETY: plain bytes, no padding (N is a multiple of 8 for every size used here).
-unsafe impl<const N: usize> bytemuck::Zeroable for Msg<N> {}
+unsafe impl<const N: usize> shmq::bytemuck::Zeroable for Msg<N> {}
 // SAFETY: as above.
-unsafe impl<const N: usize> bytemuck::Pod for Msg<N> {}
+unsafe impl<const N: usize> shmq::bytemuck::Pod for Msg<N> {}
 
 impl<const N: usize> Msg<N> {
     fn new(v: u64) -> Self {

@@ -1,8 +1,12 @@
-//! The only place that talks to the OS about segments: open/create/stat/size/map/unlink.
+//! The only place that talks to the OS: segment files (open/create/stat/size/map/unlink, flock),
+//! /proc, thread and process identity, fork generation, pidfds and epoll; `futex` the futex system
+//! calls under `sync::futex`.
 //!
 //! Segments are files in `/dev/shm`, the tmpfs that glibc's `shm_open(3)` uses on Linux. They are
 //! opened with `openat(2)` directly rather than through `shm_open` so that `O_NOFOLLOW` can be
 //! passed: a symlink planted under the segment's name is refused, not followed.
+
+pub(crate) mod futex;
 
 use crate::error::{CreateError, OpenError};
 use memmap2::{MmapOptions, MmapRaw};
@@ -221,8 +225,9 @@ pub(crate) fn reclaim_stale(name: &str) -> bool {
 /// The header and participant-table checks of [`reclaim_stale`], read with `pread` (the file is
 /// untrusted: every offset is bounds-checked against its size).
 fn unused_segment(file: &File, size: u64) -> bool {
-    use super::RECORD_SIZE;
-    use crate::layout::{ParticipantRecord, SegmentHeader, HEADER_KEEP, MAGIC, STATE_READY};
+    use crate::layout::{
+        ParticipantRecord, SegmentHeader, HEADER_KEEP, MAGIC, RECORD_SIZE, STATE_READY,
+    };
     use core::mem::offset_of;
     use std::os::unix::fs::FileExt;
     let mut head = [0u8; core::mem::size_of::<SegmentHeader>()];
@@ -523,6 +528,26 @@ pub(crate) fn pidfd_open(pid: u32, thread: bool) -> Pidfd {
         Err(Errno::SRCH) => Pidfd::Gone,
         Err(_) => Pidfd::Failed,
     }
+}
+
+/// Whether `fd` is readable now (`poll(2)` with a zero timeout): for a pidfd, whether its
+/// process (or thread) has exited. An error counts as not readable.
+pub(crate) fn readable(fd: &OwnedFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+        && fds[0].revents().contains(PollFlags::IN)
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`; 1024 if unknown or unlimited).
+pub(crate) fn open_files_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
 }
 
 /// An epoll instance (`epoll_create1(EPOLL_CLOEXEC)`) watching descriptors for readability, each

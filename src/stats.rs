@@ -1,0 +1,35 @@
+//! Counters a queue reports for monitoring and tests.
+
+/// A snapshot of a queue's state, for monitoring and tests. Every field is read separately, so the
+/// snapshot is not atomic as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Messages in the queue.
+    pub len: usize,
+    /// Slots.
+    pub capacity: usize,
+    /// Whether the queue is closed.
+    pub closed: bool,
+    /// Getters registered as sleeping on the futex (a hint: a killed process leaves it high).
+    pub waiting_getters: u32,
+    /// Putters registered as sleeping on the futex (a hint, as above).
+    pub waiting_putters: u32,
+    /// Positions abandoned by dead producers and skipped.
+    pub tombstones: u64,
+    /// Messages lost with a consumer that died holding them.
+    pub lost: u64,
+    /// Claims in flight by threads that work without a participant record (the table was full of
+    /// live participants). While it is not 0, recovery on this queue waits: such a claim names no
+    /// record, so a dead process's stale record naming the same position could pass for its
+    /// claimant. A thread killed holding such a claim leaves it raised for good, and recovery on
+    /// this queue stays off (size the table for the threads you run).
+    pub unattributed_claims: u32,
+    /// Live threads that have put to this queue (registered producers).
+    ///
+    /// This and `participants` ask `/proc` whether each record's process is alive, so `stats()`
+    /// costs a few microseconds per participant: a diagnostic, not something to poll in a hot loop.
+    pub producers: u32,
+    /// Live participants of the segment (threads holding a participant record).
+    pub participants: u32,
+}
