@@ -21,9 +21,8 @@ pub(crate) fn point(_name: &'static str) {
 /// A backstop sleep slice (the death watch's `ring::WATCHED_SLICE`, a joiner's `JOIN_SLICE`):
 /// `default`, or with the feature on, `SHMQ_FAULT_WATCHED_SLICE_MS` milliseconds, so a test can
 /// tell a sleeper woken by a notification from one woken by the backstop.
-#[cfg(not(shmq_loom))]
 pub(crate) fn watched_slice(default: std::time::Duration) -> std::time::Duration {
-    #[cfg(feature = "fault-injection")]
+    #[cfg(all(feature = "fault-injection", not(shmq_loom)))]
     {
         static SET: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
         let ms = SET.get_or_init(|| {
@@ -72,7 +71,8 @@ pub(crate) fn die_at(name: Option<&'static str>) {
 
 #[cfg(all(feature = "fault-injection", not(shmq_loom)))]
 fn hit(name: &'static str) {
-    use std::sync::atomic::{AtomicU64, Ordering}; // shim-exempt: process-local test counter
+    use crate::sync::local::AtomicU64;
+    use crate::sync::Ordering;
     static PASSED: AtomicU64 = AtomicU64::new(0);
     if std::env::var("SHMQ_FAULT").as_deref() != Ok(name) {
         return;

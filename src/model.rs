@@ -508,32 +508,22 @@ impl ModelProcess {
 struct ModelProcesses(Vec<ModelProcess>);
 
 impl ModelProcesses {
-    /// Processes whose record names position `pos` for a put or a get (as `QueueLiveness::naming`).
-    fn naming(&self, pos: u64, put: bool) -> impl Iterator<Item = &ModelProcess> + '_ {
-        self.0.iter().filter(move |p| {
-            let (obj, first, len) = p.record.side(put);
-            let first = first.load(Ordering::Relaxed);
-            obj.load(Ordering::Relaxed) == CRASH_OBJ
-                && first <= pos
-                && pos - first < len.load(Ordering::Relaxed)
-        })
-    }
-
     fn alive(&self) -> u32 {
         self.0.iter().filter(|p| p.alive()).count() as u32
     }
 }
 
 impl Liveness for ModelProcesses {
+    /// The shipping attribution scan ([`crate::ring::attribute`]) over the simulated processes.
     fn claimant(&self, pos: u64, put: bool) -> Claim {
-        let mut found = Claim::Unknown;
-        for p in self.naming(pos, put) {
-            if p.alive() {
-                return Claim::Live;
-            }
-            found = Claim::Dead;
-        }
-        found
+        crate::ring::attribute(
+            self.0.iter(),
+            |p| &p.record,
+            ModelProcess::alive,
+            CRASH_OBJ,
+            pos,
+            put,
+        )
     }
 
     /// Every live process counts as a producer that may still put.

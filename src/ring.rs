@@ -82,6 +82,38 @@ pub(crate) enum Claim {
     Unknown,
 }
 
+/// The attribution scan: who, among `records` (each with its claim record, `claim`, and whether
+/// its owner is alive, `alive`), claimed position `pos` of queue `obj` for a put (`put`) or a get. A live
+/// claimant anywhere wins (it may be slow, never recover its claim); otherwise a dead one makes
+/// the claim dead; no record naming it leaves it unknown. The owner's liveness is asked only of
+/// records that name the position. The one scan the segment's participant table and the loom
+/// models both use.
+pub(crate) fn attribute<'a, T: 'a>(
+    records: impl Iterator<Item = &'a T>,
+    claim: impl Fn(&'a T) -> &'a ClaimRecord,
+    alive: impl Fn(&'a T) -> bool,
+    obj: u32,
+    pos: u64,
+    put: bool,
+) -> Claim {
+    let mut found = Claim::Unknown;
+    for rec in records {
+        let (o, first, len) = claim(rec).side(put);
+        let first = first.load(Ordering::Relaxed);
+        if o.load(Ordering::Relaxed) != obj
+            || first > pos
+            || pos - first >= len.load(Ordering::Relaxed)
+        {
+            continue;
+        }
+        if alive(rec) {
+            return Claim::Live;
+        }
+        found = Claim::Dead;
+    }
+    found
+}
+
 /// Answers "who claimed this position?" from the participant records (segment side).
 pub(crate) trait Liveness: std::fmt::Debug {
     /// The claimant of position `pos` for a put (`put`) or a get.
@@ -101,7 +133,6 @@ pub(crate) trait Liveness: std::fmt::Debug {
     /// wait cell), or `None` if no such watch covers them all (then sleep in short slices).
     /// Arm before the last recovery pass ahead of a sleep: a death after arming wakes the
     /// sleeper, a death before it is seen by that pass.
-    #[cfg(not(shmq_loom))]
     fn watch(&self) -> Option<[crate::sync::futex::AlsoWake<'_>; 3]> {
         None
     }
@@ -109,14 +140,12 @@ pub(crate) trait Liveness: std::fmt::Debug {
 
 /// How long a blocked waiter sleeps before it checks whether it waits for a dead process, when
 /// the death watch does not cover the peers (see `segment::watch`).
-#[cfg(not(shmq_loom))]
 const RECOVERY_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The same when the death watch covers every peer that can be judged dead: the kernel wakes the
 /// sleeper when one of them dies, and a record take or release wakes it too, so this slice is
 /// only a backstop for a notice nobody could give (an idle blocked waiter then wakes once every
 /// five seconds).
-#[cfg(not(shmq_loom))]
 const WATCHED_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a non-blocking call waits for a live claimant that holds the position it needs (a
@@ -268,7 +297,6 @@ impl Drop for Registered<'_> {
 pub(crate) const NOTE_MASK: u64 = u32::MAX as u64;
 
 /// After how many wake-ups that woke nobody a ring looks for registrations of dead waiters.
-#[cfg(not(shmq_loom))]
 const REPAIR_EVERY: u32 = 256;
 
 /// Settles positions `pos..end` that this thread claimed, if the user closure it was running
@@ -395,16 +423,13 @@ pub(crate) struct Ring<M> {
     /// Wake-ups that woke nobody, process-local: a waiter count left raised by a process that
     /// died asleep makes every publish call `futex_wake` for nobody, and every
     /// [`REPAIR_EVERY`]-th such call looks for it (`Ring::repair_waiters`).
-    #[cfg(not(shmq_loom))]
-    woke_nobody: std::sync::atomic::AtomicU32, // shim-exempt: process-local
+    woke_nobody: crate::sync::local::AtomicU32,
     /// A wait cell to notify whenever a position is tombstoned: a joinable queue's joiners, whose
     /// count of unfinished tasks a tombstone lowers without any `task_done` (`None` otherwise).
     pub(crate) tomb_cell: Option<CellRef>,
     /// The death watch's `(members + leaves) << 32 | deaths` epochs when a live producer was
-    /// last seen
-    /// (see `disconnected_watched`), process-local.
-    #[cfg(not(shmq_loom))]
-    live_seen_at: std::sync::atomic::AtomicU64, // shim-exempt: process-local
+    /// last seen (see `disconnected_watched`), process-local.
+    live_seen_at: crate::sync::local::AtomicU64,
 }
 
 impl<M: RingMem> Ring<M> {
@@ -413,10 +438,8 @@ impl<M: RingMem> Ring<M> {
             mem,
             spin: true,
             live: None,
-            #[cfg(not(shmq_loom))]
-            woke_nobody: std::sync::atomic::AtomicU32::new(0), // shim-exempt: process-local
-            #[cfg(not(shmq_loom))]
-            live_seen_at: std::sync::atomic::AtomicU64::new(u64::MAX), // shim-exempt: process-local
+            woke_nobody: crate::sync::local::AtomicU32::new(0),
+            live_seen_at: crate::sync::local::AtomicU64::new(u64::MAX),
             tomb_cell: None,
         }
     }
@@ -424,18 +447,15 @@ impl<M: RingMem> Ring<M> {
     /// The end of the next sleep slice: the deadline itself without a liveness source;
     /// [`WATCHED_SLICE`] when the death watch covers the peers, [`RECOVERY_SLICE`] otherwise.
     fn sliced(&self, deadline: Option<Instant>, watched: bool) -> Option<Instant> {
-        #[cfg(not(shmq_loom))]
-        if self.live.is_some() {
-            let slice = if watched {
-                crate::fault::watched_slice(WATCHED_SLICE)
-            } else {
-                RECOVERY_SLICE
-            };
-            let end = Instant::now() + slice;
-            return Some(deadline.map_or(end, |d| d.min(end)));
+        if self.live.is_none() {
+            return deadline;
         }
-        let _ = watched;
-        deadline
+        let slice = if watched {
+            crate::fault::watched_slice(WATCHED_SLICE)
+        } else {
+            RECOVERY_SLICE
+        };
+        crate::sync::slice_end(deadline, slice)
     }
 
     /// Whether every producer is gone (see [`disconnected`](Self::disconnected)), for a sleeper
@@ -443,17 +463,15 @@ impl<M: RingMem> Ring<M> {
     /// (`deaths`, word 2) can disconnect a ring, and a watched producer's death moves `deaths`,
     /// so once a live producer was seen, the scan is skipped until an epoch moves (`members`
     /// included, see below): a sleeper looks before each sleep at no cost.
-    #[cfg(not(shmq_loom))]
     fn disconnected_watched(&self, watch: &[AlsoWake<'_>; 3]) -> bool {
-        use std::sync::atomic::Ordering as StdOrdering; // shim-exempt: process-local
-                                                        // `members` too: a producer that joined after the arm's scan is alive in the scan below
-                                                        // but not watched until the rescan its join causes; a verdict cached under the old
-                                                        // `members` must not outlive that rescan. All three only grow, so the sum moves.
+        // `members` too: a producer that joined after the arm's scan is alive in the scan below
+        // but not watched until the rescan its join causes; a verdict cached under the old
+        // `members` must not outlive that rescan. All three only grow, so the sum moves.
         let joins_and_leaves = watch[0].expected.wrapping_add(watch[1].expected);
         let key = u64::from(joins_and_leaves) << 32 | u64::from(watch[2].expected);
         self.disconnected_unless(
-            || self.live_seen_at.load(StdOrdering::Relaxed) == key,
-            || self.live_seen_at.store(key, StdOrdering::Relaxed),
+            || self.live_seen_at.load(Ordering::Relaxed) == key,
+            || self.live_seen_at.store(key, Ordering::Relaxed),
         )
     }
 
@@ -468,16 +486,13 @@ impl<M: RingMem> Ring<M> {
         watch: Option<&[AlsoWake<'_>; 3]>,
         end: Option<Instant>,
     ) -> (WakeAlso, Option<Instant>) {
-        #[cfg(not(shmq_loom))]
         if let Some(w) = watch {
             if let Some(why) = cell.epoch.wait_also(epoch, w, end) {
                 return (why, end);
             }
-            let short = Instant::now() + RECOVERY_SLICE;
-            let end = Some(end.map_or(short, |e| e.min(short)));
+            let end = crate::sync::slice_end(end, RECOVERY_SLICE);
             return (WakeAlso::Own(cell.epoch.wait(epoch, end)), end);
         }
-        let _ = watch;
         (WakeAlso::Own(cell.epoch.wait(epoch, end)), end)
     }
 
@@ -511,18 +526,11 @@ impl<M: RingMem> Ring<M> {
     /// [`REPAIR_EVERY`]-th time, look for the latter.
     #[cold]
     fn woke_nobody(&self, put: bool) {
-        #[cfg(not(shmq_loom))]
         if self.live.is_some()
-            && self
-                .woke_nobody
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                % REPAIR_EVERY
-                == REPAIR_EVERY - 1
+            && self.woke_nobody.fetch_add(1, Ordering::Relaxed) % REPAIR_EVERY == REPAIR_EVERY - 1
         {
             self.repair_waiters(put);
         }
-        #[cfg(shmq_loom)]
-        let _ = put;
     }
 
     /// Recovers the claim a blocked waiter is stuck behind, if its holder is dead: for a getter,
@@ -1353,10 +1361,7 @@ impl<M: RingMem> Ring<M> {
             }
             // Arm the death watch first (see `Liveness::watch`): a peer that dies from here on
             // wakes the sleep below, one that died before is seen by the attempt that follows.
-            #[cfg(not(shmq_loom))]
             let watch = self.live.as_deref().and_then(|l| l.watch());
-            #[cfg(shmq_loom)]
-            let watch: Option<[AlsoWake<'_>; 3]> = None;
             // Before sleeping, one exact attempt: if the position we wait behind is held by a
             // claimant that is dead, recover it now rather than after a whole slice.
             match attempt(true) {
@@ -1374,7 +1379,6 @@ impl<M: RingMem> Ring<M> {
             // A getter watching its peers looks for a disconnect before every sleep (free
             // while no producer left or died since it last saw one alive); otherwise once per
             // slice, below.
-            #[cfg(not(shmq_loom))]
             if let Some(w) = watch.as_ref().filter(|_| !put) {
                 if self.disconnected_watched(w) {
                     return Err(WaitError::Disconnected);

@@ -38,7 +38,6 @@ const _: () = assert!(core::mem::size_of::<JoinState>() == 128);
 
 /// How long a joiner sleeps before it re-checks (see the module docs): a backstop only, since
 /// both ways to finish the last task (`task_done`, a tombstone) wake joiners.
-#[cfg(not(shmq_loom))]
 const JOIN_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl JoinState {
@@ -91,13 +90,7 @@ impl JoinState {
             if self.unfinished(&puts) == 0 {
                 return true;
             }
-            #[cfg(not(shmq_loom))]
-            let slice = {
-                let end = Instant::now() + crate::fault::watched_slice(JOIN_SLICE);
-                Some(deadline.map_or(end, |d| d.min(end)))
-            };
-            #[cfg(shmq_loom)]
-            let slice = deadline;
+            let slice = crate::sync::slice_end(deadline, crate::fault::watched_slice(JOIN_SLICE));
             let (e, registered) = self.cell.register_guarded(None, false);
             let zero = self.unfinished(&puts) == 0;
             let r = if zero {

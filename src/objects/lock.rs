@@ -172,13 +172,6 @@ pub(crate) fn die() {
     DEAD.fetch_or(1 << me, Ordering::Release);
 }
 
-/// How long a contender sleeps before checking whether the owner died.
-#[cfg(not(shmq_loom))]
-fn slice(deadline: Option<Instant>, slice: std::time::Duration) -> Option<Instant> {
-    let end = Instant::now() + slice;
-    Some(deadline.map_or(end, |d| d.min(end)))
-}
-
 /// Polling slice while the owner is not watched.
 #[cfg(not(shmq_loom))]
 const OWNER_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
@@ -327,23 +320,26 @@ impl LockState {
             (Watched::Gone, _) if owner_dead(tid, self.owner_start.load(Ordering::Relaxed), ns) => {
                 return Slept::Look
             }
-            (Watched::Gone, _) => (slice(deadline, OWNER_SLICE), None),
+            (Watched::Gone, _) => (crate::sync::slice_end(deadline, OWNER_SLICE), None),
             (Watched::Yes, Some(a)) => {
-                let end = slice(deadline, crate::fault::watched_slice(WATCHED_OWNER_SLICE));
+                let end = crate::sync::slice_end(
+                    deadline,
+                    crate::fault::watched_slice(WATCHED_OWNER_SLICE),
+                );
                 (end, self.word.wait_also(seen, &[a], end))
             }
             _ if stamped && !same_ns => {
                 // Another namespace: never judged dead, nothing to look for often.
-                let end = slice(deadline, WATCHED_OWNER_SLICE);
+                let end = crate::sync::slice_end(deadline, WATCHED_OWNER_SLICE);
                 (end, Some(WakeAlso::Own(self.word.wait(seen, end))))
             }
-            _ => (slice(deadline, OWNER_SLICE), None),
+            _ => (crate::sync::slice_end(deadline, OWNER_SLICE), None),
         };
         let (end, why) = match why {
             Some(w) => (end, w),
             // No futex_waitv: poll.
             None => {
-                let end = slice(deadline, OWNER_SLICE);
+                let end = crate::sync::slice_end(deadline, OWNER_SLICE);
                 (end, WakeAlso::Own(self.word.wait(seen, end)))
             }
         };

@@ -119,7 +119,8 @@ pub(crate) fn identity_of_name(name: &str) -> Option<FileInfo> {
 /// A temporary name for a segment being built: the final name plus `~init~PID~N`. `~` cannot
 /// appear in a segment name, so no user segment can collide with it.
 pub(crate) fn temp_name(name: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering}; // shim-exempt: process-local counter
+    use crate::sync::local::AtomicU32;
+    use crate::sync::Ordering;
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     format!("{name}~init~{}~{n}", std::process::id())
@@ -450,7 +451,7 @@ pub(crate) fn thread_id() -> u32 {
 /// is this process's pid with the top bit set instead: a child then still reads another value,
 /// at the cost of a `getpid` per call.
 pub(crate) fn fork_generation() -> u64 {
-    use std::sync::atomic::Ordering; // shim-exempt: process-local, never shared memory
+    use crate::sync::Ordering;
     const NONE: u64 = 0;
     const REGISTERED: u64 = 1;
     const FAILED: u64 = 2;
@@ -490,15 +491,14 @@ pub(crate) fn fork_generation() -> u64 {
 }
 
 /// Registration state of the atfork handler (see [`fork_generation`]); process-local.
-static ATFORK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0); // shim-exempt
+static ATFORK: crate::sync::local::AtomicU64 = crate::sync::local::AtomicU64::new(0);
 
 /// Process-local, never in shared memory.
-static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0); // shim-exempt
+static FORKS: crate::sync::local::AtomicU64 = crate::sync::local::AtomicU64::new(0);
 
 #[cfg_attr(miri, allow(dead_code))]
 extern "C" fn forked_child() {
-    // shim-exempt: process-local.
-    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    FORKS.fetch_add(1, crate::sync::Ordering::Relaxed);
 }
 
 /// What [`pidfd_open`] found.

@@ -12,9 +12,9 @@ use crate::layout::{
 use crate::os;
 use crate::ring::Ring;
 use crate::ring_mem::{ring_region_size, RawRing};
+use crate::sync::local::AtomicBool;
 use crate::sync::Ordering;
 use memmap2::MmapRaw;
-use std::sync::atomic::AtomicBool; // shim-exempt: a process-local flag
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1023,8 +1023,8 @@ pub(crate) struct Inner {
     /// What the death watch last covered here (`members << 32 | deaths`) and for which
     /// watcher: the participants are scanned again only when either changed (see
     /// `watch::watch_peers`).
-    armed: std::sync::atomic::AtomicU64, // shim-exempt: process-local
-    armed_by: std::sync::atomic::AtomicUsize, // shim-exempt: process-local
+    armed: crate::sync::local::AtomicU64,
+    armed_by: crate::sync::local::AtomicUsize,
 }
 
 impl Inner {
@@ -1035,7 +1035,8 @@ impl Inner {
         ident: Option<os::FileInfo>,
     ) -> Result<Self, OpenError> {
         // A process-local counter, never in shared memory: no loom model needed.
-        use std::sync::atomic::{AtomicU64 as StdU64, Ordering as O}; // shim-exempt
+        use crate::sync::local::AtomicU64 as StdU64;
+        use crate::sync::Ordering as O;
         static NEXT_ID: StdU64 = StdU64::new(1);
         let size = map.len() as u64;
         let mut inner = Self {
@@ -1054,7 +1055,7 @@ impl Inner {
             forks: os::fork_generation(),
             holder: None,
             armed: StdU64::new(0),
-            armed_by: std::sync::atomic::AtomicUsize::new(0), // shim-exempt: process-local
+            armed_by: crate::sync::local::AtomicUsize::new(0),
         };
         if owner {
             inner.copy_layout_fields()?;

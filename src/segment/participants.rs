@@ -96,35 +96,16 @@ impl std::fmt::Debug for QueueLiveness {
     }
 }
 
-impl QueueLiveness {
-    /// Records (not free) naming position `pos` of this queue for a put or a get.
-    fn naming(&self, pos: u64, put: bool) -> impl Iterator<Item = &ParticipantRecord> + '_ {
-        (0..self.seg.part_count)
-            .map(|i| self.seg.record(i))
-            .filter(move |r| {
-                if r.pid.load(Ordering::Acquire) == 0 {
-                    return false;
-                }
-                let (obj, first, len) = r.claim.side(put);
-                let first = first.load(Ordering::Relaxed);
-                obj.load(Ordering::Relaxed) == self.obj
-                    && first <= pos
-                    && pos - first < len.load(Ordering::Relaxed)
-            })
-    }
-}
-
 impl crate::ring::Liveness for QueueLiveness {
+    /// The shipping attribution scan ([`crate::ring::attribute`]) over the participant table:
+    /// records in use (a nonzero pid), each judged by its owner's identity.
     fn claimant(&self, pos: u64, put: bool) -> crate::ring::Claim {
-        use crate::ring::Claim;
-        let mut found = Claim::Unknown;
-        for r in self.naming(pos, put) {
-            if record_alive(r) {
-                return Claim::Live;
-            }
-            found = Claim::Dead;
-        }
-        found
+        let records = (0..self.seg.part_count)
+            .map(|i| self.seg.record(i))
+            // SYNC: Acquire pairs with the Release pid store of a record's taker (or `release`):
+            // the claim words read by the scan are the current owner's.
+            .filter(|r| r.pid.load(Ordering::Acquire) != 0);
+        crate::ring::attribute(records, |r| &r.claim, record_alive, self.obj, pos, put)
     }
 
     fn live_producers(&self) -> u32 {

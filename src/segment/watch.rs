@@ -26,10 +26,11 @@ use super::Inner;
 use crate::layout::PID_TAKING;
 use crate::os;
 use crate::sync::futex::{AlsoWake, Futex};
+use crate::sync::local::{AtomicBool, AtomicPtr};
+use crate::sync::Ordering as StdOrdering;
 use crate::sync::{AtomicU32, Ordering};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering as StdOrdering}; // shim-exempt: process-local
 use std::sync::Mutex;
 
 /// One process's watcher (one per fork generation: a `fork()`ed child does not inherit the
@@ -44,11 +45,11 @@ struct Watcher {
     deaths: AtomicU32,
     /// The thread could not be started or its `epoll_wait` failed: sleepers fall back to
     /// polling.
-    broken: AtomicBool, // shim-exempt: process-local
+    broken: AtomicBool,
 }
 
 /// The current generation's watcher, leaked (it lives as long as the process).
-static WATCHER: AtomicPtr<Watcher> = AtomicPtr::new(core::ptr::null_mut()); // shim-exempt
+static WATCHER: AtomicPtr<Watcher> = AtomicPtr::new(core::ptr::null_mut());
 
 fn watcher() -> Option<&'static Watcher> {
     let forks = os::fork_generation();

@@ -161,6 +161,18 @@ impl Futex {
         }
     }
 
+    /// Loom model of `wait_also`: no model wakes the other words, so it is never offered and
+    /// callers sleep with `wait` (as where the kernel refuses `futex_waitv`).
+    #[cfg(shmq_loom)]
+    pub(crate) fn wait_also(
+        &self,
+        _expected: u32,
+        _also: &[AlsoWake<'_>],
+        _deadline: Option<Instant>,
+    ) -> Option<WakeAlso> {
+        None
+    }
+
     /// Loom model of `wait`: see the module docs.
     #[cfg(shmq_loom)]
     pub(crate) fn wait(&self, expected: u32, deadline: Option<Instant>) -> Wake {
