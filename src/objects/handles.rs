@@ -68,7 +68,8 @@ unsafe impl<S> Sync for Ptr<S> {}
 ///
 /// Only a [`LockGuard`] unlocks it, so a process cannot release a lock it does not hold. The word
 /// holds the owner's thread id: if the owner dies holding the lock, the next `lock` takes it over
-/// within about 50 ms and returns [`LockError::OwnerDead`] with the guard, so the caller can repair
+/// (at once when the kernel reports the owner thread's exit through a pidfd, Linux 6.9; within
+/// about 50 ms otherwise) and returns [`LockError::OwnerDead`] with the guard, so the caller can repair
 /// the protected data and call [`LockGuard::make_consistent`]; until someone does, every later owner
 /// is told the same way.
 ///
@@ -367,10 +368,12 @@ impl<T: AtomNum> Value<T> {
 /// `multiprocessing.Value` of a `ctypes.Structure`: writers replace it under a lock, readers copy
 /// it out without one and always get a whole value, never a mix of two writes.
 ///
-/// Reads never wait for writers. A writer killed half-way through a write leaves no trace: its
-/// bytes went to a second copy that readers do not look at until it is published, and the next
-/// writer takes the dead writer's lock over within about 50 ms (see docs/reliability.md). Values
-/// of at most 8 bytes that need arithmetic are better served by [`Value`].
+/// Reads do not wait for writers: only a read overtaken by 64 publishes in a row takes the writer
+/// lock for one copy, so that writers faster than a copy cannot starve it. A writer killed
+/// half-way through a write leaves no trace: its bytes went to a second copy that readers do not
+/// look at until it is published, and the next writer takes the dead writer's lock over as a
+/// [`Lock`] contender does (see docs/reliability.md). Values of at most 8 bytes that need
+/// arithmetic are better served by [`Value`].
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
