@@ -1,7 +1,7 @@
 //! What every queue handle shares: the segment it lives in, its ring, and the mapping from ring
 //! outcomes to deadlines and participant records.
 
-use crate::layout::ClaimRecord;
+use crate::layout::{ClaimRecord, Side};
 use crate::ring::{Claimant, Ring, TryError, WaitError};
 use crate::ring_mem::RawRing;
 use crate::segment::Inner;
@@ -59,7 +59,7 @@ impl From<WaitError> for Fail {
     }
 }
 
-/// `record`, unless its put (`put`) or get side already names a claim of this thread's that is
+/// `record`, unless its put (`Side::Put`) or get side already names a claim of this thread's that is
 /// not settled yet: a call made inside a `put_with` / `get_with` closure (on this queue or
 /// another of the segment). Naming its own claim there would overwrite the outer claim's
 /// position, and a crash inside the closure would then leave the outer claim with no record (never
@@ -67,9 +67,9 @@ impl From<WaitError> for Fail {
 /// record instead, counted as unattributed while its claim is in flight (see `Unattributed` in
 /// `ring.rs`), which keeps recovery sound on its queue.
 #[inline]
-fn free_side(record: &ClaimRecord, put: bool) -> Option<&ClaimRecord> {
+fn free_side(record: &ClaimRecord, side: Side) -> Option<&ClaimRecord> {
     // Relaxed: our own record, written only by this thread.
-    let (obj, _, _) = record.side(put);
+    let (obj, _, _) = record.side(side);
     (obj.load(crate::sync::Ordering::Relaxed) == 0).then_some(record)
 }
 
@@ -103,7 +103,7 @@ impl RingHandle {
     fn claimant(&self) -> Option<Claimant<'_>> {
         self.seg
             .participant()
-            .and_then(|p| free_side(p.claim, false))
+            .and_then(|p| free_side(p.claim, Side::Get))
             .map(|record| Claimant {
                 record,
                 obj: self.obj,
@@ -137,7 +137,7 @@ impl RingHandle {
                 .producers
                 .fetch_or(PRODUCER_SEEN, Ordering::Release);
         }
-        free_side(p.claim, true).map(|record| Claimant {
+        free_side(p.claim, Side::Put).map(|record| Claimant {
             record,
             obj: self.obj,
         })

@@ -31,6 +31,42 @@ impl<T> core::ops::Deref for CachePadded<T> {
 pub(crate) const STAMP_FREE: u64 = 0;
 pub(crate) const STAMP_FULL: u64 = 1;
 pub(crate) const STAMP_TOMB: u64 = 2;
+/// Which side of a ring an operation, a claim or a waiter is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Producers: claim at `tail`, publish, wait on `space`.
+    Put,
+    /// Consumers: claim at `head`, release, wait on `items`.
+    Get,
+}
+
+impl Side {
+    /// `Put` for `true` (a test facade's flag), `Get` for `false`.
+    #[inline(always)]
+    pub(crate) const fn of(put: bool) -> Side {
+        if put {
+            Side::Put
+        } else {
+            Side::Get
+        }
+    }
+
+    /// The other side.
+    #[inline(always)]
+    pub(crate) const fn other(self) -> Side {
+        match self {
+            Side::Put => Side::Get,
+            Side::Get => Side::Put,
+        }
+    }
+
+    /// The bit a waiter's note carries for this side (1: put).
+    #[inline(always)]
+    pub(crate) const fn bit(self) -> u32 {
+        matches!(self, Side::Put) as u32
+    }
+}
+
 /// Builds and reads slot stamps: the one place that knows the packing above.
 pub(crate) struct Stamp;
 
@@ -106,10 +142,10 @@ pub(crate) struct RingHeader {
 }
 
 impl RingHeader {
-    /// The wait cell of putters (`put`: `space`) or of getters (`items`).
+    /// The wait cell of putters (`Side::Put`: `space`) or of getters (`items`).
     #[inline]
-    pub(crate) fn wait_cell(&self, put: bool) -> &WaitCell {
-        if put {
+    pub(crate) fn wait_cell(&self, side: Side) -> &WaitCell {
+        if side == Side::Put {
             &self.space
         } else {
             &self.items
@@ -216,10 +252,10 @@ pub(crate) struct ClaimRecord {
 
 impl ClaimRecord {
     /// The words of one side of the record: `(obj, first position, length)` of the put claim
-    /// (`put`) or of the get claim.
+    /// (`Side::Put`) or of the get claim.
     #[inline]
-    pub(crate) fn side(&self, put: bool) -> (&AtomicU32, &AtomicU64, &AtomicU64) {
-        if put {
+    pub(crate) fn side(&self, side: Side) -> (&AtomicU32, &AtomicU64, &AtomicU64) {
+        if side == Side::Put {
             (&self.put_obj, &self.put_pos, &self.put_len)
         } else {
             (&self.get_obj, &self.get_pos, &self.get_len)

@@ -477,6 +477,7 @@ impl ModelBytesQueue {
 // ----- crash recovery -----
 
 use crate::layout::ClaimRecord;
+use crate::layout::Side;
 use crate::ring::{Claim, Claimant, Liveness};
 use crate::sync::{AtomicU32, Ordering};
 
@@ -515,14 +516,14 @@ impl ModelProcesses {
 
 impl Liveness for ModelProcesses {
     /// The shipping attribution scan ([`crate::ring::attribute`]) over the simulated processes.
-    fn claimant(&self, pos: u64, put: bool) -> Claim {
+    fn claimant(&self, pos: u64, side: Side) -> Claim {
         crate::ring::attribute(
             self.0.iter(),
             |p| &p.record,
             ModelProcess::alive,
             CRASH_OBJ,
             pos,
-            put,
+            side,
         )
     }
 
@@ -536,7 +537,7 @@ impl Liveness for ModelProcesses {
     }
 
     /// The models do not kill registered waiters.
-    fn repair_waiters(&self, _put: bool) -> u32 {
+    fn repair_waiters(&self, _side: Side) -> u32 {
         0
     }
 }
@@ -705,7 +706,7 @@ impl ModelCrashQueue {
     /// and dies before its claim CAS, as a SIGKILL at "put-recorded" leaves it: a stale record
     /// naming a position it never claimed.
     pub fn record_and_die(&self, p: usize, put: bool, pos: u64) {
-        let (obj, first, len) = self.procs.0[p].record.side(put);
+        let (obj, first, len) = self.procs.0[p].record.side(Side::of(put));
         obj.store(CRASH_OBJ, Ordering::Relaxed);
         first.store(pos, Ordering::Relaxed);
         len.store(1, Ordering::Relaxed);
@@ -725,7 +726,7 @@ impl ModelCrashQueue {
     /// What a blocked waiter does after each sleep slice: recover the claim it is stuck behind
     /// (`put`: a putter's, else a getter's) if its claimant is dead. Whether it recovered one.
     pub fn recover(&self, put: bool) -> bool {
-        self.ring.recover(put)
+        self.ring.recover(Side::of(put))
     }
 
     /// Closes the ring.

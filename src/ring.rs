@@ -29,7 +29,7 @@
 //! retry sees the publish, or the notifier sees the registration.
 
 use crate::layout::{
-    ClaimRecord, RingHeader, Stamp, WaitCell, CLOSED_BIT, MAX_POS, PRODUCER_SEEN, STAMP_FULL,
+    ClaimRecord, RingHeader, Side, Stamp, WaitCell, CLOSED_BIT, MAX_POS, PRODUCER_SEEN, STAMP_FULL,
 };
 use crate::sync::backoff::Backoff;
 use crate::sync::futex::{AlsoWake, Wake, WakeAlso};
@@ -83,7 +83,7 @@ pub(crate) enum Claim {
 }
 
 /// The attribution scan: who, among `records` (each with its claim record, `claim`, and whether
-/// its owner is alive, `alive`), claimed position `pos` of queue `obj` for a put (`put`) or a get. A live
+/// its owner is alive, `alive`), claimed position `pos` of queue `obj` for a put (`Side::Put`) or a get. A live
 /// claimant anywhere wins (it may be slow, never recover its claim); otherwise a dead one makes
 /// the claim dead; no record naming it leaves it unknown. The owner's liveness is asked only of
 /// records that name the position. The one scan the segment's participant table and the loom
@@ -94,11 +94,11 @@ pub(crate) fn attribute<'a, T: 'a>(
     alive: impl Fn(&'a T) -> bool,
     obj: u32,
     pos: u64,
-    put: bool,
+    side: Side,
 ) -> Claim {
     let mut found = Claim::Unknown;
     for rec in records {
-        let (o, first, len) = claim(rec).side(put);
+        let (o, first, len) = claim(rec).side(side);
         let first = first.load(Ordering::Relaxed);
         if o.load(Ordering::Relaxed) != obj
             || first > pos
@@ -116,18 +116,18 @@ pub(crate) fn attribute<'a, T: 'a>(
 
 /// Answers "who claimed this position?" from the participant records (segment side).
 pub(crate) trait Liveness: std::fmt::Debug {
-    /// The claimant of position `pos` for a put (`put`) or a get.
-    fn claimant(&self, pos: u64, put: bool) -> Claim;
+    /// The claimant of position `pos` for a put (`Side::Put`) or a get.
+    fn claimant(&self, pos: u64, side: Side) -> Claim;
     /// How many registered producers of this ring (threads whose record says they have put
     /// here) are alive.
     fn live_producers(&self) -> u32;
     /// How many participant records of the segment belong to live processes.
     fn live_participants(&self) -> u32;
-    /// Takes back the registrations that dead processes left on this ring's `space` (`put`) or
+    /// Takes back the registrations that dead processes left on this ring's `space` (`Side::Put`) or
     /// `items` wait cell: clears each such record's `waiting` word with one CAS (so each is
     /// taken back once) and returns how many it cleared. The caller lowers the cell's count by
     /// that many.
-    fn repair_waiters(&self, put: bool) -> u32;
+    fn repair_waiters(&self, side: Side) -> u32;
     /// Arms the death watch for the participants this ring's sleepers wait on: returns the
     /// words that change when one of them dies or a new one joins (sleep on them beside the
     /// wait cell), or `None` if no such watch covers them all (then sleep in short slices).
@@ -257,7 +257,7 @@ impl WaitCell {
     pub(crate) fn register_guarded<'a>(
         &'a self,
         who: Option<Claimant<'a>>,
-        put: bool,
+        side: Side,
     ) -> (u32, Registered<'a>) {
         let epoch = self.register();
         let noted = who.map(|c| {
@@ -267,7 +267,7 @@ impl WaitCell {
             let w = &c.record.waiting;
             let owners = w.load(Ordering::Relaxed) & !NOTE_MASK;
             w.store(
-                owners | u64::from(c.obj << 1 | put as u32),
+                owners | u64::from(c.obj << 1 | side.bit()),
                 Ordering::Relaxed,
             );
             c.record
@@ -307,7 +307,7 @@ struct ClaimGuard<'a, 'r, M: RingMem> {
     ring: &'a Ring<M>,
     pos: u64,
     end: u64,
-    put: bool,
+    side: Side,
     record: Option<&'r ClaimRecord>,
 }
 
@@ -316,7 +316,7 @@ impl<M: RingMem> Drop for ClaimGuard<'_, '_, M> {
         let (ring, n) = (self.ring, self.end - self.pos);
         let cap = ring.capacity();
         for p in self.pos..self.end {
-            let stamp = if self.put {
+            let stamp = if self.side == Side::Put {
                 Stamp::tomb(p)
             } else {
                 Stamp::free(p + cap)
@@ -327,10 +327,10 @@ impl<M: RingMem> Drop for ClaimGuard<'_, '_, M> {
         if let Some(r) = self.record {
             // SYNC: Release fence, as after a settled claim (see `put_attempt`).
             fence(Ordering::Release);
-            r.side(self.put).0.store(0, Ordering::Relaxed);
+            r.side(self.side).0.store(0, Ordering::Relaxed);
         }
         let counters = &ring.hdr().counters;
-        if self.put {
+        if self.side == Side::Put {
             counters.tombstones.fetch_add(n, Ordering::Relaxed);
             ring.tombstoned();
             ring.after_put(self.end, n);
@@ -505,31 +505,31 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
-    /// Takes back the registrations that dead processes left on the `space` (`put`) or `items`
+    /// Takes back the registrations that dead processes left on the `space` (`Side::Put`) or `items`
     /// wait cell (see [`Liveness::repair_waiters`]). Runs when wake-ups keep waking nobody: a
     /// leftover registration costs something only while no live waiter sleeps there (otherwise
     /// the wake-ups reach the live one), which is exactly when they wake nobody. A registration
     /// taken back is one a dead process will never undo, so live waiters' counts are never
     /// touched.
-    fn repair_waiters(&self, put: bool) {
+    fn repair_waiters(&self, side: Side) {
         let Some(live) = self.live.as_deref() else {
             return;
         };
-        let n = live.repair_waiters(put);
+        let n = live.repair_waiters(side);
         if n > 0 {
-            self.hdr().wait_cell(put).take_back(n);
+            self.hdr().wait_cell(side).take_back(n);
         }
     }
 
-    /// A wake-up on the `space` (`put`) or `items` cell woke nobody: either a waiter is between
+    /// A wake-up on the `space` (`Side::Put`) or `items` cell woke nobody: either a waiter is between
     /// registering and sleeping (harmless), or a dead process left its registration behind. Every
     /// [`REPAIR_EVERY`]-th time, look for the latter.
     #[cold]
-    fn woke_nobody(&self, put: bool) {
+    fn woke_nobody(&self, side: Side) {
         if self.live.is_some()
             && self.woke_nobody.fetch_add(1, Ordering::Relaxed) % REPAIR_EVERY == REPAIR_EVERY - 1
         {
-            self.repair_waiters(put);
+            self.repair_waiters(side);
         }
     }
 
@@ -538,7 +538,7 @@ impl<M: RingMem> Ring<M> {
     /// putter, the slot of `tail - capacity` claimed by a consumer but never released is released
     /// and its message counted lost. Each recovery is one CAS on the stamp, so only one recoverer
     /// acts, and a live claimant is never touched. Returns whether it recovered something.
-    pub(crate) fn recover(&self, put: bool) -> bool {
+    pub(crate) fn recover(&self, side: Side) -> bool {
         let Some(live) = self.live.as_deref() else {
             return false;
         };
@@ -548,13 +548,14 @@ impl<M: RingMem> Ring<M> {
         // written before them are visible to the liveness check.
         let head = hdr.head.load(Ordering::Acquire);
         let tail = hdr.tail.load(Ordering::Acquire) & !CLOSED_BIT;
-        if !put {
+        if side == Side::Get {
             if head >= tail || head >= MAX_POS {
                 return false;
             }
             let stamp = self.mem.stamp(head % cap);
             let unpublished = Stamp::free(head);
-            if stamp.load(Ordering::Acquire) != unpublished || !self.claim_is_dead(live, head, true)
+            if stamp.load(Ordering::Acquire) != unpublished
+                || !self.claim_is_dead(live, head, Side::Put)
             {
                 return false;
             }
@@ -586,7 +587,7 @@ impl<M: RingMem> Ring<M> {
             // a message or a tombstone; only the first loses anything.
             let held = stamp.load(Ordering::Acquire);
             if (held != Stamp::full(p) && held != Stamp::tomb(p))
-                || !self.claim_is_dead(live, p, false)
+                || !self.claim_is_dead(live, p, Side::Get)
             {
                 return false;
             }
@@ -609,13 +610,13 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
-    /// Whether the claim on position `pos` (`put`: a producer's, else a consumer's), which the
+    /// Whether the claim on position `pos` (`Side::Put`: a producer's, else a consumer's), which the
     /// caller saw claimed through an Acquire load of `tail` / `head`, may be recovered: only dead
     /// processes' records name it, and no thread without a record is in the middle of a claim on
     /// this ring (its claim names no record, so a dead process's stale record naming the same
     /// position would otherwise pass for the claimant).
-    fn claim_is_dead(&self, live: &dyn Liveness, pos: u64, put: bool) -> bool {
-        if live.claimant(pos, put) != Claim::Dead {
+    fn claim_is_dead(&self, live: &dyn Liveness, pos: u64, side: Side) -> bool {
+        if live.claimant(pos, side) != Claim::Dead {
             return false;
         }
         // SYNC: Acquire fence pairs with the Release fence a claimant issues before each update
@@ -631,17 +632,17 @@ impl<M: RingMem> Ring<M> {
         self.hdr().counters.unattributed.load(Ordering::Acquire) == 0
     }
 
-    /// Whether a claim record naming positions `pos..pos + len` of this ring (`put`: as a
+    /// Whether a claim record naming positions `pos..pos + len` of this ring (`Side::Put`: as a
     /// producer, else as a consumer), left by a process that is dead, may still be the evidence a
     /// recovery needs: some position in it was claimed (it is below `tail`, or `head`) and is not
     /// yet settled (a put: still unpublished; a get: still unreleased). When this returns `false`
     /// it stays `false`: the dead process claims nothing more, positions are claimed in order, and
     /// a settled position never becomes unsettled for the same position number.
-    pub(crate) fn claim_pending(&self, pos: u64, len: u64, put: bool) -> bool {
+    pub(crate) fn claim_pending(&self, pos: u64, len: u64, side: Side) -> bool {
         let hdr = self.hdr();
         let cap = self.capacity();
         // SYNC: Acquire, as in `recover`: pairs with the Release claim CASes.
-        let claimed_to = if put {
+        let claimed_to = if side == Side::Put {
             hdr.tail.load(Ordering::Acquire) & !CLOSED_BIT
         } else {
             hdr.head.load(Ordering::Acquire)
@@ -654,7 +655,7 @@ impl<M: RingMem> Ring<M> {
             }
             // SYNC: Acquire, as in `recover`.
             let s = self.mem.stamp(q % cap).load(Ordering::Acquire);
-            if put {
+            if side == Side::Put {
                 s == Stamp::free(q)
             } else {
                 s == Stamp::full(q) || s == Stamp::tomb(q)
@@ -775,7 +776,7 @@ impl<M: RingMem> Ring<M> {
         if hdr.items.waiters.load(Ordering::Relaxed) > 0
             && hdr.items.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32) == 0
         {
-            self.woke_nobody(false);
+            self.woke_nobody(Side::Get);
         }
         if hdr.space.waiters.load(Ordering::Relaxed) > 0 {
             let cap = self.capacity();
@@ -801,7 +802,7 @@ impl<M: RingMem> Ring<M> {
         if hdr.space.waiters.load(Ordering::Relaxed) > 0
             && hdr.space.epoch.bump_and_wake(k.min(u32::MAX as u64) as u32) == 0
         {
-            self.woke_nobody(true);
+            self.woke_nobody(Side::Put);
         }
         if hdr.items.waiters.load(Ordering::Relaxed) > 0 {
             let cap = self.capacity();
@@ -925,7 +926,7 @@ impl<M: RingMem> Ring<M> {
                             ring: self,
                             pos,
                             end: pos + k,
-                            put: true,
+                            side: Side::Put,
                             record: who.map(|c| c.record),
                         };
                         for j in 0..k {
@@ -1076,7 +1077,7 @@ impl<M: RingMem> Ring<M> {
                             ring: self,
                             pos,
                             end: pos + k,
-                            put: false,
+                            side: Side::Get,
                             record: who.map(|c| c.record),
                         };
                         for j in 0..k {
@@ -1176,7 +1177,7 @@ impl<M: RingMem> Ring<M> {
         // The first attempt is made directly, not through `settle`: a closure whose address
         // escapes to the out-of-line slow path would keep the fast path's state in memory.
         match self.put_attempt(who, max, true, &mut write) {
-            Err(TryError::Pending) => self.wait_out_claim(who, true, &mut |exact| {
+            Err(TryError::Pending) => self.wait_out_claim(who, Side::Put, &mut |exact| {
                 self.put_attempt(who, max, exact, &mut write)
             }),
             r => r,
@@ -1195,7 +1196,7 @@ impl<M: RingMem> Ring<M> {
     ) -> Result<usize, TryError> {
         // As in `put_now`.
         match self.get_attempt(who, max, true, &mut read) {
-            Err(TryError::Pending) => self.wait_out_claim(who, false, &mut |exact| {
+            Err(TryError::Pending) => self.wait_out_claim(who, Side::Get, &mut |exact| {
                 self.get_attempt(who, max, exact, &mut read)
             }),
             r => r,
@@ -1215,11 +1216,11 @@ impl<M: RingMem> Ring<M> {
     fn settle(
         &self,
         who: Option<Claimant<'_>>,
-        put: bool,
+        side: Side,
         attempt: &mut impl FnMut(bool) -> Result<usize, TryError>,
     ) -> Result<usize, TryError> {
         match attempt(true) {
-            Err(TryError::Pending) => self.wait_out_claim(who, put, attempt),
+            Err(TryError::Pending) => self.wait_out_claim(who, side, attempt),
             r => r,
         }
     }
@@ -1230,20 +1231,20 @@ impl<M: RingMem> Ring<M> {
     fn wait_out_claim(
         &self,
         who: Option<Claimant<'_>>,
-        put: bool,
+        side: Side,
         attempt: &mut impl FnMut(bool) -> Result<usize, TryError>,
     ) -> Result<usize, TryError> {
-        if self.own_claim(who, put) {
+        if self.own_claim(who, side) {
             return Err(TryError::WouldBlock);
         }
-        let cell = self.hdr().wait_cell(put);
+        let cell = self.hdr().wait_cell(side);
         #[cfg(not(shmq_loom))]
         let limit = Instant::now() + CLAIM_WAIT;
         let mut backoff = Backoff::new();
         loop {
             if !backoff.is_completed() {
                 backoff.snooze();
-            } else if !self.recover(put) {
+            } else if !self.recover(side) {
                 #[cfg(not(shmq_loom))]
                 let slice = Some((Instant::now() + CLAIM_SLICE).min(limit));
                 // Under loom a timed wait gives up at once, which stands for the end of a slice:
@@ -1252,7 +1253,7 @@ impl<M: RingMem> Ring<M> {
                 // up as a deadlock.
                 #[cfg(shmq_loom)]
                 let slice = self.live.as_ref().map(|_| Instant::now());
-                let (epoch, registered) = cell.register_guarded(who, put);
+                let (epoch, registered) = cell.register_guarded(who, side);
                 let retry = attempt(true);
                 if retry == Err(TryError::Pending) {
                     cell.epoch.wait(epoch, slice);
@@ -1278,18 +1279,18 @@ impl<M: RingMem> Ring<M> {
     /// Whether the claim a [`TryError::Pending`] stopped at is the calling thread's own, as its
     /// claim record tells (a get stopped at `head`, named by our put claim; a put stopped at the
     /// slot of `tail - capacity`, named by our get claim).
-    fn own_claim(&self, who: Option<Claimant<'_>>, put: bool) -> bool {
+    fn own_claim(&self, who: Option<Claimant<'_>>, side: Side) -> bool {
         let Some(c) = who else {
             return false;
         };
         let hdr = self.hdr();
-        let pos = if put {
+        let pos = if side == Side::Put {
             (hdr.tail.load(Ordering::Relaxed) & !CLOSED_BIT).wrapping_sub(self.capacity())
         } else {
             hdr.head.load(Ordering::Relaxed)
         };
         // Our own record: we wrote these words (program order), nobody else does.
-        let (obj, first, len) = c.record.side(!put);
+        let (obj, first, len) = c.record.side(side.other());
         let first = first.load(Ordering::Relaxed);
         obj.load(Ordering::Relaxed) == c.obj
             && first <= pos
@@ -1305,7 +1306,7 @@ impl<M: RingMem> Ring<M> {
         deadline: Option<Instant>,
         mut write: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, WaitError> {
-        self.block_on(who, deadline, true, |exact| {
+        self.block_on(who, deadline, Side::Put, |exact| {
             self.put_attempt(who, max, exact, &mut write)
         })
     }
@@ -1318,7 +1319,7 @@ impl<M: RingMem> Ring<M> {
         deadline: Option<Instant>,
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, WaitError> {
-        self.block_on(who, deadline, false, |exact| {
+        self.block_on(who, deadline, Side::Get, |exact| {
             self.get_attempt(who, max, exact, &mut read)
         })
     }
@@ -1334,10 +1335,10 @@ impl<M: RingMem> Ring<M> {
         &self,
         who: Option<Claimant<'_>>,
         deadline: Option<Instant>,
-        put: bool,
+        side: Side,
         mut attempt: impl FnMut(bool) -> Result<usize, TryError>,
     ) -> Result<usize, WaitError> {
-        let cell = self.hdr().wait_cell(put);
+        let cell = self.hdr().wait_cell(side);
         let done = |r: Result<usize, TryError>| match r {
             Ok(n) => Some(Ok(n)),
             Err(TryError::Closed) => Some(Err(WaitError::Closed)),
@@ -1352,7 +1353,7 @@ impl<M: RingMem> Ring<M> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 // One settled attempt: `Timeout` only if the ring is empty (full), not merely
                 // held by a claimant mid-way.
-                return done(self.settle(who, put, &mut attempt))
+                return done(self.settle(who, side, &mut attempt))
                     .unwrap_or(Err(WaitError::Timeout));
             }
             if self.spin && !backoff.is_completed() {
@@ -1366,7 +1367,7 @@ impl<M: RingMem> Ring<M> {
             // claimant that is dead, recover it now rather than after a whole slice.
             match attempt(true) {
                 Err(TryError::Pending) => {
-                    if self.recover(put) {
+                    if self.recover(side) {
                         continue;
                     }
                 }
@@ -1379,7 +1380,7 @@ impl<M: RingMem> Ring<M> {
             // A getter watching its peers looks for a disconnect before every sleep (free
             // while no producer left or died since it last saw one alive); otherwise once per
             // slice, below.
-            if let Some(w) = watch.as_ref().filter(|_| !put) {
+            if let Some(w) = watch.as_ref().filter(|_| side == Side::Get) {
                 if self.disconnected_watched(w) {
                     return Err(WaitError::Disconnected);
                 }
@@ -1387,7 +1388,7 @@ impl<M: RingMem> Ring<M> {
             // With a liveness source, sleep in slices: a process that died holding the claim we
             // wait behind cannot wake us, so every slice we look for one and recover its claim.
             let slice_end = self.sliced(deadline, watch.is_some());
-            let (epoch, registered) = cell.register_guarded(who, put);
+            let (epoch, registered) = cell.register_guarded(who, side);
             let retry = attempt(false);
             let (why, slice_end) = match retry {
                 Err(TryError::WouldBlock) | Err(TryError::Pending) => {
@@ -1408,7 +1409,7 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut && slice_end != deadline {
                 let user_deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
                 if !user_deadline_passed {
-                    if !self.recover(put) && !put && self.disconnected() {
+                    if !self.recover(side) && side == Side::Get && self.disconnected() {
                         return Err(WaitError::Disconnected);
                     }
                     continue;
@@ -1417,7 +1418,7 @@ impl<M: RingMem> Ring<M> {
             if woke == Wake::TimedOut {
                 // One last attempt: a message published as the deadline fired is taken, not left
                 // behind for nobody (its wake-up may have been spent on us).
-                return done(self.settle(who, put, &mut attempt))
+                return done(self.settle(who, side, &mut attempt))
                     .unwrap_or(Err(WaitError::Timeout));
             }
         }

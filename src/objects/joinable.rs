@@ -91,7 +91,7 @@ impl JoinState {
                 return true;
             }
             let slice = crate::sync::slice_end(deadline, crate::fault::watched_slice(JOIN_SLICE));
-            let (e, registered) = self.cell.register_guarded(None, false);
+            let (e, registered) = self.cell.register_guarded(None, crate::layout::Side::Get);
             let zero = self.unfinished(&puts) == 0;
             let r = if zero {
                 Wake::Woken

@@ -7,7 +7,7 @@
 //! over when the table has no free record.
 
 use super::Inner;
-use crate::layout::{ClaimRecord, ParticipantRecord, PID_TAKING};
+use crate::layout::{ClaimRecord, ParticipantRecord, Side, PID_TAKING};
 use crate::os;
 use crate::sync::Ordering;
 use std::cell::RefCell;
@@ -99,13 +99,13 @@ impl std::fmt::Debug for QueueLiveness {
 impl crate::ring::Liveness for QueueLiveness {
     /// The shipping attribution scan ([`crate::ring::attribute`]) over the participant table:
     /// records in use (a nonzero pid), each judged by its owner's identity.
-    fn claimant(&self, pos: u64, put: bool) -> crate::ring::Claim {
+    fn claimant(&self, pos: u64, side: Side) -> crate::ring::Claim {
         let records = (0..self.seg.part_count)
             .map(|i| self.seg.record(i))
             // SYNC: Acquire pairs with the Release pid store of a record's taker (or `release`):
             // the claim words read by the scan are the current owner's.
             .filter(|r| r.pid.load(Ordering::Acquire) != 0);
-        crate::ring::attribute(records, |r| &r.claim, record_alive, self.obj, pos, put)
+        crate::ring::attribute(records, |r| &r.claim, record_alive, self.obj, pos, side)
     }
 
     fn live_producers(&self) -> u32 {
@@ -130,9 +130,9 @@ impl crate::ring::Liveness for QueueLiveness {
         self.seg.watch_peers()
     }
 
-    fn repair_waiters(&self, put: bool) -> u32 {
+    fn repair_waiters(&self, side: Side) -> u32 {
         use crate::ring::NOTE_MASK;
-        let mine = u64::from(self.obj << 1 | put as u32);
+        let mine = u64::from(self.obj << 1 | side.bit());
         (0..self.seg.part_count)
             .map(|i| self.seg.record(i))
             .filter(|r| {
@@ -247,7 +247,7 @@ impl Inner {
             if waiting != 0 {
                 if let Some(ring) = self.ring_of_obj(waiting >> 1) {
                     crate::ring::RingMem::header(&ring.mem)
-                        .wait_cell(waiting & 1 != 0)
+                        .wait_cell(Side::of(waiting & 1 != 0))
                         .take_back(1);
                 }
             }
@@ -302,7 +302,7 @@ impl Inner {
                     )
                 })
         };
-        settled(true) && settled(false)
+        settled(Side::Put) && settled(Side::Get)
     }
 
     /// Participant records held by live processes (a snapshot).
