@@ -1,6 +1,9 @@
 //! What a directory entry says an object is: its kind and, for typed objects, the element type's
-//! signature. Shown in [`OpenError`](crate::OpenError)s when a lookup finds something else.
+//! signature (shown in [`OpenError`](crate::OpenError)s when a lookup finds something else), and
+//! the table of what the segment layer knows of each kind ([`KindDef`]).
 
+use crate::layout::{align_up, SlotLayout};
+use crate::ring_mem::ring_region_size;
 use std::fmt;
 
 /// A type signature as stored in a segment's directory: size, alignment and type name.
@@ -52,31 +55,274 @@ pub enum ObjectKind {
     Versioned,
 }
 
-const KINDS: [(ObjectKind, u32, &str); 11] = [
-    (ObjectKind::Queue, 1, "queue"),
-    (ObjectKind::BytesQueue, 2, "bytes queue"),
-    (ObjectKind::JoinableQueue, 3, "joinable queue"),
-    (ObjectKind::Value, 4, "value"),
-    (ObjectKind::Array, 5, "array"),
-    (ObjectKind::List, 6, "list"),
-    (ObjectKind::Lock, 7, "lock"),
-    (ObjectKind::Event, 8, "event"),
-    (ObjectKind::Semaphore, 9, "semaphore"),
-    (ObjectKind::Barrier, 10, "barrier"),
-    (ObjectKind::Versioned, 11, "versioned value"),
+/// What a kind needs from an object's parameters: the element type's size and alignment (0 and 1
+/// for untyped kinds), the two kind-specific parameters of its directory entry, and, at creation,
+/// the initial bytes (a `Versioned` value).
+pub(crate) struct Params<'a> {
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+    /// Queues: capacity. Value: initial bits. Array: length. List: capacity. Semaphore: initial
+    /// count. Barrier: parties.
+    pub(crate) param0: u64,
+    /// Bytes queue: max message length. Semaphore: bound.
+    pub(crate) param1: u64,
+    pub(crate) init: &'a [u8],
+}
+
+/// Everything the segment layer knows of one kind: its code in directory entries, its name in
+/// messages, where its ring starts in its region (kinds built on one), how large its region is
+/// for given parameters, which parameters it accepts, and what it writes into its (zeroed) region
+/// at creation besides the ring. The segment code is written once over this table; adding a kind
+/// is its state (`objects/`), its handle, and one row here.
+pub(crate) struct KindDef {
+    pub(crate) kind: ObjectKind,
+    pub(crate) code: u32,
+    pub(crate) name: &'static str,
+    /// Offset of the ring in the region, for queue kinds.
+    pub(crate) ring_at: Option<u64>,
+    /// Region length and slot layout, with checked arithmetic (`None`: the parameters overflow).
+    pub(crate) region: fn(&Params<'_>) -> Option<Region>,
+    /// Range checks of the parameters: why they are refused.
+    pub(crate) check: fn(&Params<'_>) -> Result<(), String>,
+    /// Initial state besides the ring (all-zero is the initial state of what it leaves alone).
+    /// Safety: `base` points to the kind's zeroed region, `region(p)` bytes long, 128-aligned,
+    /// not yet visible to any other process.
+    pub(crate) init: unsafe fn(base: *mut u8, p: &Params<'_>),
+}
+
+/// A region's length and, for kinds with slots, their layout.
+pub(crate) type Region = (u64, Option<SlotLayout>);
+
+/// Size of the fixed state block of locks, events, semaphores, barriers, list headers and the
+/// joinable accounting block; a value's cell sits in the second one.
+pub(crate) const BLOCK: u64 = 128;
+
+/// Bytes of one copy of a versioned value of `size` bytes: whole 8-byte words, 128-aligned.
+pub(crate) fn versioned_copy_size(size: u64) -> Option<u64> {
+    align_up(size.div_ceil(8).checked_mul(8)?, 128)
+}
+
+fn ring_region(at: u64, p: &Params<'_>, layout: SlotLayout) -> Option<Region> {
+    Some((
+        at.checked_add(ring_region_size(p.param0, layout)?)?,
+        Some(layout),
+    ))
+}
+
+fn fixed(len: u64) -> Option<Region> {
+    Some((len, None))
+}
+
+fn any_params(_: &Params<'_>) -> Result<(), String> {
+    Ok(())
+}
+
+fn capacity_at_least_one(p: &Params<'_>) -> Result<(), String> {
+    if p.param0 == 0 {
+        return Err("capacity must be at least 1".into());
+    }
+    Ok(())
+}
+
+unsafe fn zeroed(_: *mut u8, _: &Params<'_>) {}
+
+/// The table (codes are part of the layout: never reuse one).
+const KINDS: [KindDef; 11] = [
+    KindDef {
+        kind: ObjectKind::Queue,
+        code: 1,
+        name: "queue",
+        ring_at: Some(0),
+        region: |p| ring_region(0, p, SlotLayout::for_pod(p.size, p.align)?),
+        check: capacity_at_least_one,
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::BytesQueue,
+        code: 2,
+        name: "bytes queue",
+        ring_at: Some(0),
+        region: |p| ring_region(0, p, SlotLayout::for_bytes(p.param1)?),
+        check: |p| {
+            capacity_at_least_one(p)?;
+            if p.param1 > u32::MAX as u64 {
+                return Err(format!(
+                    "max message length {} is above {}",
+                    p.param1,
+                    u32::MAX
+                ));
+            }
+            Ok(())
+        },
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::JoinableQueue,
+        code: 3,
+        name: "joinable queue",
+        ring_at: Some(BLOCK),
+        region: |p| ring_region(BLOCK, p, SlotLayout::for_pod(p.size, p.align)?),
+        check: capacity_at_least_one,
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::Value,
+        code: 4,
+        name: "value",
+        ring_at: None,
+        region: |_| fixed(2 * BLOCK),
+        check: any_params,
+        init: |base, p| {
+            // SAFETY: a value region is 2 * BLOCK bytes (region); the cell is the u64 at BLOCK.
+            unsafe { &*base.add(BLOCK as usize).cast::<crate::sync::AtomicU64>() }
+                .store(p.param0, crate::sync::Ordering::Relaxed);
+        },
+    },
+    KindDef {
+        kind: ObjectKind::Array,
+        code: 5,
+        name: "array",
+        ring_at: None,
+        region: |p| fixed(BLOCK.checked_add(p.param0.checked_mul(8)?)?),
+        check: any_params,
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::List,
+        code: 6,
+        name: "list",
+        ring_at: None,
+        region: |p| {
+            let layout = SlotLayout::for_pod(p.size, p.align)?;
+            Some((
+                BLOCK.checked_add(p.param0.checked_mul(layout.stride)?)?,
+                Some(layout),
+            ))
+        },
+        check: capacity_at_least_one,
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::Lock,
+        code: 7,
+        name: "lock",
+        ring_at: None,
+        region: |_| fixed(BLOCK),
+        check: any_params,
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::Event,
+        code: 8,
+        name: "event",
+        ring_at: None,
+        region: |_| fixed(BLOCK),
+        check: any_params,
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::Semaphore,
+        code: 9,
+        name: "semaphore",
+        ring_at: None,
+        region: |_| fixed(BLOCK),
+        check: |p| {
+            if p.param1 > u32::MAX as u64 || p.param0 > p.param1 {
+                return Err(format!(
+                    "initial count {} must be at most the bound {} (at most {})",
+                    p.param0,
+                    p.param1,
+                    u32::MAX
+                ));
+            }
+            Ok(())
+        },
+        init: |base, p| {
+            // SAFETY: a semaphore region starts with its u32 count (the futex word).
+            unsafe { &*base.cast::<crate::sync::AtomicU32>() }
+                .store(p.param0 as u32, crate::sync::Ordering::Relaxed);
+        },
+    },
+    KindDef {
+        kind: ObjectKind::Barrier,
+        code: 10,
+        name: "barrier",
+        ring_at: None,
+        region: |_| fixed(BLOCK),
+        check: |p| {
+            if p.param0 == 0 || p.param0 > u32::MAX as u64 {
+                return Err(format!("parties must be 1..={}", u32::MAX));
+            }
+            Ok(())
+        },
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::Versioned,
+        code: 11,
+        name: "versioned value",
+        ring_at: None,
+        region: |p| {
+            let copy = versioned_copy_size(p.size)?;
+            fixed((2 * BLOCK).checked_add(copy.checked_mul(2)?)?)
+        },
+        check: any_params,
+        init: |base, p| {
+            // Version 0: copy 0 (at 2 * BLOCK) holds the initial value.
+            for (i, chunk) in p.init.chunks(8).enumerate() {
+                let mut bytes = [0u8; 8];
+                bytes[..chunk.len()].copy_from_slice(chunk);
+                // SAFETY: the region is 2 * BLOCK + 2 copies of whole words of the value
+                // (region), so word i of copy 0 is inside it and 8-aligned.
+                unsafe {
+                    &*base
+                        .add((2 * BLOCK) as usize + 8 * i)
+                        .cast::<crate::sync::AtomicU64>()
+                }
+                .store(u64::from_le_bytes(bytes), crate::sync::Ordering::Relaxed);
+            }
+        },
+    },
 ];
 
 impl ObjectKind {
+    /// This kind's row of the table.
+    pub(crate) fn def(self) -> &'static KindDef {
+        KINDS
+            .iter()
+            .find(|k| k.kind == self)
+            .expect("every kind has a row")
+    }
     pub(crate) fn code(self) -> u32 {
-        KINDS.iter().find(|k| k.0 == self).map_or(0, |k| k.1)
+        self.def().code
     }
     pub(crate) fn from_code(c: u32) -> Option<Self> {
-        KINDS.iter().find(|k| k.1 == c).map(|k| k.0)
+        KINDS.iter().find(|k| k.code == c).map(|k| k.kind)
     }
 }
 
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(KINDS.iter().find(|k| k.0 == *self).map_or("?", |k| k.2))
+        f.write_str(self.def().name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_row_and_its_code_round_trips() {
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(k.kind.def().code, k.code, "{} found another row", k.name);
+            assert_eq!(ObjectKind::from_code(k.code), Some(k.kind));
+            assert!(
+                KINDS[..i].iter().all(|o| o.code != k.code && o.name != k.name),
+                "code or name of {} used twice",
+                k.name
+            );
+        }
+        assert_eq!(ObjectKind::from_code(0), None);
+        assert_eq!(ObjectKind::from_code(12), None);
     }
 }

@@ -12,6 +12,7 @@ use super::semaphore::SemaphoreState;
 use crate::error::{
     GetError, IndexError, ListFull, PutError, ReleaseError, TaskDoneError, Timeout,
 };
+use crate::kind::BLOCK;
 use crate::layout::SlotLayout;
 use crate::segment::Inner;
 use crate::stats::QueueStats;
@@ -298,7 +299,7 @@ impl<T: Atom> Value<T> {
             lock: Lock::from_raw(seg, base),
             // SAFETY: the lookup checked the region holds a LockState (128 bytes) followed by an
             // 8-byte cell at offset 128, inside the mapping the lock's Arc keeps alive.
-            cell: unsafe { Ptr::new(base.add(128)) },
+            cell: unsafe { Ptr::new(base.add(BLOCK as usize)) },
             _t: PhantomData,
         }
     }
@@ -439,7 +440,7 @@ impl<T: bytemuck::Pod> Versioned<T> {
         unsafe {
             Self {
                 lock: Ptr::new(base),
-                version: Ptr::new(base.add(128)),
+                version: Ptr::new(base.add(BLOCK as usize)),
                 copies: NonNull::new_unchecked(base.add(256).cast()),
                 copy_size: copy_size as usize,
                 _seg: seg,
@@ -561,7 +562,7 @@ impl<T: Atom> Array<T> {
             lock: Lock::from_raw(seg, base),
             // SAFETY: the lookup checked the region holds a LockState followed by `len` 8-byte
             // cells from offset 128, inside the mapping kept alive by the lock's Arc.
-            cells: unsafe { Ptr::new(base.add(128)) },
+            cells: unsafe { Ptr::new(base.add(BLOCK as usize)) },
             len,
             _t: PhantomData,
         }
@@ -704,7 +705,7 @@ impl<T: bytemuck::Pod> List<T> {
             // `cap` slots of `layout`, inside the mapping `seg` keeps alive.
             hdr: unsafe { Ptr::new(base) },
             // SAFETY: as above; offset 128 is inside the region.
-            slots: unsafe { NonNull::new_unchecked(base.add(128)) },
+            slots: unsafe { NonNull::new_unchecked(base.add(BLOCK as usize)) },
             layout,
             cap,
             _seg: seg,

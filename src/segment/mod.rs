@@ -4,14 +4,14 @@ mod participants;
 pub(crate) mod watch;
 
 use crate::error::{CreateError, NameError, OpenError};
-use crate::kind::{ObjectKind, TypeSig};
+use crate::kind::{versioned_copy_size, ObjectKind, Params, TypeSig};
 use crate::layout::{
     align_up, fnv1a, layout_hash, DirEntry, ParticipantRecord, SegmentHeader, SlotLayout,
     HEADER_KEEP, LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, RECORD_SIZE, STATE_READY, TYPE_NAME_MAX,
 };
 use crate::os;
 use crate::ring::Ring;
-use crate::ring_mem::{ring_region_size, RawRing};
+use crate::ring_mem::RawRing;
 use crate::sync::local::AtomicBool;
 use crate::sync::Ordering;
 use memmap2::MmapRaw;
@@ -70,99 +70,32 @@ struct ObjSpec {
     init: Vec<u8>,
 }
 
-/// Size of the fixed state block of locks, events, semaphores, barriers, list headers and the
-/// joinable accounting block.
-const BLOCK: u64 = 128;
-
-/// Region size and (for rings) slot layout of an object, from its directory parameters. Used both
-/// when creating and when opening, so the two cannot disagree; every step is overflow-checked.
-fn region_of(
-    kind: ObjectKind,
-    size: u64,
-    align: u64,
-    param0: u64,
-    param1: u64,
-) -> Option<(u64, Option<SlotLayout>)> {
-    let ring = |layout: SlotLayout| Some((ring_region_size(param0, layout)?, Some(layout)));
-    match kind {
-        ObjectKind::Queue => ring(SlotLayout::for_pod(size, align)?),
-        ObjectKind::BytesQueue => ring(SlotLayout::for_bytes(param1)?),
-        ObjectKind::JoinableQueue => {
-            let layout = SlotLayout::for_pod(size, align)?;
-            Some((
-                BLOCK.checked_add(ring_region_size(param0, layout)?)?,
-                Some(layout),
-            ))
-        }
-        ObjectKind::Value => Some((2 * BLOCK, None)),
-        ObjectKind::Array => Some((BLOCK.checked_add(param0.checked_mul(8)?)?, None)),
-        ObjectKind::List => {
-            let layout = SlotLayout::for_pod(size, align)?;
-            Some((
-                BLOCK.checked_add(param0.checked_mul(layout.stride)?)?,
-                Some(layout),
-            ))
-        }
-        ObjectKind::Lock | ObjectKind::Event | ObjectKind::Semaphore | ObjectKind::Barrier => {
-            Some((BLOCK, None))
-        }
-        ObjectKind::Versioned => {
-            let copy = versioned_copy_size(size)?;
-            Some(((2 * BLOCK).checked_add(copy.checked_mul(2)?)?, None))
-        }
-    }
-}
-
-/// Bytes of one copy of a versioned value of `size` bytes: whole 8-byte words, 128-aligned.
-fn versioned_copy_size(size: u64) -> Option<u64> {
-    align_up(size.div_ceil(8).checked_mul(8)?, 128)
-}
-
 impl ObjSpec {
-    fn region(&self) -> Option<(u64, Option<SlotLayout>)> {
-        region_of(
-            self.kind,
-            self.sig.size,
-            self.sig.align,
-            self.param0,
-            self.param1,
-        )
+    fn params(&self) -> Params<'_> {
+        Params {
+            size: self.sig.size,
+            align: self.sig.align,
+            param0: self.param0,
+            param1: self.param1,
+            init: &self.init,
+        }
     }
 
-    /// Range checks of the parameters, per kind.
+    fn region(&self) -> Option<crate::kind::Region> {
+        (self.kind.def().region)(&self.params())
+    }
+
+    /// Range checks of the parameters: the kind's, then the alignment every kind needs.
     fn check(&self) -> Result<(), String> {
         let n = &self.name;
-        match self.kind {
-            ObjectKind::Queue | ObjectKind::BytesQueue | ObjectKind::JoinableQueue
-                if self.param0 == 0 =>
-            {
-                Err(format!("object {n:?}: capacity must be at least 1"))
-            }
-            ObjectKind::List if self.param0 == 0 => {
-                Err(format!("object {n:?}: capacity must be at least 1"))
-            }
-            ObjectKind::BytesQueue if self.param1 > u32::MAX as u64 => Err(format!(
-                "object {n:?}: max message length {} is above {}",
-                self.param1,
-                u32::MAX
-            )),
-            ObjectKind::Semaphore if self.param1 > u32::MAX as u64 || self.param0 > self.param1 => {
-                Err(format!(
-                    "object {n:?}: initial count {} must be at most the bound {} (at most {})",
-                    self.param0,
-                    self.param1,
-                    u32::MAX
-                ))
-            }
-            ObjectKind::Barrier if self.param0 == 0 || self.param0 > u32::MAX as u64 => {
-                Err(format!("object {n:?}: parties must be 1..={}", u32::MAX))
-            }
-            _ if self.sig.align > 128 => Err(format!(
+        (self.kind.def().check)(&self.params()).map_err(|why| format!("object {n:?}: {why}"))?;
+        if self.sig.align > 128 {
+            return Err(format!(
                 "object {n:?}: alignment {} is above the supported 128",
                 self.sig.align
-            )),
-            _ => Ok(()),
+            ));
         }
+        Ok(())
     }
 }
 
@@ -583,41 +516,16 @@ impl SegmentBuilder {
 ///
 /// `base..base + size` is writable, 128-aligned, inside a mapping nobody else uses yet.
 unsafe fn init_object(base: *mut u8, size: u64, o: &ObjSpec) -> Option<()> {
-    use crate::sync::AtomicU64;
+    let def = o.kind.def();
     let (_, layout) = o.region()?;
-    let ring_at = |off: u64| -> Option<()> {
+    if let Some(off) = def.ring_at {
         // SAFETY: the region is `size` bytes (caller); RawRing::new checks the ring fits.
         let ring = unsafe { RawRing::new(base.add(off as usize), size - off, o.param0, layout?)? };
         ring.init();
-        Some(())
-    };
-    match o.kind {
-        ObjectKind::Queue | ObjectKind::BytesQueue => ring_at(0)?,
-        ObjectKind::JoinableQueue => ring_at(BLOCK)?,
-        ObjectKind::Value => {
-            // SAFETY: a value region is 256 bytes; the cell is the u64 at offset 128.
-            unsafe { &*base.add(BLOCK as usize).cast::<AtomicU64>() }
-                .store(o.param0, Ordering::Relaxed);
-        }
-        ObjectKind::Versioned => {
-            // Version 0: copy 0 (at 2 * BLOCK) holds the initial value.
-            for (i, chunk) in o.init.chunks(8).enumerate() {
-                let mut bytes = [0u8; 8];
-                bytes[..chunk.len()].copy_from_slice(chunk);
-                // SAFETY: the region is 2 * BLOCK + 2 copies of `words` words (region_of), so
-                // word i of copy 0 is inside it and 8-aligned.
-                unsafe { &*base.add((2 * BLOCK) as usize + 8 * i).cast::<AtomicU64>() }
-                    .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
-            }
-        }
-        ObjectKind::Semaphore => {
-            // SAFETY: a semaphore region starts with its u32 count (the futex word).
-            unsafe { &*base.cast::<crate::sync::AtomicU32>() }
-                .store(o.param0 as u32, Ordering::Relaxed);
-        }
-        // All-zero is the initial state of the rest.
-        _ => {}
     }
+    // SAFETY: the region is the kind's own, `region()` bytes (the plan sized it so), zeroed,
+    // 128-aligned and not yet visible to anyone (caller).
+    unsafe { (def.init)(base, &o.params()) };
     Some(())
 }
 
@@ -810,7 +718,7 @@ impl Segment {
         let o = self
             .inner
             .object(name, ObjectKind::Queue, Some(&type_sig::<T>()))?;
-        let ring = self.inner.ring(name, &o, 0)?;
+        let ring = self.inner.ring(name, &o)?;
         Ok(crate::Queue::from_parts(
             self.inner.clone(),
             ring,
@@ -860,7 +768,7 @@ impl Segment {
     /// Looks up a byte-message queue.
     pub fn bytes_queue(&self, name: &str) -> Result<crate::BytesQueue, OpenError> {
         let o = self.inner.object(name, ObjectKind::BytesQueue, None)?;
-        let ring = self.inner.ring(name, &o, 0)?;
+        let ring = self.inner.ring(name, &o)?;
         Ok(crate::BytesQueue::from_parts(
             self.inner.clone(),
             ring,
@@ -876,7 +784,7 @@ impl Segment {
         let o = self
             .inner
             .object(name, ObjectKind::JoinableQueue, Some(&type_sig::<T>()))?;
-        let mut ring = self.inner.ring(name, &o, BLOCK)?;
+        let mut ring = self.inner.ring(name, &o)?;
         // SAFETY: the accounting block lies at the start of the object's region (checked to fit
         // the mapping by `object`), before the ring, in the mapping the queue keeps alive.
         ring.tomb_cell = Some(unsafe {
@@ -1301,8 +1209,15 @@ impl Inner {
         e: DirEntry,
     ) -> Result<Found, OpenError> {
         let corrupt = |what: &str| OpenError::Corrupt(format!("object {name:?}: {what}"));
-        let (need, layout) = region_of(kind, e.elem_size, e.elem_align, e.param0, e.param1)
-            .ok_or_else(|| corrupt("parameters overflow"))?;
+        let params = Params {
+            size: e.elem_size,
+            align: e.elem_align,
+            param0: e.param0,
+            param1: e.param1,
+            init: &[],
+        };
+        let (need, layout) =
+            (kind.def().region)(&params).ok_or_else(|| corrupt("parameters overflow"))?;
         let end = e.offset.checked_add(e.len);
         let inside = matches!(end, Some(end) if end <= self.size && e.offset >= HEADER_SIZE);
         if !inside || e.offset % 128 != 0 {
@@ -1323,10 +1238,13 @@ impl Inner {
         })
     }
 
-    /// The ring of a found queue object, starting `off` bytes into its region, with the
+    /// The ring of a found queue object (where its kind's ring starts in its region), with the
     /// participant table as its liveness source (so blocked waiters recover claims of dead
     /// processes).
-    fn ring(self: &Arc<Self>, name: &str, o: &Found, off: u64) -> Result<Ring<RawRing>, OpenError> {
+    fn ring(self: &Arc<Self>, name: &str, o: &Found) -> Result<Ring<RawRing>, OpenError> {
+        let off = ObjectKind::from_code(o.entry.kind)
+            .and_then(|k| k.def().ring_at)
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: not a queue")))?;
         let mut ring = Ring::new(self.raw_ring(name, o, off)?);
         ring.live = Some(Arc::new(participants::QueueLiveness {
             seg: self.clone(),
@@ -1366,11 +1284,7 @@ impl Inner {
         let index = obj.checked_sub(1).filter(|&i| i < self.dir_count)?;
         let e = self.entry(index);
         let kind = ObjectKind::from_code(e.kind)?;
-        let off = match kind {
-            ObjectKind::Queue | ObjectKind::BytesQueue => 0,
-            ObjectKind::JoinableQueue => BLOCK,
-            _ => return None,
-        };
+        let off = kind.def().ring_at?;
         let o = self.checked("", kind, index, e).ok()?;
         Some(Ring::new(self.raw_ring("", &o, off).ok()?))
     }
