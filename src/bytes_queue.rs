@@ -3,10 +3,10 @@
 use crate::error::{BytesPutError, GetError};
 use crate::handle::{Fail, RingHandle, Wait};
 use crate::layout::BYTES_LEN_WORD;
+use crate::mapping::Inner;
 use crate::queue::get_err;
 use crate::ring::Ring;
 use crate::ring_mem::RawRing;
-use crate::segment::Inner;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,9 +2,9 @@
 //! outcomes to deadlines and participant records.
 
 use crate::layout::{ClaimRecord, Side};
+use crate::mapping::Inner;
 use crate::ring::{Claimant, Ring, TryError, WaitError};
 use crate::ring_mem::RawRing;
-use crate::segment::Inner;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

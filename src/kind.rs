@@ -317,7 +317,9 @@ mod tests {
             assert_eq!(k.kind.def().code, k.code, "{} found another row", k.name);
             assert_eq!(ObjectKind::from_code(k.code), Some(k.kind));
             assert!(
-                KINDS[..i].iter().all(|o| o.code != k.code && o.name != k.name),
+                KINDS[..i]
+                    .iter()
+                    .all(|o| o.code != k.code && o.name != k.name),
                 "code or name of {} used twice",
                 k.name
             );

@@ -320,7 +320,7 @@ mod segment_layout {
         pub(crate) creator_pidns: u64,
         /// Membership epoch: bumped (and woken) each time a thread takes a participant record,
         /// so a sleeper that watches the processes holding records learns of a new one (see
-        /// `segment::watch`).
+        /// `mapping::watch`).
         pub(crate) members: Futex,
         /// Departure epoch: bumped (and woken) each time a participant record is released (its
         /// thread exited or its mapping went away), so a sleeper looks for a disconnect.
@@ -516,3 +516,10 @@ impl SlotLayout {
 /// Bytes of one participant record in the table.
 #[cfg(not(shmq_loom))]
 pub(crate) const RECORD_SIZE: u64 = core::mem::size_of::<ParticipantRecord>() as u64;
+
+/// Bytes of the segment header.
+#[cfg(not(shmq_loom))]
+pub(crate) const HEADER_SIZE: u64 = core::mem::size_of::<SegmentHeader>() as u64;
+/// Bytes of one directory entry.
+#[cfg(not(shmq_loom))]
+pub(crate) const ENTRY_SIZE: u64 = core::mem::size_of::<DirEntry>() as u64;

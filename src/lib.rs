@@ -61,6 +61,8 @@ mod error;
 mod handle;
 #[cfg(not(shmq_loom))]
 mod kind;
+#[cfg(not(shmq_loom))]
+mod mapping;
 pub(crate) mod objects;
 #[cfg(not(shmq_loom))]
 pub(crate) mod os;

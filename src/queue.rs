@@ -2,9 +2,9 @@
 
 use crate::error::{GetError, PutError};
 use crate::handle::{Fail, RingHandle, Wait};
+use crate::mapping::Inner;
 use crate::ring::Ring;
 use crate::ring_mem::RawRing;
-use crate::segment::Inner;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;

@@ -139,7 +139,7 @@ pub(crate) trait Liveness: std::fmt::Debug {
 }
 
 /// How long a blocked waiter sleeps before it checks whether it waits for a dead process, when
-/// the death watch does not cover the peers (see `segment::watch`).
+/// the death watch does not cover the peers (see `mapping::watch`).
 const RECOVERY_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The same when the death watch covers every peer that can be judged dead: the kernel wakes the

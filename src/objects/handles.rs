@@ -14,7 +14,7 @@ use crate::error::{
 };
 use crate::kind::BLOCK;
 use crate::layout::SlotLayout;
-use crate::segment::Inner;
+use crate::mapping::Inner;
 use crate::stats::QueueStats;
 use crate::sync::AtomicU64;
 use crate::Queue;

@@ -296,12 +296,12 @@ impl LockState {
     }
 
     /// Sleeps on the word while it reads `seen` (owner thread `seen & TID`, contended). Natively
-    /// the owner's thread is watched (a thread pidfd, `segment::watch`) when it is one that could
+    /// the owner's thread is watched (a thread pidfd, `mapping::watch`) when it is one that could
     /// be judged dead, so its exit wakes us at once and we sleep in backstop slices; otherwise we
     /// poll in [`OWNER_SLICE`]s.
     #[cfg(not(shmq_loom))]
     fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
-        use crate::segment::watch::{watch_thread, Watched};
+        use crate::mapping::watch::{watch_thread, Watched};
         use crate::sync::futex::WakeAlso;
         let tid = seen & TID;
         let ns = self.owner_ns.load(Ordering::Relaxed);

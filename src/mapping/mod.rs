@@ -1,0 +1,456 @@
+//! A mapped segment as every handle holds it ([`Inner`]): the mapping, its validated layout
+//! fields, the directory lookups, the participant table and the death watch. Below both the
+//! handles and the segment API (`crate::segment`: builder, create, open), which builds handles
+//! over it.
+
+mod participants;
+pub(crate) mod watch;
+
+use crate::error::OpenError;
+use crate::kind::{ObjectKind, Params, TypeSig};
+use crate::layout::{
+    fnv1a, layout_hash, DirEntry, ParticipantRecord, SegmentHeader, SlotLayout, ENTRY_SIZE,
+    HEADER_SIZE, LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, RECORD_SIZE, STATE_READY, TYPE_NAME_MAX,
+};
+use crate::os;
+use crate::ring::Ring;
+use crate::ring_mem::RawRing;
+use crate::sync::local::AtomicBool;
+use crate::sync::Ordering;
+use memmap2::MmapRaw;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A directory entry found, checked and located.
+pub(crate) struct Found {
+    pub(crate) index: u32,
+    pub(crate) entry: DirEntry,
+    /// Start of the object's region in the mapping (bounds-checked against the entry's size).
+    pub(crate) base: *mut u8,
+    pub(crate) layout: Option<SlotLayout>,
+}
+
+/// Shared state behind [`Segment`] and every object handle.
+pub(crate) struct Inner {
+    pub(crate) map: MmapRaw,
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) owner: bool,
+    pub(crate) keep: AtomicBool,
+    pub(crate) ident: Option<os::FileInfo>,
+    /// Unique per mapping in this process (never reused), to key thread-local caches.
+    pub(crate) id: u64,
+    /// Validated copies of the header's layout fields (set by `validate`, or at creation).
+    dir_offset: u64,
+    dir_count: u32,
+    part_offset: u64,
+    part_count: u32,
+    /// Participant records this mapping handed to threads of this process, with the fork
+    /// generation ([`os::fork_generation`]) they were handed out under: a `fork()`ed child
+    /// inherits the list and must not free its parent's records.
+    pub(crate) records: Mutex<Vec<(u32, u64)>>,
+    /// Fork generation this mapping was made under: a forked child that inherits a creator's
+    /// mapping is not the creator and never unlinks the name.
+    pub(crate) forks: u64,
+    /// The segment file, holding a shared `flock` for as long as the mapping lives (named
+    /// segments only): while any process holds one, no `create` reclaims the segment.
+    pub(crate) holder: Option<std::fs::File>,
+    /// What the death watch last covered here (`members << 32 | deaths`) and for which
+    /// watcher: the participants are scanned again only when either changed (see
+    /// `watch::watch_peers`).
+    armed: crate::sync::local::AtomicU64,
+    armed_by: crate::sync::local::AtomicUsize,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        map: MmapRaw,
+        name: String,
+        owner: bool,
+        ident: Option<os::FileInfo>,
+    ) -> Result<Self, OpenError> {
+        // A process-local counter, never in shared memory: no loom model needed.
+        use crate::sync::local::AtomicU64 as StdU64;
+        use crate::sync::Ordering as O;
+        static NEXT_ID: StdU64 = StdU64::new(1);
+        let size = map.len() as u64;
+        let mut inner = Self {
+            map,
+            name,
+            size,
+            owner,
+            keep: AtomicBool::new(false),
+            ident,
+            id: NEXT_ID.fetch_add(1, O::Relaxed),
+            dir_offset: 0,
+            dir_count: 0,
+            part_offset: 0,
+            part_count: 0,
+            records: Mutex::new(Vec::new()),
+            forks: os::fork_generation(),
+            holder: None,
+            armed: StdU64::new(0),
+            armed_by: crate::sync::local::AtomicUsize::new(0),
+        };
+        if owner {
+            inner.copy_layout_fields()?;
+        }
+        Ok(inner)
+    }
+
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    pub(crate) fn header(&self) -> &SegmentHeader {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked before `Inner` exists) and
+        // page-aligned; SegmentHeader is plain integers and atomics, valid for any bits.
+        unsafe { &*self.base().cast::<SegmentHeader>() }
+    }
+
+    /// Reads a header field once (the header may be rewritten concurrently by a hostile process;
+    /// a volatile read of a local copy is what every check below uses).
+    fn read_header(&self) -> SegmentHeader {
+        // SAFETY: as in `header`; the copy is taken with a volatile read so the compiler cannot
+        // re-read shared memory behind a check.
+        unsafe { core::ptr::read_volatile(self.base().cast::<SegmentHeader>()) }
+    }
+
+    pub(crate) fn wait_ready(&self, deadline: Instant) -> Result<(), OpenError> {
+        let mut sleep = Duration::from_micros(50);
+        loop {
+            let h = self.header();
+            // SAFETY: magic is plain bytes inside the header (see `header`).
+            let magic = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(h.magic)) };
+            // SYNC: Acquire pairs with the creator's Release store of READY in `build`.
+            let state = h.state.load(Ordering::Acquire);
+            if state == STATE_READY {
+                if magic != MAGIC {
+                    return Err(OpenError::BadMagic);
+                }
+                return Ok(());
+            }
+            if magic != MAGIC && magic != [0; 8] {
+                return Err(OpenError::BadMagic);
+            }
+            if Instant::now() >= deadline {
+                return Err(if magic == MAGIC || magic == [0; 8] {
+                    OpenError::NotReady
+                } else {
+                    OpenError::BadMagic
+                });
+            }
+            std::thread::sleep(sleep);
+            sleep = (sleep * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    pub(crate) fn validate(&mut self) -> Result<(), OpenError> {
+        self.copy_layout_fields()?;
+        self.check_disjoint()
+    }
+
+    /// No two of the header, the directory, the participant table and the objects' regions
+    /// overlap: a forged directory whose regions alias would let one object's writes land in
+    /// another's words (or in the participant records that liveness trusts). Bounds are checked
+    /// per object at lookup; here only the spans as written are compared.
+    fn check_disjoint(&self) -> Result<(), OpenError> {
+        let mut spans = vec![
+            (0, HEADER_SIZE, "the header".to_string()),
+            (
+                self.dir_offset,
+                self.dir_offset + u64::from(self.dir_count) * ENTRY_SIZE,
+                "the directory".to_string(),
+            ),
+            (
+                self.part_offset,
+                self.part_offset + u64::from(self.part_count) * RECORD_SIZE,
+                "the participant table".to_string(),
+            ),
+        ];
+        for i in 0..self.dir_count {
+            let e = self.entry(i);
+            let nl = (e.name_len as usize).min(OBJ_NAME_MAX);
+            let name = String::from_utf8_lossy(&e.name[..nl]).into_owned();
+            spans.push((
+                e.offset,
+                e.offset.saturating_add(e.len),
+                format!("object {name:?}"),
+            ));
+        }
+        spans.retain(|s| s.0 < s.1);
+        spans.sort_by_key(|s| s.0);
+        for w in spans.windows(2) {
+            // Sorted by start: if any two overlap, some neighbours do.
+            if w[1].0 < w[0].1 {
+                return Err(OpenError::Corrupt(format!(
+                    "{} overlaps {}",
+                    w[0].2, w[1].2
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies and bounds-checks the header's layout fields (once).
+    fn copy_layout_fields(&mut self) -> Result<(), OpenError> {
+        let h = self.read_header();
+        if h.magic != MAGIC {
+            return Err(OpenError::BadMagic);
+        }
+        if h.version != LAYOUT_VERSION {
+            return Err(OpenError::VersionMismatch {
+                expected: LAYOUT_VERSION,
+                found: h.version,
+            });
+        }
+        if h.layout_hash != layout_hash() {
+            return Err(OpenError::LayoutMismatch {
+                expected: layout_hash(),
+                found: h.layout_hash,
+            });
+        }
+        if h.total_size > self.size {
+            return Err(OpenError::TooSmall {
+                size: self.size,
+                needed: h.total_size,
+            });
+        }
+        let corrupt = |m: &str| Err(OpenError::Corrupt(m.to_string()));
+        let dir_end = (h.dir_count as u64)
+            .checked_mul(ENTRY_SIZE)
+            .and_then(|l| l.checked_add(h.dir_offset));
+        match dir_end {
+            Some(end)
+                if h.dir_offset >= HEADER_SIZE && h.dir_offset % 8 == 0 && end <= h.total_size => {}
+            _ => return corrupt("directory lies outside the segment"),
+        }
+        let part_end = (h.participants_count as u64)
+            .checked_mul(RECORD_SIZE)
+            .and_then(|l| l.checked_add(h.participants_offset));
+        match part_end {
+            Some(end)
+                if h.participants_offset >= HEADER_SIZE
+                    && h.participants_offset % 128 == 0
+                    && end <= h.total_size => {}
+            _ => return corrupt("participant table lies outside the segment"),
+        }
+        self.dir_offset = h.dir_offset;
+        self.dir_count = h.dir_count;
+        self.part_offset = h.participants_offset;
+        self.part_count = h.participants_count;
+        Ok(())
+    }
+
+    /// A copy of directory entry `i` (`i < dir_count`).
+    fn entry(&self, i: u32) -> DirEntry {
+        assert!(i < self.dir_count, "directory index out of range");
+        // SAFETY: i < dir_count and dir_offset + dir_count * 256 <= total_size <= mapping size
+        // (validated), the offset is 8-aligned, and DirEntry is plain integers: any bits are a
+        // valid value. The entry is copied once with a volatile read and only the copy is used.
+        unsafe {
+            core::ptr::read_volatile(
+                self.base()
+                    .add((self.dir_offset + i as u64 * ENTRY_SIZE) as usize)
+                    .cast::<DirEntry>(),
+            )
+        }
+    }
+
+    /// Finds `name`, checks its kind and (if given) element type; returns its index and a copy.
+    fn lookup(
+        &self,
+        name: &str,
+        kind: ObjectKind,
+        sig: Option<&TypeSig>,
+    ) -> Result<(u32, DirEntry), OpenError> {
+        for i in 0..self.dir_count {
+            let e = self.entry(i);
+            let nl = (e.name_len as usize).min(OBJ_NAME_MAX);
+            if &e.name[..nl] != name.as_bytes() {
+                continue;
+            }
+            let found_kind = ObjectKind::from_code(e.kind);
+            if found_kind != Some(kind) {
+                return Err(OpenError::KindMismatch {
+                    name: name.to_string(),
+                    expected: kind,
+                    found: match found_kind {
+                        Some(k) => k.to_string(),
+                        None => format!("unknown kind {}", e.kind),
+                    },
+                });
+            }
+            if let Some(want) = sig {
+                let tl = (e.type_name_len as usize).min(TYPE_NAME_MAX);
+                let found = TypeSig {
+                    size: e.elem_size,
+                    align: e.elem_align,
+                    name: String::from_utf8_lossy(&e.type_name[..tl]).into_owned(),
+                };
+                if found.size != want.size
+                    || found.align != want.align
+                    || e.type_hash != fnv1a(want.name.as_bytes())
+                {
+                    return Err(OpenError::TypeMismatch {
+                        name: name.to_string(),
+                        expected: want.clone(),
+                        found,
+                    });
+                }
+            }
+            return Ok((i, e));
+        }
+        Err(OpenError::ObjectNotFound(name.to_string()))
+    }
+
+    pub(crate) fn object_names(&self) -> Vec<String> {
+        (0..self.dir_count)
+            .map(|i| {
+                let e = self.entry(i);
+                let nl = (e.name_len as usize).min(OBJ_NAME_MAX);
+                String::from_utf8_lossy(&e.name[..nl]).into_owned()
+            })
+            .collect()
+    }
+
+    /// Looks `name` up (kind and type checked), recomputes its region size from the entry's own
+    /// parameters and checks that the region lies inside the mapping and is big enough.
+    pub(crate) fn object(
+        &self,
+        name: &str,
+        kind: ObjectKind,
+        sig: Option<&TypeSig>,
+    ) -> Result<Found, OpenError> {
+        let (index, e) = self.lookup(name, kind, sig)?;
+        self.checked(name, kind, index, e)
+    }
+
+    /// Recomputes the region size of entry `index` (a copy `e`, of kind `kind`) from its own
+    /// parameters and checks that the region lies inside the mapping and is big enough.
+    fn checked(
+        &self,
+        name: &str,
+        kind: ObjectKind,
+        index: u32,
+        e: DirEntry,
+    ) -> Result<Found, OpenError> {
+        let corrupt = |what: &str| OpenError::Corrupt(format!("object {name:?}: {what}"));
+        let params = Params {
+            size: e.elem_size,
+            align: e.elem_align,
+            param0: e.param0,
+            param1: e.param1,
+            init: &[],
+        };
+        let (need, layout) =
+            (kind.def().region)(&params).ok_or_else(|| corrupt("parameters overflow"))?;
+        let end = e.offset.checked_add(e.len);
+        let inside = matches!(end, Some(end) if end <= self.size && e.offset >= HEADER_SIZE);
+        if !inside || e.offset % 128 != 0 {
+            return Err(corrupt("region lies outside the segment"));
+        }
+        if e.len < need {
+            return Err(corrupt("region is smaller than its parameters need"));
+        }
+        if e.elem_align > 128 || (e.elem_align != 0 && !e.elem_align.is_power_of_two()) {
+            return Err(corrupt("bad alignment"));
+        }
+        Ok(Found {
+            index,
+            entry: e,
+            // SAFETY: offset < size of the mapping (checked above).
+            base: unsafe { self.base().add(e.offset as usize) },
+            layout,
+        })
+    }
+
+    /// The ring of a found queue object (where its kind's ring starts in its region), with the
+    /// participant table as its liveness source (so blocked waiters recover claims of dead
+    /// processes).
+    pub(crate) fn ring(
+        self: &Arc<Self>,
+        name: &str,
+        o: &Found,
+    ) -> Result<Ring<RawRing>, OpenError> {
+        let off = ObjectKind::from_code(o.entry.kind)
+            .and_then(|k| k.def().ring_at)
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: not a queue")))?;
+        let mut ring = Ring::new(self.raw_ring(name, o, off)?);
+        ring.live = Some(Arc::new(participants::QueueLiveness {
+            seg: self.clone(),
+            obj: o.index + 1,
+        }));
+        Ok(ring)
+    }
+
+    /// The ring memory of a found queue object, starting `off` bytes into its region. It points
+    /// into this mapping: whoever keeps it must keep the mapping alive (a handle's Arc<Inner>, or
+    /// a borrow of `self`).
+    fn raw_ring(&self, name: &str, o: &Found, off: u64) -> Result<RawRing, OpenError> {
+        let layout = o
+            .layout
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: no slot layout")))?;
+        // SAFETY: the region [base, base + len) is inside the mapping (checked in `checked`),
+        // which the caller keeps alive while it uses the ring; RawRing::new checks that the ring
+        // fits what is left after `off`.
+        unsafe {
+            RawRing::new(
+                o.base.add(off as usize),
+                o.entry.len - off,
+                o.entry.param0,
+                layout,
+            )
+        }
+        .ok_or_else(|| {
+            OpenError::Corrupt(format!(
+                "object {name:?}: capacity or slot size does not fit"
+            ))
+        })
+    }
+
+    /// The ring of the queue that claim records call `obj` (directory index + 1), without a
+    /// liveness source; `None` if `obj` names no valid queue.
+    pub(crate) fn ring_of_obj(&self, obj: u32) -> Option<Ring<RawRing>> {
+        let index = obj.checked_sub(1).filter(|&i| i < self.dir_count)?;
+        let e = self.entry(index);
+        let kind = ObjectKind::from_code(e.kind)?;
+        let off = kind.def().ring_at?;
+        let o = self.checked("", kind, index, e).ok()?;
+        Some(Ring::new(self.raw_ring("", &o, off).ok()?))
+    }
+
+    fn record(&self, idx: u32) -> &ParticipantRecord {
+        debug_assert!(idx < self.part_count);
+        // SAFETY: idx < part_count and the table fits the mapping (validated); the table is
+        // 128-aligned and records are atomics only.
+        unsafe {
+            &*self
+                .base()
+                .add((self.part_offset + idx as u64 * RECORD_SIZE) as usize)
+                .cast::<ParticipantRecord>()
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let handed = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        let forks = os::fork_generation();
+        for (idx, _) in handed.into_iter().filter(|&(_, f)| f == forks) {
+            self.release_record(idx);
+        }
+        if self.owner
+            && self.forks == forks
+            && !self.keep.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Unlink only if the name still refers to our file: a `create_or_replace` elsewhere
+            // may have put a new segment under it.
+            if let (Some(mine), Some(now)) = (self.ident, os::identity_of_name(&self.name)) {
+                if mine.dev == now.dev && mine.ino == now.ino {
+                    let _ = os::unlink(&self.name);
+                }
+            }
+        }
+    }
+}
