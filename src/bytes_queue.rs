@@ -1,11 +1,11 @@
 //! `BytesQueue`: a bounded MPMC queue of byte messages of bounded length.
 
 use crate::error::{BytesPutError, GetError};
-use crate::handle::{Fail, RingHandle, Wait};
 use crate::layout::BYTES_LEN_WORD;
 use crate::mapping::Inner;
 use crate::queue::get_err;
 use crate::ring::Ring;
+use crate::ring_handle::{Fail, RingHandle, Wait};
 use crate::ring_mem::RawRing;
 use std::sync::Arc;
 use std::time::Duration;

@@ -58,8 +58,6 @@ mod bytes_queue;
 #[cfg(not(shmq_loom))]
 mod error;
 #[cfg(not(shmq_loom))]
-mod handle;
-#[cfg(not(shmq_loom))]
 mod kind;
 #[cfg(not(shmq_loom))]
 mod mapping;
@@ -70,6 +68,8 @@ pub(crate) mod os;
 pub mod process;
 #[cfg(not(shmq_loom))]
 mod queue;
+#[cfg(not(shmq_loom))]
+mod ring_handle;
 #[cfg(not(shmq_loom))]
 mod segment;
 #[cfg(not(shmq_loom))]

@@ -1,9 +1,9 @@
 //! `Queue<T>`: a bounded MPMC queue of `Pod` values in a segment.
 
 use crate::error::{GetError, PutError};
-use crate::handle::{Fail, RingHandle, Wait};
 use crate::mapping::Inner;
 use crate::ring::Ring;
+use crate::ring_handle::{Fail, RingHandle, Wait};
 use crate::ring_mem::RawRing;
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -1,0 +1,192 @@
+//! The `Lock` handle.
+
+use super::*;
+
+/// A mutex shared between processes (a futex word in the segment), robust against its holder
+/// dying.
+///
+/// Only a [`LockGuard`] unlocks it, so a process cannot release a lock it does not hold. The word
+/// holds the owner's thread id: if the owner dies holding the lock, the next `lock` takes it over
+/// (at once when the kernel reports the owner thread's exit through a pidfd, Linux 6.9; within
+/// about 50 ms otherwise) and returns [`LockError::OwnerDead`] with the guard, so the caller can repair
+/// the protected data and call [`LockGuard::make_consistent`]; until someone does, every later owner
+/// is told the same way.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let seg = shmq::Segment::builder("doc-lock").lock("l").create_or_replace()?;
+/// let lock = seg.lock("l")?;
+/// {
+///     let _guard = lock.lock().expect("no owner died");
+///     assert!(matches!(lock.try_lock(), Err(shmq::LockError::WouldBlock)));
+/// }
+/// assert!(lock.try_lock().is_ok());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    state: Ptr<LockState>,
+    _seg: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock")
+            .field("locked", &self.is_locked())
+            .finish()
+    }
+}
+
+/// Holds a [`Lock`]; unlocks when dropped.
+///
+/// Not `Send`, like `std::sync::MutexGuard`: the lock word names the thread that took it, and a
+/// guard moved to another thread that then exited would leave a "dead" owner for contenders to
+/// take the lock over from while the guard still exists (and its drop would then unlock the new
+/// owner). This does not compile:
+///
+/// ```compile_fail
+/// # let seg = shmq::Segment::builder("doc-guard-send").lock("l").create_or_replace().unwrap();
+/// let lock = seg.lock("l").unwrap();
+/// let guard = lock.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
+///
+/// while sharing a reference to it does (it is `Sync`):
+///
+/// ```
+/// # let seg = shmq::Segment::builder("doc-guard-sync").lock("l").create_or_replace().unwrap();
+/// let lock = seg.lock("l").unwrap();
+/// let guard = lock.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert!(guard.is_consistent()));
+/// });
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    consistent: bool,
+    /// `!Send` (and `Sync`), as `MutexGuard`.
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
+}
+
+impl LockGuard<'_> {
+    /// Declares the protected data consistent again after an [`LockError::OwnerDead`]. A guard
+    /// from an ordinary `lock` is consistent already.
+    pub fn make_consistent(&mut self) {
+        self.consistent = true;
+    }
+
+    /// Whether the data is declared consistent (false after an owner died, until
+    /// [`make_consistent`](Self::make_consistent)).
+    pub fn is_consistent(&self) -> bool {
+        self.consistent
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.state.get().unlock(self.consistent);
+    }
+}
+
+/// Why a lock call did not return a plain guard.
+#[derive(Debug)]
+pub enum LockError<'a> {
+    /// The previous owner died holding the lock (or a later owner never declared the data
+    /// consistent). The lock **is held**: here is its guard.
+    OwnerDead(LockGuard<'a>),
+    /// `lock_timeout`: the deadline passed.
+    Timeout,
+    /// `try_lock`: the lock is held.
+    WouldBlock,
+}
+
+impl<'a> LockError<'a> {
+    /// The guard, when the lock was obtained (`OwnerDead`).
+    pub fn into_guard(self) -> Option<LockGuard<'a>> {
+        match self {
+            LockError::OwnerDead(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LockError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockError::OwnerDead(_) => "the previous owner died holding the lock",
+            LockError::Timeout => "timed out waiting for the lock",
+            LockError::WouldBlock => "the lock is held",
+        })
+    }
+}
+
+impl std::error::Error for LockError<'_> {}
+
+impl Lock {
+    pub(crate) fn from_raw(seg: Arc<Inner>, p: *mut u8) -> Self {
+        Self {
+            // SAFETY: the segment lookup checked that a LockState fits at `p`, 128-aligned,
+            // inside the mapping `seg` keeps alive.
+            state: unsafe { Ptr::new(p) },
+            _seg: seg,
+        }
+    }
+
+    fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<'_>> {
+        match how {
+            Acquired::Clean => Ok(LockGuard {
+                _not_send: PhantomData,
+                lock: self,
+                consistent: true,
+            }),
+            Acquired::OwnerDead => Err(LockError::OwnerDead(LockGuard {
+                _not_send: PhantomData,
+                lock: self,
+                consistent: false,
+            })),
+        }
+    }
+
+    /// Takes the lock, sleeping while another thread or process holds it. `Err(OwnerDead)` (with
+    /// the lock held) if its previous owner died holding it.
+    pub fn lock(&self) -> Result<LockGuard<'_>, LockError<'_>> {
+        loop {
+            if let Some(how) = self.state.get().lock(None) {
+                return self.guard(how);
+            }
+        }
+    }
+
+    /// Takes the lock if it is free now; never blocks. `Err(WouldBlock)` if it is held.
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<'_>> {
+        match self.state.get().try_lock() {
+            Some(how) => self.guard(how),
+            None => Err(LockError::WouldBlock),
+        }
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let seg = shmq::Segment::builder("doc-lock-timeout").lock("l").create_or_replace().unwrap();
+    /// let lock = seg.lock("l").unwrap();
+    /// let _held = lock.lock().unwrap();
+    /// assert!(matches!(lock.lock_timeout(Duration::from_millis(5)), Err(shmq::LockError::Timeout)));
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError<'_>> {
+        match self.state.get().lock(deadline(timeout)) {
+            Some(how) => self.guard(how),
+            None => Err(LockError::Timeout),
+        }
+    }
+
+    /// Whether some thread or process holds the lock now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.state.get().is_locked()
+    }
+}
