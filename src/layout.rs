@@ -3,7 +3,6 @@
 //!
 //! The byte-by-byte map of a segment is in `docs/design.md`.
 
-#[cfg(not(shmq_loom))]
 use crate::sync::futex::Futex;
 use crate::sync::{AtomicU32, AtomicU64};
 
@@ -115,10 +114,7 @@ pub(crate) const CLOSED_BIT: u64 = 1 << 63;
 #[repr(C)]
 pub(crate) struct WaitCell {
     /// Epoch counter; sleepers wait on it with the value they read after registering.
-    #[cfg(not(shmq_loom))]
     pub(crate) epoch: Futex,
-    #[cfg(shmq_loom)]
-    pub(crate) epoch: crate::sync::futex::Futex,
     /// Number of registered sleepers (a hint, see the type docs).
     pub(crate) waiters: AtomicU32,
 }
@@ -187,35 +183,37 @@ pub(crate) const PID_TAKING: u32 = u32::MAX;
 /// [`RingCounters::producers`] bit: some thread put without a participant record.
 pub(crate) const PRODUCER_UNATTRIBUTED: u32 = 2;
 
-#[cfg(not(shmq_loom))]
-const _: () = {
-    assert!(core::mem::size_of::<RingHeader>() == 5 * 128);
-    assert!(core::mem::align_of::<RingHeader>() == 128);
-    assert!(core::mem::size_of::<WaitCell>() == 8);
-};
+crate::sync::native_only! {
+    const _: () = {
+        assert!(core::mem::size_of::<RingHeader>() == 5 * 128);
+        assert!(core::mem::align_of::<RingHeader>() == 128);
+        assert!(core::mem::size_of::<WaitCell>() == 8);
+    };
+}
 
-#[cfg(shmq_loom)]
-impl RingHeader {
-    /// A fresh header on the heap, for the model checker.
-    pub(crate) fn new_heap() -> Self {
-        let cell = || {
-            CachePadded(WaitCell {
-                epoch: crate::sync::futex::Futex::new(0),
-                waiters: AtomicU32::new(0),
-            })
-        };
-        Self {
-            tail: CachePadded(AtomicU64::new(0)),
-            head: CachePadded(AtomicU64::new(0)),
-            items: cell(),
-            space: cell(),
-            counters: CachePadded(RingCounters {
-                tombstones: AtomicU64::new(0),
-                lost: AtomicU64::new(0),
-                closed: AtomicU32::new(0),
-                producers: AtomicU32::new(0),
-                unattributed: AtomicU32::new(0),
-            }),
+crate::sync::loom_only! {
+    impl RingHeader {
+        /// A fresh header on the heap, for the model checker.
+        pub(crate) fn new_heap() -> Self {
+            let cell = || {
+                CachePadded(WaitCell {
+                    epoch: Futex::new(0),
+                    waiters: AtomicU32::new(0),
+                })
+            };
+            Self {
+                tail: CachePadded(AtomicU64::new(0)),
+                head: CachePadded(AtomicU64::new(0)),
+                items: cell(),
+                space: cell(),
+                counters: CachePadded(RingCounters {
+                    tombstones: AtomicU64::new(0),
+                    lost: AtomicU64::new(0),
+                    closed: AtomicU32::new(0),
+                    producers: AtomicU32::new(0),
+                    unattributed: AtomicU32::new(0),
+                }),
+            }
         }
     }
 }
@@ -263,9 +261,12 @@ impl ClaimRecord {
     }
 }
 
-#[cfg(not(shmq_loom))]
-pub(crate) use segment_layout::*;
+crate::sync::native_only! {
+    pub(crate) use segment_layout::*;
+}
 
+// The segment's own layout (header, directory, participant records): native only, since the loom
+// build has no segments.
 #[cfg(not(shmq_loom))]
 mod segment_layout {
     use super::*;
@@ -513,13 +514,11 @@ impl SlotLayout {
     }
 }
 
-/// Bytes of one participant record in the table.
-#[cfg(not(shmq_loom))]
-pub(crate) const RECORD_SIZE: u64 = core::mem::size_of::<ParticipantRecord>() as u64;
-
-/// Bytes of the segment header.
-#[cfg(not(shmq_loom))]
-pub(crate) const HEADER_SIZE: u64 = core::mem::size_of::<SegmentHeader>() as u64;
-/// Bytes of one directory entry.
-#[cfg(not(shmq_loom))]
-pub(crate) const ENTRY_SIZE: u64 = core::mem::size_of::<DirEntry>() as u64;
+crate::sync::native_only! {
+    /// Bytes of one participant record in the table.
+    pub(crate) const RECORD_SIZE: u64 = core::mem::size_of::<ParticipantRecord>() as u64;
+    /// Bytes of the segment header.
+    pub(crate) const HEADER_SIZE: u64 = core::mem::size_of::<SegmentHeader>() as u64;
+    /// Bytes of one directory entry.
+    pub(crate) const ENTRY_SIZE: u64 = core::mem::size_of::<DirEntry>() as u64;
+}

@@ -828,7 +828,7 @@ impl ModelRobustLock {
 
     /// The calling thread dies, holding whatever it holds. It must be its very last action.
     pub fn die(&self) {
-        crate::objects::lock::die()
+        crate::sync::owner::die()
     }
 
     /// Whether some thread holds the lock now.

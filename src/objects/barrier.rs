@@ -21,20 +21,22 @@ pub(crate) struct BarrierState {
     pub(crate) waiters: AtomicU32,
 }
 
-#[cfg(not(shmq_loom))]
-const _: () = assert!(core::mem::size_of::<BarrierState>() == 16);
+crate::sync::native_only! {
+    const _: () = assert!(core::mem::size_of::<BarrierState>() == 16);
+}
 
 /// Outcome of a barrier wait that did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BarrierTimeout;
 
 impl BarrierState {
-    #[cfg(shmq_loom)]
-    pub(crate) fn new() -> Self {
-        Self {
-            state: AtomicU64::new(0),
-            epoch: Futex::new(0),
-            waiters: AtomicU32::new(0),
+    crate::sync::loom_only! {
+        pub(crate) fn new() -> Self {
+            Self {
+                state: AtomicU64::new(0),
+                epoch: Futex::new(0),
+                waiters: AtomicU32::new(0),
+            }
         }
     }
 

@@ -10,9 +10,10 @@ use crate::sync::{AtomicU64, Ordering};
 pub(crate) struct Cell(pub(crate) AtomicU64);
 
 impl Cell {
-    #[cfg(shmq_loom)]
-    pub(crate) fn new(bits: u64) -> Self {
-        Self(AtomicU64::new(bits))
+    crate::sync::loom_only! {
+        pub(crate) fn new(bits: u64) -> Self {
+            Self(AtomicU64::new(bits))
+        }
     }
 
     #[inline]

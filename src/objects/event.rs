@@ -12,15 +12,17 @@ pub(crate) struct EventState {
     pub(crate) waiters: AtomicU32,
 }
 
-#[cfg(not(shmq_loom))]
-const _: () = assert!(core::mem::size_of::<EventState>() == 8);
+crate::sync::native_only! {
+    const _: () = assert!(core::mem::size_of::<EventState>() == 8);
+}
 
 impl EventState {
-    #[cfg(shmq_loom)]
-    pub(crate) fn new() -> Self {
-        Self {
-            word: Futex::new(0),
-            waiters: AtomicU32::new(0),
+    crate::sync::loom_only! {
+        pub(crate) fn new() -> Self {
+            Self {
+                word: Futex::new(0),
+                waiters: AtomicU32::new(0),
+            }
         }
     }
 

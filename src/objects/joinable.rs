@@ -33,22 +33,24 @@ pub(crate) struct JoinState {
     pub(crate) cell: WaitCell,
 }
 
-#[cfg(not(shmq_loom))]
-const _: () = assert!(core::mem::size_of::<JoinState>() == 128);
+crate::sync::native_only! {
+    const _: () = assert!(core::mem::size_of::<JoinState>() == 128);
+}
 
 /// How long a joiner sleeps before it re-checks (see the module docs): a backstop only, since
 /// both ways to finish the last task (`task_done`, a tombstone) wake joiners.
 const JOIN_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl JoinState {
-    #[cfg(shmq_loom)]
-    pub(crate) fn new() -> Self {
-        Self {
-            done: AtomicU64::new(0),
-            cell: WaitCell {
-                epoch: crate::sync::futex::Futex::new(0),
-                waiters: crate::sync::AtomicU32::new(0),
-            },
+    crate::sync::loom_only! {
+        pub(crate) fn new() -> Self {
+            Self {
+                done: AtomicU64::new(0),
+                cell: WaitCell {
+                    epoch: crate::sync::futex::Futex::new(0),
+                    waiters: crate::sync::AtomicU32::new(0),
+                },
+            }
         }
     }
 

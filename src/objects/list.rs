@@ -15,10 +15,11 @@ pub(crate) struct ListHeader {
 }
 
 impl ListHeader {
-    #[cfg(shmq_loom)]
-    pub(crate) fn new() -> Self {
-        Self {
-            claimed: AtomicU64::new(0),
+    crate::sync::loom_only! {
+        pub(crate) fn new() -> Self {
+            Self {
+                claimed: AtomicU64::new(0),
+            }
         }
     }
 

@@ -17,10 +17,10 @@
 
 use crate::sync::backoff::Backoff;
 use crate::sync::futex::{Futex, Wake};
+use crate::sync::owner::{me, me_info, owner_dead, TID};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-const TID: u32 = (1 << 30) - 1;
 const INCONSISTENT: u32 = 1 << 30;
 const CONTENDED: u32 = 1 << 31;
 
@@ -44,8 +44,9 @@ pub(crate) struct LockState {
     pub(crate) takeovers: AtomicU32,
 }
 
-#[cfg(not(shmq_loom))]
-const _: () = assert!(core::mem::size_of::<LockState>() == 128);
+crate::sync::native_only! {
+    const _: () = assert!(core::mem::size_of::<LockState>() == 128);
+}
 
 /// How the lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,122 +55,6 @@ pub(crate) enum Acquired {
     Clean,
     /// From (or after) an owner that died holding it: the data may be half-updated.
     OwnerDead,
-}
-
-const START_BITS: u32 = 40;
-
-const START_MASK: u64 = (1 << START_BITS) - 1;
-
-/// Who the calling thread is, as a lock owner records it.
-#[cfg(not(shmq_loom))]
-#[derive(Debug, Clone, Copy)]
-struct Me {
-    tid: u32,
-    /// `tid << 40 | thread start time` (0 in the low bits: unknown), for `owner_start`.
-    start_stamp: u64,
-    /// `tid << 40 | PID namespace` (0 in the low bits: unknown), for `owner_ns`.
-    ns_stamp: u64,
-    pid: u32,
-    /// [`os::fork_generation`](crate::os::fork_generation) this was read under.
-    forks: u64,
-}
-
-#[cfg(not(shmq_loom))]
-thread_local! {
-    /// Read once per thread (and again in a forked child), so that taking a lock makes no
-    /// system call.
-    static ME: std::cell::Cell<Option<Me>> = const { std::cell::Cell::new(None) };
-}
-
-#[cfg(not(shmq_loom))]
-fn me_info() -> Me {
-    use crate::os;
-    let forks = os::fork_generation();
-    if let Some(m) = ME.with(|m| m.get()).filter(|m| m.forks == forks) {
-        return m;
-    }
-    let tid = os::thread_id() & TID;
-    let start = os::thread_start_time(tid).unwrap_or(0);
-    let (pid, _, pidns) = os::self_identity();
-    let m = Me {
-        tid,
-        start_stamp: (tid as u64) << START_BITS | (start & START_MASK),
-        ns_stamp: (tid as u64) << START_BITS | (pidns & START_MASK),
-        pid,
-        forks,
-    };
-    ME.with(|c| c.set(Some(m)));
-    m
-}
-
-/// The calling thread's id as stored in lock words (never 0).
-#[cfg(not(shmq_loom))]
-fn me() -> u32 {
-    me_info().tid
-}
-
-#[cfg(shmq_loom)]
-fn me() -> u32 {
-    loom::lazy_static! {
-        static ref NEXT: AtomicU32 = AtomicU32::new(1);
-    }
-    loom::thread_local! {
-        static TID_CACHE: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    TID_CACHE.with(|t| *t)
-}
-
-/// Whether the owner thread `tid` is known to be gone. `stamp` and `ns` are the lock's
-/// `owner_start` and `owner_ns`, trusted only when written by that same tid (each carries it in
-/// its high bits): a thread id means something only inside its PID namespace, so an owner whose
-/// namespace is another, unknown, or not yet written (it is between its CAS and its stores) is
-/// never judged dead; nor is one whose start time could not be read (0) on the strength of a
-/// start-time mismatch.
-#[cfg(not(shmq_loom))]
-fn owner_dead(tid: u32, stamp: u64, ns: u64) -> bool {
-    use crate::os::{thread_state, ProcState};
-    let me = me_info();
-    if tid == me.tid {
-        return false; // we are alive (a thread never waits on its own lock word, but be sure)
-    }
-    let ours = |s: u64| (s >> START_BITS) as u32 == tid;
-    if !ours(ns) || ns & START_MASK == 0 || ns & START_MASK != me.ns_stamp & START_MASK {
-        return false;
-    }
-    match thread_state(tid) {
-        ProcState::Dead => true,
-        ProcState::Alive(t) => {
-            let start = stamp & START_MASK;
-            ours(stamp) && start != 0 && start != t & START_MASK
-        }
-        // /proc cannot tell: never take a lock over on a guess.
-        ProcState::Unknown => false,
-    }
-}
-
-#[cfg(shmq_loom)]
-loom::lazy_static! {
-    /// Bit `tid` set: model thread `tid` has died (see [`die`]).
-    static ref DEAD: AtomicU64 = AtomicU64::new(0);
-}
-
-/// Under loom a thread is dead once it has called [`die`].
-#[cfg(shmq_loom)]
-fn owner_dead(tid: u32, _start: u64, _ns: u64) -> bool {
-    // SYNC: Acquire pairs with the Release in `die`: everything the owner did before it died (its
-    // writes to the protected data) is visible to whoever sees it dead, as a process's last writes
-    // are to whoever sees it gone from /proc.
-    tid < 64 && DEAD.load(Ordering::Acquire) & 1 << tid != 0
-}
-
-/// Marks the calling model thread dead. It must be the thread's last action: a dead thread never
-/// unlocks what it holds, and `owner_dead` reports it dead from then on.
-#[cfg(shmq_loom)]
-pub(crate) fn die() {
-    let me = me();
-    assert!(me < 64, "more model threads than the dead set holds");
-    // SYNC: Release pairs with the Acquire in `owner_dead`.
-    DEAD.fetch_or(1 << me, Ordering::Release);
 }
 
 /// Polling slice while the owner is not watched.
@@ -193,18 +78,16 @@ enum Slept {
 }
 
 impl LockState {
-    #[cfg(shmq_loom)]
-    pub(crate) fn new() -> Self {
-        // Initialise the dead set now: loom orders every use of a lazy static after its
-        // initialisation, so a set first touched by a dying thread would order that thread's
-        // last writes before every later look at the set, hiding a missing edge from the death.
-        DEAD.load(Ordering::Relaxed);
-        Self {
-            word: Futex::new(0),
-            owner_pid: AtomicU32::new(0),
-            owner_start: AtomicU64::new(0),
-            owner_ns: AtomicU64::new(0),
-            takeovers: AtomicU32::new(0),
+    crate::sync::loom_only! {
+        pub(crate) fn new() -> Self {
+            crate::sync::owner::init_dead_set();
+            Self {
+                word: Futex::new(0),
+                owner_pid: AtomicU32::new(0),
+                owner_start: AtomicU64::new(0),
+                owner_ns: AtomicU64::new(0),
+                takeovers: AtomicU32::new(0),
+            }
         }
     }
 
@@ -303,6 +186,7 @@ impl LockState {
     fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
         use crate::mapping::watch::{watch_thread, Watched};
         use crate::sync::futex::WakeAlso;
+        use crate::sync::owner::{START_BITS, START_MASK};
         let tid = seen & TID;
         let ns = self.owner_ns.load(Ordering::Relaxed);
         let stamped = (ns >> START_BITS) as u32 == tid && ns & START_MASK != 0;
@@ -395,14 +279,12 @@ impl LockState {
 
     #[inline]
     fn set_owner(&self) {
-        #[cfg(not(shmq_loom))]
-        {
-            let me = me_info();
-            self.owner_pid.store(me.pid, Ordering::Relaxed);
-            self.owner_start.store(me.start_stamp, Ordering::Relaxed);
-            self.owner_ns.store(me.ns_stamp, Ordering::Relaxed);
+        let me = me_info();
+        self.owner_pid.store(me.pid, Ordering::Relaxed);
+        // The loom models do not stamp (their owners are judged by `owner::die` alone).
+        if let Some((start, ns)) = me.stamps() {
+            self.owner_start.store(start, Ordering::Relaxed);
+            self.owner_ns.store(ns, Ordering::Relaxed);
         }
-        #[cfg(shmq_loom)]
-        self.owner_pid.store(1, Ordering::Relaxed);
     }
 }

@@ -13,15 +13,17 @@ pub(crate) struct SemaphoreState {
     pub(crate) waiters: AtomicU32,
 }
 
-#[cfg(not(shmq_loom))]
-const _: () = assert!(core::mem::size_of::<SemaphoreState>() == 8);
+crate::sync::native_only! {
+    const _: () = assert!(core::mem::size_of::<SemaphoreState>() == 8);
+}
 
 impl SemaphoreState {
-    #[cfg(shmq_loom)]
-    pub(crate) fn new(initial: u32) -> Self {
-        Self {
-            count: Futex::new(initial),
-            waiters: AtomicU32::new(0),
+    crate::sync::loom_only! {
+        pub(crate) fn new(initial: u32) -> Self {
+            Self {
+                count: Futex::new(initial),
+                waiters: AtomicU32::new(0),
+            }
         }
     }
 

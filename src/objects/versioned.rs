@@ -22,10 +22,7 @@ use std::time::Instant;
 
 /// Optimistic reads before a reader takes the lock (see `VersionedRef::read`). Small under loom,
 /// so the models reach the locked read.
-#[cfg(not(shmq_loom))]
-const READ_RETRIES: u32 = 64;
-#[cfg(shmq_loom)]
-const READ_RETRIES: u32 = 1;
+const READ_RETRIES: u32 = crate::sync::native_or_loom(64, 1);
 
 /// The shared parts of one versioned value, borrowed from wherever they live (a mapping, or the
 /// heap under loom and miri).
@@ -132,8 +129,7 @@ impl VersionedRef<'_> {
             // Loom models only (`publish` is always true otherwise): this "process" died
             // mid-write, holding the lock, which it never releases.
             std::mem::forget(unlock);
-            #[cfg(shmq_loom)]
-            super::lock::die();
+            crate::sync::owner::die();
         }
         true
     }

@@ -10,6 +10,7 @@
 
 pub(crate) mod backoff;
 pub(crate) mod futex;
+pub(crate) mod owner;
 
 #[cfg(shmq_loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
@@ -46,6 +47,36 @@ pub(crate) fn slice_end(
     {
         let end = std::time::Instant::now() + slice;
         Some(deadline.map_or(end, |d| d.min(end)))
+    }
+}
+
+/// Items only the loom build has: heap constructors of shared states (natively a state overlays
+/// mapped memory and is never constructed) and loom-only hooks. The one place their cfg is
+/// written.
+macro_rules! loom_only {
+    ($($item:item)*) => { $(#[cfg(shmq_loom)] $item)* };
+}
+pub(crate) use loom_only;
+
+/// Items only the native build has: layout assertions (loom's atomics are larger than the
+/// hardware's, so shared structs have other sizes there) and what overlays a mapping.
+macro_rules! native_only {
+    ($($item:item)*) => { $(#[cfg(not(shmq_loom))] $item)* };
+}
+pub(crate) use native_only;
+
+/// `native` natively, `loom` under the model checker: for bounds a model must reach with fewer
+/// steps than real hardware needs.
+pub(crate) const fn native_or_loom<T: Copy>(native: T, loom: T) -> T {
+    #[cfg(shmq_loom)]
+    {
+        let _ = native;
+        loom
+    }
+    #[cfg(not(shmq_loom))]
+    {
+        let _ = loom;
+        native
     }
 }
 
