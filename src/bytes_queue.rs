@@ -4,9 +4,9 @@ use crate::error::{BytesPutError, GetError};
 use crate::layout::BYTES_LEN_WORD;
 use crate::mapping::Inner;
 use crate::queue::get_err;
+use crate::ring::mem::RawRing;
 use crate::ring::Ring;
 use crate::ring_handle::{Fail, RingHandle, Wait};
-use crate::ring_mem::RawRing;
 use std::sync::Arc;
 use std::time::Duration;
 

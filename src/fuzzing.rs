@@ -5,8 +5,8 @@
 //! against a model and a mismatch panics (that is a bug the fuzzer reports).
 
 use crate::layout::SlotLayout;
+use crate::ring::mem::HeapRing;
 use crate::ring::{Ring, TryError, WaitError};
-use crate::ring_mem::HeapRing;
 use crate::{BytesPutError, GetError, Segment};
 use std::collections::VecDeque;
 use std::io::Write;

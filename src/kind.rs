@@ -3,7 +3,7 @@
 //! the table of what the segment layer knows of each kind ([`KindDef`]).
 
 use crate::layout::{align_up, SlotLayout};
-use crate::ring_mem::ring_region_size;
+use crate::ring::mem::ring_region_size;
 use std::fmt;
 
 /// A type signature as stored in a segment's directory: size, alignment and type name.

@@ -50,7 +50,6 @@
 pub(crate) mod fault;
 pub(crate) mod layout;
 pub(crate) mod ring;
-pub(crate) mod ring_mem;
 pub(crate) mod sync;
 
 #[cfg(not(shmq_loom))]

@@ -4,8 +4,8 @@
 //! over a ring made of loom objects, with threads standing in for processes. This module is not part
 //! of the public API.
 
+use crate::ring::mem::LoomRing;
 use crate::ring::{Ring, TryError, WaitError};
-use crate::ring_mem::LoomRing;
 use std::time::{Duration, Instant};
 
 /// Outcome of a model operation that moved nothing.

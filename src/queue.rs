@@ -2,9 +2,9 @@
 
 use crate::error::{GetError, PutError};
 use crate::mapping::Inner;
+use crate::ring::mem::RawRing;
 use crate::ring::Ring;
 use crate::ring_handle::{Fail, RingHandle, Wait};
-use crate::ring_mem::RawRing;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;

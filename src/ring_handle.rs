@@ -3,8 +3,8 @@
 
 use crate::layout::{ClaimRecord, Side};
 use crate::mapping::Inner;
+use crate::ring::mem::RawRing;
 use crate::ring::{Claimant, Ring, TryError, WaitError};
-use crate::ring_mem::RawRing;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -13,8 +13,8 @@ use crate::layout::{
     HEADER_SIZE, LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, RECORD_SIZE, STATE_READY, TYPE_NAME_MAX,
 };
 use crate::os;
+use crate::ring::mem::RawRing;
 use crate::ring::Ring;
-use crate::ring_mem::RawRing;
 use crate::sync::local::AtomicBool;
 use crate::sync::Ordering;
 use memmap2::MmapRaw;

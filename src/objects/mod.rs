@@ -26,7 +26,7 @@ mod tests {
     use super::lock::LockState;
     use super::semaphore::SemaphoreState;
     use super::versioned::VersionedRef;
-    use crate::ring_mem::HeapRegion;
+    use crate::ring::mem::HeapRegion;
     use crate::sync::{AtomicU64, Ordering};
     use std::sync::Arc;
     use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@ use crate::layout::{
 };
 use crate::mapping::Inner;
 use crate::os;
-use crate::ring_mem::RawRing;
+use crate::ring::mem::RawRing;
 use crate::sync::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
