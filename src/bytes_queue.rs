@@ -90,6 +90,7 @@ impl BytesQueue {
 
     /// Overwrites the stored length of the oldest published message (fuzzing only: simulates a
     /// hostile process writing the segment).
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn forge_front_len(&self, len: u32) {
         use crate::ring::RingMem;
         let mem = &self.h.ring.mem;

@@ -104,6 +104,6 @@ pub use bytemuck;
 #[cfg(shmq_loom)]
 pub mod model;
 
-#[cfg(not(shmq_loom))]
+#[cfg(all(not(shmq_loom), feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -304,6 +304,7 @@ impl Inner {
         Err(OpenError::ObjectNotFound(name.to_string()))
     }
 
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn object_names(&self) -> Vec<String> {
         (0..self.dir_count)
             .map(|i| {

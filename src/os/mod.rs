@@ -279,6 +279,7 @@ fn unused_segment(file: &File, size: u64) -> bool {
 }
 
 /// An anonymous memory file (`memfd_create(2)`), for segments that need no name.
+#[cfg(feature = "fuzzing")]
 pub(crate) fn anonymous() -> std::io::Result<File> {
     let fd = fs::memfd_create("shmq-anonymous", fs::MemfdFlags::CLOEXEC)?;
     Ok(File::from(fd))

@@ -376,6 +376,7 @@ impl SegmentBuilder {
 
     /// Builds the segment in an anonymous memory file (`memfd_create(2)`): no name in /dev/shm.
     /// For the fuzz entry points, which must not touch the filesystem namespace.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn create_anonymous(self) -> Result<(Segment, std::fs::File), CreateError> {
         let plan = self.plan()?;
         let file = os::anonymous().map_err(CreateError::Io)?;
@@ -662,6 +663,7 @@ impl Segment {
     }
 
     /// Names of the objects in the directory (lossy UTF-8), in directory order.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn object_names(&self) -> Vec<String> {
         self.inner.object_names()
     }
