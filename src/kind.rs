@@ -53,6 +53,8 @@ pub enum ObjectKind {
     Barrier,
     /// [`Versioned`](crate::Versioned).
     Versioned,
+    /// [`RLock`](crate::RLock).
+    RLock,
 }
 
 /// What a kind needs from an object's parameters: the element type's size and alignment (0 and 1
@@ -127,7 +129,7 @@ fn capacity_at_least_one(p: &Params<'_>) -> Result<(), String> {
 unsafe fn zeroed(_: *mut u8, _: &Params<'_>) {}
 
 /// The table (codes are part of the layout: never reuse one).
-const KINDS: [KindDef; 11] = [
+const KINDS: [KindDef; 12] = [
     KindDef {
         kind: ObjectKind::Queue,
         code: 1,
@@ -283,6 +285,16 @@ const KINDS: [KindDef; 11] = [
             }
         },
     },
+    KindDef {
+        kind: ObjectKind::RLock,
+        code: 12,
+        name: "reentrant lock",
+        ring_at: None,
+        // The lock's block, then the block holding the owner's recursion count.
+        region: |_| fixed(2 * BLOCK),
+        check: any_params,
+        init: zeroed,
+    },
 ];
 
 impl ObjectKind {
@@ -325,6 +337,6 @@ mod tests {
             );
         }
         assert_eq!(ObjectKind::from_code(0), None);
-        assert_eq!(ObjectKind::from_code(12), None);
+        assert_eq!(ObjectKind::from_code(13), None);
     }
 }

@@ -27,6 +27,7 @@ fn make_seeds() {
         .array::<u32>("a", 4)
         .list::<u64>("l", 3)
         .lock("lk")
+        .rlock("rl")
         .event("e")
         .semaphore("s", 1)
         .barrier("br", 2)

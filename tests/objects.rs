@@ -30,6 +30,28 @@ fn child_object_role() {
                 v.store(x + 1);
             }
         }
+        "rlocked_add" => {
+            // Each step takes the lock twice (an outer and a nested guard): only exclusion across
+            // processes and reentrancy within one make the count exact.
+            let r = seg.rlock("r").unwrap();
+            let v = seg.value::<i64>("count").unwrap();
+            for _ in 0..LOCKED_ADDS {
+                let _outer = r.lock().unwrap();
+                let x = v.load();
+                let _inner = r.lock().unwrap();
+                v.store(x + 1);
+            }
+        }
+        "rlock_hold_twice" => {
+            let r = seg.rlock("r").unwrap();
+            let _a = r.lock().unwrap();
+            let _b = r.lock().unwrap();
+            println!("<<<held>>>");
+            std::io::Write::flush(&mut std::io::stdout()).unwrap();
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut std::io::stdin(), &mut b);
+            std::thread::park();
+        }
         "event_wait" => {
             let e = seg.event("go").unwrap();
             let acked = seg.value::<u32>("acked").unwrap();
@@ -87,6 +109,29 @@ fn child_object_role() {
         }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Starts a child running `role`, which takes a lock and says `<<<held>>>`, and returns once it
+/// holds it (the child then holds it until killed).
+fn child_holding(name: &str, role: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_object_role", "--exact", "--ignored", "--nocapture"])
+        .env("SHMQ_TEST_CHILD", "1")
+        .env("SHMQ_SEG", name)
+        .env("SHMQ_ROLE", role)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while !lines
+        .next()
+        .expect("child exited")
+        .unwrap()
+        .contains("<<<held>>>")
+    {}
+    child
 }
 
 fn run_children(name: &str, role: &str, n: usize) {
@@ -349,29 +394,13 @@ fn value_types_round_trip_and_wrap() {
 
 #[test]
 fn lock_holder_killed_gives_the_next_locker_owner_dead_in_bounded_time() {
-    use std::io::BufRead;
     let name = unique("lockdead");
     let seg = Segment::builder(&name)
         .lock("l")
         .value::<i64>("count", 0)
         .create()
         .unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["child_object_role", "--exact", "--ignored", "--nocapture"])
-        .env("SHMQ_TEST_CHILD", "1")
-        .env("SHMQ_SEG", &name)
-        .env("SHMQ_ROLE", "lock_hold")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while !lines
-        .next()
-        .expect("child exited")
-        .unwrap()
-        .contains("<<<held>>>")
-    {}
+    let mut child = child_holding(&name, "lock_hold");
     let lock = seg.lock("l").unwrap();
     assert!(matches!(lock.try_lock(), Err(shmq::LockError::WouldBlock)));
     child.kill().unwrap();
@@ -468,4 +497,73 @@ fn versioned_reads_stay_whole_and_finish_beside_a_writer_that_never_pauses() {
         r.is_ok(),
         "2000 reads did not finish in 60 s beside a busy writer"
     );
+}
+
+#[test]
+fn rlock_is_reentrant_for_its_owner_and_exclusive_for_others() {
+    let name = unique("rlock");
+    let seg = Segment::builder(&name).rlock("r").create().unwrap();
+    let r = seg.rlock("r").unwrap();
+    assert_eq!(r.depth(), 0);
+    let a = r.lock().unwrap();
+    let b = r.try_lock().unwrap();
+    let c = r.lock_timeout(Duration::from_millis(1)).unwrap();
+    assert_eq!(r.depth(), 3);
+    // Another thread is shut out while any of the owner's guards lives.
+    let other = seg.rlock("r").unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(matches!(other.try_lock(), Err(shmq::LockError::WouldBlock)));
+            assert_eq!(other.depth(), 0);
+        });
+    });
+    drop(c);
+    drop(a); // out of order: the count, not the guard, decides
+    assert_eq!(r.depth(), 1);
+    assert!(r.is_locked());
+    drop(b);
+    assert!(!r.is_locked());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let g = other.try_lock().unwrap();
+            assert_eq!(other.depth(), 1);
+            drop(g);
+        });
+    });
+}
+
+#[test]
+fn rlock_protected_nested_increment_is_exact_across_processes() {
+    let name = unique("rlockedadd");
+    let seg = Segment::builder(&name)
+        .rlock("r")
+        .value::<i64>("count", 0)
+        .create()
+        .unwrap();
+    run_children(&name, "rlocked_add", 4);
+    assert_eq!(seg.value::<i64>("count").unwrap().load(), 4 * LOCKED_ADDS);
+    assert!(!seg.rlock("r").unwrap().is_locked());
+}
+
+#[test]
+fn rlock_held_twice_by_a_killed_owner_gives_the_next_locker_owner_dead_once() {
+    let name = unique("rlockdead");
+    let seg = Segment::builder(&name).rlock("r").create().unwrap();
+    let mut child = child_holding(&name, "rlock_hold_twice");
+    let r = seg.rlock("r").unwrap();
+    assert!(matches!(r.try_lock(), Err(shmq::LockError::WouldBlock)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut g = match r.lock_timeout(Duration::from_secs(10)) {
+        Err(shmq::LockError::OwnerDead(g)) => g,
+        other => panic!("expected OwnerDead, got {other:?}"),
+    };
+    // The dead owner's two levels are gone: one drop releases the lock.
+    assert_eq!(r.depth(), 1);
+    assert!(!g.is_consistent());
+    g.make_consistent();
+    drop(g);
+    assert!(!r.is_locked());
+    let again = r.try_lock().unwrap();
+    assert!(again.is_consistent());
 }

@@ -272,6 +272,18 @@ impl LockState {
         }
     }
 
+    /// True if the calling thread holds it: its id is in the word and, natively, its start-time
+    /// stamp beside it (a thread that reuses the id of an owner that exited holding the lock is
+    /// not that owner).
+    pub(crate) fn held_by_me(&self) -> bool {
+        let me = me_info();
+        // Relaxed: if the word names us, we wrote it (and the stamps after it) ourselves.
+        self.word.word().load(Ordering::Relaxed) & TID == crate::sync::owner::me()
+            && me.stamps().map_or(true, |(start, _)| {
+                self.owner_start.load(Ordering::Relaxed) == start
+            })
+    }
+
     /// True if some thread holds it now (a snapshot).
     pub(crate) fn is_locked(&self) -> bool {
         self.word.word().load(Ordering::Relaxed) & TID != 0

@@ -223,6 +223,11 @@ impl SegmentBuilder {
         self.object(name, ObjectKind::Lock, untyped(), 0, 0)
     }
 
+    /// Adds an [`RLock`](crate::RLock) (a reentrant [`Lock`](crate::Lock)).
+    pub fn rlock(self, name: &str) -> Self {
+        self.object(name, ObjectKind::RLock, untyped(), 0, 0)
+    }
+
     /// Adds an [`Event`](crate::Event), initially clear.
     pub fn event(self, name: &str) -> Self {
         self.object(name, ObjectKind::Event, untyped(), 0, 0)
@@ -840,6 +845,12 @@ impl Segment {
     pub fn lock(&self, name: &str) -> Result<crate::Lock, OpenError> {
         let o = self.inner.object(name, ObjectKind::Lock, None)?;
         Ok(crate::Lock::from_raw(self.inner.clone(), o.base))
+    }
+
+    /// Looks up a reentrant lock.
+    pub fn rlock(&self, name: &str) -> Result<crate::RLock, OpenError> {
+        let o = self.inner.object(name, ObjectKind::RLock, None)?;
+        Ok(crate::RLock::from_raw(self.inner.clone(), o.base))
     }
 
     /// Looks up an event.

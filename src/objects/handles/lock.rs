@@ -92,21 +92,23 @@ impl Drop for LockGuard<'_> {
     }
 }
 
-/// Why a lock call did not return a plain guard.
+/// Why a lock call did not return a plain guard. `G` is the guard of the lock called: a
+/// [`LockGuard`] for a [`Lock`], an [`RLockGuard`](crate::RLockGuard) for an
+/// [`RLock`](crate::RLock).
 #[derive(Debug)]
-pub enum LockError<'a> {
+pub enum LockError<G> {
     /// The previous owner died holding the lock (or a later owner never declared the data
     /// consistent). The lock **is held**: here is its guard.
-    OwnerDead(LockGuard<'a>),
+    OwnerDead(G),
     /// `lock_timeout`: the deadline passed.
     Timeout,
     /// `try_lock`: the lock is held.
     WouldBlock,
 }
 
-impl<'a> LockError<'a> {
+impl<G> LockError<G> {
     /// The guard, when the lock was obtained (`OwnerDead`).
-    pub fn into_guard(self) -> Option<LockGuard<'a>> {
+    pub fn into_guard(self) -> Option<G> {
         match self {
             LockError::OwnerDead(g) => Some(g),
             _ => None,
@@ -114,7 +116,7 @@ impl<'a> LockError<'a> {
     }
 }
 
-impl std::fmt::Display for LockError<'_> {
+impl<G> std::fmt::Display for LockError<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             LockError::OwnerDead(_) => "the previous owner died holding the lock",
@@ -124,7 +126,7 @@ impl std::fmt::Display for LockError<'_> {
     }
 }
 
-impl std::error::Error for LockError<'_> {}
+impl<G: std::fmt::Debug> std::error::Error for LockError<G> {}
 
 impl Lock {
     pub(crate) fn from_raw(seg: Arc<Inner>, p: *mut u8) -> Self {
@@ -136,7 +138,7 @@ impl Lock {
         }
     }
 
-    fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<'_>> {
+    fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         match how {
             Acquired::Clean => Ok(LockGuard {
                 _not_send: PhantomData,
@@ -153,7 +155,7 @@ impl Lock {
 
     /// Takes the lock, sleeping while another thread or process holds it. `Err(OwnerDead)` (with
     /// the lock held) if its previous owner died holding it.
-    pub fn lock(&self) -> Result<LockGuard<'_>, LockError<'_>> {
+    pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         loop {
             if let Some(how) = self.state.get().lock(None) {
                 return self.guard(how);
@@ -162,7 +164,7 @@ impl Lock {
     }
 
     /// Takes the lock if it is free now; never blocks. `Err(WouldBlock)` if it is held.
-    pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<'_>> {
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         match self.state.get().try_lock() {
             Some(how) => self.guard(how),
             None => Err(LockError::WouldBlock),
@@ -178,7 +180,10 @@ impl Lock {
     /// let _held = lock.lock().unwrap();
     /// assert!(matches!(lock.lock_timeout(Duration::from_millis(5)), Err(shmq::LockError::Timeout)));
     /// ```
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError<'_>> {
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         match self.state.get().lock(deadline(timeout)) {
             Some(how) => self.guard(how),
             None => Err(LockError::Timeout),
