@@ -1,7 +1,8 @@
 //! Cross-process benchmarks: round trip (ping-pong) and one-way 8-byte throughput between two
 //! processes, for shmq (adaptive wait and blocking-only), shmq batches, a pipe, a unix socket, and
-//! the floor: a raw `AtomicU64` bounced between the two processes over the same kind of mapping
-//! (a file in /dev/shm).
+//! two floors over the same kind of mapping (a file in /dev/shm): a raw `AtomicU64` bounced between
+//! the two processes by spinning, and a raw `FUTEX_WAKE`/`FUTEX_WAIT` ping-pong (the floor of a
+//! sleeping hand-off).
 //!
 //! `cargo bench --bench ipc`. The benchmark binary re-executes itself for the child processes.
 
@@ -9,7 +10,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "SHMQ_BENCH_ROLE";
@@ -38,8 +39,43 @@ fn floor_word(m: &memmap2::MmapMut) -> &AtomicU64 {
     unsafe { &*(m.as_ptr() as *const AtomicU64) }
 }
 
+/// The futex floor's word: a u32 in the floor mapping, apart from the atomic floor's word.
+fn futex_word(m: &memmap2::MmapMut) -> &AtomicU32 {
+    // SAFETY: the mapping is page-aligned and 4096 bytes; offset 128 is 4-aligned and inside it;
+    // AtomicU32 is valid for any bits.
+    unsafe { &*(m.as_ptr().add(128) as *const AtomicU32) }
+}
+
+/// Sleeps until `w` no longer reads `seen` (shared futex: the peer is another process).
+fn futex_wait_while(w: &AtomicU32, seen: u32) {
+    while w.load(Ordering::Acquire) == seen {
+        let _ = rustix::thread::futex::wait(w, rustix::thread::futex::Flags::empty(), seen, None);
+    }
+}
+
+fn futex_wake(w: &AtomicU32) {
+    let _ = rustix::thread::futex::wake(w, rustix::thread::futex::Flags::empty(), 1);
+}
+
 fn child(role: &str) {
     match role {
+        "futex-floor" => {
+            // Raw sleeping hand-off: wait (in the kernel) for an odd value, answer with the next
+            // even one and wake the parent. u32::MAX ends it.
+            let m = floor_map(&var(FLOOR));
+            let w = futex_word(&m);
+            let mut seen = 0u32;
+            loop {
+                futex_wait_while(w, seen);
+                let v = w.load(Ordering::Acquire);
+                if v == u32::MAX {
+                    return;
+                }
+                w.store(v + 1, Ordering::Release);
+                futex_wake(w);
+                seen = v + 1;
+            }
+        }
         "echo" | "echo-block" => {
             let seg = shmq::Segment::open(&var(SEG)).unwrap();
             let spin = role == "echo";
@@ -244,6 +280,29 @@ fn main() {
             })
         });
         w.store(u64::MAX, Ordering::Release);
+        child.wait().unwrap();
+    }
+    {
+        // The floor of a sleeping hand-off: a raw FUTEX_WAKE / FUTEX_WAIT ping-pong, each side
+        // asleep in the kernel until the other wakes it (what shmq_blocking does at best).
+        let m = floor_map(&floor_path);
+        let w = futex_word(&m);
+        let mut child = spawn("futex-floor", &[(FLOOR, &floor_path)], false);
+        let mut next = 1u32;
+        g.bench_function(BenchmarkId::from_parameter("futex_floor"), |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    w.store(next, Ordering::Release);
+                    futex_wake(w);
+                    futex_wait_while(w, next);
+                    next += 2;
+                }
+                t.elapsed()
+            })
+        });
+        w.store(u32::MAX, Ordering::Release);
+        futex_wake(w);
         child.wait().unwrap();
     }
     for (i, (label, role, spin)) in [
