@@ -55,6 +55,8 @@ pub enum ObjectKind {
     Versioned,
     /// [`RLock`](crate::RLock).
     RLock,
+    /// [`Condition`](crate::Condition).
+    Condition,
 }
 
 /// What a kind needs from an object's parameters: the element type's size and alignment (0 and 1
@@ -129,7 +131,7 @@ fn capacity_at_least_one(p: &Params<'_>) -> Result<(), String> {
 unsafe fn zeroed(_: *mut u8, _: &Params<'_>) {}
 
 /// The table (codes are part of the layout: never reuse one).
-const KINDS: [KindDef; 12] = [
+const KINDS: [KindDef; 13] = [
     KindDef {
         kind: ObjectKind::Queue,
         code: 1,
@@ -295,6 +297,16 @@ const KINDS: [KindDef; 12] = [
         check: any_params,
         init: zeroed,
     },
+    KindDef {
+        kind: ObjectKind::Condition,
+        code: 13,
+        name: "condition",
+        ring_at: None,
+        // Its RLock's two blocks, then the condition's sequence and waiter count.
+        region: |_| fixed(3 * BLOCK),
+        check: any_params,
+        init: zeroed,
+    },
 ];
 
 impl ObjectKind {
@@ -337,6 +349,6 @@ mod tests {
             );
         }
         assert_eq!(ObjectKind::from_code(0), None);
-        assert_eq!(ObjectKind::from_code(13), None);
+        assert_eq!(ObjectKind::from_code(14), None);
     }
 }

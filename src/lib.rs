@@ -86,8 +86,8 @@ pub use kind::{ObjectKind, TypeSig};
 pub use objects::atom::{Atom, AtomNum};
 #[cfg(not(shmq_loom))]
 pub use objects::handles::{
-    Array, Barrier, Event, JoinableQueue, List, Lock, LockError, LockGuard, RLock, RLockGuard,
-    Semaphore, Value, Versioned,
+    Array, Barrier, Condition, Event, JoinableQueue, List, Lock, LockError, LockGuard, NotOwner,
+    RLock, RLockGuard, Semaphore, Value, Versioned,
 };
 #[cfg(not(shmq_loom))]
 pub use queue::Queue;

@@ -28,6 +28,7 @@ fn make_seeds() {
         .list::<u64>("l", 3)
         .lock("lk")
         .rlock("rl")
+        .condition("cv")
         .event("e")
         .semaphore("s", 1)
         .barrier("br", 2)

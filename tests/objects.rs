@@ -52,6 +52,23 @@ fn child_object_role() {
             let _ = std::io::Read::read(&mut std::io::stdin(), &mut b);
             std::thread::park();
         }
+        "cond_pingpong" => {
+            // Turn-taking with the parent through one condition: waits for an odd count, makes it
+            // even, notifies; a lost wake-up would leave one side asleep for good.
+            let c = seg.condition("c").unwrap();
+            let n = seg.value::<u64>("n").unwrap();
+            let mut g = c.lock().unwrap();
+            loop {
+                g = c.wait_for(g, || n.load() % 2 == 1, None).unwrap();
+                let v = n.load();
+                if v >= 2 * COND_ROUNDS {
+                    break;
+                }
+                n.store(v + 1);
+                c.notify_all().unwrap();
+            }
+            drop(g);
+        }
         "event_wait" => {
             let e = seg.event("go").unwrap();
             let acked = seg.value::<u32>("acked").unwrap();
@@ -133,6 +150,9 @@ fn child_holding(name: &str, role: &str) -> std::process::Child {
     {}
     child
 }
+
+/// Turns each side takes in the condition ping-pong.
+const COND_ROUNDS: u64 = 2_000;
 
 fn run_children(name: &str, role: &str, n: usize) {
     let kids: Vec<_> = (0..n)
@@ -566,4 +586,66 @@ fn rlock_held_twice_by_a_killed_owner_gives_the_next_locker_owner_dead_once() {
     assert!(!r.is_locked());
     let again = r.try_lock().unwrap();
     assert!(again.is_consistent());
+}
+
+#[test]
+fn condition_turn_taking_between_two_processes_loses_no_wake_up() {
+    let name = unique("cond");
+    let seg = Segment::builder(&name)
+        .condition("c")
+        .value::<u64>("n", 0)
+        .create()
+        .unwrap();
+    let c = seg.condition("c").unwrap();
+    let n = seg.value::<u64>("n").unwrap();
+    let child = spawn_child(
+        "child_object_role",
+        &[
+            ("SHMQ_SEG", name.clone()),
+            ("SHMQ_ROLE", "cond_pingpong".into()),
+        ],
+    );
+    let mut g = c.lock().unwrap();
+    for _ in 0..COND_ROUNDS {
+        // Our turn: make the count odd and hand over; then wait for it to be even again.
+        n.store(n.load() + 1);
+        c.notify_all().unwrap();
+        while n.load() % 2 == 1 {
+            // The child answers within microseconds: a wait that ends by its timeout, whatever
+            // the count says then, is a wake-up that never came.
+            let (g2, timed_out) = c.wait_timeout(g, Duration::from_secs(10)).unwrap();
+            g = g2;
+            assert!(!timed_out, "no wake-up within 10 s (count {})", n.load());
+        }
+    }
+    n.store(2 * COND_ROUNDS + 1); // odd and past the end: the child stops
+    c.notify_all().unwrap();
+    drop(g);
+    finish(child);
+    assert_eq!(n.load(), 2 * COND_ROUNDS + 1);
+}
+
+#[test]
+fn condition_wait_times_out_and_notify_needs_the_lock() {
+    let name = unique("cond-timeout");
+    let seg = Segment::builder(&name).condition("c").create().unwrap();
+    let c = seg.condition("c").unwrap();
+    assert_eq!(c.notify(1), Err(shmq::NotOwner));
+    let g = c.lock().unwrap();
+    let (g, timed_out) = c.wait_timeout(g, Duration::from_millis(20)).unwrap();
+    assert!(timed_out);
+    // The lock is held again after the wait, and at the depth it had.
+    let inner = c.lock().unwrap();
+    assert_eq!(c.rlock().depth(), 2);
+    let (inner, _) = c.wait_timeout(inner, Duration::from_millis(1)).unwrap();
+    assert_eq!(c.rlock().depth(), 2);
+    assert!(c.notify(1).is_ok());
+    drop(inner);
+    drop(g);
+    assert!(!c.rlock().is_locked());
+    let g = c.lock().unwrap();
+    let g = c
+        .wait_for(g, || false, Some(Duration::from_millis(10)))
+        .unwrap();
+    drop(g);
 }

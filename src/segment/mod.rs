@@ -228,6 +228,11 @@ impl SegmentBuilder {
         self.object(name, ObjectKind::RLock, untyped(), 0, 0)
     }
 
+    /// Adds a [`Condition`](crate::Condition) with its own [`RLock`](crate::RLock).
+    pub fn condition(self, name: &str) -> Self {
+        self.object(name, ObjectKind::Condition, untyped(), 0, 0)
+    }
+
     /// Adds an [`Event`](crate::Event), initially clear.
     pub fn event(self, name: &str) -> Self {
         self.object(name, ObjectKind::Event, untyped(), 0, 0)
@@ -851,6 +856,12 @@ impl Segment {
     pub fn rlock(&self, name: &str) -> Result<crate::RLock, OpenError> {
         let o = self.inner.object(name, ObjectKind::RLock, None)?;
         Ok(crate::RLock::from_raw(self.inner.clone(), o.base))
+    }
+
+    /// Looks up a condition variable.
+    pub fn condition(&self, name: &str) -> Result<crate::Condition, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Condition, None)?;
+        Ok(crate::Condition::from_raw(self.inner.clone(), o.base))
     }
 
     /// Looks up an event.

@@ -63,6 +63,7 @@ unsafe impl<S> Sync for Ptr<S> {}
 
 mod array;
 mod barrier;
+mod condition;
 mod event;
 mod joinable;
 mod list;
@@ -74,6 +75,7 @@ mod versioned;
 
 pub use array::*;
 pub use barrier::*;
+pub use condition::*;
 pub use event::*;
 pub use joinable::*;
 pub use list::*;

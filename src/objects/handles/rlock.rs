@@ -161,9 +161,53 @@ impl RLock {
         }
     }
 
+    /// Releases every level `guard`'s thread holds (for a condition wait); returns the depth and
+    /// whether the data was declared consistent, to give back to [`restore`](Self::restore).
+    pub(super) fn release_all(&self, guard: RLockGuard<'_>) -> (u32, bool) {
+        let consistent = guard.consistent;
+        std::mem::forget(guard);
+        // Relaxed: we own the lock; only we touch the count.
+        let depth = self
+            .depth
+            .get()
+            .swap(0, crate::sync::Ordering::Relaxed)
+            .max(1);
+        self.state.get().unlock(consistent);
+        (depth, consistent)
+    }
+
+    /// Takes the lock back after [`release_all`](Self::release_all), with the depth it had.
+    pub(super) fn restore(
+        &self,
+        (depth, consistent): (u32, bool),
+    ) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        let how = loop {
+            if let Some(how) = self.state.get().lock(None) {
+                break how;
+            }
+        };
+        self.depth
+            .get()
+            .store(depth, crate::sync::Ordering::Relaxed);
+        let guard = |consistent| RLockGuard {
+            lock: self,
+            consistent,
+            _not_send: PhantomData,
+        };
+        match how {
+            Acquired::Clean => Ok(guard(consistent)),
+            Acquired::OwnerDead => Err(LockError::OwnerDead(guard(false))),
+        }
+    }
+
     /// True if some thread holds it now (a snapshot).
     pub fn is_locked(&self) -> bool {
         self.state.get().is_locked()
+    }
+
+    /// Whether the calling thread holds it.
+    pub(super) fn held_by_me(&self) -> bool {
+        self.state.get().held_by_me()
     }
 
     /// How many guards the calling thread holds (0 if it does not hold the lock).
