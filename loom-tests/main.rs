@@ -901,3 +901,64 @@ fn broken_publish_ordering_tears_the_payload() {
         p.join().unwrap();
     });
 }
+
+// ----- Condition: no lost notify -----
+
+use shmq::model::ModelCondition;
+
+/// A waiter waits for the flag while a notifier raises it and notifies one: whatever the
+/// interleaving (the notify before the waiter's look, between its registration and its sleep,
+/// or while it sleeps), the waiter finishes. A lost notify would leave it asleep: a deadlock.
+#[test]
+fn condition_notify_is_never_lost() {
+    model(|| {
+        let c = Arc::new(ModelCondition::new());
+        let waiter = {
+            let c = c.clone();
+            thread::spawn(move || c.wait_for(1))
+        };
+        c.raise_and_notify(1);
+        waiter.join().unwrap();
+    });
+}
+
+/// Two waiters for the same flag and two raises, each notifying one: both finish. (Waiters for
+/// *different* conditions need `notify_all`: a notify of one can wake a waiter whose condition is
+/// still false, which then sleeps again, as with any condition variable; the next model.)
+#[test]
+fn condition_two_waiters_two_notifies_both_finish() {
+    model(|| {
+        let c = Arc::new(ModelCondition::new());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let c = c.clone();
+                thread::spawn(move || c.wait_for(1))
+            })
+            .collect();
+        c.raise_and_notify(1);
+        c.raise_and_notify(1);
+        for w in waiters {
+            w.join().unwrap();
+        }
+    });
+}
+
+/// Waiters for different conditions (flag ≥ 1, flag ≥ 2) and two raises that notify all: both
+/// finish.
+#[test]
+fn condition_notify_all_reaches_waiters_of_different_conditions() {
+    model(|| {
+        let c = Arc::new(ModelCondition::new());
+        let waiters: Vec<_> = (1..=2)
+            .map(|k| {
+                let c = c.clone();
+                thread::spawn(move || c.wait_for(k))
+            })
+            .collect();
+        c.raise_and_notify(u32::MAX);
+        c.raise_and_notify(u32::MAX);
+        for w in waiters {
+            w.join().unwrap();
+        }
+    });
+}

@@ -162,6 +162,60 @@ use crate::objects::lock::LockState;
 use crate::objects::semaphore::SemaphoreState;
 use crate::sync::{AtomicU64, UnsafeCell};
 
+/// A condition variable (the shipping `CondState` protocol) over a lock, guarding a plain flag:
+/// loom reports a deadlock if a notify can be lost, and a data race if the flag is ever touched
+/// outside the lock.
+#[derive(Debug)]
+pub struct ModelCondition {
+    lock: LockState,
+    cond: crate::objects::condition::CondState,
+    flag: UnsafeCell<u64>,
+}
+
+impl Default for ModelCondition {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ModelCondition {
+    /// Unlocked, flag 0.
+    pub fn new() -> Self {
+        Self {
+            lock: LockState::new(),
+            cond: crate::objects::condition::CondState::new(),
+            flag: UnsafeCell::new(0),
+        }
+    }
+
+    fn flag(&self) -> u64 {
+        // SAFETY: called with the lock held; loom checks that no access overlaps.
+        self.flag.with(|p| unsafe { *p })
+    }
+
+    /// `Condition::wait_for(flag >= at_least)` without a timeout: takes the lock, and while the
+    /// flag is below `at_least`, registers, releases the lock, sleeps, and takes it back.
+    pub fn wait_for(&self, at_least: u64) {
+        assert!(self.lock.lock(None).is_some());
+        while self.flag() < at_least {
+            let seen = self.cond.prepare();
+            self.lock.unlock(true);
+            self.cond.wait(seen, None);
+            assert!(self.lock.lock(None).is_some());
+        }
+        self.lock.unlock(true);
+    }
+
+    /// Takes the lock, raises the flag by one, notifies `n` waiters, unlocks.
+    pub fn raise_and_notify(&self, n: u32) {
+        assert!(self.lock.lock(None).is_some());
+        // SAFETY: the lock is held; loom checks that no other access overlaps.
+        self.flag.with_mut(|p| unsafe { *p += 1 });
+        self.cond.notify(n);
+        self.lock.unlock(true);
+    }
+}
+
 /// A lock guarding a plain (non-atomic) counter: loom reports a data race if two holders ever
 /// overlap.
 #[derive(Debug)]
