@@ -11,7 +11,8 @@ use crate::objects::condition::CondState;
 /// from any process, and takes it back. Notifying needs the lock too: a notify and a wait are
 /// then ordered by it, so no wake-up is lost. A waiter may also wake without a notify meant for
 /// it (several woken for one change, say): loop on the condition, or use
-/// [`wait_for`](Self::wait_for).
+/// [`wait_for`](Self::wait_for). When waiters wait for different conditions, notify them all:
+/// a `notify(1)` may go to one whose condition is still false, which then sleeps again.
 ///
 /// If a process dies holding the lock, the next taker, a waiter taking it back included, gets
 /// [`LockError::OwnerDead`] with the guard, as with [`Lock`].
