@@ -69,6 +69,14 @@ fn child_object_role() {
             }
             drop(g);
         }
+        "cond_wait_forever" => {
+            // Waits on the condition for a flag nobody raises; says so once asleep-bound.
+            let c = seg.condition("c").unwrap();
+            let g = c.lock().unwrap();
+            println!("<<<held>>>");
+            std::io::Write::flush(&mut std::io::stdout()).unwrap();
+            let _g = c.wait_for(g, || false, None).unwrap();
+        }
         "event_wait" => {
             let e = seg.event("go").unwrap();
             let acked = seg.value::<u32>("acked").unwrap();
@@ -648,4 +656,46 @@ fn condition_wait_times_out_and_notify_needs_the_lock() {
         .wait_for(g, || false, Some(Duration::from_millis(10)))
         .unwrap();
     drop(g);
+}
+
+#[test]
+fn condition_waiter_killed_asleep_leaves_the_lock_free_and_notify_working() {
+    let name = unique("cond-killed");
+    let seg = Segment::builder(&name)
+        .condition("c")
+        .value::<u64>("n", 0)
+        .create()
+        .unwrap();
+    let c = seg.condition("c").unwrap();
+    let mut child = child_holding(&name, "cond_wait_forever");
+    // The child said it holds the lock; once it waits, it has released it.
+    let g = loop {
+        match c.rlock().lock_timeout(Duration::from_millis(10)).ok() {
+            Some(g) => break g,
+            None => std::thread::yield_now(),
+        }
+    };
+    drop(g);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The dead waiter held nothing: the lock is taken clean, and notifying still works.
+    let g = c
+        .lock()
+        .expect("a waiter killed asleep does not hold the lock");
+    c.notify_all().unwrap();
+    drop(g);
+    let n = seg.value::<u64>("n").unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let g = c.lock().unwrap();
+            n.store(1);
+            c.notify_all().unwrap();
+            drop(g);
+        });
+        let g = c.lock().unwrap();
+        let _g = c
+            .wait_for(g, || n.load() == 1, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(n.load(), 1);
+    });
 }
