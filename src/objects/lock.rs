@@ -198,35 +198,29 @@ impl LockState {
         } else {
             (Watched::Failed, None)
         };
-        let (end, why) = match (watched, also) {
+        let (also, end) = match (watched, also) {
             // The owner thread has exited: look at once if it can be shown dead; if not (its
             // /proc cannot be read, say), poll as without a watch rather than spin.
             (Watched::Gone, _) if owner_dead(tid, self.owner_start.load(Ordering::Relaxed), ns) => {
                 return Slept::Look
             }
-            (Watched::Gone, _) => (crate::sync::slice_end(deadline, OWNER_SLICE), None),
-            (Watched::Yes, Some(a)) => {
-                let end = crate::sync::slice_end(
-                    deadline,
-                    crate::fault::watched_slice(WATCHED_OWNER_SLICE),
-                );
-                (end, self.word.wait_also(seen, &[a], end))
-            }
+            (Watched::Yes, Some(a)) => (
+                Some(a),
+                crate::sync::slice_end(deadline, crate::fault::watched_slice(WATCHED_OWNER_SLICE)),
+            ),
+            // Another namespace: never judged dead, nothing to look for often.
             _ if stamped && !same_ns => {
-                // Another namespace: never judged dead, nothing to look for often.
-                let end = crate::sync::slice_end(deadline, WATCHED_OWNER_SLICE);
-                (end, Some(WakeAlso::Own(self.word.wait(seen, end))))
+                (None, crate::sync::slice_end(deadline, WATCHED_OWNER_SLICE))
             }
-            _ => (crate::sync::slice_end(deadline, OWNER_SLICE), None),
+            _ => (None, crate::sync::slice_end(deadline, OWNER_SLICE)),
         };
-        let (end, why) = match why {
-            Some(w) => (end, w),
-            // No futex_waitv: poll.
-            None => {
-                let end = crate::sync::slice_end(deadline, OWNER_SLICE);
-                (end, WakeAlso::Own(self.word.wait(seen, end)))
-            }
-        };
+        // Without futex_waitv: poll.
+        let (why, end) = self.word.wait_watched(
+            seen,
+            also.as_ref().map(core::slice::from_ref),
+            end,
+            OWNER_SLICE,
+        );
         match why {
             WakeAlso::Own(Wake::Woken) => Slept::Woken,
             WakeAlso::Own(Wake::TimedOut) if end == deadline => Slept::Deadline,

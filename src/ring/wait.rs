@@ -35,27 +35,6 @@ impl<M: RingMem> Ring<M> {
         )
     }
 
-    /// Sleeps on `cell` (registered, at `epoch`) until `end`, and with the death watch's words
-    /// `watch` also until a peer dies or joins (`WakeAlso::Other`). Returns why it woke and the
-    /// end it slept towards: if the kernel refuses to wait on several words, a short
-    /// [`RECOVERY_SLICE`] instead.
-    pub(super) fn sleep(
-        &self,
-        cell: &WaitCell,
-        epoch: u32,
-        watch: Option<&[AlsoWake<'_>; 3]>,
-        end: Option<Instant>,
-    ) -> (WakeAlso, Option<Instant>) {
-        if let Some(w) = watch {
-            if let Some(why) = cell.epoch.wait_also(epoch, w, end) {
-                return (why, end);
-            }
-            let end = crate::sync::slice_end(end, RECOVERY_SLICE);
-            return (WakeAlso::Own(cell.epoch.wait(epoch, end)), end);
-        }
-        (WakeAlso::Own(cell.epoch.wait(epoch, end)), end)
-    }
-
     /// Non-blocking put of up to `max` items. Reports `WouldBlock` (full) only if the ring was
     /// full at some instant during the call: when the slot it needs is still held by a consumer
     /// that claimed its message, it waits for that release (see [`Ring::settle`]).
@@ -284,7 +263,14 @@ impl<M: RingMem> Ring<M> {
             let retry = attempt(false);
             let (why, slice_end) = match retry {
                 Err(TryError::WouldBlock) | Err(TryError::Pending) => {
-                    self.sleep(cell, epoch, watch.as_ref(), slice_end)
+                    // Without futex_waitv, poll in recovery slices for what the watch would
+                    // have told.
+                    cell.epoch.wait_watched(
+                        epoch,
+                        watch.as_ref().map(|w| &w[..]),
+                        slice_end,
+                        RECOVERY_SLICE,
+                    )
                 }
                 _ => (WakeAlso::Own(Wake::Woken), slice_end),
             };

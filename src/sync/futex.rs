@@ -161,6 +161,27 @@ impl Futex {
         }
     }
 
+    /// Sleeps until `end` on this word and, given `also`, on those words too
+    /// ([`wait_also`](Self::wait_also)). Where the kernel refuses to wait on several words, it
+    /// sleeps on this word alone for at most `poll`, so that the caller looks in time for what
+    /// `also` would have told it. Returns why it woke and the end it slept towards.
+    pub(crate) fn wait_watched(
+        &self,
+        expected: u32,
+        also: Option<&[AlsoWake<'_>]>,
+        end: Option<Instant>,
+        poll: std::time::Duration,
+    ) -> (WakeAlso, Option<Instant>) {
+        if let Some(also) = also {
+            if let Some(why) = self.wait_also(expected, also, end) {
+                return (why, end);
+            }
+            let end = super::slice_end(end, poll);
+            return (WakeAlso::Own(self.wait(expected, end)), end);
+        }
+        (WakeAlso::Own(self.wait(expected, end)), end)
+    }
+
     /// Loom model of `wait_also`: no model wakes the other words, so it is never offered and
     /// callers sleep with `wait` (as where the kernel refuses `futex_waitv`).
     #[cfg(shmq_loom)]

@@ -156,11 +156,7 @@ impl Lock {
     /// Takes the lock, sleeping while another thread or process holds it. `Err(OwnerDead)` (with
     /// the lock held) if its previous owner died holding it.
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        loop {
-            if let Some(how) = self.state.get().lock(None) {
-                return self.guard(how);
-            }
-        }
+        self.guard(self.state.get().lock_taking_over())
     }
 
     /// Takes the lock if it is free now; never blocks. `Err(WouldBlock)` if it is held.

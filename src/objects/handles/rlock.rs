@@ -129,11 +129,7 @@ impl RLock {
         if self.state.get().held_by_me() {
             return self.guard(None);
         }
-        loop {
-            if let Some(how) = self.state.get().lock(None) {
-                return self.guard(Some(how));
-            }
-        }
+        self.guard(Some(self.state.get().lock_taking_over()))
     }
 
     /// Takes the lock if it is free or held by this thread; `Err(WouldBlock)` otherwise.
@@ -181,23 +177,16 @@ impl RLock {
         &self,
         (depth, consistent): (u32, bool),
     ) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        let how = loop {
-            if let Some(how) = self.state.get().lock(None) {
-                break how;
-            }
-        };
+        let taken = self.guard(Some(self.state.get().lock_taking_over()));
+        // Relaxed: we own the lock again; only we touch the count.
         self.depth
             .get()
             .store(depth, crate::sync::Ordering::Relaxed);
-        let guard = |consistent| RLockGuard {
-            lock: self,
-            consistent,
-            _not_send: PhantomData,
-        };
-        match how {
-            Acquired::Clean => Ok(guard(consistent)),
-            Acquired::OwnerDead => Err(LockError::OwnerDead(guard(false))),
-        }
+        // A clean take keeps what the waiter had declared; over a dead owner it is not consistent.
+        taken.map(|mut g| {
+            g.consistent = consistent;
+            g
+        })
     }
 
     /// True if some thread holds it now (a snapshot).
