@@ -30,7 +30,10 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct BytesQueue {
     h: RingHandle,
+    /// Longest message accepted.
     max: usize,
+    /// Longest message kept in its slot; longer ones (up to `max`) go through the heap.
+    inline: usize,
 }
 
 impl std::fmt::Debug for BytesQueue {
@@ -55,12 +58,34 @@ fn put_err(f: Fail) -> BytesPutError {
     }
 }
 
+/// Frees a heap block when dropped (a long message's block, on every way out).
+struct FreeOnDrop<'h, 'a> {
+    heap: &'h crate::heap::Heap<'a>,
+    off: u64,
+}
+
+impl Drop for FreeOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        // A failure here means the heap is corrupt; the block is then lost, nothing else.
+        let _ = self.heap.free(self.off);
+    }
+}
+
 impl BytesQueue {
-    pub(crate) fn from_parts(seg: Arc<Inner>, ring: Ring<RawRing>, obj: u32) -> Self {
-        let max = (ring.mem.layout().payload_len - BYTES_LEN_WORD) as usize;
+    /// `max_len`: the entry's maximum message length when it is longer than what a slot holds
+    /// (long messages go through the heap); `None` when every message stays in its slot.
+    pub(crate) fn from_parts(
+        seg: Arc<Inner>,
+        ring: Ring<RawRing>,
+        obj: u32,
+        max_len: Option<u64>,
+    ) -> Self {
+        let inline = (ring.mem.layout().payload_len - BYTES_LEN_WORD) as usize;
+        let max = max_len.map_or(inline, |m| usize::try_from(m).unwrap_or(usize::MAX));
         Self {
             h: RingHandle { ring, seg, obj },
-            max,
+            max: max.max(inline),
+            inline,
         }
     }
 
@@ -68,24 +93,117 @@ impl BytesQueue {
         self.put_in_place(msg.len(), wait, |buf| buf.copy_from_slice(msg))
     }
 
-    /// Runs `f` on the message in place (no copy out of shared memory), then frees its slot.
+    /// Runs `f` on the message in place (no copy out of shared memory), then frees its slot
+    /// (and, for a long message, its heap block).
     fn get_in_place<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
         let w = BYTES_LEN_WORD as usize;
-        let max = self.max;
+        let inline = self.inline;
+        let long = self.max > inline;
         let mut f = Some(f);
         let mut out = None;
+        let mut taken = None;
         self.h
             .get(wait, 1, |_, buf| {
                 // The length is read once into a local and checked before use.
                 let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                if len <= max {
+                if len <= inline {
                     if let Some(f) = f.take() {
                         out = Some(f(&buf[w..w + len]));
                     }
+                } else if long {
+                    taken = Some(self.take_long(buf));
                 }
             })
             .map_err(get_err)?;
-        out.ok_or(GetError::Corrupt)
+        if let Some(out) = out {
+            return Ok(out);
+        }
+        let (off, len) = taken.ok_or(GetError::Corrupt)??;
+        self.read_long(off, len, f.take().ok_or(GetError::Corrupt)?)
+    }
+
+    /// Consumer side of a long message, while its slot is claimed: takes its heap block (its owner
+    /// word becomes ours before the slot is released, so the block is never without an owner).
+    fn take_long(&self, slot: &[u8]) -> Result<(u64, u64), GetError> {
+        let (len, off) = crate::heap::read_ref(slot).ok_or(GetError::Corrupt)?;
+        if len > self.max as u64 || len <= self.inline as u64 {
+            return Err(GetError::Corrupt);
+        }
+        let me = self.h.seg.holder_tag();
+        self.h
+            .seg
+            .heap()
+            .take(off, len, self.h.obj, me)
+            .map_err(|_| GetError::Corrupt)?;
+        crate::fault::point("get-heap-taken");
+        Ok((off, len))
+    }
+
+    /// Runs `f` on a long message in its heap block (which the caller took), then frees it.
+    fn read_long<R>(&self, off: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
+        let heap = self.h.seg.heap();
+        let _free = FreeOnDrop { heap: &heap, off };
+        let p = heap.payload(off, len).map_err(|_| GetError::Corrupt)?;
+        // SAFETY: the block is ours (`take` made its owner word name us, and only an owner frees
+        // a block or writes its payload); `payload` checked that `len` bytes after its header lie
+        // in the mapping, and `take` that the block holds at least `len` payload bytes.
+        let msg = unsafe { core::slice::from_raw_parts(p, len as usize) };
+        Ok(f(msg))
+    }
+
+    /// Producer side of a long message: a heap block for it (growing the segment if need be),
+    /// filled by `f`, then a slot naming it.
+    fn put_long(
+        &self,
+        len: usize,
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]),
+    ) -> Result<(), BytesPutError> {
+        let seg = &self.h.seg;
+        let heap = seg.heap();
+        let max_size = seg.max_size;
+        let no_space = |requested: u64| BytesPutError::NoSpace {
+            requested,
+            max_size,
+        };
+        let need = crate::heap::block_size(len as u64).ok_or(no_space(len as u64))?;
+        // A message that can never fit is refused at once, before anything waits.
+        let room = max_size.saturating_sub(seg.heap_offset + crate::heap::HEAP_HEADER_SIZE);
+        if need > room {
+            return Err(BytesPutError::TooLarge {
+                len,
+                max: usize::try_from(room - room.min(crate::heap::BLOCK_HEADER)).unwrap_or(0),
+            });
+        }
+        let me = seg.holder_tag();
+        let off = heap.alloc(len as u64, me).map_err(|e| match e {
+            crate::error::HeapError::NoSpace { requested } => no_space(requested),
+            crate::error::HeapError::Corrupt => BytesPutError::Corrupt,
+            crate::error::HeapError::Io(_) => BytesPutError::Io(std::io::ErrorKind::Other),
+        })?;
+        // Until the message is published the block is ours to free (on an error, or if `f`
+        // panics).
+        let unsent = FreeOnDrop { heap: &heap, off };
+        let p = heap
+            .payload(off, len as u64)
+            .map_err(|_| BytesPutError::Corrupt)?;
+        // SAFETY: the block was just allocated for us (its owner word names us): nobody else
+        // reads or writes its payload until we hand it over; `payload` checked the `len` bytes
+        // lie in the mapping, and the block holds at least `len` payload bytes.
+        f(unsafe { core::slice::from_raw_parts_mut(p, len) });
+        crate::fault::point("put-heap-filled");
+        let obj = self.h.obj;
+        let mut handed = Ok(());
+        self.h
+            .put(wait, 1, |at, buf| {
+                crate::heap::write_ref(buf, len as u64, off);
+                handed = heap.hand_over(off, obj, at.pos);
+                crate::fault::point("put-heap-handed");
+            })
+            .map_err(put_err)?;
+        // Published: the message owns the block now.
+        core::mem::forget(unsent);
+        handed.map_err(|_| BytesPutError::Corrupt)
     }
 
     /// Overwrites the stored length of the oldest published message (fuzzing only: simulates a
@@ -112,6 +230,9 @@ impl BytesQueue {
     ) -> Result<(), BytesPutError> {
         if len > self.max {
             return Err(BytesPutError::TooLarge { len, max: self.max });
+        }
+        if len > self.inline {
+            return self.put_long(len, wait, f);
         }
         let w = BYTES_LEN_WORD as usize;
         let mut f = Some(f);
@@ -249,9 +370,15 @@ impl BytesQueue {
         })
     }
 
-    /// Largest message accepted, in bytes.
+    /// Largest message accepted, in bytes (`usize::MAX`: any length the segment can hold).
     pub fn max_len(&self) -> usize {
         self.max
+    }
+
+    /// Longest message kept in its slot; longer ones go through the segment's heap (equal to
+    /// [`max_len`](Self::max_len) when every message stays in its slot).
+    pub fn inline_len(&self) -> usize {
+        self.inline
     }
 
     /// Number of messages in the queue (a snapshot).

@@ -312,6 +312,21 @@ impl<T> fmt::Display for PutError<T> {
 
 impl<T> std::error::Error for PutError<T> {}
 
+/// Why the shared heap could not hand out a block (crate-internal; the public errors carry its
+/// substance: `BytesPutError::NoSpace`, `BytesPutError::Io`, `Corrupt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeapError {
+    /// The segment would pass its `max_size`, or the shared-memory filesystem is full.
+    NoSpace {
+        /// Bytes the growth asked for.
+        requested: u64,
+    },
+    /// The heap's metadata in shared memory is inconsistent.
+    Corrupt,
+    /// A system call failed (mapping the new part of the segment).
+    Io(String),
+}
+
 /// Why a byte-message put did not happen. The caller still owns the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BytesPutError {
@@ -330,6 +345,17 @@ pub enum BytesPutError {
     },
     /// The queue's shared state is corrupt.
     Corrupt,
+    /// A message too long for the queue's slots needed space in the segment's shared heap, and the
+    /// segment could not grow: it would pass its `max_size`, or `/dev/shm` is full. Nothing was
+    /// put. Space comes back as consumers take long messages.
+    NoSpace {
+        /// Bytes the message needed in the heap.
+        requested: u64,
+        /// The segment's `max_size` ([`SegmentBuilder::max_size`](crate::SegmentBuilder::max_size)).
+        max_size: u64,
+    },
+    /// Mapping the segment's new space failed (`mmap(2)`); nothing was put.
+    Io(std::io::ErrorKind),
 }
 
 impl fmt::Display for BytesPutError {
@@ -345,6 +371,15 @@ impl fmt::Display for BytesPutError {
                 )
             }
             BytesPutError::Corrupt => write!(f, "queue state in shared memory is corrupt"),
+            BytesPutError::NoSpace {
+                requested,
+                max_size,
+            } => write!(
+                f,
+                "no space for a message of {requested} bytes in the segment's heap \
+                 (the segment may grow to {max_size} bytes, or /dev/shm is full)"
+            ),
+            BytesPutError::Io(kind) => write!(f, "could not map the segment's new space: {kind}"),
         }
     }
 }

@@ -142,9 +142,11 @@ pub fn ring_ops(data: &[u8]) {
                 let k = (op / 8 % 4 + 1) as usize;
                 let vals: Vec<u64> = (0..k as u64).map(|i| next + i).collect();
                 let r = if op % 8 == 0 {
-                    ring.put_now(None, k, |j, b| b.copy_from_slice(&vals[j].to_le_bytes()))
+                    ring.put_now(None, k, |crate::ring::Filling { k: j, .. }, b| {
+                        b.copy_from_slice(&vals[j].to_le_bytes())
+                    })
                 } else {
-                    ring.put_batch(None, k, now(), |j, b| {
+                    ring.put_batch(None, k, now(), |crate::ring::Filling { k: j, .. }, b| {
                         b.copy_from_slice(&vals[j].to_le_bytes())
                     })
                     .map_err(as_try)

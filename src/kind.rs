@@ -70,8 +70,24 @@ pub(crate) struct Params<'a> {
     pub(crate) param0: u64,
     /// Bytes queue: max message length. Semaphore: bound.
     pub(crate) param1: u64,
+    /// Bytes queue: bytes a slot holds in place (0: all of `param1`; see [`bytes_inline`]).
+    pub(crate) param2: u64,
     pub(crate) init: &'a [u8],
 }
+
+/// Bytes a byte queue's slot holds in place: `param1` (the maximum message length) when
+/// `param2` is 0, else `param2`, and then longer messages go through the segment's heap.
+pub(crate) fn bytes_inline(p: &Params<'_>) -> u64 {
+    if p.param2 == 0 {
+        p.param1
+    } else {
+        p.param2
+    }
+}
+
+/// Smallest in-place size of a byte queue whose long messages go through the heap: the slot
+/// must hold a heap reference (message length and block offset).
+pub(crate) const MIN_INLINE_WITH_HEAP: u64 = 16;
 
 /// Everything the segment layer knows of one kind: its code in directory entries, its name in
 /// messages, where its ring starts in its region (kinds built on one), how large its region is
@@ -146,14 +162,21 @@ const KINDS: [KindDef; 13] = [
         code: 2,
         name: "bytes queue",
         ring_at: Some(0),
-        region: |p| ring_region(0, p, SlotLayout::for_bytes(p.param1)?),
+        region: |p| ring_region(0, p, SlotLayout::for_bytes(bytes_inline(p))?),
         check: |p| {
             capacity_at_least_one(p)?;
-            if p.param1 > u32::MAX as u64 {
+            let inline = bytes_inline(p);
+            if inline > u32::MAX as u64 - 1 {
                 return Err(format!(
-                    "max message length {} is above {}",
-                    p.param1,
-                    u32::MAX
+                    "a slot of {inline} bytes is above {}",
+                    u32::MAX - 1
+                ));
+            }
+            if p.param2 != 0 && (p.param2 < MIN_INLINE_WITH_HEAP || p.param2 >= p.param1) {
+                return Err(format!(
+                    "in-place size {} must be at least {MIN_INLINE_WITH_HEAP} and below the \
+                     maximum message length {}",
+                    p.param2, p.param1
                 ));
             }
             Ok(())

@@ -274,7 +274,7 @@ mod segment_layout {
     /// First 8 bytes of every shmq segment.
     pub(crate) const MAGIC: [u8; 8] = *b"SHMQSEG\0";
     /// Bumped on every incompatible change of anything in this file.
-    pub(crate) const LAYOUT_VERSION: u32 = 5;
+    pub(crate) const LAYOUT_VERSION: u32 = 6;
     /// `state` before initialisation finished (a zero-filled new file reads as this).
     #[allow(dead_code)]
     pub(crate) const STATE_INIT: u32 = 0;
@@ -300,8 +300,10 @@ mod segment_layout {
         pub(crate) state: AtomicU32,
         /// [`layout_hash`] of the creating build.
         pub(crate) layout_hash: u64,
-        /// Size in bytes the creator made the file (the mapping must be at least this long).
-        pub(crate) total_size: u64,
+        /// Bytes of the segment committed so far: the creator's size, raised (Release) by every
+        /// growth of the heap after its pages are reserved in the file. Never lowered; the file
+        /// is at least this long.
+        pub(crate) total_size: AtomicU64,
         /// Offset of the directory (an array of [`DirEntry`]).
         pub(crate) dir_offset: u64,
         /// Number of directory entries.
@@ -326,7 +328,12 @@ mod segment_layout {
         /// Departure epoch: bumped (and woken) each time a participant record is released (its
         /// thread exited or its mapping went away), so a sleeper looks for a disconnect.
         pub(crate) leaves: Futex,
-        pub(crate) _reserved: [u64; 5],
+        /// How far the segment may grow (`SegmentBuilder::max_size`); every process reserves
+        /// this much address space for its mapping.
+        pub(crate) max_size: u64,
+        /// Offset of the shared heap's control block ([`crate::heap::HeapHeader`]).
+        pub(crate) heap_offset: u64,
+        pub(crate) _reserved: [u64; 3],
     }
 
     /// One named object in the directory.
@@ -356,7 +363,10 @@ mod segment_layout {
         pub(crate) param0: u64,
         /// Kind-specific parameter: maximum message length of a byte queue.
         pub(crate) param1: u64,
-        pub(crate) _reserved: [u64; 3],
+        /// Kind-specific parameter: bytes a byte queue's slot holds in place (0: `param1`, all
+        /// of them; longer messages of a queue with a smaller value go through the heap).
+        pub(crate) param2: u64,
+        pub(crate) _reserved: [u64; 2],
     }
 
     /// One participant: a thread of a process that opened the segment.
@@ -394,7 +404,7 @@ mod segment_layout {
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 21] = [
+        let parts: [u64; 25] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -418,6 +428,10 @@ mod segment_layout {
             offset_of!(ClaimRecord, waiting) as u64,
             offset_of!(SegmentHeader, members) as u64,
             offset_of!(SegmentHeader, leaves) as u64,
+            offset_of!(SegmentHeader, max_size) as u64,
+            offset_of!(SegmentHeader, heap_offset) as u64,
+            offset_of!(DirEntry, param2) as u64,
+            crate::heap::LAYOUT_TAG,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

@@ -57,6 +57,8 @@ mod bytes_queue;
 #[cfg(not(shmq_loom))]
 mod error;
 #[cfg(not(shmq_loom))]
+pub(crate) mod heap;
+#[cfg(not(shmq_loom))]
 mod kind;
 #[cfg(not(shmq_loom))]
 mod mapping;
@@ -93,11 +95,11 @@ pub use objects::handles::{
 pub use queue::Queue;
 #[cfg(not(shmq_loom))]
 pub use segment::{
-    Segment, SegmentBuilder, DEFAULT_OPEN_WAIT, DEFAULT_PARTICIPANTS, OBJECT_NAME_MAX,
-    SEGMENT_NAME_MAX,
+    default_max_size, Segment, SegmentBuilder, DEFAULT_OPEN_WAIT, DEFAULT_PARTICIPANTS,
+    INLINE_ALL_MAX, LONG_QUEUE_INLINE, OBJECT_NAME_MAX, SEGMENT_NAME_MAX,
 };
 #[cfg(not(shmq_loom))]
-pub use stats::QueueStats;
+pub use stats::{QueueStats, SegmentStats};
 
 pub use bytemuck;
 

@@ -121,9 +121,12 @@ impl ModelQueue {
         let mut done = 0;
         while done < items.len() {
             let rest = &items[done..];
-            match self.ring.put_batch(None, rest.len(), None, |k, b| {
-                b.copy_from_slice(&rest[k].to_le_bytes())
-            }) {
+            match self.ring.put_batch(
+                None,
+                rest.len(),
+                None,
+                |crate::ring::Filling { k, .. }, b| b.copy_from_slice(&rest[k].to_le_bytes()),
+            ) {
                 Ok(n) => done += n,
                 Err(e) => return Err((done, e.into())),
             }

@@ -212,9 +212,13 @@ impl<T: bytemuck::Pod> Queue<T> {
         let mut done = 0;
         while done < items.len() {
             let rest = &items[done..];
-            match self.h.put(Wait::forever(), rest.len(), |k, buf| {
-                buf.copy_from_slice(bytemuck::bytes_of(&rest[k]))
-            }) {
+            match self.h.put(
+                Wait::forever(),
+                rest.len(),
+                |crate::ring::Filling { k, .. }, buf| {
+                    buf.copy_from_slice(bytemuck::bytes_of(&rest[k]))
+                },
+            ) {
                 Ok(n) => done += n,
                 Err(f) => return Err(put_err(f, done)),
             }
@@ -237,9 +241,13 @@ impl<T: bytemuck::Pod> Queue<T> {
             return Ok(0);
         }
         self.h
-            .put(Wait::No, items.len(), |k, buf| {
-                buf.copy_from_slice(bytemuck::bytes_of(&items[k]))
-            })
+            .put(
+                Wait::No,
+                items.len(),
+                |crate::ring::Filling { k, .. }, buf| {
+                    buf.copy_from_slice(bytemuck::bytes_of(&items[k]))
+                },
+            )
             .map_err(|f| put_err(f, 0))
     }
 

@@ -4,7 +4,7 @@
 use crate::layout::{ClaimRecord, Side};
 use crate::mapping::Inner;
 use crate::ring::mem::RawRing;
-use crate::ring::{Claimant, Ring, TryError, WaitError};
+use crate::ring::{Claimant, Filling, Ring, TryError, WaitError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -176,7 +176,7 @@ impl RingHandle {
         &self,
         wait: Wait,
         max: usize,
-        write: impl FnMut(usize, &mut [u8]),
+        write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, Fail> {
         let who = self.note_producer();
         match wait {

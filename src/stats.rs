@@ -33,3 +33,26 @@ pub struct QueueStats {
     /// Live participants of the segment (threads holding a participant record).
     pub participants: u32,
 }
+
+/// What [`Segment::stats`](crate::Segment::stats) reports: the segment's size and its shared
+/// heap (where byte messages longer than their queue's slots live).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentStats {
+    /// Bytes of the segment now (its initial size plus its growth).
+    pub size: u64,
+    /// How far it may grow.
+    pub max_size: u64,
+    /// Bytes this process has mapped of it (it maps growth lazily, on first use).
+    pub mapped: u64,
+    /// Bytes the heap spans (allocated and free blocks).
+    pub heap_bytes: u64,
+    /// Bytes in allocated heap blocks, headers included.
+    pub heap_in_use: u64,
+    /// Allocated heap blocks (each one long message queued, or being put or read).
+    pub heap_blocks: u64,
+    /// Times the segment grew.
+    pub growths: u64,
+    /// Blocks given back because their holder died (or never delivered them).
+    pub reclaimed: u64,
+}

@@ -328,7 +328,7 @@ fn other_layout_version_is_version_mismatch() {
     poke(&name, 8, &7u32.to_le_bytes());
     match Segment::open(&name) {
         Err(OpenError::VersionMismatch {
-            expected: 5,
+            expected: 6,
             found: 7,
         }) => {}
         other => panic!("{other:?}"),

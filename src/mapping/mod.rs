@@ -3,6 +3,7 @@
 //! handles and the segment API (`crate::segment`: builder, create, open), which builds handles
 //! over it.
 
+pub(crate) mod extent;
 mod participants;
 pub(crate) mod watch;
 
@@ -17,7 +18,7 @@ use crate::ring::mem::RawRing;
 use crate::ring::Ring;
 use crate::sync::local::AtomicBool;
 use crate::sync::Ordering;
-use memmap2::MmapRaw;
+use extent::Mapping;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,8 +33,10 @@ pub(crate) struct Found {
 
 /// Shared state behind [`Segment`] and every object handle.
 pub(crate) struct Inner {
-    pub(crate) map: MmapRaw,
+    pub(crate) map: Mapping,
     pub(crate) name: String,
+    /// Bytes mapped when the segment was mapped here: the directory's objects lie below it.
+    /// (The heap may grow past it; see [`Inner::heap_bytes`].)
     pub(crate) size: u64,
     pub(crate) owner: bool,
     pub(crate) keep: AtomicBool,
@@ -45,6 +48,10 @@ pub(crate) struct Inner {
     dir_count: u32,
     part_offset: u64,
     part_count: u32,
+    /// Offset of the heap's control block (validated to fit below `size`).
+    pub(crate) heap_offset: u64,
+    /// How far the segment may grow (the header's, at most the reservation).
+    pub(crate) max_size: u64,
     /// Participant records this mapping handed to threads of this process, with the fork
     /// generation ([`os::fork_generation`]) they were handed out under: a `fork()`ed child
     /// inherits the list and must not free its parent's records.
@@ -64,7 +71,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn new(
-        map: MmapRaw,
+        map: Mapping,
         name: String,
         owner: bool,
         ident: Option<os::FileInfo>,
@@ -73,7 +80,7 @@ impl Inner {
         use crate::sync::local::AtomicU64 as StdU64;
         use crate::sync::Ordering as O;
         static NEXT_ID: StdU64 = StdU64::new(1);
-        let size = map.len() as u64;
+        let size = map.mapped();
         let mut inner = Self {
             map,
             name,
@@ -86,6 +93,8 @@ impl Inner {
             dir_count: 0,
             part_offset: 0,
             part_count: 0,
+            heap_offset: 0,
+            max_size: 0,
             records: Mutex::new(Vec::new()),
             forks: os::fork_generation(),
             holder: None,
@@ -98,8 +107,31 @@ impl Inner {
         Ok(inner)
     }
 
+    #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
+        self.map.base()
+    }
+
+    /// `len` bytes at offset `off` of the segment, mapping more of it here first if the
+    /// segment grew past what this process mapped. `Corrupt` if the range lies past the
+    /// segment's committed size (a forged offset).
+    #[inline]
+    pub(crate) fn heap_bytes(
+        &self,
+        off: u64,
+        len: u64,
+    ) -> Result<*mut u8, crate::error::HeapError> {
+        let end = off
+            .checked_add(len)
+            .ok_or(crate::error::HeapError::Corrupt)?;
+        if end > self.map.mapped() {
+            // SYNC: Acquire pairs with the grower's Release store of `total_size` (after its
+            // `fallocate`): the pages up to it exist in the file.
+            let committed = self.header().total_size.load(Ordering::Acquire);
+            self.map.ensure(end, committed)?;
+        }
+        // SAFETY: [off, end) is mapped (checked or ensured above) inside our reservation.
+        Ok(unsafe { self.base().add(off as usize) })
     }
 
     pub(crate) fn header(&self) -> &SegmentHeader {
@@ -167,6 +199,11 @@ impl Inner {
                 self.part_offset + u64::from(self.part_count) * RECORD_SIZE,
                 "the participant table".to_string(),
             ),
+            (
+                self.heap_offset,
+                self.heap_offset + crate::heap::HEAP_HEADER_SIZE,
+                "the heap".to_string(),
+            ),
         ];
         for i in 0..self.dir_count {
             let e = self.entry(i);
@@ -210,10 +247,11 @@ impl Inner {
                 found: h.layout_hash,
             });
         }
-        if h.total_size > self.size {
+        let total_size = h.total_size.load(Ordering::Relaxed);
+        if total_size > self.size {
             return Err(OpenError::TooSmall {
                 size: self.size,
-                needed: h.total_size,
+                needed: total_size,
             });
         }
         let corrupt = |m: &str| Err(OpenError::Corrupt(m.to_string()));
@@ -222,7 +260,7 @@ impl Inner {
             .and_then(|l| l.checked_add(h.dir_offset));
         match dir_end {
             Some(end)
-                if h.dir_offset >= HEADER_SIZE && h.dir_offset % 8 == 0 && end <= h.total_size => {}
+                if h.dir_offset >= HEADER_SIZE && h.dir_offset % 8 == 0 && end <= total_size => {}
             _ => return corrupt("directory lies outside the segment"),
         }
         let part_end = (h.participants_count as u64)
@@ -232,9 +270,21 @@ impl Inner {
             Some(end)
                 if h.participants_offset >= HEADER_SIZE
                     && h.participants_offset % 128 == 0
-                    && end <= h.total_size => {}
+                    && end <= total_size => {}
             _ => return corrupt("participant table lies outside the segment"),
         }
+        match h.heap_offset.checked_add(crate::heap::HEAP_HEADER_SIZE) {
+            Some(end)
+                if h.heap_offset >= HEADER_SIZE
+                    && h.heap_offset % 128 == 0
+                    && end <= total_size => {}
+            _ => return corrupt("heap lies outside the segment"),
+        }
+        if h.max_size < total_size {
+            return corrupt("max_size is below the segment's size");
+        }
+        self.heap_offset = h.heap_offset;
+        self.max_size = h.max_size.min(self.map.reserved());
         self.dir_offset = h.dir_offset;
         self.dir_count = h.dir_count;
         self.part_offset = h.participants_offset;
@@ -342,6 +392,7 @@ impl Inner {
             align: e.elem_align,
             param0: e.param0,
             param1: e.param1,
+            param2: e.param2,
             init: &[],
         };
         let (need, layout) =
@@ -381,6 +432,7 @@ impl Inner {
         ring.live = Some(Arc::new(participants::QueueLiveness {
             seg: self.clone(),
             obj: o.index + 1,
+            heap_refs: o.entry.kind == ObjectKind::BytesQueue.code() && o.entry.param2 != 0,
         }));
         Ok(ring)
     }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// The calling thread's record in one segment.
 pub(crate) struct Participant<'a> {
+    /// Index of the record in the table.
+    pub(crate) index: u32,
     pub(crate) claim: &'a ClaimRecord,
     pub(crate) producer_of: &'a crate::sync::AtomicU64,
 }
@@ -86,6 +88,9 @@ fn record_alive(r: &ParticipantRecord) -> bool {
 pub(crate) struct QueueLiveness {
     pub(crate) seg: Arc<Inner>,
     pub(crate) obj: u32,
+    /// A byte queue whose long messages live in the heap: recovery hands the blocks of
+    /// positions it gives up on back to the heap.
+    pub(crate) heap_refs: bool,
 }
 
 impl std::fmt::Debug for QueueLiveness {
@@ -128,6 +133,16 @@ impl crate::ring::Liveness for QueueLiveness {
 
     fn watch(&self) -> Option<[crate::sync::futex::AlsoWake<'_>; 3]> {
         self.seg.watch_peers()
+    }
+
+    fn wants_abandoned(&self) -> bool {
+        self.heap_refs
+    }
+
+    fn abandoned(&self, pos: u64, head: &[u8; crate::ring::ABANDONED_HEAD]) {
+        if let Some((_, off)) = crate::heap::read_ref(head) {
+            self.seg.heap().abandon(off, self.obj, pos);
+        }
     }
 
     fn repair_waiters(&self, side: Side) -> u32 {
@@ -193,6 +208,7 @@ impl Inner {
             .flatten()?;
         let r = self.record(idx);
         Some(Participant {
+            index: idx,
             claim: &r.claim,
             producer_of: &r.producer_of,
         })
@@ -325,5 +341,27 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|&(i, _)| i != idx);
+    }
+}
+
+impl Inner {
+    /// Whether the thread that was the `inc`-th owner of record `idx` (the high half of its
+    /// `waiting` word, bumped by every taker) is gone for sure: the record has been taken again
+    /// since (a record is taken only when free or from a dead owner), or released (its thread
+    /// exited or its mapping went away), or its owner is proven dead. A record index outside the
+    /// table (forged) is never judged: `false`.
+    pub(crate) fn holder_gone(&self, idx: u32, inc: u32) -> bool {
+        if idx >= self.part_count {
+            return false;
+        }
+        let r = self.record(idx);
+        // SYNC: Acquire pairs with the Release pid stores of `claim_record` and `release`: the
+        // owner count we read next is the one that pid was stored with (or a later one).
+        let pid = r.pid.load(Ordering::Acquire);
+        let now = (r.claim.waiting.load(Ordering::Relaxed) >> 32) as u32;
+        if now != inc || pid == 0 {
+            return true;
+        }
+        pid != PID_TAKING && !record_alive(r)
     }
 }

@@ -9,7 +9,6 @@
 pub(crate) mod futex;
 
 use crate::error::{CreateError, OpenError};
-use memmap2::{MmapOptions, MmapRaw};
 use rustix::fd::OwnedFd;
 use rustix::fs::{self, FallocateFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -290,11 +289,115 @@ pub(crate) fn unlink(name: &str) -> std::io::Result<()> {
     fs::unlink(path_of(name)).map_err(Into::into)
 }
 
-/// Maps `len` bytes of the file shared and read-write (`mmap(2)` with `MAP_SHARED`).
-pub(crate) fn map(file: &File, len: u64) -> std::io::Result<MmapRaw> {
-    let len = usize::try_from(len)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large"))?;
-    MmapOptions::new().len(len).map_raw(file)
+/// Reserves `len` bytes of address space, inaccessible and backed by nothing (`mmap(2)` with
+/// `PROT_NONE`, `MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE`): a segment's mapping grows inside
+/// it with [`map_fixed`], so its base never moves and an offset means the same address for the
+/// mapping's whole life.
+pub(crate) fn reserve_address(len: usize) -> std::io::Result<*mut u8> {
+    // SAFETY: a fresh anonymous mapping at an address the kernel picks: it aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
+/// Maps `len` bytes of `file` from `offset`, shared and read-write, at exactly `addr`
+/// (`MAP_SHARED | MAP_FIXED`), replacing what was there.
+///
+/// # Safety
+///
+/// `[addr, addr + len)` must lie inside a reservation made by [`reserve_address`] that the
+/// caller owns, page-aligned, and hold nothing any live reference points into except a mapping
+/// of the same file at the same offsets (remapping those in place keeps their bytes).
+pub(crate) unsafe fn map_fixed(
+    addr: *mut u8,
+    len: usize,
+    file: &File,
+    offset: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let off = libc::off_t::try_from(offset)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset too large"))?;
+    // SAFETY: the caller's contract: the range is ours, inside our reservation.
+    let p = unsafe {
+        libc::mmap(
+            addr.cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            file.as_raw_fd(),
+            off,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Unmaps `[addr, addr + len)` (`munmap(2)`).
+///
+/// # Safety
+///
+/// The range must be a reservation of [`reserve_address`] (with whatever [`map_fixed`] put in
+/// it), and nothing may use it afterwards.
+pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { libc::munmap(addr.cast(), len) };
+}
+
+/// Grows `file` to `to` bytes, reserving the pages from `from` (`fallocate(2)` with mode 0, which
+/// also extends the file size), so the growth is `NoSpace` here rather than a SIGBUS at first
+/// touch. Idempotent: a range already allocated is left alone, so a process killed after this
+/// call and before it recorded the growth costs the next grower nothing.
+pub(crate) fn grow_file(file: &File, from: u64, to: u64) -> Result<(), crate::error::HeapError> {
+    use crate::error::HeapError;
+    let len = to.saturating_sub(from);
+    if len == 0 {
+        return Ok(());
+    }
+    let map = |e: Errno| match e {
+        Errno::NOSPC | Errno::FBIG | Errno::NOMEM => HeapError::NoSpace { requested: len },
+        e => HeapError::Io(std::io::Error::from(e).to_string()),
+    };
+    match fs::fallocate(file, FallocateFlags::empty(), from, len) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => {
+            let now = fs::fstat(file).map_err(map)?.st_size as u64;
+            if now < to {
+                fs::ftruncate(file, to).map_err(map)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(map(e)),
+    }
+}
+
+/// The `max_size` field of a segment file's header (offset 88), read with `pread(2)` before the
+/// file is mapped, to size the address-space reservation; `None` if it cannot be read. Only a
+/// size comes from it: everything else is checked on the mapped, validated header.
+pub(crate) fn read_max_size(file: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    file.read_exact_at(&mut b, 88).ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Total bytes of the filesystem holding shared-memory segments (`statvfs(2)` of `/dev/shm`),
+/// or `None` if it cannot be told.
+pub(crate) fn shm_capacity() -> Option<u64> {
+    let v = fs::statvfs(SHM_DIR).ok()?;
+    v.f_blocks.checked_mul(v.f_frsize)
 }
 
 /// What `/proc/PID/stat` says about a process (or thread) id.

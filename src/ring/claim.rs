@@ -14,7 +14,7 @@ impl<M: RingMem> Ring<M> {
         &self,
         who: Option<Claimant<'_>>,
         max: usize,
-        write: impl FnMut(usize, &mut [u8]),
+        write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, TryError> {
         self.put_attempt(who, max, true, write)
     }
@@ -45,7 +45,7 @@ impl<M: RingMem> Ring<M> {
         who: Option<Claimant<'_>>,
         max: usize,
         exact: bool,
-        mut write: impl FnMut(usize, &mut [u8]),
+        mut write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, TryError> {
         let hdr = self.hdr();
         let cap = self.capacity();
@@ -122,8 +122,15 @@ impl<M: RingMem> Ring<M> {
                             // stamps read FREE for exactly those positions: nobody else reads or
                             // writes these slots until we publish them.
                             unsafe {
-                                self.mem
-                                    .with_payload_mut(p % cap, |buf| write(j as usize, buf))
+                                self.mem.with_payload_mut(p % cap, |buf| {
+                                    write(
+                                        Filling {
+                                            k: j as usize,
+                                            pos: p,
+                                        },
+                                        buf,
+                                    )
+                                })
                             };
                             // SYNC: Release publishes the payload; pairs with the consumer's
                             // Acquire load of this stamp. (`shmq_loom_broken` weakens it to

@@ -137,7 +137,19 @@ pub(crate) trait Liveness: std::fmt::Debug {
     fn watch(&self) -> Option<[crate::sync::futex::AlsoWake<'_>; 3]> {
         None
     }
+    /// Whether [`Liveness::abandoned`] wants the payloads of positions recovery gives up on
+    /// (byte queues whose long messages live in the heap).
+    fn wants_abandoned(&self) -> bool {
+        false
+    }
+    /// Recovery just gave up position `pos` for good: tombstoned a dead producer's claim, or
+    /// released a message a dead consumer held (counted lost). `head` is the start of the
+    /// slot's payload, copied while the dead claim still held the slot.
+    fn abandoned(&self, _pos: u64, _head: &[u8; ABANDONED_HEAD]) {}
 }
+
+/// Bytes of a slot payload that [`Liveness::abandoned`] sees.
+pub(crate) const ABANDONED_HEAD: usize = 24;
 
 /// How long a blocked waiter sleeps before it checks whether it waits for a dead process, when
 /// the death watch does not cover the peers (see `mapping::watch`).
@@ -190,6 +202,16 @@ pub(crate) enum WaitError {
     Corrupt,
     /// Get only: the ring is empty, producers registered, and none of them is alive.
     Disconnected,
+}
+
+/// What a put closure is filling: the `k`-th position of its batch, which is ring position `pos`
+/// (a long byte message names its position in its heap block's owner word, see `crate::heap`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Filling {
+    /// Index in the batch (0-based).
+    pub(crate) k: usize,
+    /// Ring position.
+    pub(crate) pos: u64,
 }
 
 /// Who is operating, for the participant record (crash attribution); `None` when the process has no
@@ -640,7 +662,7 @@ mod tests {
         let r = ring(4);
         let items = [10u64, 11, 12, 13, 14, 15];
         let n = r
-            .try_put_batch(None, items.len(), |k, b| {
+            .try_put_batch(None, items.len(), |Filling { k, .. }, b| {
                 b.copy_from_slice(&items[k].to_le_bytes())
             })
             .unwrap();
@@ -654,7 +676,7 @@ mod tests {
         assert_eq!((got, out), (3, [10, 11, 12]));
         // Three slots are free again, across the wrap.
         let n = r
-            .try_put_batch(None, 2, |k, b| {
+            .try_put_batch(None, 2, |Filling { k, .. }, b| {
                 b.copy_from_slice(&items[4 + k].to_le_bytes())
             })
             .unwrap();

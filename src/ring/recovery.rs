@@ -67,6 +67,7 @@ impl<M: RingMem> Ring<M> {
             {
                 return false;
             }
+            let payload = self.abandoned_head(live, head);
             // SYNC: AcqRel; the Release half publishes the tombstone like a producer's publish.
             let won = stamp
                 .compare_exchange(
@@ -78,6 +79,9 @@ impl<M: RingMem> Ring<M> {
                 .is_ok();
             if won {
                 hdr.counters.tombstones.fetch_add(1, Ordering::Relaxed);
+                if let Some(p) = &payload {
+                    live.abandoned(head, p);
+                }
                 self.tombstoned();
                 self.after_put(head + 1, 1);
             }
@@ -99,6 +103,11 @@ impl<M: RingMem> Ring<M> {
             {
                 return false;
             }
+            let payload = if held == Stamp::full(p) {
+                self.abandoned_head(live, p)
+            } else {
+                None
+            };
             // SYNC: AcqRel; the Release half frees the slot like a consumer's release.
             let won = stamp
                 .compare_exchange(
@@ -112,10 +121,36 @@ impl<M: RingMem> Ring<M> {
                 if Stamp::state(held) == STAMP_FULL {
                     hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
                 }
+                if let Some(h) = &payload {
+                    live.abandoned(p, h);
+                }
                 self.after_get(p + 1, 1);
             }
             won
         }
+    }
+
+    /// A copy of the start of position `pos`'s payload, if `live` wants it
+    /// ([`Liveness::abandoned`]); taken while a claim judged dead holds the slot, before the
+    /// recovery CAS.
+    fn abandoned_head(&self, live: &dyn Liveness, pos: u64) -> Option<[u8; ABANDONED_HEAD]> {
+        if !live.wants_abandoned() {
+            return None;
+        }
+        let mut out = [0u8; ABANDONED_HEAD];
+        // SAFETY: the slot is held by a claim of a dead process (checked by the caller), which
+        // writes nothing more. The only other writer it can meet is a producer that claims the
+        // slot after another recoverer's CAS released it; then our own CAS fails and this copy is
+        // thrown away. The copy is made with volatile reads into a local, so no conclusion is
+        // drawn from bytes read twice.
+        unsafe {
+            self.mem.with_payload(pos % self.capacity(), |b| {
+                for (i, o) in out.iter_mut().enumerate().take(b.len()) {
+                    *o = core::ptr::read_volatile(b.as_ptr().add(i));
+                }
+            })
+        };
+        Some(out)
     }
 
     /// Whether the claim on position `pos` (`Side::Put`: a producer's, else a consumer's), which the

@@ -43,7 +43,7 @@ impl<M: RingMem> Ring<M> {
         &self,
         who: Option<Claimant<'_>>,
         max: usize,
-        mut write: impl FnMut(usize, &mut [u8]),
+        mut write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, TryError> {
         // The first attempt is made directly, not through `settle`: a closure whose address
         // escapes to the out-of-line slow path would keep the fast path's state in memory.
@@ -175,7 +175,7 @@ impl<M: RingMem> Ring<M> {
         who: Option<Claimant<'_>>,
         max: usize,
         deadline: Option<Instant>,
-        mut write: impl FnMut(usize, &mut [u8]),
+        mut write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, WaitError> {
         self.block_on(who, deadline, Side::Put, |exact| {
             self.put_attempt(who, max, exact, &mut write)

@@ -59,6 +59,8 @@ struct ObjSpec {
     param0: u64,
     /// Bytes queue: max message length. Semaphore: bound.
     param1: u64,
+    /// Bytes queue: bytes held in the slot (0: all of them).
+    param2: u64,
     /// Versioned value: the initial value's bytes.
     init: Vec<u8>,
 }
@@ -70,6 +72,7 @@ impl ObjSpec {
             align: self.sig.align,
             param0: self.param0,
             param1: self.param1,
+            param2: self.param2,
             init: &self.init,
         }
     }
@@ -139,6 +142,26 @@ pub struct SegmentBuilder {
     shared_mode: bool,
     participants: u32,
     keep: bool,
+    /// `None`: the default ([`default_max_size`]).
+    max_size: Option<u64>,
+}
+
+/// Bytes a byte queue's slot holds in place when its maximum message length is above
+/// [`INLINE_ALL_MAX`]: longer messages go through the segment's shared heap. With the slot's
+/// stamp and length word, a slot is then 256 bytes.
+pub const LONG_QUEUE_INLINE: usize = 240;
+/// Largest maximum message length whose messages all stay in their slots (as byte queues have
+/// always done): a `bytes_queue` with a larger `max_len` (up to `usize::MAX`) holds messages of
+/// up to [`LONG_QUEUE_INLINE`] bytes in place and longer ones in the heap.
+pub const INLINE_ALL_MAX: usize = 64 * 1024;
+
+/// How far a segment may grow unless [`SegmentBuilder::max_size`] says otherwise: half of the
+/// size of `/dev/shm` (a tmpfs sized at half the machine's memory by default, so a quarter of
+/// memory), or 1 GiB where that cannot be told, and never below the segment's initial size.
+pub fn default_max_size() -> u64 {
+    os::shm_capacity()
+        .map_or(1 << 30, |c| c / 2)
+        .min(MAX_SEGMENT)
 }
 
 impl SegmentBuilder {
@@ -148,14 +171,63 @@ impl SegmentBuilder {
     }
 
     /// Adds a queue of `capacity` byte messages of at most `max_len` bytes each.
+    ///
+    /// Up to [`INLINE_ALL_MAX`] (64 KiB), every message stays in its slot: one copy in, one copy
+    /// out, and the queue takes `capacity` slots of `max_len` bytes. Above it, and up to
+    /// `usize::MAX` (any length the segment can hold), slots hold [`LONG_QUEUE_INLINE`] bytes
+    /// and longer messages go through the segment's shared heap, which grows the segment up to
+    /// its [`max_size`](Self::max_size); see [`bytes_queue_inline`](Self::bytes_queue_inline) to
+    /// choose the in-place size.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-any-size")
+    ///     .bytes_queue("blobs", 64, usize::MAX)
+    ///     .create_or_replace()?;
+    /// let q = seg.bytes_queue("blobs")?;
+    /// let big = vec![7u8; 10 << 20];
+    /// q.put(&big)?;                      // through the heap: the segment grows
+    /// q.put(b"small")?;                  // in its slot
+    /// assert_eq!(q.get()?.len(), 10 << 20);
+    /// assert_eq!(q.get()?, b"small");
+    /// # Ok(()) }
+    /// ```
     pub fn bytes_queue(self, name: &str, capacity: u64, max_len: usize) -> Self {
-        self.object(
-            name,
-            ObjectKind::BytesQueue,
-            bytes_sig(),
-            capacity,
-            max_len as u64,
-        )
+        let inline = if max_len <= INLINE_ALL_MAX {
+            0
+        } else {
+            LONG_QUEUE_INLINE
+        };
+        self.bytes_queue_inline(name, capacity, max_len, inline)
+    }
+
+    /// Adds a byte queue whose slots hold `inline` bytes of a message in place (one copy in,
+    /// one out), longer messages (up to `max_len`) going through the segment's heap. `inline`
+    /// of 0, or ≥ `max_len`, keeps every message in its slot. An `inline` below 16 with
+    /// longer messages allowed is refused at `create` (the slot must hold a heap reference).
+    pub fn bytes_queue_inline(
+        mut self,
+        name: &str,
+        capacity: u64,
+        max_len: usize,
+        inline: usize,
+    ) -> Self {
+        let max = max_len as u64;
+        let inline = if inline >= max_len { 0 } else { inline as u64 };
+        self = self.object(name, ObjectKind::BytesQueue, bytes_sig(), capacity, max);
+        if let Some(o) = self.objects.last_mut() {
+            o.param2 = inline;
+        }
+        self
+    }
+
+    /// How far the segment may grow, in bytes (default [`default_max_size`]). A segment grows
+    /// when its shared heap (long byte messages) needs room; every process reserves this much
+    /// address space (not memory) for its mapping. Refused at `create` if below the segment's
+    /// initial size or above 1 TiB.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
     }
 
     fn object(
@@ -172,6 +244,7 @@ impl SegmentBuilder {
             sig,
             param0,
             param1,
+            param2: 0,
             init: Vec::new(),
         });
         self
@@ -429,23 +502,41 @@ impl SegmentBuilder {
             offsets.push((off, size));
             cursor = off.saturating_add(size);
         }
-        let total = align_up(cursor, PAGE).unwrap_or(u64::MAX);
+        let heap_offset = align_up(cursor, 128).unwrap_or(u64::MAX);
+        let heap_start = heap_offset.saturating_add(crate::heap::HEAP_HEADER_SIZE);
+        let total = align_up(heap_start, PAGE).unwrap_or(u64::MAX);
         if total > MAX_SEGMENT {
             return bad(format!("segment of {total} bytes is above the 1 TiB limit"));
         }
+        let max_size = match self.max_size {
+            None => default_max_size().max(total),
+            Some(m) if m < total => {
+                return bad(format!(
+                    "max_size {m} is below the segment's initial size of {total} bytes"
+                ))
+            }
+            Some(m) if m > MAX_SEGMENT => {
+                return bad(format!("max_size {m} is above the 1 TiB limit"))
+            }
+            Some(m) => m / PAGE * PAGE,
+        };
         Ok(Plan {
             total,
             dir_offset,
             part_offset,
             offsets,
+            heap_offset,
+            heap_start,
+            max_size: max_size.max(total),
         })
     }
 
     fn build(&self, file: &std::fs::File, plan: &Plan) -> Result<Segment, CreateError> {
         os::reserve(file, plan.total)?;
-        let map = os::map(file, plan.total).map_err(CreateError::Io)?;
+        let map = crate::mapping::extent::Mapping::new(file, plan.total, plan.max_size)
+            .map_err(CreateError::Io)?;
         let ident = os::identity(file).map_err(CreateError::Io)?;
-        let base = map.as_mut_ptr();
+        let base = map.base();
         let (pid, start, pidns) = os::self_identity();
         // SAFETY: the mapping is `plan.total` bytes, page-aligned, and nobody else can have the
         // segment open in a usable state: until `state` becomes READY every opener waits. The
@@ -455,7 +546,9 @@ impl SegmentBuilder {
             core::ptr::addr_of_mut!((*h).magic).write(MAGIC);
             core::ptr::addr_of_mut!((*h).version).write(LAYOUT_VERSION);
             core::ptr::addr_of_mut!((*h).layout_hash).write(layout_hash());
-            core::ptr::addr_of_mut!((*h).total_size).write(plan.total);
+            core::ptr::addr_of_mut!((*h).total_size).write(crate::sync::AtomicU64::new(plan.total));
+            core::ptr::addr_of_mut!((*h).max_size).write(plan.max_size);
+            core::ptr::addr_of_mut!((*h).heap_offset).write(plan.heap_offset);
             core::ptr::addr_of_mut!((*h).dir_offset).write(plan.dir_offset);
             core::ptr::addr_of_mut!((*h).dir_count).write(self.objects.len() as u32);
             core::ptr::addr_of_mut!((*h).participants_count).write(self.participants);
@@ -481,7 +574,8 @@ impl SegmentBuilder {
                 len: size,
                 param0: o.param0,
                 param1: o.param1,
-                _reserved: [0; 3],
+                param2: o.param2,
+                _reserved: [0; 2],
             };
             e.name[..o.name.len()].copy_from_slice(o.name.as_bytes());
             let tn = &o.sig.name.as_bytes()[..o.sig.name.len().min(TYPE_NAME_MAX)];
@@ -498,6 +592,16 @@ impl SegmentBuilder {
             unsafe { init_object(base.add(off as usize), size, o) }
                 .ok_or_else(|| CreateError::InvalidConfig(format!("object {:?}", o.name)))?;
         }
+        // SAFETY: plan() put the heap's control block at heap_offset (128-aligned, inside the
+        // mapping, zero) and its blocks in [heap_start, total), used by nothing else.
+        unsafe {
+            crate::heap::init(
+                base,
+                base.add(plan.heap_offset as usize).cast(),
+                plan.heap_start,
+                plan.total,
+            )
+        };
         // A creator killed here leaves a half-built file under its temporary name only.
         crate::fault::point("create-building");
         let inner = Inner::new(map, self.name.clone(), true, Some(ident))
@@ -538,6 +642,9 @@ struct Plan {
     dir_offset: u64,
     part_offset: u64,
     offsets: Vec<(u64, u64)>,
+    heap_offset: u64,
+    heap_start: u64,
+    max_size: u64,
 }
 
 /// A mapped segment. Cheap to clone; the mapping lives until the last clone and the last object
@@ -578,6 +685,7 @@ impl Segment {
             shared_mode: false,
             participants: DEFAULT_PARTICIPANTS,
             keep: false,
+            max_size: None,
         }
     }
 
@@ -663,7 +771,14 @@ impl Segment {
                 "file size {size} is above 1 TiB"
             )));
         }
-        let map = os::map(file, size).map_err(OpenError::Io)?;
+        // Reserve room for the segment's growth: its header says how far it may grow. (The
+        // header is read once more, and checked, once mapped; here only the reservation's size
+        // comes from it.)
+        let reserve = os::read_max_size(file)
+            .filter(|&m| m >= size && m <= MAX_SEGMENT)
+            .unwrap_or(size);
+        let map =
+            crate::mapping::extent::Mapping::new(file, size, reserve).map_err(OpenError::Io)?;
         let mut inner = Inner::new(map, name.to_string(), false, None)?;
         inner.wait_ready(Instant::now() + wait)?;
         inner.validate()?;
@@ -694,9 +809,37 @@ impl Segment {
         &self.inner.name
     }
 
-    /// Size of the mapping in bytes.
+    /// Size of the segment in bytes: its initial size, plus what its heap has grown it by.
     pub fn size(&self) -> u64 {
-        self.inner.size
+        self.inner.header().total_size.load(Ordering::Acquire)
+    }
+
+    /// How far the segment may grow ([`SegmentBuilder::max_size`]).
+    pub fn max_size(&self) -> u64 {
+        self.inner.max_size
+    }
+
+    /// Figures on the segment's size and its shared heap. Blocks whose holders are gone for
+    /// sure (a process killed while it held a long message) are given back first, so the figures
+    /// describe what live processes and queued messages hold.
+    pub fn stats(&self) -> Result<crate::SegmentStats, OpenError> {
+        // Read before the sweep, which maps whatever blocks it walks.
+        let mapped = self.inner.map.mapped();
+        let h = self
+            .inner
+            .heap()
+            .stats()
+            .map_err(|_| OpenError::Corrupt("the segment's heap is inconsistent".into()))?;
+        Ok(crate::SegmentStats {
+            size: self.size(),
+            max_size: self.inner.max_size,
+            mapped,
+            heap_bytes: h.heap_bytes,
+            heap_in_use: h.in_use,
+            heap_blocks: h.blocks,
+            growths: h.growths,
+            reclaimed: h.reclaimed,
+        })
     }
 
     /// Keeps (or stops keeping) the name after this creator's last handle drops. Has no effect on
@@ -774,10 +917,12 @@ impl Segment {
     pub fn bytes_queue(&self, name: &str) -> Result<crate::BytesQueue, OpenError> {
         let o = self.inner.object(name, ObjectKind::BytesQueue, None)?;
         let ring = self.inner.ring(name, &o)?;
+        let long = (o.entry.param2 != 0).then_some(o.entry.param1);
         Ok(crate::BytesQueue::from_parts(
             self.inner.clone(),
             ring,
             o.index + 1,
+            long,
         ))
     }
 

@@ -1,0 +1,752 @@
+//! The shared heap: variable-size blocks that any process allocates and frees, in the part of the
+//! segment after its fixed objects, growing the segment (up to its `max_size`) when no free block
+//! fits.
+//!
+//! # Blocks
+//!
+//! The heap is a sequence of blocks from `start` to `end`, each a multiple of [`ALIGN`] bytes and at
+//! least [`MIN_BLOCK`], starting with a [`BLOCK_HEADER`]-byte header:
+//!
+//! | word | content |
+//! |---:|---|
+//! | 0 | size in bytes, header included; bit 0 set while allocated ([`ALLOCATED`]) |
+//! | 1 | size of the block before it (0 for the first) |
+//! | 2 | owner (allocated blocks): who must free it, see below |
+//! | 3 | the queue an owner word [`queued`] names (its directory index + 1) |
+//! | 4, 5 | (free blocks) next and previous block of its free list, 0 for none |
+//!
+//! Every structural change is one store to one size word, made under the heap lock, so the sizes
+//! alone always chain from `start` to `end`: a split writes the remainder's header first and then
+//! shrinks the block's size word, a merge grows the surviving block's size word, a growth writes the
+//! new block's header before it moves `end`. The previous sizes and the free lists are derived data:
+//! a lock taker that finds the last owner died holding it ([`Acquired::OwnerDead`]) rebuilds them by
+//! walking the sizes (`rebuild`), so a process killed in the middle of an allocation or a free
+//! leaves the heap whole.
+//!
+//! # Owners
+//!
+//! An allocated block's owner word says who is responsible for it, so that nothing a dead process
+//! held stays lost:
+//! * `held(record, owner count)`: the thread with that participant record (and that owner count of
+//!   the record). Freed by a sweep once that thread is gone for sure (`Inner::holder_gone`).
+//! * `queued(pos)`, word 3 = the queue: handed to the message at position `pos` of that queue
+//!   (written by the producer after the slot's reference, before it publishes). The consumer that
+//!   claims the message makes it `held` by itself (one CAS, before it releases the slot) and frees
+//!   it after reading. If the position never delivers it (its producer died before publishing, or
+//!   its consumer died before taking it), the ring's recovery, which then holds the slot, frees it
+//!   through [`Heap::abandon`]: only a block whose owner word names exactly that position.
+//! * [`UNATTRIBUTED`]: a thread without a participant record (the table was full). Such a block is
+//!   never swept; a crash while holding one leaks it, as a record-less thread's claim disables
+//!   recovery on its queue (the degraded mode the participant table documents).
+//!
+//! The free lists are segregated by size class (four classes per power of two), with a bitmap of
+//! non-empty classes: an allocation looks at a few blocks of its own class, then takes the first
+//! block of the next non-empty class, which always fits.
+
+use crate::error::HeapError;
+use crate::layout::CachePadded;
+use crate::mapping::Inner;
+use crate::objects::lock::{Acquired, LockState};
+use crate::sync::{AtomicU64, Ordering};
+
+/// Block sizes and offsets are multiples of this.
+pub(crate) const ALIGN: u64 = 16;
+/// Bytes of a block header (the payload starts after it, 16-aligned).
+pub(crate) const BLOCK_HEADER: u64 = 32;
+/// Smallest block: a header and the two free-list links, rounded to [`ALIGN`].
+pub(crate) const MIN_BLOCK: u64 = 64;
+/// Size word bit: the block is allocated.
+pub(crate) const ALLOCATED: u64 = 1;
+/// Number of size classes: four per power of two from 2^6 to 2^63.
+const CLASSES: usize = 232;
+/// Blocks of its own class an allocation looks at before it takes a bigger class.
+const CLASS_SCAN: u32 = 16;
+/// Smallest growth of the segment, so that a stream of small allocations does not grow it a page
+/// at a time.
+const MIN_GROWTH: u64 = 1 << 20;
+
+const TAG_SHIFT: u32 = 62;
+const TAG_HELD: u64 = 1 << TAG_SHIFT;
+const TAG_QUEUED: u64 = 2 << TAG_SHIFT;
+const TAG_MASK: u64 = 3 << TAG_SHIFT;
+/// Owner word of a block held by a thread without a participant record.
+pub(crate) const UNATTRIBUTED: u64 = 0;
+
+/// Owner word: held by the thread that is the `inc`-th owner of participant record `rec`.
+#[inline]
+pub(crate) const fn held(rec: u32, inc: u32) -> u64 {
+    TAG_HELD | ((rec as u64) & 0x3fff_ffff) << 32 | inc as u64
+}
+
+/// Owner word: handed to the message at position `pos` of the queue in word 3.
+#[inline]
+pub(crate) const fn queued(pos: u64) -> u64 {
+    TAG_QUEUED | (pos & !TAG_MASK)
+}
+
+/// Length word of a byte-queue slot whose message lives in the heap: the slot's in-place bytes
+/// then hold the message length (u64) and its block's offset (u64) instead of the message.
+pub(crate) const LONG_MESSAGE: u32 = u32::MAX;
+
+/// Writes a heap reference into a byte-queue slot payload (length word first, then the
+/// reference, as [`read_ref`] reads it).
+#[inline]
+pub(crate) fn write_ref(payload: &mut [u8], len: u64, off: u64) {
+    let w = crate::layout::BYTES_LEN_WORD as usize;
+    payload[..4].copy_from_slice(&LONG_MESSAGE.to_le_bytes());
+    payload[w..w + 8].copy_from_slice(&len.to_le_bytes());
+    payload[w + 8..w + 16].copy_from_slice(&off.to_le_bytes());
+}
+
+/// The `(length, block offset)` a byte-queue slot payload names, if its length word says the
+/// message lives in the heap.
+#[inline]
+pub(crate) fn read_ref(payload: &[u8]) -> Option<(u64, u64)> {
+    let w = crate::layout::BYTES_LEN_WORD as usize;
+    if payload.len() < w + 16 || payload[..4] != LONG_MESSAGE.to_le_bytes() {
+        return None;
+    }
+    let word = |i: usize| u64::from_le_bytes(payload[i..i + 8].try_into().unwrap_or([0; 8]));
+    Some((word(w), word(w + 8)))
+}
+
+/// The control block of a segment's heap (at the header's `heap_offset`).
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct HeapHeader {
+    /// Held for every change of the block structure and the free lists.
+    pub(crate) lock: LockState,
+    /// First block (fixed at creation).
+    pub(crate) start: AtomicU64,
+    /// End of the last block; blocks cover `[start, end)` exactly.
+    pub(crate) end: AtomicU64,
+    /// Size of the last block (0: no block).
+    pub(crate) last: AtomicU64,
+    /// Bytes in allocated blocks, headers included.
+    pub(crate) in_use: AtomicU64,
+    /// Allocated blocks.
+    pub(crate) blocks: AtomicU64,
+    /// Times the segment grew.
+    pub(crate) growths: AtomicU64,
+    /// Blocks freed for an owner that was gone (sweeps and recovery).
+    pub(crate) reclaimed: AtomicU64,
+    pub(crate) _pad: AtomicU64,
+    /// Bit `c` set while free list `c` is not empty.
+    pub(crate) bitmap: CachePadded<[AtomicU64; 4]>,
+    /// Head of each free list (a block offset, 0 for none).
+    pub(crate) lists: [AtomicU64; CLASSES],
+}
+
+/// Bytes of the heap's control block.
+pub(crate) const HEAP_HEADER_SIZE: u64 = core::mem::size_of::<HeapHeader>() as u64;
+
+crate::sync::native_only! {
+    const _: () = assert!(HEAP_HEADER_SIZE % 128 == 0);
+}
+
+/// What the layout hash learns of the heap's formats.
+pub(crate) const LAYOUT_TAG: u64 = HEAP_HEADER_SIZE << 32 | BLOCK_HEADER << 16 | CLASSES as u64;
+
+/// Size class of a block of `size` (≥ [`MIN_BLOCK`]) bytes.
+#[inline]
+fn class(size: u64) -> usize {
+    let l = 63 - size.leading_zeros() as u64;
+    let sub = (size >> (l - 2)) & 3;
+    ((l - 6) * 4 + sub) as usize
+}
+
+/// Block size for a payload of `len` bytes, or `None` if it cannot be represented.
+#[inline]
+pub(crate) fn block_size(len: u64) -> Option<u64> {
+    let s = crate::layout::align_up(len.checked_add(BLOCK_HEADER)?, ALIGN)?;
+    Some(s.max(MIN_BLOCK))
+}
+
+/// What [`Heap::stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeapStats {
+    pub(crate) in_use: u64,
+    pub(crate) blocks: u64,
+    pub(crate) heap_bytes: u64,
+    pub(crate) growths: u64,
+    pub(crate) reclaimed: u64,
+}
+
+/// The heap of one mapped segment.
+pub(crate) struct Heap<'a> {
+    seg: &'a Inner,
+    hdr: &'a HeapHeader,
+}
+
+/// The heap lock, held; unlocked on drop, declaring the heap consistent unless an operation
+/// found it corrupt ([`Locked::check`]) or the thread is unwinding: the next taker then rebuilds.
+struct Locked<'h, 'a> {
+    heap: &'h Heap<'a>,
+    ok: std::cell::Cell<bool>,
+}
+
+impl<'h, 'a> Locked<'h, 'a> {
+    /// Passes `r` through, remembering a failure (the structure may be half-changed).
+    fn check<T>(&self, r: Result<T, HeapError>) -> Result<T, HeapError> {
+        if r.is_err() {
+            self.ok.set(false);
+        }
+        r
+    }
+}
+
+impl Drop for Locked<'_, '_> {
+    fn drop(&mut self) {
+        self.heap
+            .hdr
+            .lock
+            .unlock(self.ok.get() && !std::thread::panicking());
+    }
+}
+
+/// Writes a fresh heap control block whose blocks cover `[start, end)` (one free block, or none
+/// if the span is too small). The block memory is zero (a new segment).
+///
+/// # Safety
+///
+/// `hdr` points to `HEAP_HEADER_SIZE` zeroed, 128-aligned bytes of the mapping at `base`, and
+/// `[start, end)` lies inside that mapping, `ALIGN`-aligned, unused by anything else; nobody else
+/// uses the segment yet.
+pub(crate) unsafe fn init(base: *mut u8, hdr: *mut HeapHeader, start: u64, end: u64) {
+    // SAFETY: the caller's contract: the header is ours and zero, which is a valid HeapHeader
+    // (atomics and an unlocked lock).
+    let h = unsafe { &*hdr };
+    h.start.store(start, Ordering::Relaxed);
+    h.end.store(start, Ordering::Relaxed);
+    if end >= start + MIN_BLOCK {
+        let size = (end - start) / ALIGN * ALIGN;
+        // SAFETY: [start, start + size) is inside the mapping (caller), 16-aligned.
+        let w = |i: u64| unsafe { &*base.add((start + 8 * i) as usize).cast::<AtomicU64>() };
+        w(1).store(0, Ordering::Relaxed);
+        w(0).store(size, Ordering::Relaxed);
+        h.end.store(start + size, Ordering::Relaxed);
+        h.last.store(size, Ordering::Relaxed);
+        let c = class(size);
+        h.lists[c].store(start, Ordering::Relaxed);
+        h.bitmap.0[c / 64].store(1 << (c % 64), Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    /// This segment's heap.
+    pub(crate) fn heap(&self) -> Heap<'_> {
+        // SAFETY: `heap_offset` was validated (header and creation) to leave HEAP_HEADER_SIZE
+        // bytes inside the mapping, 128-aligned; the control block is atomics only, valid for
+        // any bits.
+        let hdr = unsafe {
+            &*self
+                .base()
+                .add(self.heap_offset as usize)
+                .cast::<HeapHeader>()
+        };
+        Heap { seg: self, hdr }
+    }
+
+    /// The owner word for a block the calling thread holds: its participant record, or
+    /// [`UNATTRIBUTED`] if it has none.
+    pub(crate) fn holder_tag(self: &std::sync::Arc<Self>) -> u64 {
+        match self.participant() {
+            Some(p) => {
+                // Relaxed: our own record; its owner count changes only when it is taken.
+                let inc = (p.claim.waiting.load(Ordering::Relaxed) >> 32) as u32;
+                held(p.index, inc)
+            }
+            None => UNATTRIBUTED,
+        }
+    }
+}
+
+impl<'a> Heap<'a> {
+    /// Word `i` of the block at `off`, mapping the part of the segment it lies in if needed.
+    #[inline]
+    fn word(&self, off: u64, i: u64) -> Result<&'a AtomicU64, HeapError> {
+        let p = self.seg.heap_bytes(off + 8 * i, 8)?;
+        // SAFETY: heap_bytes checked the 8 bytes lie in the mapping; `off` is 16-aligned (every
+        // caller checks or derives it from checked sizes), so the word is 8-aligned; AtomicU64 is
+        // valid for any bits. The mapping lives as long as `seg`.
+        Ok(unsafe { &*p.cast::<AtomicU64>() })
+    }
+
+    /// The payload of the block at `off`: `len` bytes after its header.
+    pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
+        self.seg.heap_bytes(off + BLOCK_HEADER, len)
+    }
+
+    fn lock(&self) -> Result<Locked<'_, 'a>, HeapError> {
+        let how = self.hdr.lock.lock_taking_over();
+        let g = Locked {
+            heap: self,
+            ok: std::cell::Cell::new(true),
+        };
+        if how == Acquired::OwnerDead {
+            // The last owner died mid-change (or found the heap corrupt): the sizes still chain;
+            // rebuild the rest, then give back what dead holders had.
+            g.check(self.rebuild())?;
+            self.sweep_locked();
+        }
+        Ok(g)
+    }
+
+    /// Checks that `off` can be a block of this heap: aligned, inside `[start, end)`.
+    #[inline]
+    fn check_block(&self, off: u64) -> Result<(), HeapError> {
+        let start = self.hdr.start.load(Ordering::Relaxed);
+        let end = self.hdr.end.load(Ordering::Acquire);
+        if off % ALIGN != 0 || off < start || off.saturating_add(MIN_BLOCK) > end {
+            return Err(HeapError::Corrupt);
+        }
+        Ok(())
+    }
+
+    /// Allocates a block with at least `len` payload bytes, owned by `owner`. Grows the segment
+    /// if no free block fits.
+    pub(crate) fn alloc(&self, len: u64, owner: u64) -> Result<u64, HeapError> {
+        let need = block_size(len).ok_or(HeapError::NoSpace { requested: len })?;
+        let g = self.lock()?;
+        if let Some(b) = g.check(self.find(need))? {
+            g.check(self.take_block(b, need, owner))?;
+            return Ok(b);
+        }
+        // Before growing, give back what gone holders left.
+        self.sweep_locked();
+        if let Some(b) = g.check(self.find(need))? {
+            g.check(self.take_block(b, need, owner))?;
+            return Ok(b);
+        }
+        match self.grow(need) {
+            // Nothing changed yet when the growth is refused.
+            Err(e @ HeapError::NoSpace { .. }) => return Err(e),
+            r => g.check(r)?,
+        }
+        let b = g.check(self.find(need)?.ok_or(HeapError::Corrupt))?;
+        g.check(self.take_block(b, need, owner))?;
+        Ok(b)
+    }
+
+    /// Frees a block the caller holds (its owner word names the caller, or the caller won it by
+    /// a CAS).
+    pub(crate) fn free(&self, off: u64) -> Result<(), HeapError> {
+        self.check_block(off)?;
+        let g = self.lock()?;
+        g.check(self.free_locked(off))
+    }
+
+    /// Hands the block at `off` to the message at position `pos` of queue `obj` (the producer,
+    /// which holds it, after writing the slot's reference and before publishing).
+    pub(crate) fn hand_over(&self, off: u64, obj: u32, pos: u64) -> Result<(), HeapError> {
+        self.word(off, 3)?.store(obj as u64, Ordering::Relaxed);
+        // SYNC: Release orders the queue word above (and the slot's reference, written before
+        // this call) before the owner word; pairs with the Acquire load in `abandon`.
+        self.word(off, 2)?.store(queued(pos), Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes the block at `off`, handed to a message of queue `obj`, for the consumer that
+    /// claimed that message (before it releases the slot): its owner becomes `me`. Checks that
+    /// it is an allocated block with at least `len` payload bytes. `Corrupt` otherwise.
+    pub(crate) fn take(&self, off: u64, len: u64, obj: u32, me: u64) -> Result<(), HeapError> {
+        self.check_block(off)?;
+        let size = self.word(off, 0)?.load(Ordering::Acquire);
+        if size & ALLOCATED == 0 || block_size(len).map_or(true, |n| size & !ALLOCATED < n) {
+            return Err(HeapError::Corrupt);
+        }
+        let owner = self.word(off, 2)?;
+        // SYNC: Acquire pairs with the producer's Release store in `hand_over`: the queue word
+        // and the message bytes it wrote before are visible.
+        let cur = owner.load(Ordering::Acquire);
+        if cur & TAG_MASK != TAG_QUEUED || self.word(off, 3)?.load(Ordering::Relaxed) != obj as u64
+        {
+            return Err(HeapError::Corrupt);
+        }
+        // Relaxed: while we hold the message's claim nobody else changes this word (recovery
+        // frees a queued block only once its position no longer delivers it); the CAS only
+        // guards against a forged word.
+        owner
+            .compare_exchange(cur, me, Ordering::Relaxed, Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(|_| HeapError::Corrupt)
+    }
+
+    /// Recovery of queue `obj` holds the slot of position `pos`, which will never deliver its
+    /// message (tombstoned, or released for a dead consumer), and the slot's reference names
+    /// block `off`: frees the block if its owner word still names exactly that position. A
+    /// reference left over from an earlier message of the slot names a block whose owner word
+    /// says something else, and is left alone.
+    pub(crate) fn abandon(&self, off: u64, obj: u32, pos: u64) {
+        if self.check_block(off).is_err() {
+            return;
+        }
+        let Ok(g) = self.lock() else { return };
+        let (Ok(size), Ok(owner), Ok(q)) =
+            (self.word(off, 0), self.word(off, 2), self.word(off, 3))
+        else {
+            return;
+        };
+        // Under the lock the block structure is stable; a block start is only ever a block start
+        // while `off` is one (checked by a walk only in debug builds: it costs O(blocks)).
+        if size.load(Ordering::Relaxed) & ALLOCATED == 0 {
+            return;
+        }
+        // SYNC: Acquire pairs with the Release store in `hand_over` (the queue word).
+        let want = queued(pos);
+        if owner.load(Ordering::Acquire) != want || q.load(Ordering::Relaxed) != obj as u64 {
+            return;
+        }
+        if owner
+            .compare_exchange(want, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+            && g.check(self.free_locked(off)).is_ok()
+        {
+            self.hdr.reclaimed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Figures for `stats()` (after a sweep, so they describe what live holders have).
+    pub(crate) fn stats(&self) -> Result<HeapStats, HeapError> {
+        let _g = self.lock()?;
+        self.sweep_locked();
+        let h = self.hdr;
+        Ok(HeapStats {
+            in_use: h.in_use.load(Ordering::Relaxed),
+            blocks: h.blocks.load(Ordering::Relaxed),
+            heap_bytes: h.end.load(Ordering::Relaxed) - h.start.load(Ordering::Relaxed),
+            growths: h.growths.load(Ordering::Relaxed),
+            reclaimed: h.reclaimed.load(Ordering::Relaxed),
+        })
+    }
+
+    // ---- under the lock ----
+
+    fn sweep_locked(&self) {
+        let h = self.hdr;
+        let end = h.end.load(Ordering::Relaxed);
+        let mut b = h.start.load(Ordering::Relaxed);
+        let mut gone = Vec::new();
+        while b < end {
+            let Ok(sw) = self.word(b, 0) else { return };
+            let size = sw.load(Ordering::Relaxed);
+            let s = size & !ALLOCATED;
+            if s < MIN_BLOCK || s % ALIGN != 0 || b + s > end {
+                return; // a broken chain: leave it to the next rebuild
+            }
+            if size & ALLOCATED != 0 {
+                if let Ok(w) = self.word(b, 2) {
+                    let o = w.load(Ordering::Acquire);
+                    if o & TAG_MASK == TAG_HELD {
+                        let rec = ((o >> 32) & 0x3fff_ffff) as u32;
+                        if self.seg.holder_gone(rec, o as u32) {
+                            gone.push((b, o));
+                        }
+                    }
+                }
+            }
+            b += s;
+        }
+        for (b, o) in gone {
+            let Ok(w) = self.word(b, 2) else { continue };
+            if w.compare_exchange(o, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+                && self.free_locked(b).is_ok()
+            {
+                h.reclaimed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Rebuilds the derived state (previous sizes, free lists, counters) by walking the sizes,
+    /// merging neighbouring free blocks on the way.
+    fn rebuild(&self) -> Result<(), HeapError> {
+        let h = self.hdr;
+        for w in h.bitmap.0.iter() {
+            w.store(0, Ordering::Relaxed);
+        }
+        for l in h.lists.iter() {
+            l.store(0, Ordering::Relaxed);
+        }
+        let start = h.start.load(Ordering::Relaxed);
+        let end = h.end.load(Ordering::Relaxed);
+        let (mut in_use, mut blocks, mut prev) = (0u64, 0u64, 0u64);
+        let mut b = start;
+        while b < end {
+            let sw = self.word(b, 0)?;
+            let size = sw.load(Ordering::Relaxed);
+            let mut s = size & !ALLOCATED;
+            if s < MIN_BLOCK || s % ALIGN != 0 || b + s > end {
+                return Err(HeapError::Corrupt);
+            }
+            self.word(b, 1)?.store(prev, Ordering::Relaxed);
+            if size & ALLOCATED != 0 {
+                in_use += s;
+                blocks += 1;
+            } else {
+                loop {
+                    let n = b + s;
+                    if n >= end {
+                        break;
+                    }
+                    let ns = self.word(n, 0)?.load(Ordering::Relaxed);
+                    if ns & ALLOCATED != 0 {
+                        break;
+                    }
+                    if ns < MIN_BLOCK || ns % ALIGN != 0 || n + ns > end {
+                        return Err(HeapError::Corrupt);
+                    }
+                    s += ns;
+                    sw.store(s, Ordering::Relaxed);
+                }
+                self.list_push(b, s)?;
+            }
+            prev = s;
+            b += s;
+        }
+        h.last.store(prev, Ordering::Relaxed);
+        h.in_use.store(in_use, Ordering::Relaxed);
+        h.blocks.store(blocks, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A free block of at least `need` bytes, if one exists.
+    fn find(&self, need: u64) -> Result<Option<u64>, HeapError> {
+        let h = self.hdr;
+        let c = class(need);
+        let mut b = h.lists[c].load(Ordering::Relaxed);
+        let mut looked = 0;
+        while b != 0 && looked < CLASS_SCAN {
+            if self.word(b, 0)?.load(Ordering::Relaxed) >= need {
+                return Ok(Some(b));
+            }
+            b = self.word(b, 4)?.load(Ordering::Relaxed);
+            looked += 1;
+        }
+        // Any block of a higher class fits: its class starts above `need`.
+        let first = c + 1;
+        for wi in first / 64..h.bitmap.0.len() {
+            let mut bits = h.bitmap.0[wi].load(Ordering::Relaxed);
+            if wi == first / 64 {
+                bits &= !0u64 << (first % 64);
+            }
+            if bits != 0 {
+                let k = wi * 64 + bits.trailing_zeros() as usize;
+                if k >= CLASSES {
+                    return Err(HeapError::Corrupt);
+                }
+                let b = h.lists[k].load(Ordering::Relaxed);
+                return if b == 0 {
+                    Err(HeapError::Corrupt)
+                } else {
+                    Ok(Some(b))
+                };
+            }
+        }
+        Ok(None)
+    }
+
+    /// Allocates free block `b` (≥ `need` bytes) for `owner`, splitting off the rest.
+    fn take_block(&self, b: u64, need: u64, owner: u64) -> Result<(), HeapError> {
+        let h = self.hdr;
+        let sw = self.word(b, 0)?;
+        let s = sw.load(Ordering::Relaxed);
+        if s & ALLOCATED != 0 || s < need {
+            return Err(HeapError::Corrupt);
+        }
+        self.list_remove(b, s)?;
+        let mut size = s;
+        if s - need >= MIN_BLOCK {
+            let r = b + need;
+            let rs = s - need;
+            self.word(r, 1)?.store(need, Ordering::Relaxed);
+            self.word(r, 0)?.store(rs, Ordering::Relaxed);
+            self.set_prev_of_next(r, rs)?;
+            self.list_push(r, rs)?;
+            size = need;
+        }
+        // The owner first: until the size word says allocated the block is free for a walk.
+        self.word(b, 2)?.store(owner, Ordering::Relaxed);
+        sw.store(size | ALLOCATED, Ordering::Relaxed);
+        h.in_use.fetch_add(size, Ordering::Relaxed);
+        h.blocks.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn free_locked(&self, b: u64) -> Result<(), HeapError> {
+        let h = self.hdr;
+        let sw = self.word(b, 0)?;
+        let size = sw.load(Ordering::Relaxed);
+        if size & ALLOCATED == 0 {
+            return Err(HeapError::Corrupt); // a double free, or a forged offset
+        }
+        let s = size & !ALLOCATED;
+        sw.store(s, Ordering::Relaxed);
+        h.in_use.fetch_sub(s, Ordering::Relaxed);
+        h.blocks.fetch_sub(1, Ordering::Relaxed);
+        self.release_free(b, s)
+    }
+
+    /// Block `b` of `s` bytes was just marked free: merges it with free neighbours and lists it.
+    fn release_free(&self, mut b: u64, mut s: u64) -> Result<(), HeapError> {
+        let h = self.hdr;
+        let start = h.start.load(Ordering::Relaxed);
+        let end = h.end.load(Ordering::Relaxed);
+        let n = b + s;
+        if n < end {
+            let ns = self.word(n, 0)?.load(Ordering::Relaxed);
+            if ns & ALLOCATED == 0 {
+                self.list_remove(n, ns)?;
+                s += ns;
+                self.word(b, 0)?.store(s, Ordering::Relaxed);
+            }
+        }
+        if b > start {
+            let ps = self.word(b, 1)?.load(Ordering::Relaxed);
+            let p = b.checked_sub(ps).filter(|&p| p >= start && ps >= MIN_BLOCK);
+            let Some(p) = p else {
+                return Err(HeapError::Corrupt);
+            };
+            let pw = self.word(p, 0)?;
+            let pv = pw.load(Ordering::Relaxed);
+            if pv & !ALLOCATED != ps {
+                return Err(HeapError::Corrupt);
+            }
+            if pv & ALLOCATED == 0 {
+                self.list_remove(p, ps)?;
+                s += ps;
+                pw.store(s, Ordering::Relaxed);
+                b = p;
+            }
+        }
+        self.set_prev_of_next(b, s)?;
+        self.list_push(b, s)
+    }
+
+    /// Records `s`, the size of block `b`, as the previous size of the block after it.
+    fn set_prev_of_next(&self, b: u64, s: u64) -> Result<(), HeapError> {
+        let n = b + s;
+        if n < self.hdr.end.load(Ordering::Relaxed) {
+            self.word(n, 1)?.store(s, Ordering::Relaxed);
+        } else {
+            self.hdr.last.store(s, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn list_push(&self, b: u64, s: u64) -> Result<(), HeapError> {
+        let h = self.hdr;
+        let c = class(s);
+        let head = h.lists[c].load(Ordering::Relaxed);
+        self.word(b, 4)?.store(head, Ordering::Relaxed);
+        self.word(b, 5)?.store(0, Ordering::Relaxed);
+        if head != 0 {
+            self.word(head, 5)?.store(b, Ordering::Relaxed);
+        }
+        h.lists[c].store(b, Ordering::Relaxed);
+        h.bitmap.0[c / 64].fetch_or(1 << (c % 64), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn list_remove(&self, b: u64, s: u64) -> Result<(), HeapError> {
+        let h = self.hdr;
+        let c = class(s);
+        let next = self.word(b, 4)?.load(Ordering::Relaxed);
+        let prev = self.word(b, 5)?.load(Ordering::Relaxed);
+        if prev != 0 {
+            self.word(prev, 4)?.store(next, Ordering::Relaxed);
+        } else {
+            if h.lists[c].load(Ordering::Relaxed) != b {
+                return Err(HeapError::Corrupt);
+            }
+            h.lists[c].store(next, Ordering::Relaxed);
+        }
+        if next != 0 {
+            self.word(next, 5)?.store(prev, Ordering::Relaxed);
+        }
+        if h.lists[c].load(Ordering::Relaxed) == 0 {
+            h.bitmap.0[c / 64].fetch_and(!(1 << (c % 64)), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Grows the segment so that a free block of `need` bytes exists at the end of the heap.
+    fn grow(&self, need: u64) -> Result<(), HeapError> {
+        use crate::mapping::extent::PAGE;
+        let h = self.hdr;
+        let hdr = self.seg.header();
+        let end = h.end.load(Ordering::Relaxed);
+        let last = h.last.load(Ordering::Relaxed);
+        // A free last block counts towards the need.
+        let tail_free = if last != 0 {
+            let lb = end - last;
+            let v = self.word(lb, 0)?.load(Ordering::Relaxed);
+            if v & ALLOCATED == 0 {
+                v
+            } else {
+                0
+            }
+        } else {
+            0
+        };
+        let more = need.saturating_sub(tail_free).max(MIN_BLOCK);
+        // SYNC: Acquire pairs with the Release store below of an earlier grower (of any
+        // process): the file is at least that long.
+        let committed = hdr.total_size.load(Ordering::Acquire);
+        let max = self.seg.max_size;
+        // Grow geometrically (a quarter of what there is), at least MIN_GROWTH, at most to max.
+        let step = more.max(committed / 4).max(MIN_GROWTH);
+        let want_end = end
+            .checked_add(more)
+            .ok_or(HeapError::NoSpace { requested: need })?;
+        if want_end > max {
+            return Err(HeapError::NoSpace { requested: need });
+        }
+        let new_end = crate::layout::align_up(end.saturating_add(step), PAGE)
+            .unwrap_or(u64::MAX)
+            .min(max / PAGE * PAGE)
+            .max(crate::layout::align_up(want_end, PAGE).unwrap_or(u64::MAX));
+        if new_end > max {
+            return Err(HeapError::NoSpace { requested: need });
+        }
+        if new_end > committed {
+            crate::os::grow_file(self.seg.map.file(), committed, new_end)?;
+            crate::fault::point("heap-grown-file");
+            // SYNC: Release publishes the growth (the file's new pages) to every process that
+            // maps more of the segment; pairs with the Acquire loads in `Inner::heap_bytes` and
+            // above.
+            hdr.total_size.store(new_end, Ordering::Release);
+        }
+        let s = new_end - end;
+        self.word(end, 1)?.store(last, Ordering::Relaxed);
+        self.word(end, 0)?.store(s, Ordering::Relaxed);
+        h.end.store(new_end, Ordering::Release);
+        h.last.store(s, Ordering::Relaxed);
+        h.growths.fetch_add(1, Ordering::Relaxed);
+        self.release_free(end, s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_monotonic_and_in_range() {
+        let mut last = 0;
+        let mut s = MIN_BLOCK;
+        while s < 1 << 40 {
+            let c = class(s);
+            assert!(c >= last && c < CLASSES, "size {s}: class {c}");
+            last = c;
+            s += s / 7 + ALIGN;
+        }
+        assert_eq!(class(!15u64), CLASSES - 1);
+        // Every block of a class above `class(n)` is larger than `n`.
+        for n in [64u64, 65 * 16, 1000 * 16, 123_456 * 16] {
+            let c = class(n);
+            let lo_next = (MIN_BLOCK..).step_by(16).find(|&s| class(s) > c).unwrap();
+            assert!(lo_next > n);
+        }
+    }
+}
