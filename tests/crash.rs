@@ -122,6 +122,20 @@ fn child_crash_role() {
         hold_alive();
         return;
     }
+    if role == "long-producer" {
+        // Puts long messages (through the heap) to "b", one per value of the fault's skip count.
+        let b = seg.bytes_queue("b").unwrap();
+        for i in 0..3u8 {
+            b.put(&[i; 10_000]).unwrap();
+        }
+        hold_alive();
+        return;
+    }
+    if role == "long-consumer" {
+        seg.bytes_queue("b").unwrap().get().unwrap();
+        hold_alive();
+        return;
+    }
     let q = seg.queue::<u64>("q").unwrap();
     match role.as_str() {
         "producer" => {
@@ -1037,4 +1051,108 @@ fn an_unreaped_dead_peer_does_not_keep_a_sleeper_awake() {
         result_of(getter).as_deref(),
         Some("SHMQ_RESULT Err(Disconnected)")
     );
+}
+
+/// A segment with a byte queue "b" of `capacity` whose messages above 240 bytes go through the
+/// heap.
+fn long_queue(tag: &str, capacity: u64) -> (String, Segment, shmq::BytesQueue) {
+    let name = unique(tag);
+    let seg = Segment::builder(&name)
+        .bytes_queue("b", capacity, usize::MAX)
+        .max_size(64 << 20)
+        .create()
+        .unwrap();
+    let b = seg.bytes_queue("b").unwrap();
+    (name, seg, b)
+}
+
+fn heap_blocks(seg: &Segment) -> (u64, u64) {
+    let s = seg.stats().unwrap();
+    (s.heap_blocks, s.reclaimed)
+}
+
+#[test]
+fn producer_killed_holding_a_filled_long_message_leaks_no_heap_block() {
+    let (name, seg, b) = long_queue("heap-filled", 4);
+    // The child allocates and fills its second message's block, then is killed before any claim.
+    let child = child_stopped_at(&name, "long-producer", "put-heap-filled", 1, false);
+    assert_eq!(
+        heap_blocks(&seg).0,
+        2,
+        "one message queued, one block held by the child"
+    );
+    kill(child);
+    assert_eq!(
+        heap_blocks(&seg),
+        (1, 1),
+        "the dead holder's block comes back"
+    );
+    assert_eq!(b.get().unwrap(), vec![0u8; 10_000]);
+    assert_eq!(heap_blocks(&seg), (0, 1));
+}
+
+#[test]
+fn producer_killed_after_handing_a_block_to_an_unpublished_slot_leaks_nothing() {
+    let (name, seg, b) = long_queue("heap-handed", 4);
+    let child = child_stopped_at(&name, "long-producer", "put-heap-handed", 0, false);
+    kill(child);
+    // The get steps over the dead claim (a tombstone) and recovery frees the block it named.
+    assert_eq!(
+        b.get_timeout(Duration::from_millis(200)),
+        Err(GetError::Disconnected)
+    );
+    assert_eq!(b.stats().tombstones, 1);
+    assert_eq!(heap_blocks(&seg), (0, 1));
+    b.put(&[5u8; 3000]).unwrap();
+    assert_eq!(b.get().unwrap(), vec![5u8; 3000]);
+}
+
+#[test]
+fn consumer_killed_before_taking_a_long_message_leaks_no_heap_block() {
+    let (name, seg, b) = long_queue("heap-claimed", 2);
+    b.put(&[1u8; 5000]).unwrap();
+    b.put(&[2u8; 5000]).unwrap();
+    // The child claims message 1 and is killed before it takes the block.
+    let child = child_stopped_at(&name, "long-consumer", "get-claimed", 0, false);
+    kill(child);
+    // The full ring makes this put recover the dead claim: message 1 is lost, its block freed.
+    b.put_timeout(&[3u8; 5000], Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(b.stats().lost, 1);
+    assert_eq!(heap_blocks(&seg), (2, 1));
+    assert_eq!(b.get().unwrap(), vec![2u8; 5000]);
+    assert_eq!(b.get().unwrap(), vec![3u8; 5000]);
+    assert_eq!(heap_blocks(&seg), (0, 1));
+}
+
+#[test]
+fn consumer_killed_after_taking_a_long_message_leaks_no_heap_block() {
+    let (name, seg, b) = long_queue("heap-taken", 2);
+    b.put(&[1u8; 5000]).unwrap();
+    b.put(&[2u8; 5000]).unwrap();
+    // The child takes message 1's block (it owns it now) and is killed before releasing the slot.
+    let child = child_stopped_at(&name, "long-consumer", "get-heap-taken", 0, false);
+    kill(child);
+    b.put_timeout(&[3u8; 5000], Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(b.stats().lost, 1);
+    // The block the dead consumer held comes back with the next sweep (stats runs one).
+    assert_eq!(heap_blocks(&seg), (2, 1));
+    assert_eq!(b.get().unwrap(), vec![2u8; 5000]);
+    assert_eq!(b.get().unwrap(), vec![3u8; 5000]);
+    assert_eq!(heap_blocks(&seg), (0, 1));
+}
+
+#[test]
+fn heap_lock_owner_killed_mid_allocation_leaves_a_heap_the_next_process_can_use() {
+    let (name, seg, b) = long_queue("heap-lock", 4);
+    // The child holds the heap lock in the middle of growing the segment (file grown, size not
+    // yet recorded) when it is killed.
+    let child = child_stopped_at(&name, "long-producer", "heap-grown-file", 0, false);
+    kill(child);
+    let big = vec![9u8; 2 << 20];
+    b.put(&big).unwrap();
+    assert!(b.get().unwrap() == big);
+    let (blocks, _) = heap_blocks(&seg);
+    assert_eq!(blocks, 0);
 }
