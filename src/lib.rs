@@ -38,7 +38,9 @@
 //! ## Limits
 //!
 //! * Linux only (POSIX shared memory in `/dev/shm`, `futex(2)`).
-//! * Queues carry [`bytemuck::Pod`] values or byte messages of a maximum length fixed at creation.
+//! * Queues carry [`bytemuck::Pod`] values or byte messages of a maximum length fixed at creation
+//!   (which may be `usize::MAX`: long messages then live in the segment's shared heap, and the
+//!   segment grows up to its [`max_size`](SegmentBuilder::max_size)).
 //! * Capacity is exactly what was asked for; positions are 64-bit and never wrap in practice.
 
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -230,3 +230,72 @@ fn small_max_len_queues_keep_every_message_in_its_slot() {
         })
     ));
 }
+
+/// Message `i` of producer `p`: its length (8 B .. 16 MiB, mostly short) and content are fixed
+/// by `(p, i)`, and its first 16 bytes say who sent it, so a consumer can check it whole.
+fn mixed_message(p: u64, i: u64) -> Vec<u8> {
+    let id = p << 32 | i;
+    let len = match id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58 {
+        0 => 16 << 20,
+        1..=3 => 1 << 20 | (i as usize * 131) % 4096,
+        4..=20 => 241 + (i as usize * 7919) % 60_000,
+        _ => 16 + (i as usize * 31) % 224,
+    };
+    let mut m = message(len, id);
+    m[..8].copy_from_slice(&p.to_le_bytes());
+    m[8..16].copy_from_slice(&i.to_le_bytes());
+    m
+}
+
+const MIXED_PER_PRODUCER: u64 = 300;
+
+#[test]
+#[ignore = "child process of two_producers_and_two_consumers_exchange_mixed_sizes_exactly_once"]
+fn child_mixed_role() {
+    let seg = Segment::open(&child_var("SHMQ_SEG")).unwrap();
+    let q = seg.bytes_queue("q").unwrap();
+    let role = child_var("SHMQ_ROLE");
+    if let Some(p) = role.strip_prefix("producer-") {
+        let p: u64 = p.parse().unwrap();
+        for i in 0..MIXED_PER_PRODUCER {
+            q.put(&mixed_message(p, i)).unwrap();
+        }
+        return;
+    }
+    // Consumer: checks every message whole, reports (producer, index) of each.
+    let mut seen = Vec::new();
+    while let Ok(m) = q.get() {
+        let p = u64::from_le_bytes(m[..8].try_into().unwrap());
+        let i = u64::from_le_bytes(m[8..16].try_into().unwrap());
+        assert!(m == mixed_message(p, i), "message {p}/{i} arrived damaged");
+        seen.push(p << 32 | i);
+    }
+    println!("<<<{}>>>", encode(&seen));
+}
+
+#[test]
+fn two_producers_and_two_consumers_exchange_mixed_sizes_exactly_once() {
+    let (name, seg) = any_size_segment("heap-2p2c", 16);
+    let env = |role: &str| vec![("SHMQ_SEG", name.clone()), ("SHMQ_ROLE", role.to_string())];
+    let consumers: Vec<_> = (0..2)
+        .map(|_| spawn_child("child_mixed_role", &env("consumer")))
+        .collect();
+    let producers: Vec<_> = (0..2)
+        .map(|p| spawn_child("child_mixed_role", &env(&format!("producer-{p}"))))
+        .collect();
+    for p in producers {
+        finish(p);
+    }
+    seg.bytes_queue("q").unwrap().close();
+    let mut all: Vec<u64> = consumers
+        .into_iter()
+        .flat_map(|c| decode(&payload(&finish(c))))
+        .collect();
+    all.sort_unstable();
+    let want: Vec<u64> = (0..2)
+        .flat_map(|p| (0..MIXED_PER_PRODUCER).map(move |i| p << 32 | i))
+        .collect();
+    assert_eq!(all, want, "every message exactly once");
+    let s = seg.stats().unwrap();
+    assert_eq!((s.heap_in_use, s.heap_blocks), (0, 0), "{s:?}");
+}
