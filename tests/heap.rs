@@ -237,7 +237,7 @@ fn mixed_message(p: u64, i: u64) -> Vec<u8> {
     let id = p << 32 | i;
     let len = match id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58 {
         0 => 16 << 20,
-        1..=3 => 1 << 20 | (i as usize * 131) % 4096,
+        1..=3 => (1 << 20) + (i as usize * 131) % 4096,
         4..=20 => 241 + (i as usize * 7919) % 60_000,
         _ => 16 + (i as usize * 31) % 224,
     };
