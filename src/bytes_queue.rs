@@ -6,7 +6,7 @@ use crate::mapping::Inner;
 use crate::queue::get_err;
 use crate::ring::mem::RawRing;
 use crate::ring::Ring;
-use crate::ring_handle::{Fail, RingHandle, Wait};
+use crate::ring_handle::{Fail, RingHandle, Rings, Wait};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,10 @@ fn put_err(f: Fail) -> BytesPutError {
         Fail::Closed => BytesPutError::Closed,
         Fail::Timeout => BytesPutError::Timeout,
         Fail::Corrupt => BytesPutError::Corrupt,
+        Fail::NoSpace => BytesPutError::NoSpace {
+            requested: 0,
+            max_size: 0,
+        },
         // Only gets report it; a put never sees it.
         Fail::Disconnected => BytesPutError::Timeout,
     }
@@ -80,12 +84,35 @@ impl BytesQueue {
         obj: u32,
         max_len: Option<u64>,
     ) -> Self {
-        let inline = (ring.mem.layout().payload_len - BYTES_LEN_WORD) as usize;
+        let layout = ring.mem.layout();
+        Self::from_rings(seg, Rings::One(ring), obj, layout, max_len)
+    }
+
+    /// `layout`: the slots' (of the ring, or of every link of an unbounded queue).
+    pub(crate) fn from_rings(
+        seg: Arc<Inner>,
+        rings: Rings,
+        obj: u32,
+        layout: crate::layout::SlotLayout,
+        max_len: Option<u64>,
+    ) -> Self {
+        let inline = (layout.payload_len - BYTES_LEN_WORD) as usize;
         let max = max_len.map_or(inline, |m| usize::try_from(m).unwrap_or(usize::MAX));
         Self {
-            h: RingHandle { ring, seg, obj },
+            h: RingHandle { rings, seg, obj },
             max: max.max(inline),
             inline,
+        }
+    }
+
+    /// A put failure as the caller sees it (naming the segment's limit for `NoSpace`).
+    fn put_fail(&self, f: Fail, len: usize) -> BytesPutError {
+        match put_err(f) {
+            BytesPutError::NoSpace { .. } => BytesPutError::NoSpace {
+                requested: len as u64,
+                max_size: self.h.seg.max_size,
+            },
+            e => e,
         }
     }
 
@@ -200,7 +227,7 @@ impl BytesQueue {
                 handed = heap.hand_over(off, obj, at.pos);
                 crate::fault::point("put-heap-handed");
             })
-            .map_err(put_err)?;
+            .map_err(|e| self.put_fail(e, len))?;
         // Published: the message owns the block now.
         core::mem::forget(unsent);
         handed.map_err(|_| BytesPutError::Corrupt)
@@ -211,7 +238,8 @@ impl BytesQueue {
     #[cfg(feature = "fuzzing")]
     pub(crate) fn forge_front_len(&self, len: u32) {
         use crate::ring::RingMem;
-        let mem = &self.h.ring.mem;
+        let Some(ring) = self.h.one() else { return };
+        let mem = &ring.mem;
         let head = mem.header().head.load(crate::sync::Ordering::Relaxed);
         // SAFETY: the fuzz entry point is single-threaded and owns this anonymous segment, so
         // nothing else accesses the slot; the write stays inside its payload (≥ 8 bytes).
@@ -244,7 +272,7 @@ impl BytesQueue {
                 }
             })
             .map(|_| ())
-            .map_err(put_err)
+            .map_err(|e| self.put_fail(e, len))
     }
 
     /// Writes a message of exactly `len` bytes in place in its slot (zero copy): waits for a free
@@ -282,7 +310,7 @@ impl BytesQueue {
     /// A handle that spins before sleeping (default) or sleeps at once; see
     /// [`Queue::with_spinning`](crate::Queue::with_spinning).
     pub fn with_spinning(mut self, spin: bool) -> Self {
-        self.h.ring.spin = spin;
+        self.h.set_spin(spin);
         self
     }
 
@@ -383,7 +411,7 @@ impl BytesQueue {
 
     /// Number of messages in the queue (a snapshot).
     pub fn len(&self) -> usize {
-        self.h.ring.len() as usize
+        self.h.len() as usize
     }
 
     /// `len() == 0`.
@@ -398,12 +426,12 @@ impl BytesQueue {
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.h.ring.capacity() as usize
+        usize::try_from(self.h.capacity()).unwrap_or(usize::MAX)
     }
 
     /// Closes the queue for every process (see [`Queue::close`](crate::Queue::close)).
     pub fn close(&self) -> bool {
-        self.h.ring.close()
+        self.h.close()
     }
 
     /// A snapshot of the queue's counters.
@@ -420,7 +448,7 @@ impl BytesQueue {
 
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
-        self.h.ring.is_closed()
+        self.h.is_closed()
     }
 
     /// Whether a producer of this queue is alive; see [`Queue::producers_alive`](crate::Queue::producers_alive).

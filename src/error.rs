@@ -272,6 +272,10 @@ pub enum PutError<T> {
     Timeout(T),
     /// The queue's shared state is corrupt (a forged or damaged segment).
     Corrupt(T),
+    /// An unbounded queue needed room in its segment's heap and the segment is at its
+    /// `max_size` ([`Segment::max_size`](crate::Segment::max_size)), or /dev/shm is full.
+    /// Room comes back as consumers take items.
+    NoSpace(T),
 }
 
 impl<T> PutError<T> {
@@ -281,7 +285,8 @@ impl<T> PutError<T> {
             PutError::Full(v)
             | PutError::Closed(v)
             | PutError::Timeout(v)
-            | PutError::Corrupt(v) => v,
+            | PutError::Corrupt(v)
+            | PutError::NoSpace(v) => v,
         }
     }
 }
@@ -293,6 +298,7 @@ impl<T> fmt::Debug for PutError<T> {
             PutError::Closed(_) => "Closed(..)",
             PutError::Timeout(_) => "Timeout(..)",
             PutError::Corrupt(_) => "Corrupt(..)",
+            PutError::NoSpace(_) => "NoSpace(..)",
         };
         f.write_str(s)
     }
@@ -305,6 +311,9 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Closed(_) => "queue is closed",
             PutError::Timeout(_) => "timed out waiting for space in the queue",
             PutError::Corrupt(_) => "queue state in shared memory is corrupt",
+            PutError::NoSpace(_) => {
+                "no room in the segment for more items (it is at its max_size, or /dev/shm is full)"
+            }
         };
         f.write_str(s)
     }

@@ -57,6 +57,20 @@ pub enum ObjectKind {
     RLock,
     /// [`Condition`](crate::Condition).
     Condition,
+    /// An unbounded [`Queue`](crate::Queue) (`SegmentBuilder::unbounded_queue`).
+    UnboundedQueue,
+    /// An unbounded [`BytesQueue`](crate::BytesQueue) (`SegmentBuilder::unbounded_bytes_queue`).
+    UnboundedBytesQueue,
+}
+
+impl ObjectKind {
+    /// Whether this kind is a chain of links in the heap (an unbounded queue).
+    pub(crate) fn is_chain(self) -> bool {
+        matches!(
+            self,
+            ObjectKind::UnboundedQueue | ObjectKind::UnboundedBytesQueue
+        )
+    }
 }
 
 /// What a kind needs from an object's parameters: the element type's size and alignment (0 and 1
@@ -147,7 +161,7 @@ fn capacity_at_least_one(p: &Params<'_>) -> Result<(), String> {
 unsafe fn zeroed(_: *mut u8, _: &Params<'_>) {}
 
 /// The table (codes are part of the layout: never reuse one).
-const KINDS: [KindDef; 13] = [
+const KINDS: [KindDef; 15] = [
     KindDef {
         kind: ObjectKind::Queue,
         code: 1,
@@ -330,6 +344,45 @@ const KINDS: [KindDef; 13] = [
         check: any_params,
         init: zeroed,
     },
+    KindDef {
+        kind: ObjectKind::UnboundedQueue,
+        code: 14,
+        name: "unbounded queue",
+        ring_at: None,
+        // The chain's header and link table; the links (their slots of this layout) live in the
+        // heap.
+        region: |p| {
+            Some((
+                crate::chain::CHAIN_REGION,
+                Some(SlotLayout::for_pod(p.size, p.align)?),
+            ))
+        },
+        check: any_params,
+        init: zeroed,
+    },
+    KindDef {
+        kind: ObjectKind::UnboundedBytesQueue,
+        code: 15,
+        name: "unbounded bytes queue",
+        ring_at: None,
+        region: |p| {
+            Some((
+                crate::chain::CHAIN_REGION,
+                Some(SlotLayout::for_bytes(bytes_inline(p))?),
+            ))
+        },
+        check: |p| {
+            if p.param2 < MIN_INLINE_WITH_HEAP || p.param2 >= p.param1 || p.param2 > 1 << 20 {
+                return Err(format!(
+                    "in-place size {} must be at least {MIN_INLINE_WITH_HEAP}, at most 1 MiB and \
+                     below the maximum message length {}",
+                    p.param2, p.param1
+                ));
+            }
+            Ok(())
+        },
+        init: zeroed,
+    },
 ];
 
 impl ObjectKind {
@@ -372,6 +425,6 @@ mod tests {
             );
         }
         assert_eq!(ObjectKind::from_code(0), None);
-        assert_eq!(ObjectKind::from_code(14), None);
+        assert_eq!(ObjectKind::from_code(16), None);
     }
 }

@@ -389,6 +389,10 @@ mod segment_layout {
         /// `pid` CAS and its store of this word, or when its namespace is unknown: either way the
         /// record is never judged dead (its pid means nothing without its namespace).
         pub(crate) pidns: AtomicU64,
+        /// The link of an unbounded queue this thread works on (`obj << 40 | link + 1`; 0:
+        /// none), announced before it touches it: no link is freed while a live record names it
+        /// (see `crate::chain`).
+        pub(crate) hazard: AtomicU64,
     }
 
     const _: () = {
@@ -404,7 +408,7 @@ mod segment_layout {
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 25] = [
+        let parts: [u64; 27] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -432,6 +436,8 @@ mod segment_layout {
             offset_of!(SegmentHeader, heap_offset) as u64,
             offset_of!(DirEntry, param2) as u64,
             crate::heap::LAYOUT_TAG,
+            offset_of!(ParticipantRecord, hazard) as u64,
+            crate::chain::CHAIN_REGION,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

@@ -57,6 +57,8 @@ pub(crate) mod sync;
 #[cfg(not(shmq_loom))]
 mod bytes_queue;
 #[cfg(not(shmq_loom))]
+pub(crate) mod chain;
+#[cfg(not(shmq_loom))]
 mod error;
 #[cfg(not(shmq_loom))]
 pub(crate) mod heap;

@@ -4,7 +4,7 @@ use crate::error::{GetError, PutError};
 use crate::mapping::Inner;
 use crate::ring::mem::RawRing;
 use crate::ring::Ring;
-use crate::ring_handle::{Fail, RingHandle, Wait};
+use crate::ring_handle::{Fail, RingHandle, Rings, Wait};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,9 +48,9 @@ impl<T> std::fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("type", &std::any::type_name::<T>())
-            .field("len", &self.h.ring.len())
-            .field("capacity", &self.h.ring.capacity())
-            .field("closed", &self.h.ring.is_closed())
+            .field("len", &self.h.len())
+            .field("capacity", &self.h.capacity())
+            .field("closed", &self.h.is_closed())
             .finish()
     }
 }
@@ -61,6 +61,7 @@ fn put_err<T>(f: Fail, v: T) -> PutError<T> {
         Fail::Closed => PutError::Closed(v),
         Fail::Timeout => PutError::Timeout(v),
         Fail::Corrupt => PutError::Corrupt(v),
+        Fail::NoSpace => PutError::NoSpace(v),
         // Only gets report it; a put never sees it.
         Fail::Disconnected => PutError::Timeout(v),
     }
@@ -73,13 +74,19 @@ pub(crate) fn get_err(f: Fail) -> GetError {
         Fail::Timeout => GetError::Timeout,
         Fail::Corrupt => GetError::Corrupt,
         Fail::Disconnected => GetError::Disconnected,
+        // Only puts report it; a get never sees it.
+        Fail::NoSpace => GetError::Empty,
     }
 }
 
 impl<T: bytemuck::Pod> Queue<T> {
     pub(crate) fn from_parts(seg: Arc<Inner>, ring: Ring<RawRing>, obj: u32) -> Self {
+        Self::from_rings(seg, Rings::One(ring), obj)
+    }
+
+    pub(crate) fn from_rings(seg: Arc<Inner>, rings: Rings, obj: u32) -> Self {
         Self {
-            h: RingHandle { ring, seg, obj },
+            h: RingHandle { rings, seg, obj },
             _t: PhantomData,
         }
     }
@@ -329,9 +336,9 @@ impl<T: bytemuck::Pod> Queue<T> {
 }
 
 impl<T> Queue<T> {
-    /// The ring, for the joinable queue's accounting.
+    /// The ring, for the joinable queue's accounting (a joinable queue is always bounded).
     pub(crate) fn ring(&self) -> &Ring<RawRing> {
-        &self.h.ring
+        self.h.one().expect("a joinable queue has one ring")
     }
 
     /// Number of values in the queue: `tail - head`, a snapshot that counts puts claimed but not
@@ -348,7 +355,7 @@ impl<T> Queue<T> {
     /// assert!(!q.is_empty() && !q.is_full());
     /// ```
     pub fn len(&self) -> usize {
-        self.h.ring.len() as usize
+        self.h.len() as usize
     }
 
     /// `len() == 0`.
@@ -367,7 +374,7 @@ impl<T> Queue<T> {
     /// assert_eq!(q.get(), Ok(1));
     /// ```
     pub fn with_spinning(mut self, spin: bool) -> Self {
-        self.h.ring.spin = spin;
+        self.h.set_spin(spin);
         self
     }
 
@@ -378,7 +385,7 @@ impl<T> Queue<T> {
 
     /// Number of slots, exactly as given at creation.
     pub fn capacity(&self) -> usize {
-        self.h.ring.capacity() as usize
+        usize::try_from(self.h.capacity()).unwrap_or(usize::MAX)
     }
 
     /// Closes the queue for every process: puts fail with `Closed`, gets drain what is left and
@@ -393,7 +400,7 @@ impl<T> Queue<T> {
     /// assert!(!q.close());
     /// ```
     pub fn close(&self) -> bool {
-        self.h.ring.close()
+        self.h.close()
     }
 
     /// A snapshot of the queue's counters.
@@ -410,7 +417,7 @@ impl<T> Queue<T> {
 
     /// Whether [`close`](Self::close) was called (by any process).
     pub fn is_closed(&self) -> bool {
-        self.h.ring.is_closed()
+        self.h.is_closed()
     }
 
     /// Whether a producer of this queue is alive: a thread that has put to it and whose process

@@ -35,6 +35,9 @@ pub(crate) enum Fail {
     Timeout,
     Corrupt,
     Disconnected,
+    /// An unbounded queue needed a new link and its segment is at its `max_size` (or
+    /// /dev/shm is full).
+    NoSpace,
 }
 
 impl From<TryError> for Fail {
@@ -73,10 +76,16 @@ fn free_side(record: &ClaimRecord, side: Side) -> Option<&ClaimRecord> {
     (obj.load(crate::sync::Ordering::Relaxed) == 0).then_some(record)
 }
 
-/// A ring inside a mapped segment, plus the Arc that keeps the mapping alive.
+/// What a queue handle runs over: one bounded ring, or the chain of rings of an unbounded queue.
+pub(crate) enum Rings {
+    One(Ring<RawRing>),
+    Chain(crate::chain::Chain),
+}
+
+/// A queue's rings inside a mapped segment, plus the Arc that keeps the mapping alive.
 pub(crate) struct RingHandle {
-    // `ring` points into `seg`'s mapping: keep `seg` declared (and so dropped) after it.
-    pub(crate) ring: Ring<RawRing>,
+    // The rings point into `seg`'s mapping: keep `seg` declared (and so dropped) after them.
+    pub(crate) rings: Rings,
     pub(crate) seg: Arc<Inner>,
     /// Directory index + 1 (0 is "none" in participant records).
     pub(crate) obj: u32,
@@ -84,14 +93,67 @@ pub(crate) struct RingHandle {
 
 impl Clone for RingHandle {
     fn clone(&self) -> Self {
-        let mut ring = Ring::new(self.ring.mem.clone());
-        ring.spin = self.ring.spin;
-        ring.live = self.ring.live.clone();
-        ring.tomb_cell = self.ring.tomb_cell;
+        let rings = match &self.rings {
+            Rings::One(r) => {
+                let mut ring = Ring::new(r.mem.clone());
+                ring.spin = r.spin;
+                ring.live = r.live.clone();
+                ring.tomb_cell = r.tomb_cell;
+                Rings::One(ring)
+            }
+            Rings::Chain(c) => Rings::Chain(c.clone()),
+        };
         Self {
-            ring,
+            rings,
             seg: self.seg.clone(),
             obj: self.obj,
+        }
+    }
+}
+
+impl RingHandle {
+    /// The bounded ring (`None` for an unbounded queue).
+    #[inline]
+    pub(crate) fn one(&self) -> Option<&Ring<RawRing>> {
+        match &self.rings {
+            Rings::One(r) => Some(r),
+            Rings::Chain(_) => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        match &self.rings {
+            Rings::One(r) => r.len(),
+            Rings::Chain(c) => c.len(),
+        }
+    }
+
+    /// Slots (`u64::MAX`: unbounded).
+    pub(crate) fn capacity(&self) -> u64 {
+        match &self.rings {
+            Rings::One(r) => r.capacity(),
+            Rings::Chain(_) => u64::MAX,
+        }
+    }
+
+    pub(crate) fn close(&self) -> bool {
+        match &self.rings {
+            Rings::One(r) => r.close(),
+            Rings::Chain(c) => c.close(),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match &self.rings {
+            Rings::One(r) => r.is_closed(),
+            Rings::Chain(c) => c.is_closed(),
+        }
+    }
+
+    pub(crate) fn set_spin(&mut self, spin: bool) {
+        match &mut self.rings {
+            Rings::One(r) => r.spin = spin,
+            Rings::Chain(c) => c.spin = spin,
         }
     }
 }
@@ -114,11 +176,11 @@ impl RingHandle {
     /// Relaxed load of its own record on later puts), or marks the ring as having a producer
     /// that cannot be tracked, so that no getter ever reports `Disconnected` on a guess.
     #[inline]
-    fn note_producer(&self) -> Option<Claimant<'_>> {
+    fn note_producer(&self, ring: &Ring<RawRing>) -> Option<Claimant<'_>> {
         use crate::layout::{PRODUCER_SEEN, PRODUCER_UNATTRIBUTED};
         use crate::ring::RingMem;
         use crate::sync::Ordering;
-        let counters = &self.ring.mem.header().counters;
+        let counters = &ring.mem.header().counters;
         let Some(p) = self.seg.participant() else {
             if counters.producers.load(Ordering::Relaxed) & PRODUCER_UNATTRIBUTED == 0 {
                 // SYNC: Release, as below (the getter's Acquire load then sees this bit).
@@ -148,27 +210,33 @@ impl RingHandle {
     /// Counts the calling thread as a producer of this ring from now on (see
     /// `Queue::register_producer`).
     pub(crate) fn register_producer(&self) {
-        let _ = self.note_producer();
+        match &self.rings {
+            Rings::One(r) => {
+                let _ = self.note_producer(r);
+            }
+            Rings::Chain(c) => c.with_tail(|r| {
+                let _ = self.note_producer(r);
+            }),
+        }
     }
 
     pub(crate) fn producers_alive(&self) -> bool {
         use crate::layout::PRODUCER_UNATTRIBUTED;
         use crate::ring::RingMem;
         use crate::sync::Ordering;
-        // SYNC: Acquire pairs with the Release `fetch_or` in `note_producer`.
-        let seen = self
-            .ring
-            .mem
-            .header()
-            .counters
-            .producers
-            .load(Ordering::Acquire);
-        seen & PRODUCER_UNATTRIBUTED != 0
-            || self
-                .ring
-                .live
-                .as_deref()
-                .is_some_and(|l| l.live_producers() > 0)
+        let seen = |r: &Ring<RawRing>| {
+            // SYNC: Acquire pairs with the Release `fetch_or` in `note_producer`.
+            r.mem.header().counters.producers.load(Ordering::Acquire) & PRODUCER_UNATTRIBUTED != 0
+                || r.live.as_deref().is_some_and(|l| l.live_producers() > 0)
+        };
+        match &self.rings {
+            Rings::One(r) => seen(r),
+            Rings::Chain(c) => {
+                let mut any = false;
+                c.with_tail(|r| any = seen(r));
+                any
+            }
+        }
     }
 
     #[inline]
@@ -178,10 +246,16 @@ impl RingHandle {
         max: usize,
         write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, Fail> {
-        let who = self.note_producer();
-        match wait {
-            Wait::No => self.ring.put_now(who, max, write).map_err(Fail::from),
-            Wait::Until(d) => self.ring.put_batch(who, max, d, write).map_err(Fail::from),
+        match &self.rings {
+            Rings::One(ring) => {
+                let who = self.note_producer(ring);
+                match wait {
+                    Wait::No => ring.put_now(who, max, write).map_err(Fail::from),
+                    Wait::Until(d) => ring.put_batch(who, max, d, write).map_err(Fail::from),
+                }
+            }
+            // Never waits for room: `wait` does not matter.
+            Rings::Chain(c) => c.put(|r| self.note_producer(r), max, write),
         }
     }
 
@@ -193,31 +267,59 @@ impl RingHandle {
         read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, Fail> {
         let who = self.claimant();
-        match wait {
-            Wait::No => self.ring.get_now(who, max, read).map_err(Fail::from),
-            Wait::Until(d) => self.ring.get_batch(who, max, d, read).map_err(Fail::from),
+        match &self.rings {
+            Rings::One(ring) => match wait {
+                Wait::No => ring.get_now(who, max, read).map_err(Fail::from),
+                Wait::Until(d) => ring.get_batch(who, max, d, read).map_err(Fail::from),
+            },
+            Rings::Chain(c) => {
+                let w = match wait {
+                    Wait::No => None,
+                    Wait::Until(d) => Some(d),
+                };
+                c.get(who, max, w, read)
+            }
         }
     }
 }
 
 impl RingHandle {
     pub(crate) fn stats(&self) -> crate::stats::QueueStats {
-        let s = self.ring.stats();
-        crate::stats::QueueStats {
-            len: s.len as usize,
-            capacity: s.capacity as usize,
-            closed: s.closed,
-            waiting_getters: s.waiting_getters,
-            waiting_putters: s.waiting_putters,
-            tombstones: s.tombstones,
-            lost: s.lost,
-            unattributed_claims: s.unattributed_claims,
-            producers: self.ring.live.as_deref().map_or(0, |l| l.live_producers()),
-            participants: self
-                .ring
-                .live
-                .as_deref()
-                .map_or(0, |l| l.live_participants()),
+        let (rings, tombs, lost) = match &self.rings {
+            Rings::One(r) => (vec![Ring::new(r.mem.clone())], 0, 0),
+            Rings::Chain(c) => {
+                let (t, l, rings) = c.totals();
+                (rings, t, l)
+            }
+        };
+        let mut out = crate::stats::QueueStats {
+            len: self.len() as usize,
+            capacity: usize::try_from(self.capacity()).unwrap_or(usize::MAX),
+            closed: self.is_closed(),
+            waiting_getters: 0,
+            waiting_putters: 0,
+            tombstones: tombs,
+            lost,
+            unattributed_claims: 0,
+            producers: 0,
+            participants: 0,
+        };
+        for r in &rings {
+            let s = r.stats();
+            out.waiting_getters += s.waiting_getters;
+            out.waiting_putters += s.waiting_putters;
+            out.tombstones += s.tombstones;
+            out.lost += s.lost;
+            out.unattributed_claims += s.unattributed_claims;
         }
+        let live = match &self.rings {
+            Rings::One(r) => r.live.clone(),
+            Rings::Chain(c) => Some(c.live()),
+        };
+        if let Some(l) = live {
+            out.producers = l.live_producers();
+            out.participants = l.live_participants();
+        }
+        out
     }
 }

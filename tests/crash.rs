@@ -131,6 +131,15 @@ fn child_crash_role() {
         hold_alive();
         return;
     }
+    if role == "unbounded-producer" {
+        // Puts 0..3000 to the unbounded queue "u" (its first link holds 1024).
+        let u = seg.queue::<u64>("u").unwrap();
+        for v in 0..3000 {
+            u.put(v).unwrap();
+        }
+        hold_alive();
+        return;
+    }
     if role == "long-consumer" {
         seg.bytes_queue("b").unwrap().get().unwrap();
         hold_alive();
@@ -1155,4 +1164,56 @@ fn heap_lock_owner_killed_mid_allocation_leaves_a_heap_the_next_process_can_use(
     assert!(b.get().unwrap() == big);
     let (blocks, _) = heap_blocks(&seg);
     assert_eq!(blocks, 0);
+}
+
+fn unbounded_queue(tag: &str) -> (String, Segment, shmq::Queue<u64>) {
+    let name = unique(tag);
+    let seg = Segment::builder(&name)
+        .unbounded_queue::<u64>("u")
+        .max_size(64 << 20)
+        .create()
+        .unwrap();
+    let u = seg.queue::<u64>("u").unwrap();
+    (name, seg, u)
+}
+
+#[test]
+fn unbounded_producer_killed_between_claim_and_publish_leaves_a_tombstone_in_its_link() {
+    let (name, _seg, u) = unbounded_queue("unb-claim");
+    // The child stops holding the claim of its 1500th put (in the second link).
+    let child = child_stopped_at(&name, "unbounded-producer", "put-claimed", 1500, false);
+    kill(child);
+    u.put(u64::MAX).unwrap();
+    let mut got = Vec::new();
+    loop {
+        match u.get_timeout(Duration::from_secs(10)) {
+            Ok(u64::MAX) => break,
+            Ok(v) => got.push(v),
+            Err(e) => panic!("after {} items: {e:?}", got.len()),
+        }
+    }
+    assert!(got == (0..1500).collect::<Vec<_>>(), "{} items", got.len());
+    assert_eq!(u.stats().tombstones, 1);
+}
+
+#[test]
+fn unbounded_producer_killed_right_after_installing_a_link_leaves_the_link_to_the_queue() {
+    let (name, seg, u) = unbounded_queue("unb-link");
+    // The child installs the second link (its 1025th put) and is killed before it hands the
+    // link's block over to the queue: the block still names the dead child as its holder.
+    let child = child_stopped_at(&name, "unbounded-producer", "chain-installed", 0, false);
+    kill(child);
+    // A sweep (stats runs one) must see the link is installed and keep it.
+    let before = seg.stats().unwrap();
+    assert_eq!(before.reclaimed, 0, "{before:?}");
+    for v in 5000..8000 {
+        u.put(v).unwrap();
+    }
+    let mut got = Vec::new();
+    while let Ok(v) = u.try_get() {
+        got.push(v);
+    }
+    let want: Vec<u64> = (0..1024).chain(5000..8000).collect();
+    assert!(got == want, "{} items", got.len());
+    assert_eq!(seg.stats().unwrap().reclaimed, 0);
 }

@@ -778,6 +778,7 @@ impl Target for Queue<u64> {
                 PutError::Closed(()) => PutError::Closed(v),
                 PutError::Timeout(()) => PutError::Timeout(v),
                 PutError::Corrupt(()) => PutError::Corrupt(v),
+                PutError::NoSpace(()) => PutError::NoSpace(v),
             })
         } else {
             Queue::put(self, v)

@@ -346,6 +346,20 @@ impl<'a> Heap<'a> {
         Ok(())
     }
 
+    /// Sets word 3 of a block the caller holds (a link of an unbounded queue marks itself).
+    pub(crate) fn mark(&self, off: u64, word3: u64) -> Result<(), HeapError> {
+        self.word(off, 3)?.store(word3, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes a block the caller holds owned by the segment's structures (an installed link of an
+    /// unbounded queue): never swept, freed only by the structure.
+    pub(crate) fn own_by_structure(&self, off: u64) {
+        if let Ok(w) = self.word(off, 2) {
+            w.store(UNATTRIBUTED, Ordering::Release);
+        }
+    }
+
     /// Takes the block at `off`, handed to a message of queue `obj`, for the consumer that
     /// claimed that message (before it releases the slot): its owner becomes `me`. Checks that
     /// it is an allocated block with at least `len` payload bytes. `Corrupt` otherwise.
@@ -449,6 +463,15 @@ impl<'a> Heap<'a> {
         }
         for (b, o) in gone {
             let Ok(w) = self.word(b, 2) else { continue };
+            // A link its installer put in a chain's table before it died: the chain owns it.
+            if let Ok(m) = self.word(b, 3) {
+                let m = m.load(Ordering::Relaxed);
+                if m & crate::chain::LINK_MARK != 0 && self.seg.link_installed(m as u32, b) {
+                    let _ =
+                        w.compare_exchange(o, UNATTRIBUTED, Ordering::Relaxed, Ordering::Relaxed);
+                    continue;
+                }
+            }
             if w.compare_exchange(o, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
                 && self.free_locked(b).is_ok()

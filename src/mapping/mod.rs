@@ -433,6 +433,7 @@ impl Inner {
             seg: self.clone(),
             obj: o.index + 1,
             heap_refs: o.entry.kind == ObjectKind::BytesQueue.code() && o.entry.param2 != 0,
+            link: false,
         }));
         Ok(ring)
     }
@@ -471,6 +472,33 @@ impl Inner {
         let off = kind.def().ring_at?;
         let o = self.checked("", kind, index, e).ok()?;
         Some(Ring::new(self.raw_ring("", &o, off).ok()?))
+    }
+
+    /// The region of unbounded queue `obj` (directory index + 1), if `obj` names one.
+    pub(crate) fn chain_region(&self, obj: u32) -> Option<*mut u8> {
+        let index = obj.checked_sub(1).filter(|&i| i < self.dir_count)?;
+        let e = self.entry(index);
+        let kind = ObjectKind::from_code(e.kind).filter(|k| k.is_chain())?;
+        Some(self.checked("", kind, index, e).ok()?.base)
+    }
+
+    /// Looks `name` up as `kind` or, if it is not one, as `other`; checks as [`Inner::object`].
+    pub(crate) fn object_either(
+        &self,
+        name: &str,
+        kind: ObjectKind,
+        other: ObjectKind,
+        sig: Option<&TypeSig>,
+    ) -> Result<Found, OpenError> {
+        match self.object(name, kind, sig) {
+            Err(first @ OpenError::KindMismatch { .. }) => {
+                self.object(name, other, sig).map_err(|e| match e {
+                    OpenError::KindMismatch { .. } => first,
+                    e => e,
+                })
+            }
+            r => r,
+        }
     }
 
     fn record(&self, idx: u32) -> &ParticipantRecord {

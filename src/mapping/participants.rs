@@ -19,6 +19,8 @@ pub(crate) struct Participant<'a> {
     /// Index of the record in the table.
     pub(crate) index: u32,
     pub(crate) claim: &'a ClaimRecord,
+    /// The record's hazard word (see `crate::chain`).
+    pub(crate) hazard: &'a crate::sync::AtomicU64,
     pub(crate) producer_of: &'a crate::sync::AtomicU64,
 }
 
@@ -67,6 +69,7 @@ fn release(r: &ParticipantRecord) {
     let owners = r.claim.waiting.load(Ordering::Relaxed) & !crate::ring::NOTE_MASK;
     r.claim.waiting.store(owners, Ordering::Relaxed);
     r.producer_of.store(0, Ordering::Relaxed);
+    r.hazard.store(0, Ordering::Relaxed);
     r.tid.store(0, Ordering::Relaxed);
     r.start_time.store(0, Ordering::Relaxed);
     r.pidns.store(0, Ordering::Relaxed);
@@ -91,6 +94,10 @@ pub(crate) struct QueueLiveness {
     /// A byte queue whose long messages live in the heap: recovery hands the blocks of
     /// positions it gives up on back to the heap.
     pub(crate) heap_refs: bool,
+    /// A link of an unbounded queue: registrations of dead waiters are not taken back (a note
+    /// names the queue, not the link whose cell it raised; a count left high costs spurious
+    /// wake-ups only, one lowered on the wrong link would lose a wake-up).
+    pub(crate) link: bool,
 }
 
 impl std::fmt::Debug for QueueLiveness {
@@ -147,6 +154,9 @@ impl crate::ring::Liveness for QueueLiveness {
 
     fn repair_waiters(&self, side: Side) -> u32 {
         use crate::ring::NOTE_MASK;
+        if self.link {
+            return 0;
+        }
         let mine = u64::from(self.obj << 1 | side.bit());
         (0..self.seg.part_count)
             .map(|i| self.seg.record(i))
@@ -210,6 +220,7 @@ impl Inner {
         Some(Participant {
             index: idx,
             claim: &r.claim,
+            hazard: &r.hazard,
             producer_of: &r.producer_of,
         })
     }
@@ -246,6 +257,7 @@ impl Inner {
             // nor like the claimant of whatever it named (its claims need no evidence any more:
             // see `claims_settled`).
             r.producer_of.store(0, Ordering::Relaxed);
+            r.hazard.store(0, Ordering::Relaxed);
             r.claim.put_obj.store(0, Ordering::Relaxed);
             r.claim.get_obj.store(0, Ordering::Relaxed);
             // A dead owner that died asleep left one registration on a wait cell: take it back.
@@ -363,5 +375,31 @@ impl Inner {
             return true;
         }
         pid != PID_TAKING && !record_alive(r)
+    }
+
+    /// Whether a live participant announces `hazard` (a link of an unbounded queue it is about to
+    /// touch or touches). A record whose owner is proven dead does not count.
+    pub(crate) fn hazard_announced(&self, hazard: u64) -> bool {
+        (0..self.part_count).any(|i| {
+            let r = self.record(i);
+            // SYNC: SeqCst pairs with the announcer's SeqCst store (see `crate::chain`).
+            r.hazard.load(Ordering::SeqCst) == hazard
+                && r.pid.load(Ordering::Acquire) != 0
+                && record_alive(r)
+        })
+    }
+
+    /// The liveness source of a link of unbounded queue `obj`.
+    pub(crate) fn link_liveness(
+        self: &Arc<Self>,
+        obj: u32,
+        heap_refs: bool,
+    ) -> Arc<dyn crate::ring::Liveness + Send + Sync> {
+        Arc::new(QueueLiveness {
+            seg: self.clone(),
+            obj,
+            heap_refs,
+            link: true,
+        })
     }
 }

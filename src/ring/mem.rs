@@ -91,6 +91,19 @@ mod native {
             }
         }
 
+        /// Like [`init`](Self::init), for a ring whose positions start at `base` instead of 0:
+        /// stamps `p << 2 | FREE` for positions `base..base + cap`, and `head = tail = base`
+        /// (a link of an unbounded queue, whose positions continue those of the link before).
+        pub(crate) fn init_at(&self, base: u64) {
+            for p in base..base + self.cap {
+                self.stamp(p % self.cap)
+                    .store(Stamp::free(p), Ordering::Relaxed);
+            }
+            let h = crate::ring::RingMem::header(self);
+            h.tail.store(base, Ordering::Relaxed);
+            h.head.store(base, Ordering::Relaxed);
+        }
+
         #[inline]
         fn slot_ptr(&self, idx: u64) -> *mut u8 {
             debug_assert!(idx < self.cap);

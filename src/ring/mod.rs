@@ -400,9 +400,6 @@ impl Drop for Unattributed<'_> {
 /// Counters of one ring (see `QueueStats`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingStats {
-    pub(crate) len: u64,
-    pub(crate) capacity: u64,
-    pub(crate) closed: bool,
     pub(crate) waiting_getters: u32,
     pub(crate) waiting_putters: u32,
     pub(crate) tombstones: u64,
@@ -501,9 +498,6 @@ impl<M: RingMem> Ring<M> {
     pub(crate) fn stats(&self) -> RingStats {
         let h = self.hdr();
         RingStats {
-            len: self.len(),
-            capacity: self.capacity(),
-            closed: self.is_closed(),
             waiting_getters: h.items.waiters.load(Ordering::Relaxed),
             waiting_putters: h.space.waiters.load(Ordering::Relaxed),
             tombstones: h.counters.tombstones.load(Ordering::Relaxed),

@@ -221,6 +221,44 @@ impl SegmentBuilder {
         self
     }
 
+    /// Adds an unbounded queue of `T`: `put` never waits for room. Items live in links of
+    /// slots in the segment's heap, added as the queue fills (sealed, then freed once drained), so
+    /// the queue holds as many items as the segment's [`max_size`](Self::max_size) allows; past
+    /// that `put` is `Err(PutError::NoSpace)`. Opened with [`Segment::queue`] like a bounded one.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-unbounded").unbounded_queue::<u64>("q").create_or_replace()?;
+    /// let q = seg.queue::<u64>("q")?;
+    /// for i in 0..100_000 {
+    ///     q.put(i)?;                  // never blocks
+    /// }
+    /// assert_eq!(q.len(), 100_000);
+    /// assert_eq!(q.get()?, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn unbounded_queue<T: bytemuck::Pod>(self, name: &str) -> Self {
+        self.object(name, ObjectKind::UnboundedQueue, type_sig::<T>(), 0, 0)
+    }
+
+    /// Adds an unbounded queue of byte messages of any length: messages up to
+    /// [`LONG_QUEUE_INLINE`] bytes stay in their slots, longer ones go through the heap, as in a
+    /// [`bytes_queue`](Self::bytes_queue) of `max_len = usize::MAX`. Opened with
+    /// [`Segment::bytes_queue`].
+    pub fn unbounded_bytes_queue(mut self, name: &str) -> Self {
+        self = self.object(
+            name,
+            ObjectKind::UnboundedBytesQueue,
+            bytes_sig(),
+            0,
+            u64::MAX,
+        );
+        if let Some(o) = self.objects.last_mut() {
+            o.param2 = LONG_QUEUE_INLINE as u64;
+        }
+        self
+    }
+
     /// How far the segment may grow, in bytes (default [`default_max_size`]). A segment grows
     /// when its shared heap (long byte messages) needs room; every process reserves this much
     /// address space (not memory) for its mapping. Refused at `create` if below the segment's
@@ -609,12 +647,35 @@ impl SegmentBuilder {
         inner
             .keep
             .store(self.keep, std::sync::atomic::Ordering::Relaxed);
+        let seg = Segment {
+            inner: Arc::new(inner),
+        };
+        // Each unbounded queue starts with its first link.
+        for (i, o) in self.objects.iter().enumerate() {
+            if o.kind.is_chain() {
+                let found = seg
+                    .inner
+                    .object(&o.name, o.kind, None)
+                    .map_err(|e| CreateError::InvalidConfig(e.to_string()))?;
+                let chain = seg
+                    .chain(&o.name, &found, false)
+                    .map_err(|e| CreateError::InvalidConfig(e.to_string()))?
+                    .ok_or_else(|| CreateError::InvalidConfig(format!("object {i}")))?;
+                chain.install_first().map_err(|e| match e {
+                    crate::error::HeapError::NoSpace { requested } => {
+                        CreateError::NoSpace { requested }
+                    }
+                    e => CreateError::InvalidConfig(format!("{e:?}")),
+                })?;
+            }
+        }
         // SYNC: Release publishes every byte written above; pairs with the Acquire load of
         // `state` in `Inner::wait_ready` of any opener.
-        inner.header().state.store(STATE_READY, Ordering::Release);
-        Ok(Segment {
-            inner: Arc::new(inner),
-        })
+        seg.inner
+            .header()
+            .state
+            .store(STATE_READY, Ordering::Release);
+        Ok(seg)
     }
 }
 
@@ -863,15 +924,51 @@ impl Segment {
     /// Looks up a queue of `T`. Fails with a typed error if there is no such object, if it is not
     /// a queue, or if its element type differs from `T` (size, alignment or type name).
     pub fn queue<T: bytemuck::Pod>(&self, name: &str) -> Result<crate::Queue<T>, OpenError> {
-        let o = self
-            .inner
-            .object(name, ObjectKind::Queue, Some(&type_sig::<T>()))?;
+        let o = self.inner.object_either(
+            name,
+            ObjectKind::Queue,
+            ObjectKind::UnboundedQueue,
+            Some(&type_sig::<T>()),
+        )?;
+        if let Some(chain) = self.chain(name, &o, false)? {
+            return Ok(crate::Queue::from_rings(
+                self.inner.clone(),
+                crate::ring_handle::Rings::Chain(chain),
+                o.index + 1,
+            ));
+        }
         let ring = self.inner.ring(name, &o)?;
         Ok(crate::Queue::from_parts(
             self.inner.clone(),
             ring,
             o.index + 1,
         ))
+    }
+
+    /// The chain of an unbounded queue found as `o`, or `None` if `o` is a bounded queue.
+    fn chain(
+        &self,
+        name: &str,
+        o: &crate::mapping::Found,
+        heap_refs: bool,
+    ) -> Result<Option<crate::chain::Chain>, OpenError> {
+        if !ObjectKind::from_code(o.entry.kind).is_some_and(|k| k.is_chain()) {
+            return Ok(None);
+        }
+        let layout = o
+            .layout
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: no slot layout")))?;
+        // SAFETY: `object` checked that the region lies in the mapping, 128-aligned, and is at
+        // least CHAIN_REGION bytes (the kind's region size).
+        Ok(Some(unsafe {
+            crate::chain::Chain::new(
+                self.inner.clone(),
+                o.base.cast(),
+                o.index + 1,
+                layout,
+                heap_refs,
+            )
+        }))
     }
 
     /// Like [`queue`](Self::queue), and also checks that the queue has exactly `capacity` slots.
@@ -915,7 +1012,24 @@ impl Segment {
 
     /// Looks up a byte-message queue.
     pub fn bytes_queue(&self, name: &str) -> Result<crate::BytesQueue, OpenError> {
-        let o = self.inner.object(name, ObjectKind::BytesQueue, None)?;
+        let o = self.inner.object_either(
+            name,
+            ObjectKind::BytesQueue,
+            ObjectKind::UnboundedBytesQueue,
+            None,
+        )?;
+        if let Some(chain) = self.chain(name, &o, true)? {
+            let layout = o
+                .layout
+                .ok_or_else(|| OpenError::Corrupt(name.to_string()))?;
+            return Ok(crate::BytesQueue::from_rings(
+                self.inner.clone(),
+                crate::ring_handle::Rings::Chain(chain),
+                o.index + 1,
+                layout,
+                Some(o.entry.param1),
+            ));
+        }
         let ring = self.inner.ring(name, &o)?;
         let long = (o.entry.param2 != 0).then_some(o.entry.param1);
         Ok(crate::BytesQueue::from_parts(
