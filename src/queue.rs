@@ -91,7 +91,7 @@ impl<T: bytemuck::Pod> Queue<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_value(&self, v: T, wait: Wait) -> Result<(), PutError<T>> {
         let bytes = bytemuck::bytes_of(&v);
         match self.h.put(wait, 1, |_, buf| buf.copy_from_slice(bytes)) {
@@ -100,7 +100,7 @@ impl<T: bytemuck::Pod> Queue<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_value(&self, wait: Wait) -> Result<T, GetError> {
         let mut out = T::zeroed();
         self.h

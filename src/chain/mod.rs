@@ -219,7 +219,7 @@ impl Chain {
         let how = match record {
             Some(p) => {
                 // Relaxed: our own record.
-                let cur = p.hazard.load(Ordering::Relaxed);
+                let cur = p.hazard().load(Ordering::Relaxed);
                 if cur == want {
                     // Announced before and never withdrawn: the link cannot have been freed
                     // since (a freer checks announcements after moving the head).
@@ -227,7 +227,7 @@ impl Chain {
                 }
                 if cur == 0 || cur >> 40 == self.obj as u64 {
                     // SYNC: SeqCst pairs with the freer's SeqCst head RMW and hazard loads.
-                    p.hazard.store(want, Ordering::SeqCst);
+                    p.hazard().store(want, Ordering::SeqCst);
                     Announced::Hazard
                 } else {
                     bare()

@@ -253,8 +253,8 @@ impl Inner {
         match self.participant() {
             Some(p) => {
                 // Relaxed: our own record; its owner count changes only when it is taken.
-                let inc = (p.claim.waiting.load(Ordering::Relaxed) >> 32) as u32;
-                held(p.index, inc)
+                let inc = (p.claim().waiting.load(Ordering::Relaxed) >> 32) as u32;
+                held(self.record_index(&p), inc)
             }
             None => UNATTRIBUTED,
         }

@@ -7,21 +7,35 @@
 //! over when the table has no free record.
 
 use super::Inner;
-use crate::layout::{ClaimRecord, ParticipantRecord, Side, PID_TAKING};
+use crate::layout::{ClaimRecord, ParticipantRecord, Side, PID_TAKING, RECORD_SIZE};
 use crate::os;
 use crate::sync::Ordering;
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// The calling thread's record in one segment.
+/// The calling thread's record in one segment: one pointer, so the per-operation lookup stays
+/// cheap; the fields are reached through it.
 pub(crate) struct Participant<'a> {
-    /// Index of the record in the table.
-    pub(crate) index: u32,
-    pub(crate) claim: &'a ClaimRecord,
+    record: &'a ParticipantRecord,
+}
+
+impl<'a> Participant<'a> {
+    /// What this thread is claiming or holds.
+    #[inline(always)]
+    pub(crate) fn claim(&self) -> &'a ClaimRecord {
+        &self.record.claim
+    }
+    /// Queues this thread has put to.
+    #[inline(always)]
+    pub(crate) fn producer_of(&self) -> &'a crate::sync::AtomicU64 {
+        &self.record.producer_of
+    }
     /// The record's hazard word (see `crate::chain`).
-    pub(crate) hazard: &'a crate::sync::AtomicU64,
-    pub(crate) producer_of: &'a crate::sync::AtomicU64,
+    #[inline(always)]
+    pub(crate) fn hazard(&self) -> &'a crate::sync::AtomicU64 {
+        &self.record.hazard
+    }
 }
 
 struct Cached {
@@ -216,12 +230,8 @@ impl Inner {
             })
             .ok()
             .flatten()?;
-        let r = self.record(idx);
         Some(Participant {
-            index: idx,
-            claim: &r.claim,
-            hazard: &r.hazard,
-            producer_of: &r.producer_of,
+            record: self.record(idx),
         })
     }
 
@@ -357,6 +367,12 @@ impl Inner {
 }
 
 impl Inner {
+    /// The index in the table of the record `p` (of this segment).
+    pub(crate) fn record_index(&self, p: &Participant<'_>) -> u32 {
+        let first = self.record(0) as *const ParticipantRecord as usize;
+        ((p.record as *const ParticipantRecord as usize - first) / RECORD_SIZE as usize) as u32
+    }
+
     /// Whether the thread that was the `inc`-th owner of record `idx` (the high half of its
     /// `waiting` word, bumped by every taker) is gone for sure: the record has been taken again
     /// since (a record is taken only when free or from a dead owner), or released (its thread
