@@ -175,6 +175,7 @@ impl BytesQueue {
         // a block or writes its payload); `payload` checked that `len` bytes after its header lie
         // in the mapping, and `take` that the block holds at least `len` payload bytes.
         let msg = unsafe { core::slice::from_raw_parts(p, len as usize) };
+        crate::fault::point("get-heap-reading");
         Ok(f(msg))
     }
 

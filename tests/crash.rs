@@ -1145,8 +1145,9 @@ fn consumer_killed_after_taking_a_long_message_leaks_no_heap_block() {
     b.put_timeout(&[3u8; 5000], Duration::from_secs(10))
         .unwrap();
     assert_eq!(b.stats().lost, 1);
-    // The block the dead consumer held comes back with the next sweep (stats runs one).
+    // Recovery freed the block the dead consumer had taken, and counted the message once.
     assert_eq!(heap_blocks(&seg), (2, 1));
+    assert_eq!(b.stats().lost, 1);
     assert_eq!(b.get().unwrap(), vec![2u8; 5000]);
     assert_eq!(b.get().unwrap(), vec![3u8; 5000]);
     assert_eq!(heap_blocks(&seg), (0, 1));
@@ -1216,4 +1217,20 @@ fn unbounded_producer_killed_right_after_installing_a_link_leaves_the_link_to_th
     let want: Vec<u64> = (0..1024).chain(5000..8000).collect();
     assert!(got == want, "{} items", got.len());
     assert_eq!(seg.stats().unwrap().reclaimed, 0);
+}
+
+#[test]
+fn consumer_killed_reading_a_long_message_in_place_has_it_counted_lost_and_its_block_freed() {
+    let (name, seg, b) = long_queue("heap-reading", 2);
+    b.put(&[1u8; 5000]).unwrap();
+    b.put(&[2u8; 5000]).unwrap();
+    // The child took message 1 and released its slot; it is killed reading the block.
+    let child = child_stopped_at(&name, "long-consumer", "get-heap-reading", 0, false);
+    kill(child);
+    assert_eq!(b.stats().lost, 0);
+    // The sweep in stats gives the block back and counts the message lost.
+    assert_eq!(heap_blocks(&seg), (1, 1));
+    assert_eq!(b.stats().lost, 1);
+    assert_eq!(b.get().unwrap(), vec![2u8; 5000]);
+    assert_eq!(heap_blocks(&seg), (0, 1));
 }

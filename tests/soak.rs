@@ -12,7 +12,10 @@
 //!
 //! `#[ignore]`d (it is slow in debug builds); `.ci/run` runs it in release with 200 kills:
 //! `SHMQ_SOAK_KILLS=200 cargo test --release --test soak -- --ignored --skip child --nocapture`.
-//! `SHMQ_SOAK_SEED` replays a schedule.
+//! `SHMQ_SOAK_SEED` replays a schedule. `SHMQ_SOAK_LONG=1` runs it over a byte queue of any
+//! message size instead, with messages from 8 bytes to 100 KiB (most longer than a slot, so they
+//! go through the segment's heap), each checked byte for byte, and at the end also checks that
+//! the heap is back to its baseline (no block left by any killed process).
 
 mod common;
 
@@ -43,11 +46,87 @@ fn max_inc() -> u64 {
     child_var("SHMQ_SOAK_MAXINC").parse().unwrap()
 }
 
+/// Whether this run uses long byte messages (`SHMQ_SOAK_LONG=1`).
+fn long_mode() -> bool {
+    std::env::var("SHMQ_SOAK_LONG").is_ok_and(|v| v == "1")
+}
+
+/// Length of long-mode message `seq`: 8 to about 3 KiB, every 64th 100 KiB.
+fn long_len(seq: u64) -> usize {
+    if seq % 64 == 0 {
+        100 << 10
+    } else {
+        8 + (seq as usize * 7919) % 3000
+    }
+}
+
+/// Fills a long-mode message: the id, then bytes derived from it.
+fn fill_long(buf: &mut [u8], m: u64) {
+    buf[..8].copy_from_slice(&m.to_le_bytes());
+    for (i, b) in buf[8..].iter_mut().enumerate() {
+        *b = (m as usize).wrapping_add(i * 31) as u8;
+    }
+}
+
+/// The id of a long-mode message if it is whole (its length and every byte as put), else `None`.
+fn check_long(buf: &[u8]) -> Option<u64> {
+    let m = u64::from_le_bytes(buf.get(..8)?.try_into().ok()?);
+    let (_, _, seq) = unmsg(m);
+    let whole = buf.len() == long_len(seq)
+        && buf[8..]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (m as usize).wrapping_add(i * 31) as u8);
+    whole.then_some(m)
+}
+
+/// The soak's queue, as a child sees it: `put(m, work)` and `get(f)` over a `Queue<u64>` or, in
+/// long mode, a byte queue.
+enum SoakQueue {
+    Values(shmq::Queue<u64>),
+    Bytes(shmq::BytesQueue),
+}
+
+impl SoakQueue {
+    fn open(seg: &Segment) -> Self {
+        if long_mode() {
+            SoakQueue::Bytes(seg.bytes_queue("b").unwrap())
+        } else {
+            SoakQueue::Values(seg.queue::<u64>("q").unwrap())
+        }
+    }
+
+    fn put(&self, m: u64, seq: u64) {
+        match self {
+            SoakQueue::Values(q) => q
+                .put_with(|slot| {
+                    *slot = m;
+                    work(seq);
+                })
+                .unwrap(),
+            SoakQueue::Bytes(b) => b
+                .put_with(long_len(seq), |buf| {
+                    fill_long(buf, m);
+                    work(seq);
+                })
+                .unwrap(),
+        }
+    }
+
+    /// Gets one message and runs `f` on its id (`None`: damaged) while it is still held.
+    fn get(&self, mut f: impl FnMut(Option<u64>)) -> Result<(), GetError> {
+        match self {
+            SoakQueue::Values(q) => q.get_with(|&m| f(Some(m))),
+            SoakQueue::Bytes(b) => b.get_with(|buf| f(check_long(buf))),
+        }
+    }
+}
+
 #[test]
 #[ignore = "child process of the soak test"]
 fn child_soak_role() {
     let seg = Segment::open(&child_var("SHMQ_SEG")).unwrap();
-    let q = seg.queue::<u64>("q").unwrap();
+    let q = SoakQueue::open(&seg);
     let stop = seg.event("stop").unwrap();
     let id: u64 = child_var("SHMQ_ID").parse().unwrap();
     match child_var("SHMQ_ROLE").as_str() {
@@ -59,13 +138,10 @@ fn child_soak_role() {
                 if stop.is_set() {
                     return;
                 }
-                // Filled in place: the claim stays open for the work below, so kills land
-                // between claim and publish often enough to leave tombstones.
-                q.put_with(|slot| {
-                    *slot = msg(id, inc, seq);
-                    work(seq);
-                })
-                .unwrap();
+                // Filled in place: the claim (or, for a long message, the heap block) stays
+                // open for the work below, so kills land between claim and publish often enough
+                // to leave tombstones (or blocks held by dead producers).
+                q.put(msg(id, inc, seq), seq);
                 // The acknowledgement: from here on this message must be delivered or accounted.
                 acked.set(slot, seq).unwrap();
             }
@@ -79,7 +155,11 @@ fn child_soak_role() {
             loop {
                 // Recorded while the message is still claimed: a kill inside the closure leaves
                 // the claim to recovery, which counts the message lost.
-                let r = q.get_with(|&m| {
+                let r = q.get(|m| {
+                    let Some(m) = m else {
+                        counters.fetch_add(BAD, 1).unwrap();
+                        return;
+                    };
                     let (p, inc, seq) = unmsg(m);
                     if p >= PRODUCERS || inc >= maxinc || seq == 0 || seq >= SEQ_CAP {
                         counters.fetch_add(BAD, 1).unwrap();
@@ -210,6 +290,7 @@ fn kill_nine_soak_loses_nothing_acknowledged_and_never_hangs() {
     let name = unique("soak");
     let seg = Segment::builder(&name)
         .queue::<u64>("q", QUEUE_CAP)
+        .bytes_queue("b", QUEUE_CAP, usize::MAX)
         .array::<u64>("acked", PRODUCERS * maxinc)
         .array::<u64>("bits", PRODUCERS * maxinc * WORDS)
         .array::<u64>("counters", 4)
@@ -217,7 +298,7 @@ fn kill_nine_soak_loses_nothing_acknowledged_and_never_hangs() {
         .participants(256)
         .create()
         .unwrap();
-    let q = seg.queue::<u64>("q").unwrap();
+    let long = long_mode();
     let counters = seg.array::<u64>("counters").unwrap();
     let soak = Soak {
         name: name.clone(),
@@ -336,7 +417,14 @@ fn kill_nine_soak_loses_nothing_acknowledged_and_never_hangs() {
             }
         }
     }
-    let stats = q.stats();
+    // A sweep first (Segment::stats runs one): it gives back the blocks of killed holders and
+    // counts the long messages killed consumers had taken out of their slots as lost.
+    let heap = seg.stats().unwrap();
+    let stats = if long {
+        seg.bytes_queue("b").unwrap().stats()
+    } else {
+        seg.queue::<u64>("q").unwrap().stats()
+    };
     let delivered = counters.get(DELIVERED).unwrap();
     println!(
         "soak: seed {seed}, {kills} kills ({producer_kills} producers, {consumer_kills} \
@@ -367,4 +455,19 @@ fn kill_nine_soak_loses_nothing_acknowledged_and_never_hangs() {
     );
     assert!(stats.tombstones <= producer_kills, "seed {seed}");
     assert!(acknowledged > 0);
+    if long {
+        println!(
+            "soak heap: {} blocks in use after the drain, {} given back from killed holders, \
+             {} growths, segment {} KiB",
+            heap.heap_blocks,
+            heap.reclaimed,
+            heap.growths,
+            heap.size >> 10
+        );
+        assert_eq!(
+            (heap.heap_blocks, heap.heap_in_use),
+            (0, 0),
+            "heap not back to baseline (seed {seed})"
+        );
+    }
 }

@@ -604,3 +604,21 @@ impl Inner {
         hdr.table.iter().any(|s| s.load(Ordering::Acquire) == off)
     }
 }
+
+impl Inner {
+    /// Counts one message of queue `obj` (directory index + 1) lost: a consumer died holding a
+    /// long message it had taken out of its slot.
+    pub(crate) fn count_lost(&self, obj: u32) {
+        if let Some(base) = self.chain_region(obj) {
+            // SAFETY: as in `link_installed`.
+            let hdr = unsafe { &*base.cast::<ChainHeader>() };
+            hdr.meta.lost.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(ring) = self.ring_of_obj(obj) {
+            ring.mem
+                .header()
+                .counters
+                .lost
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

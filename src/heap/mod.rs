@@ -75,8 +75,14 @@ pub(crate) const UNATTRIBUTED: u64 = 0;
 /// Owner word: held by the thread that is the `inc`-th owner of participant record `rec`.
 #[inline]
 pub(crate) const fn held(rec: u32, inc: u32) -> u64 {
-    TAG_HELD | ((rec as u64) & 0x3fff_ffff) << 32 | inc as u64
+    TAG_HELD | ((rec as u64) & REC_MASK) << 32 | inc as u64
 }
+
+/// Bit of a `held` owner word: the holder is a consumer that took the block from a queued
+/// message (so a sweep that frees it for a dead holder counts that message lost).
+const TAKEN: u64 = 1 << 61;
+/// Record index bits of a `held` owner word.
+const REC_MASK: u64 = (1 << 29) - 1;
 
 /// Owner word: handed to the message at position `pos` of the queue in word 3.
 #[inline]
@@ -380,6 +386,11 @@ impl<'a> Heap<'a> {
         // Relaxed: while we hold the message's claim nobody else changes this word (recovery
         // frees a queued block only once its position no longer delivers it); the CAS only
         // guards against a forged word.
+        let me = if me & TAG_MASK == TAG_HELD {
+            me | TAKEN
+        } else {
+            me
+        };
         owner
             .compare_exchange(cur, me, Ordering::Relaxed, Ordering::Relaxed)
             .map(|_| ())
@@ -387,11 +398,14 @@ impl<'a> Heap<'a> {
     }
 
     /// Recovery of queue `obj` holds the slot of position `pos`, which will never deliver its
-    /// message (tombstoned, or released for a dead consumer), and the slot's reference names
-    /// block `off`: frees the block if its owner word still names exactly that position. A
-    /// reference left over from an earlier message of the slot names a block whose owner word
-    /// says something else, and is left alone.
-    pub(crate) fn abandon(&self, off: u64, obj: u32, pos: u64) {
+    /// message (tombstoned, or, with `released`, released for a dead consumer and counted lost),
+    /// and the slot's reference names block `off`: frees the block if its owner word still names
+    /// exactly that position, or, with `released`, if a consumer that is gone for sure took it
+    /// (the dead consumer of this claim, killed between its take and its release: the ring
+    /// counted the loss, so the sweep must not count it again). A reference left over from an
+    /// earlier message of the slot names a block whose owner word says something else, and is
+    /// left alone.
+    pub(crate) fn abandon(&self, off: u64, obj: u32, pos: u64, released: bool) {
         if self.check_block(off).is_err() {
             return;
         }
@@ -401,19 +415,24 @@ impl<'a> Heap<'a> {
         else {
             return;
         };
-        // Under the lock the block structure is stable; a block start is only ever a block start
-        // while `off` is one (checked by a walk only in debug builds: it costs O(blocks)).
         if size.load(Ordering::Relaxed) & ALLOCATED == 0 {
             return;
         }
         // SYNC: Acquire pairs with the Release store in `hand_over` (the queue word).
-        let want = queued(pos);
-        if owner.load(Ordering::Acquire) != want || q.load(Ordering::Relaxed) != obj as u64 {
+        let cur = owner.load(Ordering::Acquire);
+        if q.load(Ordering::Relaxed) != obj as u64 {
             return;
         }
-        if owner
-            .compare_exchange(want, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        let ours = cur == queued(pos)
+            || (released
+                && cur & (TAG_MASK | TAKEN) == TAG_HELD | TAKEN
+                && self
+                    .seg
+                    .holder_gone(((cur >> 32) & REC_MASK) as u32, cur as u32));
+        if ours
+            && owner
+                .compare_exchange(cur, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
             && g.check(self.free_locked(off)).is_ok()
         {
             self.hdr.reclaimed.fetch_add(1, Ordering::Relaxed);
@@ -452,7 +471,7 @@ impl<'a> Heap<'a> {
                 if let Ok(w) = self.word(b, 2) {
                     let o = w.load(Ordering::Acquire);
                     if o & TAG_MASK == TAG_HELD {
-                        let rec = ((o >> 32) & 0x3fff_ffff) as u32;
+                        let rec = ((o >> 32) & REC_MASK) as u32;
                         if self.seg.holder_gone(rec, o as u32) {
                             gone.push((b, o));
                         }
@@ -472,11 +491,17 @@ impl<'a> Heap<'a> {
                     continue;
                 }
             }
+            let queue = self.word(b, 3).map_or(0, |q| q.load(Ordering::Relaxed));
             if w.compare_exchange(o, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
                 && self.free_locked(b).is_ok()
             {
                 h.reclaimed.fetch_add(1, Ordering::Relaxed);
+                if o & TAKEN != 0 {
+                    // A consumer died holding the message it took: lost, as a message a dead
+                    // consumer held in its slot.
+                    self.seg.count_lost(queue as u32);
+                }
             }
         }
     }
@@ -590,6 +615,7 @@ impl<'a> Heap<'a> {
         }
         // The owner first: until the size word says allocated the block is free for a walk.
         self.word(b, 2)?.store(owner, Ordering::Relaxed);
+        self.word(b, 3)?.store(0, Ordering::Relaxed);
         sw.store(size | ALLOCATED, Ordering::Relaxed);
         h.in_use.fetch_add(size, Ordering::Relaxed);
         h.blocks.fetch_add(1, Ordering::Relaxed);

@@ -160,9 +160,11 @@ impl crate::ring::Liveness for QueueLiveness {
         self.heap_refs
     }
 
-    fn abandoned(&self, pos: u64, head: &[u8; crate::ring::ABANDONED_HEAD]) {
+    fn abandoned(&self, pos: u64, side: Side, head: &[u8; crate::ring::ABANDONED_HEAD]) {
         if let Some((_, off)) = crate::heap::read_ref(head) {
-            self.seg.heap().abandon(off, self.obj, pos);
+            self.seg
+                .heap()
+                .abandon(off, self.obj, pos, side == Side::Get);
         }
     }
 

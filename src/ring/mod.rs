@@ -142,10 +142,11 @@ pub(crate) trait Liveness: std::fmt::Debug {
     fn wants_abandoned(&self) -> bool {
         false
     }
-    /// Recovery just gave up position `pos` for good: tombstoned a dead producer's claim, or
-    /// released a message a dead consumer held (counted lost). `head` is the start of the
-    /// slot's payload, copied while the dead claim still held the slot.
-    fn abandoned(&self, _pos: u64, _head: &[u8; ABANDONED_HEAD]) {}
+    /// Recovery just gave up position `pos` for good: tombstoned a dead producer's claim
+    /// (`Side::Put`), or released a message a dead consumer held (`Side::Get`, counted lost).
+    /// `head` is the start of the slot's payload, copied while the dead claim still held the
+    /// slot.
+    fn abandoned(&self, _pos: u64, _side: Side, _head: &[u8; ABANDONED_HEAD]) {}
 }
 
 /// Bytes of a slot payload that [`Liveness::abandoned`] sees.

@@ -80,7 +80,7 @@ impl<M: RingMem> Ring<M> {
             if won {
                 hdr.counters.tombstones.fetch_add(1, Ordering::Relaxed);
                 if let Some(p) = &payload {
-                    live.abandoned(head, p);
+                    live.abandoned(head, Side::Put, p);
                 }
                 self.tombstoned();
                 self.after_put(head + 1, 1);
@@ -122,7 +122,7 @@ impl<M: RingMem> Ring<M> {
                     hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(h) = &payload {
-                    live.abandoned(p, h);
+                    live.abandoned(p, Side::Get, h);
                 }
                 self.after_get(p + 1, 1);
             }
