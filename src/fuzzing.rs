@@ -282,3 +282,60 @@ pub fn bytes_messages(data: &[u8]) {
         }
     }
 }
+
+/// A segment with a byte queue of any size and an unbounded queue, whose heap metadata and blocks
+/// the bytes forge between operations (a hostile process writing the segment): every operation
+/// must end in a result or a typed error, with no panic, no hang and no undefined behaviour.
+/// Nothing is checked against a model once anything was forged.
+pub fn heap_metadata(data: &[u8]) {
+    let mut input = Input(data);
+    let Ok((seg, _file)) = Segment::builder("fuzz-heap")
+        .bytes_queue("b", 4, usize::MAX)
+        .unbounded_queue::<u64>("u")
+        .max_size(8 << 20)
+        .create_anonymous()
+    else {
+        return;
+    };
+    let b = seg.bytes_queue("b").expect("just created");
+    let u = seg.queue::<u64>("u").expect("just created");
+    let zero = Duration::ZERO;
+    let mut steps = 0;
+    while let Some(op) = input.byte() {
+        steps += 1;
+        if steps > 64 {
+            return;
+        }
+        match op % 8 {
+            0 | 1 => {
+                let len = 241 + (input.u64().unwrap_or(0) % (96 << 10)) as usize;
+                let _ = b.try_put(&vec![op; len]);
+            }
+            2 => {
+                let _ = b.try_get();
+                let _ = b.get_timeout(zero);
+            }
+            3 | 4 => {
+                let (Some(at), Some(v)) = (input.u64(), input.u64()) else {
+                    return;
+                };
+                seg.forge_heap(at, v, false);
+            }
+            5 => seg.forge_heap(0, 0, true),
+            6 => {
+                let _ = seg.stats();
+                let _ = (b.len(), b.stats(), u.len(), u.stats());
+            }
+            _ => {
+                for i in 0..(op as u64 % 4) * 700 {
+                    if u.try_put(i).is_err() {
+                        break;
+                    }
+                }
+                let _ = u.try_get();
+                let mut buf = [0u64; 8];
+                let _ = u.try_get_many(&mut buf);
+            }
+        }
+    }
+}

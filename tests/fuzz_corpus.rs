@@ -31,3 +31,8 @@ fn ring_ops_corpus_matches_the_model() {
 fn bytes_messages_corpus_matches_the_model() {
     replay("bytes_messages", shmq::fuzzing::bytes_messages);
 }
+
+#[test]
+fn heap_metadata_corpus_gives_typed_errors_only() {
+    replay("heap_metadata", shmq::fuzzing::heap_metadata);
+}

@@ -67,4 +67,23 @@ fn make_seeds() {
     forged.extend_from_slice(&77u64.to_le_bytes());
     forged.extend_from_slice(&[2, 2]);
     write("bytes_messages", "forged_len", &forged);
+
+    // Heap metadata: ops (see shmq::fuzzing::heap_metadata): long puts, gets, forged words, a
+    // forced rebuild, stats, unbounded puts.
+    let mut heap = vec![0];
+    heap.extend_from_slice(&5000u64.to_le_bytes());
+    heap.extend_from_slice(&[1]);
+    heap.extend_from_slice(&70_000u64.to_le_bytes());
+    heap.extend_from_slice(&[2, 6, 7, 3]);
+    heap.extend_from_slice(&300u64.to_le_bytes());
+    heap.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    heap.extend_from_slice(&[5, 6, 2, 0]);
+    heap.extend_from_slice(&100u64.to_le_bytes());
+    heap.extend_from_slice(&[15, 6]);
+    write("heap_metadata", "forge_and_rebuild", &heap);
+    write(
+        "heap_metadata",
+        "plain",
+        &[0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 6, 7, 6],
+    );
 }

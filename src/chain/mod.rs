@@ -381,7 +381,9 @@ impl Chain {
     /// Frees links behind the head, in order, while nobody live announces them.
     fn free_retired(&self) {
         let hdr = self.hdr();
-        loop {
+        // At most a table's worth per call (a forged `freed` far behind the head must not keep
+        // a caller here).
+        for _ in 0..TABLE {
             let f = hdr.meta.freed.load(Ordering::Acquire);
             // SYNC: SeqCst (see `retire`).
             if f >= hdr.head.load(Ordering::SeqCst) {
@@ -524,7 +526,8 @@ impl Chain {
         let head = h.head.load(Ordering::Acquire);
         let tail = h.tail.load(Ordering::Acquire);
         let nested = Nested::enter();
-        for c in head..=tail {
+        // At most a table's worth of links can be alive (a forged gap is not walked).
+        for c in (head..=tail).take(TABLE) {
             // Bare announcements: a snapshot must not move the thread's hazard word.
             let _ = nested.outer;
             if let Some(_a) = self.announce(c, false) {

@@ -848,6 +848,42 @@ impl Segment {
         })
     }
 
+    /// Overwrites the 8-byte word at `at` (taken modulo the span from the heap's control block to
+    /// the segment's end, 8-aligned) with `value` (fuzzing only: a hostile process writing the
+    /// heap's metadata or blocks). With `inconsistent`, instead marks the heap lock as left by a
+    /// dead owner, so its next taker rebuilds the heap from its (possibly forged) sizes.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn forge_heap(&self, at: u64, value: u64, inconsistent: bool) {
+        let inner = &self.inner;
+        if inconsistent {
+            // SAFETY: the heap's control block starts with its lock word (a u32 futex word);
+            // INCONSISTENT with no owner is a state a dead owner's takeover leaves.
+            let w = unsafe {
+                &*inner
+                    .base()
+                    .add(inner.heap_offset as usize)
+                    .cast::<crate::sync::AtomicU32>()
+            };
+            let _ = w.compare_exchange(0, 1 << 30, Ordering::Relaxed, Ordering::Relaxed);
+            return;
+        }
+        let span = self.size().saturating_sub(inner.heap_offset) / 8;
+        if span == 0 {
+            return;
+        }
+        let off = inner.heap_offset + (at % span) * 8;
+        // The lock word stays as it is: a forged owner would make every heap user wait for it,
+        // as for any lock a hostile process holds.
+        if off < inner.heap_offset + 8 {
+            return;
+        }
+        if let Ok(p) = inner.heap_bytes(off, 8) {
+            // SAFETY: heap_bytes checked the 8 bytes lie in the mapping; `off` is 8-aligned (the
+            // heap offset is 128-aligned); AtomicU64 is valid for any bits.
+            unsafe { &*p.cast::<crate::sync::AtomicU64>() }.store(value, Ordering::Relaxed);
+        }
+    }
+
     /// Names of the objects in the directory (lossy UTF-8), in directory order.
     #[cfg(feature = "fuzzing")]
     pub(crate) fn object_names(&self) -> Vec<String> {
