@@ -531,10 +531,25 @@ fn child_full_shm() {
     let left: Vec<_> = std::fs::read_dir("/dev/shm").unwrap().flatten().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // A small segment still fits.
-    Segment::builder(name)
+    let _small = Segment::builder(name)
         .queue::<u64>("small", 16)
         .create()
         .unwrap();
+    // A segment allowed to grow past what the tmpfs holds: the growth for a long message is
+    // NoSpace (fallocate's ENOSPC), never a SIGBUS, and the queue goes on working.
+    let grow = Segment::builder("shmq-nospace-grow")
+        .bytes_queue("b", 4, usize::MAX)
+        .max_size(64 << 20)
+        .create()
+        .unwrap();
+    let b = grow.bytes_queue("b").unwrap();
+    match b.put(&vec![1u8; 2 << 20]) {
+        Err(shmq::BytesPutError::NoSpace { max_size, .. }) => assert_eq!(max_size, 64 << 20),
+        other => panic!("expected NoSpace, got {other:?}"),
+    }
+    b.put(&[2u8; 1000]).unwrap();
+    assert_eq!(b.get().unwrap(), vec![2u8; 1000]);
+    assert_eq!(grow.stats().unwrap().heap_blocks, 0);
     print!("<<<ok>>>");
 }
 
