@@ -64,7 +64,7 @@ fn put_err(f: Fail) -> BytesPutError {
 
 /// Frees a heap block when dropped (a long message's block, on every way out).
 struct FreeOnDrop<'h, 'a> {
-    heap: &'h crate::heap::Heap<'a>,
+    heap: &'h crate::heap::Heap<'a, Inner>,
     off: u64,
 }
 

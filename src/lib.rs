@@ -60,7 +60,6 @@ mod bytes_queue;
 pub(crate) mod chain;
 #[cfg(not(shmq_loom))]
 mod error;
-#[cfg(not(shmq_loom))]
 pub(crate) mod heap;
 #[cfg(not(shmq_loom))]
 mod kind;

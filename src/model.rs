@@ -980,3 +980,147 @@ impl ModelVersioned {
         self.lock.takeovers.load(Ordering::Relaxed)
     }
 }
+
+/// A shared heap (the crate's own, `crate::heap`) over a vector of loom atomics. Model threads
+/// stand in for processes; a thread that dies is marked gone, as `Inner::holder_gone` proves a
+/// dead process's record gone.
+pub struct ModelHeap {
+    mem: HeapWords,
+    hdr: crate::heap::HeapHeader,
+}
+
+/// The words of a model heap, and the liveness of its model "records" (one per thread index).
+struct HeapWords {
+    words: Vec<crate::sync::AtomicU64>,
+    committed: crate::sync::AtomicU64,
+    gone: Vec<crate::sync::AtomicU64>,
+    lost: crate::sync::AtomicU64,
+}
+
+impl crate::heap::HeapMem for HeapWords {
+    fn word(&self, off: u64) -> Result<&crate::sync::AtomicU64, crate::heap::HeapError> {
+        let i = off / 8;
+        // SYNC: Acquire pairs with the Release store in `commit`.
+        if off % 8 != 0 || off >= self.committed.load(Ordering::Acquire) {
+            return Err(crate::heap::HeapError::Corrupt);
+        }
+        self.words
+            .get(i as usize)
+            .ok_or(crate::heap::HeapError::Corrupt)
+    }
+    fn holder_gone(&self, rec: u32, _inc: u32) -> bool {
+        // SYNC: Acquire pairs with the Release store in `ModelHeap::die`.
+        self.gone
+            .get(rec as usize)
+            .is_some_and(|g| g.load(Ordering::Acquire) != 0)
+    }
+    fn link_installed(&self, _obj: u32, _off: u64) -> bool {
+        false
+    }
+    fn count_lost(&self, _obj: u32) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+    fn committed(&self) -> u64 {
+        // SYNC: Acquire, as in `word`.
+        self.committed.load(Ordering::Acquire)
+    }
+    fn max_size(&self) -> u64 {
+        self.words.len() as u64 * 8
+    }
+    fn commit(&self, _from: u64, to: u64) -> Result<(), crate::heap::HeapError> {
+        if to > self.max_size() {
+            return Err(crate::heap::HeapError::NoSpace { requested: to });
+        }
+        // SYNC: Release publishes the growth; pairs with the Acquire loads above.
+        self.committed.store(to, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Where a model heap's blocks start (so that 0 never names a block).
+const HEAP_START: u64 = 64;
+
+impl ModelHeap {
+    /// A heap whose blocks cover `initial` bytes, able to grow to `max` bytes (multiples of 16;
+    /// growth goes in 4 KiB pages, so `max` above `initial` should allow one), for `threads`
+    /// model threads.
+    pub fn new(initial: u64, max: u64, threads: usize) -> Self {
+        let mem = HeapWords {
+            words: (0..(HEAP_START + max) / 8)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
+            committed: crate::sync::AtomicU64::new(HEAP_START + initial),
+            gone: (0..threads)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
+            lost: crate::sync::AtomicU64::new(0),
+        };
+        let hdr = crate::heap::HeapHeader::new_heap(&mem, HEAP_START, HEAP_START + initial);
+        Self { mem, hdr }
+    }
+
+    fn heap(&self) -> crate::heap::Heap<'_, HeapWords> {
+        crate::heap::Heap::over(&self.mem, &self.hdr)
+    }
+
+    /// Allocates `len` payload bytes held by model thread `p`; `None` if there is no room.
+    pub fn alloc(&self, len: u64, p: u32) -> Option<u64> {
+        self.heap().alloc(len, crate::heap::held(p, 0)).ok()
+    }
+
+    /// Frees a block the caller holds; whether the heap took it.
+    pub fn free(&self, off: u64) -> bool {
+        self.heap().free(off).is_ok()
+    }
+
+    /// Hands block `off` to position `pos` of queue 1 (the producer's step before publishing).
+    pub fn hand_over(&self, off: u64, pos: u64) {
+        self.heap().hand_over(off, 1, pos).expect("hand over");
+    }
+
+    /// A consumer (model thread `p`) takes block `off` of `len` bytes handed to queue 1.
+    pub fn take(&self, off: u64, len: u64, p: u32) -> bool {
+        self.heap()
+            .take(off, len, 1, crate::heap::held(p, 0))
+            .is_ok()
+    }
+
+    /// Recovery gives position `pos` of queue 1 up (tombstoned) while its slot names `off`.
+    pub fn abandon(&self, off: u64, pos: u64) {
+        self.heap().abandon(off, 1, pos, false)
+    }
+
+    /// Model thread `p` allocates `len` bytes and dies in the middle: holding the heap lock,
+    /// after writing the split-off remainder's header and before shrinking the block. Call as the
+    /// thread's last action.
+    pub fn alloc_and_die(&self, len: u64, p: u32) {
+        crate::fault::die_at(Some("heap-split"));
+        let r = self.heap().alloc(len, crate::heap::held(p, 0));
+        crate::fault::die_at(None);
+        assert_eq!(
+            r,
+            Err(crate::heap::HeapError::Died),
+            "did not reach the crash point"
+        );
+        self.die(p);
+    }
+
+    /// Model thread `p` dies, holding whatever it holds. Call as its last action.
+    pub fn die(&self, p: u32) {
+        // SYNC: Release pairs with the Acquire load in `holder_gone`.
+        self.mem.gone[p as usize].store(1, Ordering::Release);
+        crate::sync::owner::die()
+    }
+
+    /// `(bytes in use, blocks in use)` after a sweep (which frees gone holders' blocks).
+    pub fn stats(&self) -> (u64, u64) {
+        let s = self.heap().stats().expect("heap stats");
+        (s.in_use, s.blocks)
+    }
+
+    /// Checks every invariant of the heap (call with no other thread running); returns `(bytes
+    /// in use, blocks in use)`.
+    pub fn check(&self) -> Result<(u64, u64), String> {
+        self.heap().check()
+    }
+}

@@ -87,9 +87,7 @@ struct LinkHeader {
     obj: AtomicU64,
 }
 
-/// Word 3 of a link's heap block: marks it as a link of queue `obj` (so a sweep that finds its
-/// installer dead checks the table instead of freeing it).
-pub(crate) const LINK_MARK: u64 = 1 << 63;
+use crate::heap::LINK_MARK;
 
 /// Capacity of the link after one of `cap` slots.
 fn next_cap(cap: u64, layout: SlotLayout) -> u64 {

@@ -43,11 +43,49 @@
 //! non-empty classes: an allocation looks at a few blocks of its own class, then takes the first
 //! block of the next non-empty class, which always fits.
 
+#[cfg(not(shmq_loom))]
 use crate::error::HeapError;
 use crate::layout::CachePadded;
+#[cfg(not(shmq_loom))]
 use crate::mapping::Inner;
 use crate::objects::lock::{Acquired, LockState};
 use crate::sync::{AtomicU64, Ordering};
+
+/// Why the heap could not do something (the loom build has no `crate::error`).
+#[cfg(shmq_loom)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeapError {
+    NoSpace {
+        requested: u64,
+    },
+    Corrupt,
+    /// The model thread died at a crash point (it must return at once, holding what it holds).
+    Died,
+}
+
+/// Page size the segment grows by.
+const PAGE: u64 = 4096;
+
+/// Where a heap lives: the words of its blocks, and what it asks of its segment. Natively the
+/// segment's mapping ([`Inner`]); under loom a vector of loom atomics, so the models run the very
+/// same heap code.
+pub(crate) trait HeapMem {
+    /// The 8-byte word at byte offset `off` (8-aligned), mapping it here first if needed;
+    /// `Corrupt` past the segment's committed size.
+    fn word(&self, off: u64) -> Result<&AtomicU64, HeapError>;
+    /// Whether the `inc`-th owner of participant record `rec` is gone for sure.
+    fn holder_gone(&self, rec: u32, inc: u32) -> bool;
+    /// Whether block `off` is an installed link of unbounded queue `obj`.
+    fn link_installed(&self, obj: u32, off: u64) -> bool;
+    /// Counts a message of queue `obj` lost (a dead consumer held it).
+    fn count_lost(&self, obj: u32);
+    /// Bytes of the segment committed so far.
+    fn committed(&self) -> u64;
+    /// How far the segment may grow.
+    fn max_size(&self) -> u64;
+    /// Grows the segment from `from` to `to` committed bytes (space reserved, then published).
+    fn commit(&self, from: u64, to: u64) -> Result<(), HeapError>;
+}
 
 /// Block sizes and offsets are multiples of this.
 pub(crate) const ALIGN: u64 = 16;
@@ -89,6 +127,11 @@ const REC_MASK: u64 = (1 << 29) - 1;
 pub(crate) const fn queued(pos: u64) -> u64 {
     TAG_QUEUED | (pos & !TAG_MASK)
 }
+
+/// Word 3 of a link of an unbounded queue (`crate::chain`): marks it as a link of queue `obj`
+/// (the low bits), so a sweep that finds its installer dead checks the queue's table instead of
+/// freeing it.
+pub(crate) const LINK_MARK: u64 = 1 << 63;
 
 /// Length word of a byte-queue slot whose message lives in the heap: the slot's in-place bytes
 /// then hold the message length (u64) and its block's offset (u64) instead of the message.
@@ -143,6 +186,38 @@ pub(crate) struct HeapHeader {
     pub(crate) lists: [AtomicU64; CLASSES],
 }
 
+crate::sync::loom_only! {
+    impl HeapHeader {
+        /// A control block of loom objects whose blocks cover `[start, end)` as one free block
+        /// (`mem` holds the block words), for the models.
+        pub(crate) fn new_heap<M: HeapMem>(mem: &M, start: u64, end: u64) -> Self {
+            let h = Self {
+                lock: LockState::new(),
+                start: AtomicU64::new(start),
+                end: AtomicU64::new(end),
+                last: AtomicU64::new(end - start),
+                in_use: AtomicU64::new(0),
+                blocks: AtomicU64::new(0),
+                growths: AtomicU64::new(0),
+                reclaimed: AtomicU64::new(0),
+                _pad: AtomicU64::new(0),
+                bitmap: CachePadded(std::array::from_fn(|_| AtomicU64::new(0))),
+                lists: std::array::from_fn(|_| AtomicU64::new(0)),
+            };
+            let size = end - start;
+            let w = |i: u64| mem.word(start + 8 * i).expect("model heap word");
+            w(1).store(0, Ordering::Relaxed);
+            w(0).store(size, Ordering::Relaxed);
+            w(4).store(0, Ordering::Relaxed);
+            w(5).store(0, Ordering::Relaxed);
+            let c = class(size);
+            h.lists[c].store(start, Ordering::Relaxed);
+            h.bitmap.0[c / 64].store(1 << (c % 64), Ordering::Relaxed);
+            h
+        }
+    }
+}
+
 /// Bytes of the heap's control block.
 pub(crate) const HEAP_HEADER_SIZE: u64 = core::mem::size_of::<HeapHeader>() as u64;
 
@@ -178,20 +253,20 @@ pub(crate) struct HeapStats {
     pub(crate) reclaimed: u64,
 }
 
-/// The heap of one mapped segment.
-pub(crate) struct Heap<'a> {
-    seg: &'a Inner,
+/// The heap of one segment.
+pub(crate) struct Heap<'a, M: HeapMem> {
+    seg: &'a M,
     hdr: &'a HeapHeader,
 }
 
 /// The heap lock, held; unlocked on drop, declaring the heap consistent unless an operation
 /// found it corrupt ([`Locked::check`]) or the thread is unwinding: the next taker then rebuilds.
-struct Locked<'h, 'a> {
-    heap: &'h Heap<'a>,
+struct Locked<'h, 'a, M: HeapMem> {
+    heap: &'h Heap<'a, M>,
     ok: std::cell::Cell<bool>,
 }
 
-impl<'h, 'a> Locked<'h, 'a> {
+impl<M: HeapMem> Locked<'_, '_, M> {
     /// Passes `r` through, remembering a failure (the structure may be half-changed).
     fn check<T>(&self, r: Result<T, HeapError>) -> Result<T, HeapError> {
         if r.is_err() {
@@ -201,7 +276,7 @@ impl<'h, 'a> Locked<'h, 'a> {
     }
 }
 
-impl Drop for Locked<'_, '_> {
+impl<M: HeapMem> Drop for Locked<'_, '_, M> {
     fn drop(&mut self) {
         self.heap
             .hdr
@@ -238,9 +313,10 @@ pub(crate) unsafe fn init(base: *mut u8, hdr: *mut HeapHeader, start: u64, end: 
     }
 }
 
+#[cfg(not(shmq_loom))]
 impl Inner {
     /// This segment's heap.
-    pub(crate) fn heap(&self) -> Heap<'_> {
+    pub(crate) fn heap(&self) -> Heap<'_, Inner> {
         // SAFETY: `heap_offset` was validated (header and creation) to leave HEAP_HEADER_SIZE
         // bytes inside the mapping, 128-aligned; the control block is atomics only, valid for
         // any bits.
@@ -267,23 +343,70 @@ impl Inner {
     }
 }
 
-impl<'a> Heap<'a> {
-    /// Word `i` of the block at `off`, mapping the part of the segment it lies in if needed.
+#[cfg(not(shmq_loom))]
+impl HeapMem for Inner {
     #[inline]
-    fn word(&self, off: u64, i: u64) -> Result<&'a AtomicU64, HeapError> {
-        let p = self.seg.heap_bytes(off + 8 * i, 8)?;
-        // SAFETY: heap_bytes checked the 8 bytes lie in the mapping; `off` is 16-aligned (every
-        // caller checks or derives it from checked sizes), so the word is 8-aligned; AtomicU64 is
-        // valid for any bits. The mapping lives as long as `seg`.
+    fn word(&self, off: u64) -> Result<&AtomicU64, HeapError> {
+        let p = self.heap_bytes(off, 8)?;
+        if off % 8 != 0 {
+            return Err(HeapError::Corrupt);
+        }
+        // SAFETY: heap_bytes checked the 8 bytes lie in the mapping, which lives as long as
+        // `self`; `off` is 8-aligned and the mapping page-aligned; AtomicU64 is valid for any
+        // bits.
         Ok(unsafe { &*p.cast::<AtomicU64>() })
     }
+    fn holder_gone(&self, rec: u32, inc: u32) -> bool {
+        Inner::holder_gone(self, rec, inc)
+    }
+    fn link_installed(&self, obj: u32, off: u64) -> bool {
+        Inner::link_installed(self, obj, off)
+    }
+    fn count_lost(&self, obj: u32) {
+        Inner::count_lost(self, obj)
+    }
+    fn committed(&self) -> u64 {
+        // SYNC: Acquire pairs with the Release store in `commit` of an earlier grower (of any
+        // process): the file is at least that long.
+        self.header().total_size.load(Ordering::Acquire)
+    }
+    fn max_size(&self) -> u64 {
+        self.max_size
+    }
+    fn commit(&self, from: u64, to: u64) -> Result<(), HeapError> {
+        crate::os::grow_file(self.map.file(), from, to)?;
+        crate::fault::point("heap-grown-file");
+        // SYNC: Release publishes the growth (the file's new pages) to every process that maps
+        // more of the segment; pairs with the Acquire loads in `Inner::heap_bytes` and
+        // `committed`.
+        self.header().total_size.store(to, Ordering::Release);
+        Ok(())
+    }
+}
 
+#[cfg(not(shmq_loom))]
+impl Heap<'_, Inner> {
     /// The payload of the block at `off`: `len` bytes after its header.
     pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
         self.seg.heap_bytes(off + BLOCK_HEADER, len)
     }
+}
 
-    fn lock(&self) -> Result<Locked<'_, 'a>, HeapError> {
+impl<'a, M: HeapMem> Heap<'a, M> {
+    /// A heap over `mem` with its control block `hdr` (the loom models' heaps).
+    #[cfg(shmq_loom)]
+    pub(crate) fn over(mem: &'a M, hdr: &'a HeapHeader) -> Self {
+        Heap { seg: mem, hdr }
+    }
+
+    /// Word `i` of the block at `off`, mapping the part of the segment it lies in if needed.
+    #[inline]
+    fn word(&self, off: u64, i: u64) -> Result<&'a AtomicU64, HeapError> {
+        self.seg
+            .word(off.checked_add(8 * i).ok_or(HeapError::Corrupt)?)
+    }
+
+    fn lock(&self) -> Result<Locked<'_, 'a, M>, HeapError> {
         let how = self.hdr.lock.lock_taking_over();
         let g = Locked {
             heap: self,
@@ -315,7 +438,13 @@ impl<'a> Heap<'a> {
         let need = block_size(len).ok_or(HeapError::NoSpace { requested: len })?;
         let g = self.lock()?;
         if let Some(b) = g.check(self.find(need))? {
-            g.check(self.take_block(b, need, owner))?;
+            let r = self.take_block(b, need, owner);
+            #[cfg(shmq_loom)]
+            if r == Err(HeapError::Died) {
+                core::mem::forget(g);
+                return Err(HeapError::Died);
+            }
+            g.check(r)?;
             return Ok(b);
         }
         // Before growing, give back what gone holders left.
@@ -453,6 +582,95 @@ impl<'a> Heap<'a> {
         })
     }
 
+    /// Checks the heap's invariants (call with no other thread using it): the sizes chain from
+    /// `start` to `end`, every previous-size word and `last` match, no two free blocks are
+    /// neighbours, every free block is on the list of its class exactly once and nothing else
+    /// is, and the counters match the allocated blocks. Returns `(bytes in use, blocks)`.
+    #[cfg(shmq_loom)]
+    pub(crate) fn check(&self) -> Result<(u64, u64), String> {
+        let h = self.hdr;
+        let w = |off: u64, i: u64| {
+            self.word(off, i)
+                .map(|a| a.load(Ordering::Relaxed))
+                .map_err(|e| format!("{e:?} at {off}"))
+        };
+        let (start, end) = (
+            h.start.load(Ordering::Relaxed),
+            h.end.load(Ordering::Relaxed),
+        );
+        let (mut b, mut prev, mut prev_free) = (start, 0, false);
+        let (mut in_use, mut blocks) = (0, 0);
+        let mut free = Vec::new();
+        while b < end {
+            let v = w(b, 0)?;
+            let size = v & !ALLOCATED;
+            if size < MIN_BLOCK || size % ALIGN != 0 || b + size > end {
+                return Err(format!("block {b}: size {size}"));
+            }
+            if w(b, 1)? != prev {
+                return Err(format!("block {b}: previous size {} != {prev}", w(b, 1)?));
+            }
+            let is_free = v & ALLOCATED == 0;
+            if is_free && prev_free {
+                return Err(format!("block {b}: two free blocks in a row"));
+            }
+            if is_free {
+                free.push((b, size));
+            } else {
+                in_use += size;
+                blocks += 1;
+            }
+            prev_free = is_free;
+            prev = size;
+            b += size;
+        }
+        if b != end || h.last.load(Ordering::Relaxed) != prev {
+            return Err(format!("chain ends at {b}, end {end}, last {prev}"));
+        }
+        // The lists of the classes the bitmap marks (a list whose bit is clear is never looked
+        // at by an allocation; reading all of them would cost the models hundreds of loads).
+        let mut listed = Vec::new();
+        let marked = (0..CLASSES)
+            .filter(|&c| h.bitmap.0[c / 64].load(Ordering::Relaxed) >> (c % 64) & 1 == 1);
+        for c in marked.collect::<Vec<_>>() {
+            let mut x = h.lists[c].load(Ordering::Relaxed);
+            if x == 0 {
+                return Err(format!("class {c}: marked, but its list is empty"));
+            }
+            let mut back = 0;
+            while x != 0 {
+                if listed.len() > free.len() {
+                    return Err("a free list loops".into());
+                }
+                if class(w(x, 0)? & !ALLOCATED) != c || w(x, 5)? != back {
+                    return Err(format!("block {x} on list {c} wrongly"));
+                }
+                listed.push((x, w(x, 0)?));
+                back = x;
+                x = w(x, 4)?;
+            }
+        }
+        listed.sort_unstable();
+        if listed != free {
+            return Err(format!("free blocks {free:?}, listed {listed:?}"));
+        }
+        if (
+            h.in_use.load(Ordering::Relaxed),
+            h.blocks.load(Ordering::Relaxed),
+        ) != (in_use, blocks)
+        {
+            return Err(format!(
+                "counters say {:?}, blocks say {:?}",
+                (
+                    h.in_use.load(Ordering::Relaxed),
+                    h.blocks.load(Ordering::Relaxed)
+                ),
+                (in_use, blocks)
+            ));
+        }
+        Ok((in_use, blocks))
+    }
+
     // ---- under the lock ----
 
     fn sweep_locked(&self) {
@@ -485,7 +703,7 @@ impl<'a> Heap<'a> {
             // A link its installer put in a chain's table before it died: the chain owns it.
             if let Ok(m) = self.word(b, 3) {
                 let m = m.load(Ordering::Relaxed);
-                if m & crate::chain::LINK_MARK != 0 && self.seg.link_installed(m as u32, b) {
+                if m & LINK_MARK != 0 && self.seg.link_installed(m as u32, b) {
                     let _ =
                         w.compare_exchange(o, UNATTRIBUTED, Ordering::Relaxed, Ordering::Relaxed);
                     continue;
@@ -609,6 +827,12 @@ impl<'a> Heap<'a> {
             let rs = s - need;
             self.word(r, 1)?.store(need, Ordering::Relaxed);
             self.word(r, 0)?.store(rs, Ordering::Relaxed);
+            #[cfg(shmq_loom)]
+            if crate::fault::dies("heap-split") {
+                // Loom models only: dies holding the lock, the remainder's header written, the
+                // block's size word not yet shrunk (and it off its free list).
+                return Err(HeapError::Died);
+            }
             self.set_prev_of_next(r, rs)?;
             self.list_push(r, rs)?;
             size = need;
@@ -721,9 +945,7 @@ impl<'a> Heap<'a> {
 
     /// Grows the segment so that a free block of `need` bytes exists at the end of the heap.
     fn grow(&self, need: u64) -> Result<(), HeapError> {
-        use crate::mapping::extent::PAGE;
         let h = self.hdr;
-        let hdr = self.seg.header();
         let end = h.end.load(Ordering::Relaxed);
         let last = h.last.load(Ordering::Relaxed);
         // A free last block counts towards the need.
@@ -739,10 +961,8 @@ impl<'a> Heap<'a> {
             0
         };
         let more = need.saturating_sub(tail_free).max(MIN_BLOCK);
-        // SYNC: Acquire pairs with the Release store below of an earlier grower (of any
-        // process): the file is at least that long.
-        let committed = hdr.total_size.load(Ordering::Acquire);
-        let max = self.seg.max_size;
+        let committed = self.seg.committed();
+        let max = self.seg.max_size();
         // Grow geometrically (a quarter of what there is), at least MIN_GROWTH, at most to max.
         let step = more.max(committed / 4).max(MIN_GROWTH);
         let want_end = end
@@ -759,12 +979,7 @@ impl<'a> Heap<'a> {
             return Err(HeapError::NoSpace { requested: need });
         }
         if new_end > committed {
-            crate::os::grow_file(self.seg.map.file(), committed, new_end)?;
-            crate::fault::point("heap-grown-file");
-            // SYNC: Release publishes the growth (the file's new pages) to every process that
-            // maps more of the segment; pairs with the Acquire loads in `Inner::heap_bytes` and
-            // above.
-            hdr.total_size.store(new_end, Ordering::Release);
+            self.seg.commit(committed, new_end)?;
         }
         let s = new_end - end;
         self.word(end, 1)?.store(last, Ordering::Relaxed);
