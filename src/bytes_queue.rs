@@ -128,29 +128,32 @@ impl BytesQueue {
         let long = self.max > inline;
         let mut f = Some(f);
         let mut out = None;
-        let mut taken = None;
         self.h
             .get(wait, 1, |_, buf| {
                 // The length is read once into a local and checked before use.
                 let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
                 if len <= inline {
                     if let Some(f) = f.take() {
-                        out = Some(f(&buf[w..w + len]));
+                        out = Some(Ok(f(&buf[w..w + len])));
                     }
                 } else if long {
-                    taken = Some(self.take_long(buf));
+                    // A long message is read, like a short one, while its slot is still
+                    // claimed: a consumer killed before it is done leaves a claim that recovery
+                    // counts lost (and whose block it frees), never a message lost uncounted.
+                    if let Some(f) = f.take() {
+                        out = Some(
+                            self.take_long(buf)
+                                .and_then(|(off, len)| self.read_long(off, len, f)),
+                        );
+                    }
                 }
             })
             .map_err(get_err)?;
-        if let Some(out) = out {
-            return Ok(out);
-        }
-        let (off, len) = taken.ok_or(GetError::Corrupt)??;
-        self.read_long(off, len, f.take().ok_or(GetError::Corrupt)?)
+        out.ok_or(GetError::Corrupt)?
     }
 
     /// Consumer side of a long message, while its slot is claimed: takes its heap block (its owner
-    /// word becomes ours before the slot is released, so the block is never without an owner).
+    /// word becomes ours, so the block always has an owner).
     fn take_long(&self, slot: &[u8]) -> Result<(u64, u64), GetError> {
         let (len, off) = crate::heap::read_ref(slot).ok_or(GetError::Corrupt)?;
         if len > self.max as u64 || len <= self.inline as u64 {

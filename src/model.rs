@@ -1017,9 +1017,6 @@ impl crate::heap::HeapMem for HeapWords {
     fn link_installed(&self, _obj: u32, _off: u64) -> bool {
         false
     }
-    fn count_lost(&self, _obj: u32) {
-        self.lost.fetch_add(1, Ordering::Relaxed);
-    }
     fn committed(&self) -> u64 {
         // SYNC: Acquire, as in `word`.
         self.committed.load(Ordering::Acquire)

@@ -310,41 +310,21 @@ impl RingHandle {
 
 impl RingHandle {
     pub(crate) fn stats(&self) -> crate::stats::QueueStats {
-        let (rings, tombs, lost) = match &self.rings {
-            Rings::One(r) => (vec![Ring::new(r.mem.clone())], 0, 0),
-            Rings::Chain(c) => {
-                let (t, l, rings) = c.totals();
-                (rings, t, l)
-            }
+        let (s, live) = match &self.rings {
+            Rings::One(r) => (r.stats(), r.live.clone()),
+            Rings::Chain(c) => (c.stats(), Some(c.live())),
         };
-        let mut out = crate::stats::QueueStats {
+        crate::stats::QueueStats {
             len: self.len() as usize,
             capacity: usize::try_from(self.capacity()).unwrap_or(usize::MAX),
             closed: self.is_closed(),
-            waiting_getters: 0,
-            waiting_putters: 0,
-            tombstones: tombs,
-            lost,
-            unattributed_claims: 0,
-            producers: 0,
-            participants: 0,
-        };
-        for r in &rings {
-            let s = r.stats();
-            out.waiting_getters += s.waiting_getters;
-            out.waiting_putters += s.waiting_putters;
-            out.tombstones += s.tombstones;
-            out.lost += s.lost;
-            out.unattributed_claims += s.unattributed_claims;
+            waiting_getters: s.waiting_getters,
+            waiting_putters: s.waiting_putters,
+            tombstones: s.tombstones,
+            lost: s.lost,
+            unattributed_claims: s.unattributed_claims,
+            producers: live.as_deref().map_or(0, |l| l.live_producers()),
+            participants: live.as_deref().map_or(0, |l| l.live_participants()),
         }
-        let live = match &self.rings {
-            Rings::One(r) => r.live.clone(),
-            Rings::Chain(c) => Some(c.live()),
-        };
-        if let Some(l) = live {
-            out.producers = l.live_producers();
-            out.participants = l.live_participants();
-        }
-        out
     }
 }

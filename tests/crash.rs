@@ -140,6 +140,14 @@ fn child_crash_role() {
         hold_alive();
         return;
     }
+    if role == "unbounded-consumer" {
+        // Gets from "u" until it is empty (crossing from the first link to the second frees the
+        // first).
+        let u = seg.queue::<u64>("u").unwrap();
+        while u.try_get().is_ok() {}
+        hold_alive();
+        return;
+    }
     if role == "long-consumer" {
         seg.bytes_queue("b").unwrap().get().unwrap();
         hold_alive();
@@ -1220,17 +1228,50 @@ fn unbounded_producer_killed_right_after_installing_a_link_leaves_the_link_to_th
 }
 
 #[test]
-fn consumer_killed_reading_a_long_message_in_place_has_it_counted_lost_and_its_block_freed() {
+fn consumer_killed_reading_a_long_message_in_place_has_it_counted_lost_once_and_its_block_freed() {
     let (name, seg, b) = long_queue("heap-reading", 2);
     b.put(&[1u8; 5000]).unwrap();
     b.put(&[2u8; 5000]).unwrap();
-    // The child took message 1 and released its slot; it is killed reading the block.
+    // The child took message 1 and is killed reading it in place (its slot still claimed).
     let child = child_stopped_at(&name, "long-consumer", "get-heap-reading", 0, false);
     kill(child);
-    assert_eq!(b.stats().lost, 0);
-    // The sweep in stats gives the block back and counts the message lost.
+    // A sweep alone gives the block back (its holder is gone) and counts nothing.
     assert_eq!(heap_blocks(&seg), (1, 1));
+    assert_eq!(b.stats().lost, 0);
+    // The full ring makes this put recover the dead claim: message 1 counted lost, once.
+    b.put_timeout(&[3u8; 5000], Duration::from_secs(10))
+        .unwrap();
     assert_eq!(b.stats().lost, 1);
     assert_eq!(b.get().unwrap(), vec![2u8; 5000]);
+    assert_eq!(b.get().unwrap(), vec![3u8; 5000]);
     assert_eq!(heap_blocks(&seg), (0, 1));
+    assert_eq!(b.stats().lost, 1);
+}
+
+#[test]
+fn consumer_killed_freeing_a_drained_link_leaves_it_to_the_next_heap_user() {
+    let (name, seg, u) = unbounded_queue("unb-free");
+    for v in 0..3000 {
+        u.put(v).unwrap();
+    }
+    // The child drains: leaving the first link it frees it, and is killed holding the heap lock
+    // after taking the link out of the table, before freeing its block.
+    let child = child_stopped_at(&name, "unbounded-consumer", "chain-link-unlisted", 0, false);
+    kill(child);
+    // The next heap user takes the lock over, rebuilds, and its sweep frees the orphaned link.
+    let s = seg.stats().unwrap();
+    assert!(s.reclaimed >= 1, "{s:?}");
+    // The queue goes on: what the child did not take is still there, and new items flow.
+    let mut left = Vec::new();
+    while let Ok(v) = u.try_get() {
+        left.push(v);
+    }
+    for v in 0..5000 {
+        u.put(v).unwrap();
+    }
+    for v in 0..5000 {
+        assert_eq!(u.get(), Ok(v));
+    }
+    let after = seg.stats().unwrap();
+    assert!(after.heap_blocks <= 2, "{after:?}");
 }

@@ -188,3 +188,97 @@ fn opening_with_the_wrong_type_or_kind_is_a_typed_error() {
     ));
     assert!(other.queue::<u64>("q").is_ok());
 }
+
+#[test]
+fn close_racing_producers_that_move_to_new_links_is_never_lost() {
+    for round in 0..20 {
+        let (_n, seg) = unbounded(&format!("unb-close-{round}"));
+        let q = seg.queue::<u64>("q").unwrap();
+        let accepted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for p in 0..2u64 {
+                let q = q.clone();
+                let accepted = &accepted;
+                s.spawn(move || {
+                    for i in 0.. {
+                        match q.put(p << 32 | i) {
+                            Ok(()) => {
+                                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Err(PutError::Closed(_)) => return,
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                });
+            }
+            // Let the producers cross a few links, then close.
+            while q.len() < 3000 {
+                std::thread::yield_now();
+            }
+            assert!(q.close());
+        });
+        // Every put that succeeded is delivered, then Closed; nothing is put after the close.
+        let mut got = 0u64;
+        loop {
+            match q.get_timeout(Duration::from_secs(10)) {
+                Ok(_) => got += 1,
+                Err(GetError::Closed) => break,
+                Err(e) => panic!("round {round}: after {got}: {e:?}"),
+            }
+        }
+        assert_eq!(got, accepted.into_inner(), "round {round}");
+        assert!(matches!(q.put(1), Err(PutError::Closed(1))));
+    }
+}
+
+#[test]
+fn an_idle_thread_that_used_the_queue_does_not_keep_drained_links_alive() {
+    let (_n, seg) = unbounded("unb-idle");
+    let q = seg.queue::<u64>("q").unwrap();
+    let base = seg.stats().unwrap().heap_blocks;
+    // This thread touches the first link, then stays idle while others stream through.
+    q.put(1).unwrap();
+    assert_eq!(q.get(), Ok(1));
+    std::thread::scope(|s| {
+        let qp = q.clone();
+        s.spawn(move || {
+            for i in 0..200_000u64 {
+                qp.put(i).unwrap();
+            }
+        });
+        let qc = q.clone();
+        s.spawn(move || {
+            for _ in 0..200_000u64 {
+                qc.get_timeout(Duration::from_secs(20)).unwrap();
+            }
+        });
+    });
+    let s = seg.stats().unwrap();
+    assert!(
+        s.heap_blocks <= base + 1,
+        "drained links kept: {} blocks (base {base})",
+        s.heap_blocks
+    );
+}
+
+#[test]
+fn a_getter_on_a_later_link_is_told_disconnected_once_the_producer_is_gone() {
+    let (_n, seg) = unbounded("unb-disc");
+    let q = seg.queue::<u64>("q").unwrap();
+    let qp = q.clone();
+    // The producer fills more than the first link, then exits (its record is released).
+    std::thread::spawn(move || {
+        for i in 0..3000u64 {
+            qp.put(i).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    for i in 0..3000u64 {
+        assert_eq!(q.get(), Ok(i));
+    }
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(5)),
+        Err(GetError::Disconnected)
+    );
+}

@@ -35,7 +35,9 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Links a chain can have alive at once (installed and not yet freed).
+/// Links a chain can have alive at once (installed and not yet freed): with links of at most
+/// 1 MiB of slots, about 1 GiB of slots (a queue holds at most that, below its segment's
+/// `max_size`).
 pub(crate) const TABLE: usize = 1024;
 /// Slots of the first link.
 const FIRST_CAP: u64 = 1024;
@@ -48,7 +50,9 @@ const LINK_HEADER: u64 = 128;
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct ChainHeader {
-    /// Index of the link producers put to.
+    /// Index of the link producers put to; bit 63 ([`CLOSED_BIT`]) once the queue is closed. The
+    /// tail moves only by CAS from a value without the bit, so once closed it never moves again:
+    /// the link it names is the last one.
     pub(crate) tail: CachePadded<AtomicU64>,
     /// Index of the link consumers get from.
     pub(crate) head: CachePadded<AtomicU64>,
@@ -60,11 +64,10 @@ pub(crate) struct ChainHeader {
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct ChainMeta {
-    /// 1 once `close()` was called.
-    pub(crate) closed: AtomicU32,
+    pub(crate) _pad: AtomicU32,
     /// Operations in flight by threads that announce no hazard (see the module docs).
     pub(crate) bare: AtomicU32,
-    /// Links below this index are freed.
+    /// Links below this index are freed, or being freed by the thread that moved it.
     pub(crate) freed: AtomicU64,
     /// Tombstones and lost messages of links already behind the head (for `stats()`).
     pub(crate) tombstones: AtomicU64,
@@ -126,17 +129,30 @@ impl Drop for Nested {
     }
 }
 
-/// How a thread announced the link it works on (undone on drop for `Bare`).
+/// How a thread announced the link it works on; withdrawn on drop.
 enum Announced<'a> {
-    Hazard,
+    Hazard(&'a AtomicU64),
     Bare(&'a AtomicU32),
+}
+
+impl Announced<'_> {
+    /// 1 if this announcement is counted in `bare` (so a freer running inside the operation
+    /// does not wait for itself).
+    fn bare(&self) -> u32 {
+        matches!(self, Announced::Bare(_)) as u32
+    }
 }
 
 impl Drop for Announced<'_> {
     fn drop(&mut self) {
-        if let Announced::Bare(b) = self {
+        match self {
+            // SYNC: Release: our accesses to the link happen before a freer's SeqCst load that
+            // sees the word cleared (and so frees the link).
+            Announced::Hazard(w) => w.store(0, Ordering::Release),
             // SYNC: SeqCst, as the raise (see the module docs).
-            b.fetch_sub(1, Ordering::SeqCst);
+            Announced::Bare(b) => {
+                b.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -147,6 +163,7 @@ pub(crate) struct Chain {
     hdr: *const ChainHeader,
     obj: u32,
     layout: SlotLayout,
+    heap_refs: bool,
     live: Arc<dyn crate::ring::Liveness + Send + Sync>,
     pub(crate) spin: bool,
 }
@@ -163,6 +180,7 @@ impl Clone for Chain {
             hdr: self.hdr,
             obj: self.obj,
             layout: self.layout,
+            heap_refs: self.heap_refs,
             live: self.live.clone(),
             spin: self.spin,
         }
@@ -187,6 +205,7 @@ impl Chain {
             hdr,
             obj,
             layout,
+            heap_refs,
             live,
             spin: true,
         }
@@ -199,7 +218,7 @@ impl Chain {
 
     /// The hazard word value that names link `c` of this queue.
     fn hazard_of(&self, c: u64) -> u64 {
-        (self.obj as u64) << 40 | ((c + 1) & ((1 << 40) - 1))
+        (self.obj as u64) << 40 | (c.wrapping_add(1) & ((1 << 40) - 1))
     }
 
     /// Announces that the calling thread is about to touch link `c` (`outer`: the outermost
@@ -207,35 +226,23 @@ impl Chain {
     /// behind the head (it may be freed: look again).
     fn announce(&self, c: u64, outer: bool) -> Option<Announced<'_>> {
         let h = self.hdr();
-        let want = self.hazard_of(c);
         let record = if outer { self.seg.participant() } else { None };
-        let bare = || {
-            // SYNC: SeqCst, as the hazard store.
-            h.meta.bare.fetch_add(1, Ordering::SeqCst);
-            Announced::Bare(&h.meta.bare)
-        };
         let how = match record {
-            Some(p) => {
-                // Relaxed: our own record.
-                let cur = p.hazard().load(Ordering::Relaxed);
-                if cur == want {
-                    // Announced before and never withdrawn: the link cannot have been freed
-                    // since (a freer checks announcements after moving the head).
-                    return Some(Announced::Hazard);
-                }
-                if cur == 0 || cur >> 40 == self.obj as u64 {
-                    // SYNC: SeqCst pairs with the freer's SeqCst head RMW and hazard loads.
-                    p.hazard().store(want, Ordering::SeqCst);
-                    Announced::Hazard
-                } else {
-                    bare()
-                }
+            // Relaxed: our own record; 0 outside chain operations (withdrawn on drop).
+            Some(p) if p.hazard().load(Ordering::Relaxed) == 0 => {
+                // SYNC: SeqCst pairs with the freer's SeqCst head CAS and hazard loads.
+                p.hazard().store(self.hazard_of(c), Ordering::SeqCst);
+                Announced::Hazard(p.hazard())
             }
-            None => bare(),
+            _ => {
+                // SYNC: SeqCst, as the hazard store.
+                h.meta.bare.fetch_add(1, Ordering::SeqCst);
+                Announced::Bare(&h.meta.bare)
+            }
         };
         // SYNC: SeqCst: after our announcement in the single total order (see the module docs).
         if h.head.load(Ordering::SeqCst) > c {
-            return None;
+            return None; // dropping `how` withdraws it
         }
         Some(how)
     }
@@ -287,15 +294,16 @@ impl Chain {
     }
 
     /// Installs link `t + 1` (sealing link `t` first) unless someone did, then moves the tail
-    /// past `t`.
-    fn advance(&self, t: u64, ring_t: &Ring<RawRing>) -> Result<(), Fail> {
+    /// past `t` (which fails, harmlessly, once the queue is closed). `a`: the caller's
+    /// announcement (of link `t`).
+    fn advance(&self, t: u64, ring_t: &Ring<RawRing>, a: &Announced<'_>) -> Result<(), Fail> {
         let h = self.hdr();
-        let next = t + 1;
+        let next = t.checked_add(1).ok_or(Fail::Corrupt)?;
         ring_t.close();
         if self.link(next)?.is_none() {
             let slot = &h.table[(next % TABLE as u64) as usize];
             if slot.load(Ordering::Acquire) != 0 {
-                self.free_retired();
+                self.free_retired(a.bare());
                 if slot.load(Ordering::Acquire) != 0 {
                     // TABLE links alive at once (some announced by a stalled thread).
                     return Err(Fail::NoSpace);
@@ -304,7 +312,23 @@ impl Chain {
             // SYNC: Acquire: the sealed tail of link t (its final position) is visible.
             let base = ring_t.mem.header().tail.load(Ordering::Acquire) & !CLOSED_BIT;
             let cap = next_cap(ring_t.capacity(), self.layout);
-            let off = self.new_link(next, base, cap).map_err(|e| match e {
+            // The producers link t has seen carry over (a getter on the new link must not take
+            // a live producer that put only to earlier links for gone).
+            let seen = ring_t
+                .mem
+                .header()
+                .counters
+                .producers
+                .load(Ordering::Acquire);
+            let off = match self.new_link(next, base, cap, seen) {
+                Err(HeapError::NoSpace { .. }) => {
+                    // Links behind the head may be holding the room: free them and try once more.
+                    self.free_retired(a.bare());
+                    self.new_link(next, base, cap, seen)
+                }
+                r => r,
+            }
+            .map_err(|e| match e {
                 HeapError::NoSpace { .. } => Fail::NoSpace,
                 _ => Fail::Corrupt,
             })?;
@@ -327,8 +351,9 @@ impl Chain {
         Ok(())
     }
 
-    /// Allocates and initialises link `index` (positions from `base`, `cap` slots).
-    fn new_link(&self, index: u64, base: u64, cap: u64) -> Result<u64, HeapError> {
+    /// Allocates and initialises link `index` (positions from `base`, `cap` slots, producers
+    /// seen `seen`).
+    fn new_link(&self, index: u64, base: u64, cap: u64, seen: u32) -> Result<u64, HeapError> {
         let size = ring_region_size(cap, self.layout).ok_or(HeapError::Corrupt)?;
         let len = 127 + LINK_HEADER + size;
         let heap = self.seg.heap();
@@ -351,11 +376,15 @@ impl Chain {
             let mem = RawRing::new(lh_ptr.add(LINK_HEADER as usize), size, cap, self.layout)
                 .ok_or(HeapError::Corrupt)?;
             mem.init_at(base);
+            mem.header()
+                .counters
+                .producers
+                .store(seen, Ordering::Relaxed);
         }
         Ok(off)
     }
 
-    /// Moves the head past drained link `h` and frees what may be freed.
+    /// Moves the head past drained link `h` (the caller still announces it).
     fn retire(&self, h: u64, ring: &Ring<RawRing>) {
         let hdr = self.hdr();
         let c = &ring.mem.header().counters;
@@ -363,7 +392,7 @@ impl Chain {
         // module docs' argument).
         if hdr
             .head
-            .compare_exchange(h, h + 1, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange(h, h.wrapping_add(1), Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
             hdr.meta
@@ -373,11 +402,11 @@ impl Chain {
                 .lost
                 .fetch_add(c.lost.load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        self.free_retired();
     }
 
-    /// Frees links behind the head, in order, while nobody live announces them.
-    fn free_retired(&self) {
+    /// Frees links behind the head, in order, while nobody live announces them. `mine`: 1 if the
+    /// caller itself is counted in `bare`.
+    fn free_retired(&self, mine: u32) {
         let hdr = self.hdr();
         // At most a table's worth per call (a forged `freed` far behind the head must not keep
         // a caller here).
@@ -388,35 +417,61 @@ impl Chain {
                 return;
             }
             // SYNC: SeqCst pairs with the raise in `announce`.
-            if hdr.meta.bare.load(Ordering::SeqCst) != 0
+            if hdr.meta.bare.load(Ordering::SeqCst) > mine
                 || self.seg.hazard_announced(self.hazard_of(f))
             {
                 return;
             }
-            let slot = &hdr.table[(f % TABLE as u64) as usize];
-            let off = slot.load(Ordering::Acquire);
+            // One CAS decides who frees link f.
             if hdr
                 .meta
                 .freed
                 .compare_exchange(f, f + 1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
+                .is_ok()
             {
-                continue;
-            }
-            // We own freeing link f now (one CAS of `freed` per link).
-            if off != 0
-                && slot
-                    .compare_exchange(off, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                let _ = self.seg.heap().free(off);
+                self.free_link(f);
             }
         }
     }
 
+    /// Frees link `f` (behind the head, announced by nobody: only this thread can touch it).
+    /// Messages still claimed in it belong to dead consumers: they are counted lost, and their
+    /// heap blocks given back. A freer killed here leaves the link in the table; `advance` and
+    /// later freers find it by its index below `freed` and free it then.
+    fn free_link(&self, f: u64) {
+        let hdr = self.hdr();
+        let slot = &hdr.table[(f % TABLE as u64) as usize];
+        let off = slot.load(Ordering::Acquire);
+        let Ok((lh, ring)) = (if off == 0 {
+            Err(Fail::Corrupt)
+        } else {
+            self.view(off)
+        }) else {
+            return;
+        };
+        if lh.index.load(Ordering::Relaxed) != f {
+            return;
+        }
+        let held = ring.held_by_dead_consumers();
+        if !held.is_empty() {
+            hdr.meta
+                .lost
+                .fetch_add(held.len() as u64, Ordering::Relaxed);
+        }
+        if self.heap_refs {
+            for (pos, head) in &held {
+                if let Some((_, block)) = crate::heap::read_ref(head) {
+                    self.seg.heap().abandon(block, self.obj, *pos, true);
+                }
+            }
+        }
+        self.seg.heap().free_link(slot, off);
+    }
+
     /// Puts up to `max` items (never waits for room: a full link is sealed and the next one
-    /// used). `who` gives the claimant for a link's ring (registering the caller as its producer).
-    /// `NoSpace` when the heap has no room for a new link.
+    /// used, also when a consumer still holds the slot needed). `who` gives the claimant for a
+    /// link's ring (registering the caller as its producer). `NoSpace` when the heap has no room
+    /// for a new link.
     pub(crate) fn put<'w>(
         &self,
         who: impl Fn(&Ring<RawRing>) -> Option<crate::ring::Claimant<'w>>,
@@ -427,19 +482,22 @@ impl Chain {
         let nested = Nested::enter();
         loop {
             // SYNC: Acquire pairs with the AcqRel tail CAS in `advance`.
-            let t = h.tail.load(Ordering::Acquire);
-            let Some(_a) = self.announce(t, nested.outer) else {
+            let tw = h.tail.load(Ordering::Acquire);
+            if tw & CLOSED_BIT != 0 {
+                return Err(Fail::Closed);
+            }
+            let Some(a) = self.announce(tw, nested.outer) else {
+                // The head is never past the tail: unless the tail moved meanwhile, it is forged.
+                if h.tail.load(Ordering::Acquire) == tw {
+                    return Err(Fail::Corrupt);
+                }
                 continue;
             };
-            let ring = self.link(t)?.ok_or(Fail::Corrupt)?;
-            match ring.put_now(who(&ring), max, &mut write) {
+            let ring = self.link(tw)?.ok_or(Fail::Corrupt)?;
+            match ring.put_exact(who(&ring), max, &mut write) {
                 Ok(n) => return Ok(n),
                 Err(TryError::WouldBlock) | Err(TryError::Closed) | Err(TryError::Pending) => {
-                    // SYNC: Acquire pairs with the SeqCst swap in `close`.
-                    if h.meta.closed.load(Ordering::Acquire) != 0 {
-                        return Err(Fail::Closed);
-                    }
-                    self.advance(t, &ring)?;
+                    self.advance(tw, &ring, &a)?;
                 }
                 Err(TryError::Corrupt) => return Err(Fail::Corrupt),
             }
@@ -460,14 +518,8 @@ impl Chain {
         loop {
             let c = h.head.load(Ordering::Acquire);
             let Some(a) = self.announce(c, nested.outer) else {
-                continue;
+                continue; // the head moved on
             };
-            // Links behind us that a retirer could not free yet (our own announcement of the
-            // link we just left may have pinned the last one). Relaxed: a hint; `free_retired`
-            // decides with its own orderings.
-            if h.meta.freed.load(Ordering::Relaxed) < c {
-                self.free_retired();
-            }
             let ring = self.link(c)?.ok_or(Fail::Corrupt)?;
             let r = match wait {
                 None => ring.get_now(who, max, &mut read).map_err(Fail::from),
@@ -476,19 +528,21 @@ impl Chain {
             match r {
                 Err(Fail::Closed) => {
                     // Link c is sealed and drained.
-                    let t = h.tail.load(Ordering::Acquire);
-                    if c < t {
+                    let tw = h.tail.load(Ordering::Acquire);
+                    if c < tw & !CLOSED_BIT {
                         self.retire(c, &ring);
                         drop(a);
+                        self.free_retired(0);
                         continue;
                     }
-                    if h.meta.closed.load(Ordering::Acquire) != 0 {
+                    if tw & CLOSED_BIT != 0 {
+                        // The tail never moves once closed: c is the last link, drained.
                         return Err(Fail::Closed);
                     }
                     // Sealed by a producer that has not moved the tail yet (or died before):
                     // help it. With no room for a new link nothing can be put either: the queue
                     // is empty until room comes back.
-                    match self.advance(c, &ring) {
+                    match self.advance(c, &ring, &a) {
                         Err(Fail::NoSpace) => match wait {
                             None => return Err(Fail::WouldBlock),
                             Some(Some(d)) if Instant::now() >= d => return Err(Fail::Timeout),
@@ -504,7 +558,7 @@ impl Chain {
 
     /// Runs `f` on the ring of the tail link (registering a producer, checking producers).
     pub(crate) fn with_tail(&self, f: impl FnOnce(&Ring<RawRing>)) {
-        let t = self.hdr().tail.load(Ordering::Acquire);
+        let t = self.hdr().tail.load(Ordering::Acquire) & !CLOSED_BIT;
         let nested = Nested::enter();
         if let Some(_a) = self.announce(t, nested.outer) {
             if let Ok(Some(r)) = self.link(t) {
@@ -518,16 +572,15 @@ impl Chain {
         self.live.clone()
     }
 
-    /// The rings of the live links, head to tail, each looked at under an announcement.
+    /// Runs `f` on the ring of each live link, head to tail, while it is announced.
     fn each_link(&self, mut f: impl FnMut(&Ring<RawRing>)) {
         let h = self.hdr();
         let head = h.head.load(Ordering::Acquire);
-        let tail = h.tail.load(Ordering::Acquire);
-        let nested = Nested::enter();
+        let tail = h.tail.load(Ordering::Acquire) & !CLOSED_BIT;
+        let _nested = Nested::enter();
         // At most a table's worth of links can be alive (a forged gap is not walked).
         for c in (head..=tail).take(TABLE) {
-            // Bare announcements: a snapshot must not move the thread's hazard word.
-            let _ = nested.outer;
+            // Bare announcements: a snapshot does not take the thread's hazard word.
             if let Some(_a) = self.announce(c, false) {
                 if let Ok(Some(r)) = self.link(c) {
                     f(&r);
@@ -547,45 +600,49 @@ impl Chain {
     /// `Closed`. Returns whether this call closed it.
     pub(crate) fn close(&self) -> bool {
         let h = self.hdr();
-        // SYNC: SeqCst: before the seal of the tail link below; pairs with producers' Acquire
-        // loads after a failed put.
-        let first = h.meta.closed.swap(1, Ordering::SeqCst) == 0;
-        loop {
-            let t = h.tail.load(Ordering::Acquire);
-            if let Some(_a) = self.announce(t, false) {
-                if let Ok(Some(ring)) = self.link(t) {
-                    ring.close();
-                }
-            }
-            if h.tail.load(Ordering::Acquire) == t {
-                return first;
+        // SYNC: SeqCst RMW on the tail word: every later tail CAS (a producer moving to a new
+        // link) fails, so the link named here is the last; a producer's Acquire load of the
+        // tail then sees the bit.
+        let prev = h.tail.fetch_or(CLOSED_BIT, Ordering::SeqCst);
+        let t = prev & !CLOSED_BIT;
+        let _nested = Nested::enter();
+        // Seal the last link, waking its blocked getters (they then see the closed tail).
+        if let Some(_a) = self.announce(t, false) {
+            if let Ok(Some(ring)) = self.link(t) {
+                ring.close();
             }
         }
+        prev & CLOSED_BIT == 0
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.hdr().meta.closed.load(Ordering::Acquire) != 0
+        self.hdr().tail.load(Ordering::Acquire) & CLOSED_BIT != 0
     }
 
-    /// Tombstones and lost messages of links behind the head, and the live links' rings.
-    pub(crate) fn totals(&self) -> (u64, u64, Vec<Ring<RawRing>>) {
+    /// Counters for `stats()`: the live links' summed with those of links behind the head.
+    pub(crate) fn stats(&self) -> crate::ring::RingStats {
         let h = self.hdr();
-        let mut rings = Vec::new();
+        let mut out = crate::ring::RingStats {
+            waiting_getters: 0,
+            waiting_putters: 0,
+            tombstones: h.meta.tombstones.load(Ordering::Relaxed),
+            lost: h.meta.lost.load(Ordering::Relaxed),
+            unattributed_claims: 0,
+        };
         self.each_link(|r| {
-            let mut c = Ring::new(r.mem.clone());
-            c.live = r.live.clone();
-            rings.push(c);
+            let s = r.stats();
+            out.waiting_getters += s.waiting_getters;
+            out.waiting_putters += s.waiting_putters;
+            out.tombstones += s.tombstones;
+            out.lost += s.lost;
+            out.unattributed_claims += s.unattributed_claims;
         });
-        (
-            h.meta.tombstones.load(Ordering::Relaxed),
-            h.meta.lost.load(Ordering::Relaxed),
-            rings,
-        )
+        out
     }
 
     /// Installs link 0 (at creation, before the segment is published).
     pub(crate) fn install_first(&self) -> Result<(), HeapError> {
-        let off = self.new_link(0, 0, FIRST_CAP)?;
+        let off = self.new_link(0, 0, FIRST_CAP, 0)?;
         self.hdr().table[0].store(off, Ordering::Release);
         self.seg.heap().own_by_structure(off);
         Ok(())
@@ -603,23 +660,5 @@ impl Inner {
         // 128-aligned), inside the mapping; ChainHeader is atomics only.
         let hdr = unsafe { &*base.cast::<ChainHeader>() };
         hdr.table.iter().any(|s| s.load(Ordering::Acquire) == off)
-    }
-}
-
-impl Inner {
-    /// Counts one message of queue `obj` (directory index + 1) lost: a consumer died holding a
-    /// long message it had taken out of its slot.
-    pub(crate) fn count_lost(&self, obj: u32) {
-        if let Some(base) = self.chain_region(obj) {
-            // SAFETY: as in `link_installed`.
-            let hdr = unsafe { &*base.cast::<ChainHeader>() };
-            hdr.meta.lost.fetch_add(1, Ordering::Relaxed);
-        } else if let Some(ring) = self.ring_of_obj(obj) {
-            ring.mem
-                .header()
-                .counters
-                .lost
-                .fetch_add(1, Ordering::Relaxed);
-        }
     }
 }

@@ -77,8 +77,6 @@ pub(crate) trait HeapMem {
     fn holder_gone(&self, rec: u32, inc: u32) -> bool;
     /// Whether block `off` is an installed link of unbounded queue `obj`.
     fn link_installed(&self, obj: u32, off: u64) -> bool;
-    /// Counts a message of queue `obj` lost (a dead consumer held it).
-    fn count_lost(&self, obj: u32);
     /// Bytes of the segment committed so far.
     fn committed(&self) -> u64;
     /// How far the segment may grow.
@@ -116,9 +114,6 @@ pub(crate) const fn held(rec: u32, inc: u32) -> u64 {
     TAG_HELD | ((rec as u64) & REC_MASK) << 32 | inc as u64
 }
 
-/// Bit of a `held` owner word: the holder is a consumer that took the block from a queued
-/// message (so a sweep that frees it for a dead holder counts that message lost).
-const TAKEN: u64 = 1 << 61;
 /// Record index bits of a `held` owner word.
 const REC_MASK: u64 = (1 << 29) - 1;
 
@@ -362,9 +357,6 @@ impl HeapMem for Inner {
     fn link_installed(&self, obj: u32, off: u64) -> bool {
         Inner::link_installed(self, obj, off)
     }
-    fn count_lost(&self, obj: u32) {
-        Inner::count_lost(self, obj)
-    }
     fn committed(&self) -> u64 {
         // SYNC: Acquire pairs with the Release store in `commit` of an earlier grower (of any
         // process): the file is at least that long.
@@ -388,7 +380,10 @@ impl HeapMem for Inner {
 impl Heap<'_, Inner> {
     /// The payload of the block at `off`: `len` bytes after its header.
     pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
-        self.seg.heap_bytes(off + BLOCK_HEADER, len)
+        self.seg.heap_bytes(
+            off.checked_add(BLOCK_HEADER).ok_or(HeapError::Corrupt)?,
+            len,
+        )
     }
 }
 
@@ -512,16 +507,14 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         {
             return Err(HeapError::Corrupt);
         }
-        // Relaxed: while we hold the message's claim nobody else changes this word (recovery
-        // frees a queued block only once its position no longer delivers it); the CAS only
-        // guards against a forged word.
-        let me = if me & TAG_MASK == TAG_HELD {
-            me | TAKEN
-        } else {
-            me
-        };
+        // While we hold the message's claim nobody else changes this word (recovery frees a
+        // queued block only once its position no longer delivers it); the CAS guards against a
+        // forged word.
+        // SYNC: Release pairs with a sweeper's Acquire load of the owner word: our take of the
+        // participant record the word names happens before, so the sweeper reads that record as
+        // ours (never an older owner count or a free record) and does not take us for gone.
         owner
-            .compare_exchange(cur, me, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(cur, me, Ordering::Release, Ordering::Relaxed)
             .map(|_| ())
             .map_err(|_| HeapError::Corrupt)
     }
@@ -529,11 +522,10 @@ impl<'a, M: HeapMem> Heap<'a, M> {
     /// Recovery of queue `obj` holds the slot of position `pos`, which will never deliver its
     /// message (tombstoned, or, with `released`, released for a dead consumer and counted lost),
     /// and the slot's reference names block `off`: frees the block if its owner word still names
-    /// exactly that position, or, with `released`, if a consumer that is gone for sure took it
-    /// (the dead consumer of this claim, killed between its take and its release: the ring
-    /// counted the loss, so the sweep must not count it again). A reference left over from an
-    /// earlier message of the slot names a block whose owner word says something else, and is
-    /// left alone.
+    /// exactly that position, or, with `released`, if a holder that is gone for sure has it (the
+    /// dead consumer of this claim, killed after its take). A reference left over from an
+    /// earlier message of the slot names a block whose owner word says something else (or whose
+    /// holder lives), and is left alone.
     pub(crate) fn abandon(&self, off: u64, obj: u32, pos: u64, released: bool) {
         if self.check_block(off).is_err() {
             return;
@@ -554,10 +546,13 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         }
         let ours = cur == queued(pos)
             || (released
-                && cur & (TAG_MASK | TAKEN) == TAG_HELD | TAKEN
+                && cur & TAG_MASK == TAG_HELD
                 && self
                     .seg
                     .holder_gone(((cur >> 32) & REC_MASK) as u32, cur as u32));
+        if ours && !self.is_block_start(off) {
+            return;
+        }
         if ours
             && owner
                 .compare_exchange(cur, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
@@ -682,46 +677,108 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             let Ok(sw) = self.word(b, 0) else { return };
             let size = sw.load(Ordering::Relaxed);
             let s = size & !ALLOCATED;
-            if s < MIN_BLOCK || s % ALIGN != 0 || b + s > end {
+            let Some(next) = b.checked_add(s).filter(|&n| n <= end) else {
                 return; // a broken chain: leave it to the next rebuild
+            };
+            if s < MIN_BLOCK || s % ALIGN != 0 {
+                return;
             }
             if size & ALLOCATED != 0 {
-                if let Ok(w) = self.word(b, 2) {
+                if let (Ok(w), Ok(m)) = (self.word(b, 2), self.word(b, 3)) {
+                    // SYNC: Acquire pairs with the Release CAS in `take` (and the owners' other
+                    // Release stores): the record an owner word names was taken before it.
                     let o = w.load(Ordering::Acquire);
-                    if o & TAG_MASK == TAG_HELD {
-                        let rec = ((o >> 32) & REC_MASK) as u32;
-                        if self.seg.holder_gone(rec, o as u32) {
-                            gone.push((b, o));
-                        }
+                    let m = m.load(Ordering::Relaxed);
+                    let held_by_gone = o & TAG_MASK == TAG_HELD
+                        && self
+                            .seg
+                            .holder_gone(((o >> 32) & REC_MASK) as u32, o as u32);
+                    // A link's block owned by its chain (owner 0) but in no table: a freer died
+                    // between clearing its table entry and freeing it (both under this lock).
+                    let orphan_link = o == UNATTRIBUTED
+                        && m & LINK_MARK != 0
+                        && !self.seg.link_installed(m as u32, b);
+                    if held_by_gone || orphan_link {
+                        gone.push((b, o, m));
                     }
                 }
             }
-            b += s;
+            b = next;
         }
-        for (b, o) in gone {
+        for (b, o, m) in gone {
             let Ok(w) = self.word(b, 2) else { continue };
             // A link its installer put in a chain's table before it died: the chain owns it.
-            if let Ok(m) = self.word(b, 3) {
-                let m = m.load(Ordering::Relaxed);
-                if m & LINK_MARK != 0 && self.seg.link_installed(m as u32, b) {
-                    let _ =
-                        w.compare_exchange(o, UNATTRIBUTED, Ordering::Relaxed, Ordering::Relaxed);
-                    continue;
-                }
+            if m & LINK_MARK != 0 && self.seg.link_installed(m as u32, b) {
+                let _ = w.compare_exchange(o, UNATTRIBUTED, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
             }
-            let queue = self.word(b, 3).map_or(0, |q| q.load(Ordering::Relaxed));
             if w.compare_exchange(o, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
                 && self.free_locked(b).is_ok()
             {
                 h.reclaimed.fetch_add(1, Ordering::Relaxed);
-                if o & TAKEN != 0 {
-                    // A consumer died holding the message it took: lost, as a message a dead
-                    // consumer held in its slot.
-                    self.seg.count_lost(queue as u32);
-                }
             }
         }
+    }
+
+    /// Frees link block `off` of an unbounded queue whose table entry `slot` names it: clears
+    /// the entry and frees the block in one hold of the lock (so a sweep never sees the block
+    /// out of the table and still allocated, unless the freer died here).
+    pub(crate) fn free_link(&self, slot: &AtomicU64, off: u64) {
+        let Ok(g) = self.lock() else { return };
+        if slot
+            .compare_exchange(off, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        crate::fault::point("chain-link-unlisted");
+        let ok = self
+            .word(off, 0)
+            .is_ok_and(|w| w.load(Ordering::Relaxed) & ALLOCATED != 0)
+            && self.is_block_start(off);
+        if ok && g.check(self.free_locked(off)).is_ok() {
+            return;
+        }
+        g.ok.set(false);
+    }
+
+    /// Whether `off` is where a block starts (its neighbours' sizes agree with it), so that a
+    /// reference into the middle of a block is never taken for one. Under the lock.
+    fn is_block_start(&self, off: u64) -> bool {
+        let h = self.hdr;
+        let (start, end) = (
+            h.start.load(Ordering::Relaxed),
+            h.end.load(Ordering::Relaxed),
+        );
+        let Ok(size) = self
+            .word(off, 0)
+            .map(|w| w.load(Ordering::Relaxed) & !ALLOCATED)
+        else {
+            return false;
+        };
+        let Ok(prev) = self.word(off, 1).map(|w| w.load(Ordering::Relaxed)) else {
+            return false;
+        };
+        if size < MIN_BLOCK || off < start {
+            return false;
+        }
+        let before_ok = if off == start {
+            prev == 0
+        } else {
+            off.checked_sub(prev)
+                .filter(|&p| p >= start && prev >= MIN_BLOCK)
+                .and_then(|p| self.word(p, 0).ok())
+                .is_some_and(|w| w.load(Ordering::Relaxed) & !ALLOCATED == prev)
+        };
+        let after_ok = match off.checked_add(size) {
+            Some(n) if n == end => h.last.load(Ordering::Relaxed) == size,
+            Some(n) if n < end => self
+                .word(n, 1)
+                .is_ok_and(|w| w.load(Ordering::Relaxed) == size),
+            _ => false,
+        };
+        before_ok && after_ok
     }
 
     /// Rebuilds the derived state (previous sizes, free lists, counters) by walking the sizes,
@@ -737,13 +794,23 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         let start = h.start.load(Ordering::Relaxed);
         let end = h.end.load(Ordering::Relaxed);
         let (mut in_use, mut blocks, mut prev) = (0u64, 0u64, 0u64);
+        let valid = |b: u64, s: u64| {
+            s >= MIN_BLOCK && s % ALIGN == 0 && b.checked_add(s).is_some_and(|n| n <= end)
+        };
         let mut b = start;
         while b < end {
             let sw = self.word(b, 0)?;
-            let size = sw.load(Ordering::Relaxed);
+            let mut size = sw.load(Ordering::Relaxed);
             let mut s = size & !ALLOCATED;
-            if s < MIN_BLOCK || s % ALIGN != 0 || b + s > end {
+            if !valid(b, s) {
                 return Err(HeapError::Corrupt);
+            }
+            // A block a sweep or recovery had won (owner FREEING) but not freed when its
+            // freer died holding the lock: nobody else can free it, so free it here.
+            if size & ALLOCATED != 0 && self.word(b, 2)?.load(Ordering::Relaxed) == TAG_MASK {
+                sw.store(s, Ordering::Relaxed);
+                size = s;
+                h.reclaimed.fetch_add(1, Ordering::Relaxed);
             }
             self.word(b, 1)?.store(prev, Ordering::Relaxed);
             if size & ALLOCATED != 0 {
@@ -756,10 +823,11 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                         break;
                     }
                     let ns = self.word(n, 0)?.load(Ordering::Relaxed);
-                    if ns & ALLOCATED != 0 {
+                    if ns & ALLOCATED != 0 && self.word(n, 2)?.load(Ordering::Relaxed) != TAG_MASK {
                         break;
                     }
-                    if ns < MIN_BLOCK || ns % ALIGN != 0 || n + ns > end {
+                    let ns = ns & !ALLOCATED;
+                    if !valid(n, ns) {
                         return Err(HeapError::Corrupt);
                     }
                     s += ns;
@@ -865,10 +933,14 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         let h = self.hdr;
         let start = h.start.load(Ordering::Relaxed);
         let end = h.end.load(Ordering::Relaxed);
-        let n = b + s;
+        let n = b.checked_add(s).ok_or(HeapError::Corrupt)?;
         if n < end {
             let ns = self.word(n, 0)?.load(Ordering::Relaxed);
             if ns & ALLOCATED == 0 {
+                if ns < MIN_BLOCK || ns % ALIGN != 0 || n.checked_add(ns).map_or(true, |e| e > end)
+                {
+                    return Err(HeapError::Corrupt);
+                }
                 self.list_remove(n, ns)?;
                 s += ns;
                 self.word(b, 0)?.store(s, Ordering::Relaxed);
@@ -950,7 +1022,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         let last = h.last.load(Ordering::Relaxed);
         // A free last block counts towards the need.
         let tail_free = if last != 0 {
-            let lb = end - last;
+            let lb = end.checked_sub(last).ok_or(HeapError::Corrupt)?;
             let v = self.word(lb, 0)?.load(Ordering::Relaxed);
             if v & ALLOCATED == 0 {
                 v

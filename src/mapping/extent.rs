@@ -98,9 +98,11 @@ impl Mapping {
         if end <= have {
             return Ok(());
         }
-        // Map up to what is committed (page-rounded down: the committed size is a page
-        // multiple, so this never maps past the file), not just to `end`: fewer extensions.
-        let to = (committed.min(self.reserved as u64) / PAGE) * PAGE;
+        // Map up to what is committed (page-rounded down), not just to `end`: fewer extensions.
+        // Never past the file's length, whatever a (forged) header says: a page mapped past the
+        // end of the file would be a SIGBUS at first touch.
+        let file_len = os::file_len(&self.file).map_err(|e| HeapError::Io(e.to_string()))?;
+        let to = (committed.min(self.reserved as u64).min(file_len) / PAGE) * PAGE;
         if to < end {
             return Err(HeapError::Corrupt);
         }

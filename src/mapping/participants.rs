@@ -333,14 +333,18 @@ impl Inner {
         let settled = |put| {
             let (obj, pos, len) = c.side(put);
             let obj = obj.load(Ordering::Relaxed);
+            // A claim on a link of an unbounded queue is kept as evidence: which link holds the
+            // position is not looked up here, and a record kept costs one record, while one
+            // cleared too early would leave its position never recovered.
             obj == 0
-                || self.ring_of_obj(obj).map_or(true, |ring| {
-                    !ring.claim_pending(
-                        pos.load(Ordering::Relaxed),
-                        len.load(Ordering::Relaxed),
-                        put,
-                    )
-                })
+                || self.chain_region(obj).is_none()
+                    && self.ring_of_obj(obj).map_or(true, |ring| {
+                        !ring.claim_pending(
+                            pos.load(Ordering::Relaxed),
+                            len.load(Ordering::Relaxed),
+                            put,
+                        )
+                    })
         };
         settled(Side::Put) && settled(Side::Get)
     }

@@ -393,6 +393,11 @@ pub(crate) fn read_max_size(file: &File) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
+/// Length of an open file (`fstat(2)`).
+pub(crate) fn file_len(file: &File) -> std::io::Result<u64> {
+    Ok(fs::fstat(file)?.st_size as u64)
+}
+
 /// Total bytes of the filesystem holding shared-memory segments (`statvfs(2)` of `/dev/shm`),
 /// or `None` if it cannot be told.
 pub(crate) fn shm_capacity() -> Option<u64> {

@@ -19,6 +19,19 @@ impl<M: RingMem> Ring<M> {
         self.put_attempt(who, max, true, write)
     }
 
+    /// One exact put attempt that never waits: `Pending` when the slot it needs is still held by a
+    /// consumer mid-release (a link of an unbounded queue then moves on to the next link instead
+    /// of waiting).
+    #[inline]
+    pub(crate) fn put_exact(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        write: impl FnMut(Filling, &mut [u8]),
+    ) -> Result<usize, TryError> {
+        self.put_attempt(who, max, true, write)
+    }
+
     /// Tries to claim, read and release up to `max` (≥ 1) consecutive messages.
     /// `read(k, payload)` sees the `k`-th. Returns how many were delivered (tombstones are
     /// skipped); when none, `WouldBlock` only if the ring was empty during the call, `Pending` if

@@ -130,6 +130,33 @@ impl<M: RingMem> Ring<M> {
         }
     }
 
+    /// The messages still claimed by consumers in a ring nobody else can touch any more (a drained
+    /// link of an unbounded queue about to be freed: every claimant still holding a slot is
+    /// dead): how many, and the start of each one's payload with its position.
+    #[cfg(not(shmq_loom))]
+    pub(crate) fn held_by_dead_consumers(&self) -> Vec<(u64, [u8; ABANDONED_HEAD])> {
+        let cap = self.capacity();
+        let mut out = Vec::new();
+        for i in 0..cap {
+            // SYNC: Acquire pairs with the producer's Release publish: the payload is visible.
+            let stamp = self.mem.stamp(i).load(Ordering::Acquire);
+            if Stamp::state(stamp) != STAMP_FULL || Stamp::pos(stamp) % cap != i {
+                continue;
+            }
+            let mut head = [0u8; ABANDONED_HEAD];
+            // SAFETY: nobody else can touch this ring (the caller's contract), so reading the
+            // payload of a slot whose claimant is dead races with nothing.
+            unsafe {
+                self.mem.with_payload(i, |b| {
+                    let n = b.len().min(ABANDONED_HEAD);
+                    head[..n].copy_from_slice(&b[..n]);
+                })
+            };
+            out.push((Stamp::pos(stamp), head));
+        }
+        out
+    }
+
     /// A copy of the start of position `pos`'s payload, if `live` wants it
     /// ([`Liveness::abandoned`]); taken while a claim judged dead holds the slot, before the
     /// recovery CAS.
