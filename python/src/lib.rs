@@ -242,11 +242,15 @@ impl Parts {
         self.check_immediate(py)?;
         match self.q.try_get_with(|m| codec::decode(py, m)) {
             Ok(d) => return d?.finish(py),
-            Err(GetError::Empty) if block => {}
-            Err(GetError::Empty) => return Err(empty(py)),
+            Err(GetError::Empty | GetError::Disconnected) if block => {}
+            Err(GetError::Empty | GetError::Disconnected) => return Err(empty(py)),
             Err(GetError::Closed) => return Err(shut_down(py)),
             Err(e) => return Err(layer_err(e)),
         }
+        // Any process holding the queue may put to it later (multiprocessing's semantics): a
+        // getter counts itself as a producer, so the core never reports `Disconnected` while
+        // a holder lives.
+        self.q.register_producer();
         loop {
             let Some(slice) = next_slice(end) else {
                 return Err(empty(py));
@@ -260,6 +264,12 @@ impl Parts {
             match r {
                 Ok(d) => return d?.0.take().expect("decoded").finish(py),
                 Err(GetError::Timeout) => {
+                    py.check_signals()?;
+                    self.check_immediate(py)?;
+                }
+                Err(GetError::Disconnected) => {
+                    // Every holder that ever put is gone; one may still come: wait on.
+                    py.allow_threads(|| std::thread::sleep(slice));
                     py.check_signals()?;
                     self.check_immediate(py)?;
                 }
