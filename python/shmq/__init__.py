@@ -41,8 +41,8 @@ _OURS = ("Queue", "SimpleQueue", "JoinableQueue", "get_context")
 for _name in _mp.__all__:
     if _name not in _OURS:
         globals()[_name] = getattr(_mp, _name)
-SUBDEBUG = _mp.SUBDEBUG
-SUBWARNING = _mp.SUBWARNING
+SUBDEBUG = getattr(_mp, "SUBDEBUG")  # noqa: B009 - not in typeshed
+SUBWARNING = getattr(_mp, "SUBWARNING")  # noqa: B009
 
 TimeoutError = _mp.TimeoutError
 ProcessError = _mp.ProcessError

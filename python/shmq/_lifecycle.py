@@ -85,7 +85,7 @@ def reclaim_stale() -> list[str]:
 
     Returns the names removed. Segments in use (mapped by any process) are never touched.
     """
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(SHM_DIR)
     except OSError:

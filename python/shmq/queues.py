@@ -72,9 +72,7 @@ def _geometry(maxsize: int, max_message_size: int | None) -> tuple[int, int]:
 
 
 class Queue:
-    """Queue(maxsize=0, *, max_message_size=None)
-
-    A process-shared FIFO queue with the interface of :class:`multiprocessing.Queue`.
+    """A process-shared FIFO queue with the interface of :class:`multiprocessing.Queue`.
 
     If *maxsize* is less than or equal to zero, the queue holds up to
     :data:`DEFAULT_CAPACITY` items; otherwise exactly *maxsize*. Messages larger than
@@ -252,13 +250,13 @@ class Queue:
         """
         _lifecycle.release(self._native)
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> types.GenericAlias:
+        return types.GenericAlias(cls, item)
 
 
 class JoinableQueue(Queue):
-    """JoinableQueue(maxsize=0, *, max_message_size=None)
-
-    A :class:`Queue` with :meth:`task_done` and :meth:`join`, as
+    """A :class:`Queue` with :meth:`task_done` and :meth:`join`, as
     :class:`multiprocessing.JoinableQueue`: every :meth:`put` adds an unfinished task, every
     :meth:`task_done` finishes one, and :meth:`join` waits until none is left, across all
     processes.
@@ -288,9 +286,7 @@ class JoinableQueue(Queue):
 
 
 class SimpleQueue:
-    """SimpleQueue(*, max_message_size=None)
-
-    A simplified queue with the interface of :class:`multiprocessing.SimpleQueue`: ``get``,
+    """A simplified queue with the interface of :class:`multiprocessing.SimpleQueue`: ``get``,
     ``put``, ``empty`` and ``close``, over the same shared-memory ring as :class:`Queue`.
     """
 
@@ -332,4 +328,6 @@ class SimpleQueue:
         self._check_closed()
         self._native.put(obj, True, None)
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> types.GenericAlias:
+        return types.GenericAlias(cls, item)
