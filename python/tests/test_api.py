@@ -5,7 +5,6 @@ import queue
 import threading
 import time
 
-import numpy as np
 import pytest
 
 import shmq
@@ -57,6 +56,7 @@ def test_other_objects_go_through_pickle():
 
 
 def test_numpy_arrays_round_trip():
+    np = pytest.importorskip("numpy")
     q = shmq.Queue(4, max_message_size=1 << 22)
     for a in [
         np.arange(10),
