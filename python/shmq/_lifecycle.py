@@ -33,8 +33,10 @@ PREFIX = "shmq-py-"
 SHM_DIR = "/dev/shm"
 
 _live: weakref.WeakSet[_shmq.Channel] = weakref.WeakSet()
-_lock = threading.Lock()
+_lock = threading.RLock()
 _swept = False
+# Names this process let go of while another holder still mapped them.
+_pending: set[str] = set()
 
 
 def _new_name() -> str:
@@ -44,6 +46,10 @@ def _new_name() -> str:
 def create(capacity: int, max_len: int, joinable: bool) -> _shmq.Channel:
     """Creates a new queue segment, tracked for removal."""
     _sweep_once()
+    # Start the tracker (a fork and exec) before the segment's file is open here: a child
+    # forked while it is open holds its lock until it execs.
+    resource_tracker.ensure_running()
+    _retry_pending()
     name = _new_name()
     ch = _shmq.Channel.create(name, capacity, max_len, joinable)
     resource_tracker.register("/" + name, "shared_memory")
@@ -66,10 +72,34 @@ def _unlinked(name: str) -> None:
         pass
 
 
+def _still_mapped(name: str) -> None:
+    """Called when this process let go of ``name`` while another process (or a child between
+    fork and exec) still held it: try again later (next create, and at exit)."""
+    with _lock:
+        _pending.add(name)
+
+
+def _retry_pending() -> None:
+    with _lock:
+        names = list(_pending)
+    for name in names:
+        try:
+            gone = _shmq.Channel.unlink_if_unused(name)
+        except Exception:  # noqa: BLE001 - best effort
+            gone = False
+        if gone:
+            _unlinked(name)
+        if gone or not os.path.exists(os.path.join(SHM_DIR, name)):
+            with _lock:
+                _pending.discard(name)
+
+
 def release(ch: _shmq.Channel) -> None:
     """Drops this process's mapping of ``ch`` and removes the name if nobody maps it."""
     if ch.release():
         _unlinked(ch.name)
+    elif os.path.exists(os.path.join(SHM_DIR, ch.name)):
+        _still_mapped(ch.name)
 
 
 def _release_all() -> None:
@@ -78,6 +108,7 @@ def _release_all() -> None:
             release(ch)
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+    _retry_pending()
 
 
 def reclaim_stale() -> list[str]:

@@ -34,6 +34,7 @@ static EMPTY: GILOnceCell<PyObject> = GILOnceCell::new();
 static FULL: GILOnceCell<PyObject> = GILOnceCell::new();
 static SHUT_DOWN: GILOnceCell<PyObject> = GILOnceCell::new();
 static UNLINKED: GILOnceCell<PyObject> = GILOnceCell::new();
+static STILL_MAPPED: GILOnceCell<PyObject> = GILOnceCell::new();
 
 fn class(
     py: Python<'_>,
@@ -508,14 +509,17 @@ impl Drop for Channel {
             return;
         }
         drop(taken);
-        if let Ok(true) = Segment::unlink_if_unused(&self.name) {
-            // Tell the resource tracker the name is gone (it would unlink it again at exit).
-            Python::with_gil(|py| {
-                if let Ok(f) = class(py, &UNLINKED, "shmq._lifecycle", "_unlinked") {
-                    let _ = f.bind(py).call1((self.name.as_str(),));
-                }
-            });
-        }
+        // Removed: the resource tracker may forget the name (it would unlink it again at
+        // exit). Still held elsewhere: this process tries again later (see _lifecycle).
+        let (cell, hook) = match Segment::unlink_if_unused(&self.name) {
+            Ok(true) => (&UNLINKED, "_unlinked"),
+            _ => (&STILL_MAPPED, "_still_mapped"),
+        };
+        Python::with_gil(|py| {
+            if let Ok(f) = class(py, cell, "shmq._lifecycle", hook) {
+                let _ = f.bind(py).call1((self.name.as_str(),));
+            }
+        });
     }
 }
 
