@@ -52,7 +52,10 @@ reducer = _mp.reducer
 
 
 class _Context:
-    """A ``multiprocessing`` context whose queues are shmq's; everything else delegates."""
+    """A ``multiprocessing`` context whose ``Queue`` and ``JoinableQueue`` are shmq's; everything
+    else delegates to the wrapped context. Its ``SimpleQueue`` stays ``multiprocessing``'s:
+    ``multiprocessing.pool.Pool`` and ``concurrent.futures.ProcessPoolExecutor`` take a context
+    and use the internals (``_reader``, ``_writer``) of its ``SimpleQueue``."""
 
     def __init__(self, ctx: Any) -> None:
         self._ctx = ctx
@@ -69,16 +72,15 @@ class _Context:
     def JoinableQueue(self, maxsize: int = 0, **kwargs: Any) -> JoinableQueue:  # noqa: N802
         return JoinableQueue(maxsize, **kwargs)
 
-    def SimpleQueue(self, **kwargs: Any) -> SimpleQueue:  # noqa: N802
-        return SimpleQueue(**kwargs)
-
     def get_context(self, method: str | None = None) -> _Context:
         return get_context(method)
 
 
 def get_context(method: str | None = None) -> _Context:
-    """``multiprocessing.get_context(method)``, with shmq's ``Queue``, ``SimpleQueue`` and
-    ``JoinableQueue`` (its ``Pool`` keeps ``multiprocessing``'s own queues internally)."""
+    """``multiprocessing.get_context(method)``, with shmq's ``Queue`` and ``JoinableQueue``.
+
+    It can be passed where a context is expected (``Pool(context=...)``,
+    ``ProcessPoolExecutor(mp_context=...)``); those keep ``multiprocessing``'s queues inside."""
     return _Context(_mp.get_context(method))
 
 

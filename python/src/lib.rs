@@ -256,14 +256,12 @@ impl Parts {
             let Some(slice) = next_slice(end) else {
                 return Err(empty(py));
             };
-            // Decoded in place, taking the GIL back only once a message is claimed.
-            let r = py.allow_threads(|| {
-                self.q.get_with_timeout(slice, |m| {
-                    Python::with_gil(|py| codec::decode(py, m).map(|d| Unsend(Some(d))))
-                })
-            });
+            // Copied out without the GIL, then decoded. Taking the GIL back while the slot is
+            // claimed would let a thread of ours that holds the GIL wait for that very slot
+            // (a non-blocking put on a full queue waits up to 50 ms for a consumer mid-release).
+            let r = py.allow_threads(|| self.q.get_with_timeout(slice, <[u8]>::to_vec));
             match r {
-                Ok(d) => return d?.0.take().expect("decoded").finish(py),
+                Ok(m) => return codec::decode(py, &m)?.finish(py),
                 Err(GetError::Timeout) => {
                     py.check_signals()?;
                     self.check_immediate(py)?;
@@ -281,13 +279,6 @@ impl Parts {
         }
     }
 }
-
-/// Carries a decoded message (Python references, made with the GIL held) out of the closure
-/// of `allow_threads`, whose result must be `Send`.
-struct Unsend(Option<codec::Decoded>);
-// SAFETY: the value is created under the GIL inside the closure and only used again, under the
-// GIL, by the thread that created it, once `allow_threads` returns; `Py` references are `Send`.
-unsafe impl Send for Unsend {}
 
 #[pymethods]
 impl Channel {

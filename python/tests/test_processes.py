@@ -133,13 +133,22 @@ def _interruptible_get(q, out):
         out.put(("interrupted", time.monotonic()))
 
 
+def _interruptible_put(q, out):
+    q.put("fills the queue")
+    try:
+        q.put("blocks")
+    except KeyboardInterrupt:
+        out.put(("interrupted", time.monotonic()))
+
+
+@pytest.mark.parametrize("op", [_interruptible_get, _interruptible_put], ids=["get", "put"])
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_ctrl_c_interrupts_a_blocked_get(method):
+def test_ctrl_c_interrupts_a_blocked_call(method, op):
     if not os.path.exists("/proc/self/syscall"):
         pytest.skip("needs /proc/PID/syscall")
     ctx = multiprocessing.get_context(method)
-    q, out = shmq.Queue(), shmq.Queue()
-    p = ctx.Process(target=_interruptible_get, args=(q, out), daemon=True)
+    q, out = shmq.Queue(1), shmq.Queue()
+    p = ctx.Process(target=op, args=(q, out), daemon=True)
     p.start()
     _wait_until_blocked(p.pid)
     sent = time.monotonic()
