@@ -257,13 +257,20 @@ def test_nothing_left_in_dev_shm_after_every_process_is_sigkilled(method, tmp_pa
 
 
 def test_reclaim_stale_removes_unmapped_segments_only():
-    from shmq import _shmq
-
-    live = shmq.Queue(2)
-    name = "shmq-py-0-stale0test"
-    ch = _shmq.Channel.create(name, 2, 16, False)
-    del ch  # the handle's drop removes it already
-    assert name not in shmq_segments()
+    live = shmq.Queue(2)  # (a process's first queue sweeps once itself: done before the leaver)
+    # A process that made a segment and vanished without any cleanup (os._exit: no finalizer,
+    # no destructor, no resource tracker) leaves its name behind, unmapped.
+    leaver = (
+        "import os; from shmq import _shmq\n"
+        "ch = _shmq.Channel.create('shmq-py-0-reclaimtest', 4, 64, False)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", leaver], check=True, timeout=60)
+    assert "shmq-py-0-reclaimtest" in shmq_segments()
     removed = shmq.reclaim_stale()
+    assert "shmq-py-0-reclaimtest" in removed
+    assert "shmq-py-0-reclaimtest" not in shmq_segments()
     assert live._native.name not in removed
     assert live._native.name in shmq_segments()
+    live.put("still works")
+    assert live.get() == "still works"
