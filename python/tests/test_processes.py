@@ -256,6 +256,46 @@ def test_nothing_left_in_dev_shm_after_every_process_is_sigkilled(method, tmp_pa
     assert not names & shmq_segments()
 
 
+ORPHAN_PROGRAM = textwrap.dedent(
+    """
+    import os, signal, sys
+    import shmq as multiprocessing
+
+    def child(q):
+        q.get()  # released by the parent, which is SIGKILLed right after
+
+    if __name__ == "__main__":
+        multiprocessing.set_start_method(sys.argv[1])
+        q = multiprocessing.Queue()
+        p = multiprocessing.Process(target=child, args=(q,))
+        p.start()
+        print(q._native.name, p.pid, flush=True)
+        q.put("go")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_the_last_process_to_exit_removes_the_name_after_its_creator_was_killed(method, tmp_path):
+    prog = tmp_path / "orphan.py"
+    prog.write_text(ORPHAN_PROGRAM)
+    r = subprocess.run(
+        [sys.executable, str(prog), method], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == -signal.SIGKILL
+    name, pid = r.stdout.split()
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The orphaned child got its message and exited normally: its exit hook removed the name
+    # (the resource tracker, alive until then, had nothing left to clean up and said nothing).
+    while name in shmq_segments() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert name not in shmq_segments()
+    assert "leaked" not in r.stderr
+
+
 def test_reclaim_stale_removes_unmapped_segments_only():
     live = shmq.Queue(2)  # (a process's first queue sweeps once itself: done before the leaver)
     # A process that made a segment and vanished without any cleanup (os._exit: no finalizer,
