@@ -31,6 +31,7 @@ from ._shmq import ShmqError
 from .queues import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RESERVATION,
     JoinableQueue,
     Queue,
     SimpleQueue,
@@ -93,6 +94,7 @@ __all__ = [n for n in _mp.__all__ if n not in _OURS] + [
     "ShmqError",
     "DEFAULT_CAPACITY",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_RESERVATION",
     "reclaim_stale",
     "queues",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "JoinableQueue",
     "DEFAULT_CAPACITY",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_RESERVATION",
     "ShutDown",
 ]
 
@@ -32,10 +33,17 @@ __all__ = [
 #: this many messages today (a ``put`` then blocks, as on a full bounded queue).
 DEFAULT_CAPACITY = 1024
 
-#: Largest encoded message a queue accepts unless created with another ``max_message_size``.
-#: A larger one raises ``ValueError`` at ``put``. Each slot reserves this much shared memory:
-#: a queue takes about ``capacity * (max_message_size + 16)`` bytes of /dev/shm.
+#: Largest encoded message a queue accepts unless created with another ``max_message_size``
+#: (for queues of up to 1024 slots; see :data:`DEFAULT_RESERVATION` for larger ones). A larger
+#: message raises ``ValueError`` at ``put``. Each slot reserves this much shared memory: a queue
+#: takes about ``capacity * (max_message_size + 16)`` bytes of /dev/shm, reserved at creation.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+
+#: Shared memory a queue reserves for its slots when ``max_message_size`` is not given
+#: (64 MiB): a queue of more than 1024 slots gets ``DEFAULT_RESERVATION // maxsize`` bytes per
+#: message instead of :data:`DEFAULT_MAX_MESSAGE_SIZE`, and at least 1 KiB, so that
+#: ``Queue(100_000)`` does not reserve 6 GiB.
+DEFAULT_RESERVATION = DEFAULT_CAPACITY * DEFAULT_MAX_MESSAGE_SIZE
 
 
 def _pin_for_child(obj: object, native: Any) -> str:
@@ -65,7 +73,10 @@ def _geometry(maxsize: int, max_message_size: int | None) -> tuple[int, int]:
     map to those here, and nothing else changes.
     """
     capacity = DEFAULT_CAPACITY if maxsize <= 0 else int(maxsize)
-    size = DEFAULT_MAX_MESSAGE_SIZE if max_message_size is None else int(max_message_size)
+    if max_message_size is None:
+        size = min(DEFAULT_MAX_MESSAGE_SIZE, max(1024, DEFAULT_RESERVATION // capacity))
+    else:
+        size = int(max_message_size)
     if size < 1:
         raise ValueError("max_message_size must be at least 1")
     return capacity, size
@@ -76,8 +87,9 @@ class Queue:
 
     If *maxsize* is less than or equal to zero, the queue holds up to
     :data:`DEFAULT_CAPACITY` items; otherwise exactly *maxsize*. Messages larger than
-    *max_message_size* bytes once encoded (default :data:`DEFAULT_MAX_MESSAGE_SIZE`) are
-    refused with :exc:`ValueError` at :meth:`put`.
+    *max_message_size* bytes once encoded (default :data:`DEFAULT_MAX_MESSAGE_SIZE`, less for
+    queues of more than 1024 slots: see :data:`DEFAULT_RESERVATION`) are refused with
+    :exc:`ValueError` at :meth:`put`.
 
     Pass the queue to child processes as an argument (``Process(args=(q,))``, or a ``Pool``
     initializer's arguments), under any start method; threads of a process share it as is.

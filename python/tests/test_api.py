@@ -93,6 +93,13 @@ def test_many_puts_before_any_get():
     assert q.empty()
 
 
+def test_default_message_size_keeps_large_queues_small():
+    assert shmq.Queue(10).max_message_size == shmq.DEFAULT_MAX_MESSAGE_SIZE
+    big = shmq.Queue(100_000)
+    assert big.max_message_size == 1024
+    assert shmq.Queue(100_000, max_message_size=10).max_message_size == 10
+
+
 def test_unbounded_queue_takes_default_capacity():
     q = shmq.Queue()
     assert q.maxsize == shmq.DEFAULT_CAPACITY
