@@ -85,6 +85,23 @@ def get_context(method: str | None = None) -> _Context:
     return _Context(_mp.get_context(method))
 
 
+# multiprocessing's submodules, as attributes (``shmq.pool.ThreadPool``, ``shmq.managers``):
+# imported on first use, as ``multiprocessing.pool`` is once imported. ``shmq.queues`` is ours.
+_SUBMODULES = frozenset(
+    "connection context dummy forkserver heap managers pool popen_fork popen_forkserver "
+    "popen_spawn_posix process reduction resource_sharer resource_tracker shared_memory "
+    "sharedctypes spawn synchronize util".split()
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"multiprocessing.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [n for n in _mp.__all__ if n not in _OURS] + [
     "Queue",
     "SimpleQueue",

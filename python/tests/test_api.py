@@ -369,3 +369,10 @@ def test_context_works_where_multiprocessing_takes_one():
         assert list(ex.map(_square, range(10))) == [x * x for x in range(10)]
     assert "Queue" in shmq.__all__
     assert "Put *obj* into the queue" in shmq.Queue.put.__doc__
+    import multiprocessing.pool
+
+    assert shmq.pool is multiprocessing.pool
+    assert shmq.shared_memory.SharedMemory is multiprocessing.shared_memory.SharedMemory
+    assert shmq.queues.Queue is shmq.Queue
+    with pytest.raises(AttributeError):
+        shmq.no_such_thing  # noqa: B018
