@@ -39,6 +39,15 @@ _swept = False
 _pending: set[str] = set()
 
 
+def _reinit_lock() -> None:
+    # A child forked while another thread held the lock would wait for it for ever.
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reinit_lock)
+
+
 def _new_name() -> str:
     return f"{PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
 
