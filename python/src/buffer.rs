@@ -89,6 +89,16 @@ impl BufferView {
         self.raw.len as usize
     }
 
+    /// Start of the exported memory (dangling but non-null when empty).
+    pub(crate) fn ptr(&self) -> *const u8 {
+        if self.raw.buf.is_null() {
+            std::ptr::NonNull::<u8>::dangling().as_ptr()
+        } else {
+            self.raw.buf as *const u8
+        }
+    }
+
+    /// The exported bytes, borrowed (only while the GIL is held: see `Encoded`).
     pub(crate) fn as_slice(&self) -> &[u8] {
         if self.raw.len == 0 {
             return &[];

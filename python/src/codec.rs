@@ -59,12 +59,11 @@ pub(crate) enum Blob {
 }
 
 impl Blob {
-    fn as_slice(&self) -> &[u8] {
+    /// Start of the blob's memory.
+    fn ptr(&self) -> *const u8 {
         match self {
-            // SAFETY: the pointer and length are the data of the `bytes` object we hold a
-            // reference to; bytes objects never change or move.
-            Blob::Bytes { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
-            Blob::Buffer(v) => v.as_slice(),
+            Blob::Bytes { ptr, .. } => *ptr,
+            Blob::Buffer(v) => v.ptr(),
         }
     }
     fn len(&self) -> usize {
@@ -82,10 +81,12 @@ pub(crate) struct Encoded {
 }
 
 // SAFETY: the blobs' memory is owned by Python objects (or buffer exports) this value keeps
-// alive, and none of them is mutated while it exists (bytes are immutable; a buffer export
-// forbids resizing). Copying from it on a thread that does not hold the GIL is what CPython's
-// own I/O does; only the release of the references needs the GIL (see BufferView's Drop, and
-// `Py`'s drop, which defers a decref made without the GIL).
+// alive and in place (bytes are immutable; a buffer export forbids resizing and freeing). It
+// is only ever copied from, as raw memory (`write`), never borrowed as a slice: a bytearray or
+// numpy array that another thread writes while `put` copies it yields a mix of old and new
+// bytes, as `file.write(buf)` would, which CPython's own I/O also copies without the GIL. Only
+// the release of the references needs the GIL (see BufferView's Drop, and `Py`'s drop, which
+// defers a decref made without the GIL).
 unsafe impl Send for Encoded {}
 // SAFETY: as for Send: the value is only read (copied from) while shared.
 unsafe impl Sync for Encoded {}
@@ -100,9 +101,10 @@ impl Encoded {
         let (h, mut rest) = out.split_at_mut(self.head.len());
         h.copy_from_slice(&self.head);
         for b in &self.blobs {
-            let s = b.as_slice();
-            let (dst, r) = rest.split_at_mut(s.len());
-            dst.copy_from_slice(s);
+            let (dst, r) = rest.split_at_mut(b.len());
+            // SAFETY: `ptr()` is the start of `len()` readable bytes kept alive and in place by
+            // `b` (see the Send impl); `dst` is a distinct `len()`-byte region of the slot.
+            unsafe { std::ptr::copy_nonoverlapping(b.ptr(), dst.as_mut_ptr(), dst.len()) };
             rest = r;
         }
     }
