@@ -376,3 +376,47 @@ def test_context_works_where_multiprocessing_takes_one():
     assert shmq.queues.Queue is shmq.Queue
     with pytest.raises(AttributeError):
         shmq.no_such_thing  # noqa: B018
+
+
+def _interrupt_main_when_blocked(main_tid):
+    """From a helper thread: once the main thread sleeps in a futex wait, SIGINT the process."""
+    import os
+    import signal
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(f"/proc/self/task/{main_tid}/syscall") as f:
+            if f.read().split()[0] in ("202", "449"):
+                break
+        time.sleep(0.001)
+    sent.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+sent: list = []
+
+
+@pytest.mark.parametrize("call", ["get", "put", "join"])
+def test_ctrl_c_interrupts_blocked_calls_in_this_process(call):
+    import os
+
+    if not os.path.exists("/proc/self/syscall"):
+        pytest.skip("needs /proc")
+    q = shmq.JoinableQueue(1)
+    if call != "get":
+        q.put("fills it")
+    sent.clear()
+    helper = threading.Thread(
+        target=_interrupt_main_when_blocked, args=(threading.get_native_id(),)
+    )
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        if call == "get":
+            q.get()
+        elif call == "put":
+            q.put("blocks")
+        else:
+            q.join()
+    raised = time.monotonic()
+    helper.join()
+    assert raised - sent[0] < 0.1
