@@ -299,6 +299,37 @@ impl BytesQueue {
         self.put_in_place(len, Wait::No, f)
     }
 
+    /// Like [`put_with`](Self::put_with), waiting at most `timeout` for a free slot
+    /// (`Err(Timeout)` then, and `f` is not called).
+    pub fn put_with_timeout(
+        &self,
+        len: usize,
+        timeout: Duration,
+        f: impl FnOnce(&mut [u8]),
+    ) -> Result<(), BytesPutError> {
+        self.put_in_place(len, Wait::timeout(timeout), f)
+    }
+
+    /// Like [`get_with`](Self::get_with), waiting at most `timeout` for a message
+    /// (`Err(Timeout)` then, and `f` is not called).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let seg = shmq::Segment::builder("doc-bget-with-timeout").bytes_queue("q", 1, 16).create_or_replace().unwrap();
+    /// let q = seg.bytes_queue("q").unwrap();
+    /// let wait = Duration::from_millis(1);
+    /// assert_eq!(q.get_with_timeout(wait, |m| m.len()), Err(shmq::GetError::Timeout));
+    /// q.put_with_timeout(2, wait, |b| b.copy_from_slice(b"hi")).unwrap();
+    /// assert_eq!(q.get_with_timeout(wait, |m| m.to_vec()), Ok(b"hi".to_vec()));
+    /// ```
+    pub fn get_with_timeout<R>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, GetError> {
+        self.get_in_place(Wait::timeout(timeout), f)
+    }
+
     /// Reads the oldest message in place in its slot (zero copy): waits for one, runs `f` on it,
     /// then frees the slot.
     pub fn get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {

@@ -98,7 +98,16 @@ fn next_cap(cap: u64, layout: SlotLayout) -> u64 {
     cap.saturating_mul(2).min(max)
 }
 
+/// Links whose ring memory a thread remembers (see [`Chain::link`]).
+const LINK_CACHE: usize = 4;
+
+/// A remembered link: (mapping id, queue, link index, block offset) and its ring memory.
+type CachedLink = ((u64, u32, u64, u64), RawRing);
+
 thread_local! {
+    /// The links this thread used last (see [`Chain::link`]).
+    static LINKS: std::cell::RefCell<Vec<CachedLink>> = const { std::cell::RefCell::new(Vec::new()) };
+
     /// Depth of chain operations on this thread: an operation inside another's closure (a nested
     /// call) must not move the outer one's announcement, so it counts itself as bare instead.
     static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
@@ -249,6 +258,11 @@ impl Chain {
 
     /// The ring of link `c`, if installed (`Err(Corrupt)` if the table names a block that is not
     /// a link of this queue).
+    ///
+    /// Call only while link `c` is announced. Its ring memory is remembered per thread (keyed
+    /// by mapping, queue, link and table entry), so an operation on the link used last skips
+    /// the link's validation: while `c` is announced it cannot be freed, so its entry still
+    /// names the same block.
     fn link(&self, c: u64) -> Result<Option<Ring<RawRing>>, Fail> {
         let h = self.hdr();
         // SYNC: Acquire pairs with the installer's Release CAS: the link's header and ring
@@ -257,18 +271,44 @@ impl Chain {
         if off == 0 {
             return Ok(None);
         }
-        let (lh, ring) = self.view(off)?;
-        if lh.obj.load(Ordering::Relaxed) != self.obj as u64 {
-            return Err(Fail::Corrupt);
-        }
-        if lh.index.load(Ordering::Relaxed) != c {
-            return Ok(None); // an older link not yet freed from this table entry
-        }
+        let key = (self.seg.id, self.obj, c, off);
+        let cached = LINKS
+            .try_with(|l| {
+                l.borrow()
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, m)| m.clone())
+            })
+            .ok()
+            .flatten();
+        let mem = match cached {
+            Some(mem) => mem,
+            None => {
+                let (lh, mem) = self.view(off)?;
+                if lh.obj.load(Ordering::Relaxed) != self.obj as u64 {
+                    return Err(Fail::Corrupt);
+                }
+                if lh.index.load(Ordering::Relaxed) != c {
+                    return Ok(None); // an older link not yet freed from this table entry
+                }
+                let _ = LINKS.try_with(|l| {
+                    let mut l = l.borrow_mut();
+                    if l.len() >= LINK_CACHE {
+                        l.remove(0);
+                    }
+                    l.push((key, mem.clone()));
+                });
+                mem
+            }
+        };
+        let mut ring = Ring::new(mem);
+        ring.spin = self.spin;
+        ring.live = Some(self.live.clone());
         Ok(Some(ring))
     }
 
-    /// The header and ring of the link in heap block `off`.
-    fn view(&self, off: u64) -> Result<(&LinkHeader, Ring<RawRing>), Fail> {
+    /// The header and ring memory of the link in heap block `off`.
+    fn view(&self, off: u64) -> Result<(&LinkHeader, RawRing), Fail> {
         let heap = self.seg.heap();
         let corrupt = |_| Fail::Corrupt;
         let p = heap.payload(off, 128 + LINK_HEADER).map_err(corrupt)?;
@@ -287,10 +327,7 @@ impl Chain {
         // RawRing::new checks that the ring fits its region.
         let mem = unsafe { RawRing::new(p.add(ring_at as usize), size, cap, self.layout) }
             .ok_or(Fail::Corrupt)?;
-        let mut ring = Ring::new(mem);
-        ring.spin = self.spin;
-        ring.live = Some(self.live.clone());
-        Ok((lh, ring))
+        Ok((lh, mem))
     }
 
     /// Installs link `t + 1` (sealing link `t` first) unless someone did, then moves the tail
@@ -442,13 +479,14 @@ impl Chain {
         let hdr = self.hdr();
         let slot = &hdr.table[(f % TABLE as u64) as usize];
         let off = slot.load(Ordering::Acquire);
-        let Ok((lh, ring)) = (if off == 0 {
+        let Ok((lh, mem)) = (if off == 0 {
             Err(Fail::Corrupt)
         } else {
             self.view(off)
         }) else {
             return;
         };
+        let ring = Ring::new(mem);
         if lh.index.load(Ordering::Relaxed) != f {
             return;
         }

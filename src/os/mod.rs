@@ -222,6 +222,43 @@ pub(crate) fn reclaim_stale(name: &str) -> bool {
     stale && same && unlink(name).is_ok()
 }
 
+/// Removes `/dev/shm/NAME` if it is a shmq segment that no process maps any more, and returns
+/// whether it did. `Ok(false)`: someone holds an `flock` on it (a process maps it, a creator is
+/// publishing it, or a `create` is checking it), or the file is not a shmq segment of this user.
+///
+/// Unlike [`reclaim_stale`], the creator may be alive and the segment may be kept: this is for
+/// callers whose segments are only ever used while mapped (no process keeps a name to open
+/// later without mapping it meanwhile), who remove the name once the last holder is gone. The
+/// unlink happens under the exclusive lock and only if the name still refers to the file that
+/// was checked, so a racing opener either holds its shared lock first (and the name stays) or
+/// finds the name gone once it gets its lock (`NotFound`).
+pub(crate) fn unlink_unmapped(name: &str) -> std::io::Result<bool> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let file = match fs::open(path_of(name), flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let st = fs::fstat(&file)?;
+    if fs::FileType::from_raw_mode(st.st_mode) != fs::FileType::RegularFile
+        || st.st_uid != rustix::process::geteuid().as_raw()
+    {
+        return Ok(false);
+    }
+    if fs::flock(&file, fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(false); // held: a live process has it mapped, or a creator is publishing it
+    }
+    let mut magic = [0u8; 8];
+    use std::os::unix::fs::FileExt;
+    if file.read_exact_at(&mut magic, 0).is_err() || magic != crate::layout::MAGIC {
+        return Ok(false);
+    }
+    let same =
+        identity_of_name(name).is_some_and(|now| now.dev == st.st_dev && now.ino == st.st_ino);
+    // Dropping `file` afterwards releases the exclusive lock.
+    Ok(same && unlink(name).is_ok())
+}
+
 /// The header and participant-table checks of [`reclaim_stale`], read with `pread` (the file is
 /// untrusted: every offset is bounds-checked against its size).
 fn unused_segment(file: &File, size: u64) -> bool {

@@ -901,6 +901,34 @@ impl Segment {
         })
     }
 
+    /// Removes the name `name` from `/dev/shm` if it is a shmq segment that no process maps any
+    /// more (nobody holds it through [`create`](SegmentBuilder::create) or [`open`](Self::open),
+    /// and no creator is publishing it); returns whether it did. Unlike the reclamation in
+    /// `create`, the creator may still be alive and the segment may be kept: this is for
+    /// programs whose processes only ever use a segment while they map it, and remove its name
+    /// when the last of them lets go (the Python package does so after each handle's last drop
+    /// and at each process's exit).
+    ///
+    /// An opener racing with it either maps the segment first (and the name stays) or gets
+    /// [`OpenError::NotFound`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-unlink-unused").keep(true).event("e").create_or_replace()?;
+    /// assert!(!shmq::Segment::unlink_if_unused("doc-unlink-unused")?); // mapped by `seg`
+    /// drop(seg);
+    /// assert!(shmq::Segment::unlink_if_unused("doc-unlink-unused")?);
+    /// assert!(matches!(shmq::Segment::open("doc-unlink-unused"), Err(shmq::OpenError::NotFound)));
+    /// # Ok(()) }
+    /// ```
+    pub fn unlink_if_unused(name: &str) -> Result<bool, OpenError> {
+        check_name(name, SEGMENT_NAME_MAX).map_err(OpenError::InvalidName)?;
+        os::unlink_unmapped(name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => OpenError::PermissionDenied,
+            _ => OpenError::Io(e),
+        })
+    }
+
     /// The segment's name.
     pub fn name(&self) -> &str {
         &self.inner.name

@@ -1,0 +1,229 @@
+"""shmq.Queue vs multiprocessing.Queue vs faster_fifo.Queue, in one run.
+
+    python python/bench/bench_queues.py            # the full run (a few minutes)
+    python python/bench/bench_queues.py --quick    # a smoke run (seconds), as CI does
+
+Scenarios (processes started with fork; the clock runs in the parent, from the moment the
+producers are released until the last item arrives):
+
+* 1p1c-int:     one producer puts small ints one by one, the parent gets them one by one.
+* 1p1c-batch:   the same with put_many / get_many in batches of 100 (shmq, faster_fifo; the
+                stdlib queue has no batch calls).
+* round-trip:   the parent puts an int, a child gets it and puts it back; time per round trip.
+* bytes-4MiB:   one producer puts 4 MiB bytes objects, the parent gets them.
+* numpy-4MiB:   the same with 4 MiB float64 numpy arrays.
+* 4p4c-int:     four producer processes, four consumer processes, small ints.
+
+Prints one table; figures are medians of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import shmq
+
+try:
+    import faster_fifo
+except ImportError:  # pragma: no cover
+    faster_fifo = None
+
+MIB = 1 << 20
+BIG = 4 * MIB
+
+
+def make_queue(kind: str, big: bool = False):
+    if kind == "shmq":
+        if big:
+            return shmq.Queue(8, max_message_size=BIG + 4096)
+        return shmq.Queue(1024, max_message_size=256)
+    if kind == "multiprocessing":
+        return mp.Queue()
+    if kind == "faster_fifo":
+        return faster_fifo.Queue(max_size_bytes=(64 if big else 8) * MIB)
+    raise ValueError(kind)
+
+
+def _get_many(q, kind, n):
+    if kind == "faster_fifo":
+        return q.get_many(block=True, timeout=60, max_messages_to_get=n)
+    return q.get_many(n)
+
+
+def _put_many(q, kind, items):
+    if kind == "faster_fifo":
+        q.put_many(items, block=True, timeout=60)
+    else:
+        q.put_many(items)
+
+
+def _producer(q, kind, go, n, what, batch):
+    go.wait()
+    if what == "int":
+        if batch:
+            for start in range(0, n, batch):
+                _put_many(q, kind, list(range(start, min(n, start + batch))))
+        else:
+            put = q.put
+            for i in range(n):
+                put(i)
+    elif what == "bytes":
+        payload = b"\x5a" * BIG
+        for _ in range(n):
+            q.put(payload)
+    elif what == "numpy":
+        a = np.ones(BIG // 8)
+        for _ in range(n):
+            q.put(a)
+
+
+def one_way(kind, n, what="int", batch=0):
+    q = make_queue(kind, big=what != "int")
+    go = mp.Event()
+    p = mp.Process(target=_producer, args=(q, kind, go, n, what, batch))
+    p.start()
+    t0 = time.perf_counter()
+    go.set()
+    got = 0
+    if batch:
+        while got < n:
+            got += len(_get_many(q, kind, batch))
+    else:
+        get = q.get
+        for _ in range(n):
+            get()
+        got = n
+    dt = time.perf_counter() - t0
+    p.join()
+    return dt
+
+
+def _echo(q_in, q_out, n):
+    for _ in range(n):
+        q_out.put(q_in.get())
+
+
+def round_trip(kind, n):
+    a, b = make_queue(kind), make_queue(kind)
+    p = mp.Process(target=_echo, args=(a, b, n))
+    p.start()
+    a.put(0)
+    b.get()  # warm
+    t0 = time.perf_counter()
+    for i in range(n - 1):
+        a.put(i)
+        b.get()
+    dt = time.perf_counter() - t0
+    p.join()
+    return dt / (n - 1)
+
+
+def _consumer(q, done_q):
+    count = 0
+    while q.get() is not None:
+        count += 1
+    done_q.put(count)
+
+
+def many_to_many(kind, n, parties=4):
+    q = make_queue(kind)
+    done_q = mp.Queue()
+    go = mp.Event()
+    per = n // parties
+    prods = [
+        mp.Process(target=_producer, args=(q, kind, go, per, "int", 0)) for _ in range(parties)
+    ]
+    cons = [mp.Process(target=_consumer, args=(q, done_q)) for _ in range(parties)]
+    for p in prods + cons:
+        p.start()
+    t0 = time.perf_counter()
+    go.set()
+    for p in prods:
+        p.join()
+    for _ in cons:
+        q.put(None)
+    total = sum(done_q.get() for _ in cons)
+    dt = time.perf_counter() - t0
+    for p in cons:
+        p.join()
+    assert total == per * parties, (total, per * parties)
+    return dt
+
+
+def median(f, repeat):
+    return statistics.median(f() for _ in range(repeat))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a smoke run with tiny counts")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    mp.set_start_method("fork")
+    if args.quick:
+        n_int, n_rt, n_big, n_mm, repeat = 2_000, 500, 4, 2_000, 1
+    else:
+        n_int, n_rt, n_big, n_mm, repeat = 200_000, 20_000, 100, 200_000, args.repeat
+    kinds = ["shmq", "multiprocessing"] + (["faster_fifo"] if faster_fifo else [])
+    print(
+        f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"Linux {platform.release()}, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, faster_fifo "
+        f"{getattr(faster_fifo, '__version__', 'installed') if faster_fifo else 'absent'}"
+    )
+    print(f"# {' '.join(sys.argv)}; medians of {repeat} runs")
+    rows = []
+    for kind in kinds:
+        r = {"queue": kind}
+        r["1p1c-int"] = n_int / median(lambda k=kind: one_way(k, n_int), repeat)
+        r["1p1c-batch"] = (
+            n_int / median(lambda k=kind: one_way(k, n_int, batch=100), repeat)
+            if kind != "multiprocessing"
+            else None
+        )
+        r["round-trip"] = median(lambda k=kind: round_trip(k, n_rt), repeat)
+        r["bytes-4MiB"] = n_big * BIG / median(lambda k=kind: one_way(k, n_big, "bytes"), repeat)
+        r["numpy-4MiB"] = n_big * BIG / median(lambda k=kind: one_way(k, n_big, "numpy"), repeat)
+        r["4p4c-int"] = n_mm / median(lambda k=kind: many_to_many(k, n_mm), repeat)
+        rows.append(r)
+    head = [
+        "queue",
+        "1p1c-int (items/s)",
+        "1p1c-batch (items/s)",
+        "round-trip (µs)",
+        "bytes-4MiB (GB/s)",
+        "numpy-4MiB (GB/s)",
+        "4p4c-int (items/s)",
+    ]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+
+        def rate(v):
+            return "n/a" if v is None else f"{v / 1e6:.2f} M"
+
+        cells = [
+            r["queue"],
+            rate(r["1p1c-int"]),
+            rate(r["1p1c-batch"]),
+            f"{r['round-trip'] * 1e6:.1f}",
+            f"{r['bytes-4MiB'] / 1e9:.2f}",
+            f"{r['numpy-4MiB'] / 1e9:.2f}",
+            rate(r["4p4c-int"]),
+        ]
+        print("| " + " | ".join(cells) + " |")
+    left = [n for n in os.listdir("/dev/shm") if n.startswith(f"shmq-py-{os.getpid()}-")]
+    if left:
+        print(f"# note: {len(left)} segments still mapped at the end (released at exit)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""shmq: ``multiprocessing``'s queues in shared memory.
+
+``shmq.Queue``, ``shmq.SimpleQueue`` and ``shmq.JoinableQueue`` have the interface of
+``multiprocessing``'s, and move messages through a lock-free ring in a shared-memory segment
+(``/dev/shm``) instead of a pipe, with futex blocking. Everything else of ``multiprocessing``
+(``Process``, ``Pool``, ``Lock``, ``current_process``, ``set_start_method``, ...) is re-exported,
+so ``import shmq as multiprocessing`` works::
+
+    import shmq as multiprocessing
+
+    def worker(q):
+        q.put("hello")
+
+    if __name__ == "__main__":
+        q = multiprocessing.Queue()
+        p = multiprocessing.Process(target=worker, args=(q,))
+        p.start()
+        print(q.get())
+        p.join()
+"""
+
+from __future__ import annotations
+
+import multiprocessing as _mp
+from typing import Any
+
+from . import queues
+from ._errors import ShutDown
+from ._lifecycle import reclaim_stale
+from ._shmq import ShmqError
+from .queues import (
+    JoinableQueue,
+    Queue,
+    SimpleQueue,
+)
+
+# Everything multiprocessing exports at top level (bound to its default context), then ours.
+_OURS = ("Queue", "SimpleQueue", "JoinableQueue", "get_context")
+for _name in _mp.__all__:
+    if _name not in _OURS:
+        globals()[_name] = getattr(_mp, _name)
+SUBDEBUG = getattr(_mp, "SUBDEBUG")  # noqa: B009 - not in typeshed
+SUBWARNING = getattr(_mp, "SUBWARNING")  # noqa: B009
+
+TimeoutError = _mp.TimeoutError
+ProcessError = _mp.ProcessError
+BufferTooShort = _mp.BufferTooShort
+AuthenticationError = _mp.AuthenticationError
+reducer = _mp.reducer
+
+
+class _Context:
+    """A ``multiprocessing`` context whose ``Queue`` and ``JoinableQueue`` are shmq's; everything
+    else delegates to the wrapped context. Its ``SimpleQueue`` stays ``multiprocessing``'s:
+    ``multiprocessing.pool.Pool`` and ``concurrent.futures.ProcessPoolExecutor`` take a context
+    and use the internals (``_reader``, ``_writer``) of its ``SimpleQueue``."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def __repr__(self) -> str:
+        return f"<shmq context over {self._ctx!r}>"
+
+    def Queue(self, maxsize: int = 0, **kwargs: Any) -> Queue:  # noqa: N802
+        return Queue(maxsize, **kwargs)
+
+    def JoinableQueue(self, maxsize: int = 0, **kwargs: Any) -> JoinableQueue:  # noqa: N802
+        return JoinableQueue(maxsize, **kwargs)
+
+    def get_context(self, method: str | None = None) -> _Context:
+        return get_context(method)
+
+
+def get_context(method: str | None = None) -> _Context:
+    """``multiprocessing.get_context(method)``, with shmq's ``Queue`` and ``JoinableQueue``.
+
+    It can be passed where a context is expected (``Pool(context=...)``,
+    ``ProcessPoolExecutor(mp_context=...)``); those keep ``multiprocessing``'s queues inside."""
+    return _Context(_mp.get_context(method))
+
+
+# multiprocessing's submodules, as attributes (``shmq.pool.ThreadPool``, ``shmq.managers``):
+# imported on first use, as ``multiprocessing.pool`` is once imported. ``shmq.queues`` is ours.
+_SUBMODULES = frozenset(
+    "connection context dummy forkserver heap managers pool popen_fork popen_forkserver "
+    "popen_spawn_posix process reduction resource_sharer resource_tracker shared_memory "
+    "sharedctypes spawn synchronize util".split()
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"multiprocessing.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [n for n in _mp.__all__ if n not in _OURS] + [
+    "Queue",
+    "SimpleQueue",
+    "JoinableQueue",
+    "get_context",
+    "ShutDown",
+    "ShmqError",
+    "reclaim_stale",
+    "queues",
+]
