@@ -1024,6 +1024,12 @@ impl crate::heap::HeapMem for HeapWords {
     fn max_size(&self) -> u64 {
         self.words.len() as u64 * 8
     }
+    fn lock_token(&self) -> u32 {
+        crate::sync::owner::me() + 1
+    }
+    fn token_gone(&self, token: u32) -> bool {
+        crate::sync::owner::owner_dead(token - 1, 0, 0)
+    }
     fn commit(&self, _from: u64, to: u64) -> Result<(), crate::heap::HeapError> {
         if to > self.max_size() {
             return Err(crate::heap::HeapError::NoSpace { requested: to });

@@ -1275,3 +1275,21 @@ fn consumer_killed_freeing_a_drained_link_leaves_it_to_the_next_heap_user() {
     let after = seg.stats().unwrap();
     assert!(after.heap_blocks <= 2, "{after:?}");
 }
+
+#[test]
+fn producer_killed_the_instant_it_took_the_heap_lock_does_not_stop_the_heap() {
+    let (name, seg, b) = long_queue("heap-locked", 4);
+    // The child is killed right after its CAS on the heap lock, before any other store: the lock
+    // word names its participant record, so the next heap user proves it dead and takes over.
+    let child = child_stopped_at(&name, "long-producer", "heap-locked", 0, false);
+    kill(child);
+    let t0 = Instant::now();
+    b.put(&[4u8; 3000]).unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(b.get().unwrap(), vec![4u8; 3000]);
+    assert_eq!(heap_blocks(&seg).0, 0);
+}

@@ -48,7 +48,8 @@ use crate::error::HeapError;
 use crate::layout::CachePadded;
 #[cfg(not(shmq_loom))]
 use crate::mapping::Inner;
-use crate::objects::lock::{Acquired, LockState};
+use crate::objects::lock::Acquired;
+use crate::sync::futex::Futex;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Why the heap could not do something (the loom build has no `crate::error`).
@@ -83,6 +84,131 @@ pub(crate) trait HeapMem {
     fn max_size(&self) -> u64;
     /// Grows the segment from `from` to `to` committed bytes (space reserved, then published).
     fn commit(&self, from: u64, to: u64) -> Result<(), HeapError>;
+    /// The calling thread's identity as a heap lock owner ([`HeapLock`]): nonzero, at most
+    /// [`TOKEN`], and [`TOKEN`] itself for a thread that cannot be proven dead if it dies.
+    fn lock_token(&self) -> u32;
+    /// Whether the owner a lock token names is gone for sure.
+    fn token_gone(&self, token: u32) -> bool;
+}
+
+/// Bits of a heap lock word that name its owner.
+pub(crate) const TOKEN: u32 = (1 << 30) - 1;
+const LOCK_INCONSISTENT: u32 = 1 << 30;
+const LOCK_CONTENDED: u32 = 1 << 31;
+/// Owner count bits of a lock token (see `Inner::lock_token`).
+const TOKEN_INC_BITS: u32 = 14;
+
+/// The heap's lock: a futex word that names its owner by a token the owner had *before* it took
+/// the lock (its participant record and that record's owner count), so a process killed at any
+/// instruction after taking it, even the very next one, can be proven dead and the lock taken
+/// over (`Acquired::OwnerDead`). (A `Lock`'s owner stamps are stored after its CAS; a process
+/// killed in between leaves that lock held for good, which a heap every long message goes
+/// through cannot afford.) A thread without a participant record holds it as [`TOKEN`], which is
+/// never taken over.
+#[repr(C, align(128))]
+pub(crate) struct HeapLock {
+    word: Futex,
+}
+
+crate::sync::native_only! {
+    const _: () = assert!(core::mem::size_of::<HeapLock>() == 128);
+}
+
+impl std::fmt::Debug for HeapLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeapLock").finish_non_exhaustive()
+    }
+}
+
+impl HeapLock {
+    crate::sync::loom_only! {
+        fn new() -> Self {
+            Self { word: Futex::new(0) }
+        }
+    }
+
+    /// Takes the lock, as the thread `me` ([`HeapMem::lock_token`]), waiting while a live owner
+    /// holds it and taking it over from a dead one.
+    fn lock<M: HeapMem + ?Sized>(&self, mem: &M) -> Acquired {
+        let me = mem.lock_token() & TOKEN;
+        let w = self.word.word();
+        let mut spins = 0u32;
+        loop {
+            let cur = w.load(Ordering::Relaxed);
+            let owner = cur & TOKEN;
+            // The owner's liveness is looked at only once per sleep slice (it reads /proc).
+            if owner == 0 || (owner != TOKEN && spins >= 64 && mem.token_gone(owner)) {
+                let dead = owner != 0;
+                let next = me
+                    | (cur & LOCK_CONTENDED)
+                    | if dead {
+                        LOCK_INCONSISTENT
+                    } else {
+                        cur & LOCK_INCONSISTENT
+                    };
+                // SYNC: Acquire pairs with the Release swap in `unlock` (or orders after a dead
+                // owner's last stores, which a takeover then repairs): the heap as the last owner
+                // left it is visible.
+                if w.compare_exchange(cur, next, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    // A process killed right here still names its record in the word.
+                    crate::fault::point("heap-locked");
+                    return if next & LOCK_INCONSISTENT != 0 {
+                        Acquired::OwnerDead
+                    } else {
+                        Acquired::Clean
+                    };
+                }
+                continue;
+            }
+            spins += 1;
+            if spins < 64 {
+                #[cfg(not(shmq_loom))]
+                core::hint::spin_loop();
+                #[cfg(shmq_loom)]
+                crate::sync::yield_now();
+                continue;
+            }
+            // Sleep until an unlock wakes us, or a slice passes (then look whether the owner
+            // died: it will never wake us).
+            if cur & LOCK_CONTENDED == 0
+                && w.compare_exchange(
+                    cur,
+                    cur | LOCK_CONTENDED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let slice = std::time::Duration::from_millis(10);
+            let slice = crate::sync::slice_end(Some(std::time::Instant::now() + slice), slice);
+            let _ = self.word.wait(cur | LOCK_CONTENDED, slice);
+            crate::sync::yield_now();
+        }
+    }
+
+    /// Releases the lock; `consistent`: whether the next owner may trust the heap as it is.
+    fn unlock(&self, consistent: bool) {
+        let next = if consistent { 0 } else { LOCK_INCONSISTENT };
+        // SYNC: Release pairs with the Acquire CAS in `lock` of the next owner.
+        if self.word.word().swap(next, Ordering::Release) & LOCK_CONTENDED != 0 {
+            self.word.wake(u32::MAX);
+        }
+    }
+
+    /// Marks the lock as left by a dead owner (fuzzing: its next taker rebuilds).
+    #[cfg(all(not(shmq_loom), feature = "fuzzing"))]
+    pub(crate) fn forge_inconsistent(&self) {
+        let _ = self.word.word().compare_exchange(
+            0,
+            LOCK_INCONSISTENT,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Block sizes and offsets are multiples of this.
@@ -159,7 +285,7 @@ pub(crate) fn read_ref(payload: &[u8]) -> Option<(u64, u64)> {
 #[repr(C)]
 pub(crate) struct HeapHeader {
     /// Held for every change of the block structure and the free lists.
-    pub(crate) lock: LockState,
+    pub(crate) lock: HeapLock,
     /// First block (fixed at creation).
     pub(crate) start: AtomicU64,
     /// End of the last block; blocks cover `[start, end)` exactly.
@@ -187,7 +313,7 @@ crate::sync::loom_only! {
         /// (`mem` holds the block words), for the models.
         pub(crate) fn new_heap<M: HeapMem>(mem: &M, start: u64, end: u64) -> Self {
             let h = Self {
-                lock: LockState::new(),
+                lock: HeapLock::new(),
                 start: AtomicU64::new(start),
                 end: AtomicU64::new(end),
                 last: AtomicU64::new(end - start),
@@ -365,6 +491,21 @@ impl HeapMem for Inner {
     fn max_size(&self) -> u64 {
         self.max_size
     }
+    fn lock_token(&self) -> u32 {
+        // A record index that does not fit the token, or no record: an owner that can never
+        // be proven dead (its crash while holding the lock would stop the heap; size the table
+        // for the threads you run, as for claims).
+        lock_token_of(self.heap_holder())
+    }
+    fn token_gone(&self, token: u32) -> bool {
+        let rec = (token >> TOKEN_INC_BITS) - 1;
+        Inner::holder_gone_masked(
+            self,
+            rec,
+            token & ((1 << TOKEN_INC_BITS) - 1),
+            TOKEN_INC_BITS,
+        )
+    }
     fn commit(&self, from: u64, to: u64) -> Result<(), HeapError> {
         crate::os::grow_file(self.map.file(), from, to)?;
         crate::fault::point("heap-grown-file");
@@ -376,8 +517,25 @@ impl HeapMem for Inner {
     }
 }
 
+/// The lock token of a holder `(record, owner count)` ([`HeapMem::lock_token`]).
+#[cfg(not(shmq_loom))]
+fn lock_token_of(holder: Option<(u32, u32)>) -> u32 {
+    match holder {
+        Some((rec, inc)) if rec + 1 < (TOKEN >> TOKEN_INC_BITS) => {
+            (rec + 1) << TOKEN_INC_BITS | (inc & ((1 << TOKEN_INC_BITS) - 1))
+        }
+        _ => TOKEN,
+    }
+}
+
 #[cfg(not(shmq_loom))]
 impl Heap<'_, Inner> {
+    /// Marks the heap lock as left by a dead owner (fuzzing: its next taker rebuilds).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn forge_inconsistent(&self) {
+        self.hdr.lock.forge_inconsistent()
+    }
+
     /// The payload of the block at `off`: `len` bytes after its header.
     pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
         self.seg.heap_bytes(
@@ -402,7 +560,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
     }
 
     fn lock(&self) -> Result<Locked<'_, 'a, M>, HeapError> {
-        let how = self.hdr.lock.lock_taking_over();
+        let how = self.hdr.lock.lock(self.seg);
         let g = Locked {
             heap: self,
             ok: std::cell::Cell::new(true),

@@ -399,6 +399,39 @@ impl Inner {
         pid != PID_TAKING && !record_alive(r)
     }
 
+    /// The calling thread's record in this segment if it has one already (never takes one), as
+    /// `(index, owner count)`.
+    pub(crate) fn heap_holder(&self) -> Option<(u32, u32)> {
+        let idx = RECORDS
+            .try_with(|r| {
+                let r = r.borrow();
+                if r.1 != os::fork_generation() {
+                    return None;
+                }
+                r.0.iter().find(|c| c.seg_id == self.id).and_then(|c| c.idx)
+            })
+            .ok()
+            .flatten()?;
+        // Relaxed: our own record; its owner count changes only when it is taken.
+        let inc = (self.record(idx).claim.waiting.load(Ordering::Relaxed) >> 32) as u32;
+        Some((idx, inc))
+    }
+
+    /// [`Inner::holder_gone`] for an owner count known by its low `bits` bits only.
+    pub(crate) fn holder_gone_masked(&self, idx: u32, inc: u32, bits: u32) -> bool {
+        if idx >= self.part_count {
+            return false;
+        }
+        let r = self.record(idx);
+        // SYNC: Acquire, as in `holder_gone`.
+        let pid = r.pid.load(Ordering::Acquire);
+        let now = (r.claim.waiting.load(Ordering::Relaxed) >> 32) as u32;
+        if now & ((1 << bits) - 1) != inc || pid == 0 {
+            return true;
+        }
+        pid != PID_TAKING && !record_alive(r)
+    }
+
     /// Whether a live participant announces `hazard` (a link of an unbounded queue it is about to
     /// touch or touches). A record whose owner is proven dead does not count.
     pub(crate) fn hazard_announced(&self, hazard: u64) -> bool {

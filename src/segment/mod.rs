@@ -856,15 +856,7 @@ impl Segment {
     pub(crate) fn forge_heap(&self, at: u64, value: u64, inconsistent: bool) {
         let inner = &self.inner;
         if inconsistent {
-            // SAFETY: the heap's control block starts with its lock word (a u32 futex word);
-            // INCONSISTENT with no owner is a state a dead owner's takeover leaves.
-            let w = unsafe {
-                &*inner
-                    .base()
-                    .add(inner.heap_offset as usize)
-                    .cast::<crate::sync::AtomicU32>()
-            };
-            let _ = w.compare_exchange(0, 1 << 30, Ordering::Relaxed, Ordering::Relaxed);
+            inner.heap().forge_inconsistent();
             return;
         }
         let span = self.size().saturating_sub(inner.heap_offset) / 8;
@@ -950,6 +942,9 @@ impl Segment {
     pub fn stats(&self) -> Result<crate::SegmentStats, OpenError> {
         // Read before the sweep, which maps whatever blocks it walks.
         let mapped = self.inner.map.mapped();
+        // A participant record first: the heap lock names its owner by one, so that a process
+        // killed holding it can be proven dead.
+        let _ = self.inner.participant();
         let h = self
             .inner
             .heap()
