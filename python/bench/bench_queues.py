@@ -14,6 +14,13 @@ producers are released until the last item arrives):
 * numpy-4MiB:   the same with 4 MiB float64 numpy arrays.
 * 4p4c-int:     four producer processes, four consumer processes, small ints.
 
+Queues: ``shmq-default`` is ``shmq.Queue()`` as a user gets it (unbounded, messages of any
+size: those longer than 240 bytes go through the segment's heap); ``shmq-sized`` is
+``shmq.Queue(1024, max_message_size=256)`` for ints and ``shmq.Queue(8, max_message_size=4 MiB +
+4 KiB)`` for 4 MiB messages (bounded; the ints stay in their slots); ``multiprocessing`` is
+``multiprocessing.Queue()``; ``faster_fifo`` is ``faster_fifo.Queue`` with an 8 MiB buffer (64 MiB
+for 4 MiB messages, which its 200 KB default cannot take).
+
 Prints one table; figures are medians of --repeat runs.
 """
 
@@ -41,7 +48,9 @@ BIG = 4 * MIB
 
 
 def make_queue(kind: str, big: bool = False):
-    if kind == "shmq":
+    if kind == "shmq-default":
+        return shmq.Queue()
+    if kind == "shmq-sized":
         if big:
             return shmq.Queue(8, max_message_size=BIG + 4096)
         return shmq.Queue(1024, max_message_size=256)
@@ -172,7 +181,9 @@ def main() -> None:
         n_int, n_rt, n_big, n_mm, repeat = 2_000, 500, 4, 2_000, 1
     else:
         n_int, n_rt, n_big, n_mm, repeat = 200_000, 20_000, 100, 200_000, args.repeat
-    kinds = ["shmq", "multiprocessing"] + (["faster_fifo"] if faster_fifo else [])
+    kinds = ["shmq-default", "shmq-sized", "multiprocessing"] + (
+        ["faster_fifo"] if faster_fifo else []
+    )
     print(
         f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
         f"Linux {platform.release()}, Python {platform.python_version()}, "
