@@ -174,6 +174,9 @@ pub(crate) struct Chain {
     layout: SlotLayout,
     heap_refs: bool,
     live: Arc<dyn crate::ring::Liveness + Send + Sync>,
+    /// The disconnect check's last verdict, carried from one link view to the next (the views
+    /// are made per operation; without it every blocking get would scan the participants again).
+    seen_at: Arc<crate::sync::local::AtomicU64>,
     pub(crate) spin: bool,
 }
 
@@ -191,6 +194,7 @@ impl Clone for Chain {
             layout: self.layout,
             heap_refs: self.heap_refs,
             live: self.live.clone(),
+            seen_at: self.seen_at.clone(),
             spin: self.spin,
         }
     }
@@ -216,6 +220,7 @@ impl Chain {
             layout,
             heap_refs,
             live,
+            seen_at: Arc::new(crate::sync::local::AtomicU64::new(u64::MAX)),
             spin: true,
         }
     }
@@ -559,10 +564,12 @@ impl Chain {
                 continue; // the head moved on
             };
             let ring = self.link(c)?.ok_or(Fail::Corrupt)?;
+            ring.set_seen_at(self.seen_at.load(Ordering::Relaxed));
             let r = match wait {
                 None => ring.get_now(who, max, &mut read).map_err(Fail::from),
                 Some(d) => ring.get_batch(who, max, d, &mut read).map_err(Fail::from),
             };
+            self.seen_at.store(ring.seen_at(), Ordering::Relaxed);
             match r {
                 Err(Fail::Closed) => {
                     // Link c is sealed and drained.

@@ -454,6 +454,18 @@ pub(crate) struct Ring<M> {
 }
 
 impl<M: RingMem> Ring<M> {
+    /// The disconnect check's cached verdict (see `Ring::disconnected`), for a ring view that
+    /// is made anew per operation (a link of an unbounded queue) to carry it from one view to
+    /// the next.
+    pub(crate) fn seen_at(&self) -> u64 {
+        self.live_seen_at.load(Ordering::Relaxed)
+    }
+
+    /// Sets the cached verdict (see [`Ring::seen_at`]).
+    pub(crate) fn set_seen_at(&self, key: u64) {
+        self.live_seen_at.store(key, Ordering::Relaxed)
+    }
+
     pub(crate) fn new(mem: M) -> Self {
         Self {
             mem,
