@@ -175,6 +175,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a smoke run with tiny counts")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--svg",
+        metavar="PATH",
+        help="also draw the figures, as ratios to multiprocessing.Queue, into an SVG file",
+    )
     args = ap.parse_args()
     mp.set_start_method("fork")
     if args.quick:
@@ -231,9 +236,65 @@ def main() -> None:
             rate(r["4p4c-int"]),
         ]
         print("| " + " | ".join(cells) + " |")
+    if args.svg:
+        with open(args.svg, "w") as f:
+            f.write(svg(rows, " ".join(sys.argv)))
     left = [n for n in os.listdir("/dev/shm") if n.startswith(f"shmq-py-{os.getpid()}-")]
     if left:
         print(f"# note: {len(left)} segments still mapped at the end (released at exit)")
+
+
+def svg(rows: list[dict], command: str) -> str:
+    """A bar chart of each queue's figures as multiples of multiprocessing.Queue's (log scale;
+    for the round trip, how many times faster)."""
+    import math
+    from xml.sax.saxutils import escape
+
+    base = next(r for r in rows if r["queue"] == "multiprocessing")
+    metrics = ["1p1c-int", "round-trip", "bytes-4MiB", "numpy-4MiB", "4p4c-int"]
+    colours = ["#1f77b4", "#aec7e8", "#7f7f7f", "#ff7f0e"]
+    w, h, left, top, bottom = 760, 360, 60, 40, 70
+    group = (w - left - 20) / len(metrics)
+    bar = group / (len(rows) + 1)
+    top_ratio = 200.0
+
+    def y(ratio: float) -> float:
+        r = min(max(ratio, 0.1), top_ratio)
+        return top + (h - top - bottom) * (1 - (math.log10(r) + 1) / (math.log10(top_ratio) + 1))
+
+    title = "Python queues, as multiples of multiprocessing.Queue (log scale)"
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="18" font-size="13">{title}</text>',
+    ]
+    for tick in (0.1, 1, 10, 100):
+        ty = y(tick)
+        out.append(f'<line x1="{left}" x2="{w - 20}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">{tick:g}×</text>')
+    for i, m in enumerate(metrics):
+        gx = left + i * group
+        cx, cy = gx + group / 2, h - bottom + 16
+        out.append(f'<text x="{cx:.1f}" y="{cy}" text-anchor="middle">{m}</text>')
+        for j, r in enumerate(rows):
+            if r.get(m) is None or base.get(m) in (None, 0):
+                continue
+            ratio = base[m] / r[m] if m == "round-trip" else r[m] / base[m]
+            x = gx + (j + 0.5) * bar
+            out.append(
+                f'<rect x="{x:.1f}" y="{y(ratio):.1f}" width="{bar * 0.9:.1f}" '
+                f'height="{y(0.1) - y(ratio):.1f}" fill="{colours[j % len(colours)]}">'
+                f"<title>{escape(r['queue'])}: {ratio:.1f}×</title></rect>"
+            )
+    for j, r in enumerate(rows):
+        lx = left + j * 170
+        fill = colours[j % len(colours)]
+        out.append(f'<rect x="{lx}" y="{h - 30}" width="10" height="10" fill="{fill}"/>')
+        out.append(f'<text x="{lx + 14}" y="{h - 21}">{escape(r["queue"])}</text>')
+    foot = escape(command)
+    out.append(f'<text x="{left}" y="{h - 6}" font-size="9" fill="#555">{foot}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
