@@ -357,6 +357,14 @@ fn class(size: u64) -> usize {
     ((l - 6) * 4 + sub) as usize
 }
 
+/// Whether a block of `size` bytes at `b` can be one of a heap ending at `end`: at least
+/// [`MIN_BLOCK`], a multiple of [`ALIGN`], and not past `end` (what every walk checks before it
+/// trusts a size word).
+#[inline]
+fn fits(b: u64, size: u64, end: u64) -> bool {
+    size >= MIN_BLOCK && size % ALIGN == 0 && b.checked_add(size).is_some_and(|n| n <= end)
+}
+
 /// Block size for a payload of `len` bytes, or `None` if it cannot be represented.
 #[inline]
 pub(crate) fn block_size(len: u64) -> Option<u64> {
@@ -499,12 +507,8 @@ impl HeapMem for Inner {
     }
     fn token_gone(&self, token: u32) -> bool {
         let rec = (token >> TOKEN_INC_BITS) - 1;
-        Inner::holder_gone_masked(
-            self,
-            rec,
-            token & ((1 << TOKEN_INC_BITS) - 1),
-            TOKEN_INC_BITS,
-        )
+        let mask = (1 << TOKEN_INC_BITS) - 1;
+        Inner::holder_gone_masked(self, rec, token & mask, mask)
     }
     fn commit(&self, from: u64, to: u64) -> Result<(), HeapError> {
         crate::os::grow_file(self.map.file(), from, to)?;
@@ -757,7 +761,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         while b < end {
             let v = w(b, 0)?;
             let size = v & !ALLOCATED;
-            if size < MIN_BLOCK || size % ALIGN != 0 || b + size > end {
+            if !fits(b, size, end) {
                 return Err(format!("block {b}: size {size}"));
             }
             if w(b, 1)? != prev {
@@ -835,12 +839,10 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             let Ok(sw) = self.word(b, 0) else { return };
             let size = sw.load(Ordering::Relaxed);
             let s = size & !ALLOCATED;
-            let Some(next) = b.checked_add(s).filter(|&n| n <= end) else {
+            if !fits(b, s, end) {
                 return; // a broken chain: leave it to the next rebuild
-            };
-            if s < MIN_BLOCK || s % ALIGN != 0 {
-                return;
             }
+            let next = b + s;
             if size & ALLOCATED != 0 {
                 if let (Ok(w), Ok(m)) = (self.word(b, 2), self.word(b, 3)) {
                     // SYNC: Acquire pairs with the Release CAS in `take` (and the owners' other
@@ -952,15 +954,12 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         let start = h.start.load(Ordering::Relaxed);
         let end = h.end.load(Ordering::Relaxed);
         let (mut in_use, mut blocks, mut prev) = (0u64, 0u64, 0u64);
-        let valid = |b: u64, s: u64| {
-            s >= MIN_BLOCK && s % ALIGN == 0 && b.checked_add(s).is_some_and(|n| n <= end)
-        };
         let mut b = start;
         while b < end {
             let sw = self.word(b, 0)?;
             let mut size = sw.load(Ordering::Relaxed);
             let mut s = size & !ALLOCATED;
-            if !valid(b, s) {
+            if !fits(b, s, end) {
                 return Err(HeapError::Corrupt);
             }
             // A block a sweep or recovery had won (owner FREEING) but not freed when its
@@ -985,7 +984,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                         break;
                     }
                     let ns = ns & !ALLOCATED;
-                    if !valid(n, ns) {
+                    if !fits(n, ns, end) {
                         return Err(HeapError::Corrupt);
                     }
                     s += ns;
@@ -1095,8 +1094,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         if n < end {
             let ns = self.word(n, 0)?.load(Ordering::Relaxed);
             if ns & ALLOCATED == 0 {
-                if ns < MIN_BLOCK || ns % ALIGN != 0 || n.checked_add(ns).map_or(true, |e| e > end)
-                {
+                if !fits(n, ns, end) {
                     return Err(HeapError::Corrupt);
                 }
                 self.list_remove(n, ns)?;

@@ -385,18 +385,7 @@ impl Inner {
     /// exited or its mapping went away), or its owner is proven dead. A record index outside the
     /// table (forged) is never judged: `false`.
     pub(crate) fn holder_gone(&self, idx: u32, inc: u32) -> bool {
-        if idx >= self.part_count {
-            return false;
-        }
-        let r = self.record(idx);
-        // SYNC: Acquire pairs with the Release pid stores of `claim_record` and `release`: the
-        // owner count we read next is the one that pid was stored with (or a later one).
-        let pid = r.pid.load(Ordering::Acquire);
-        let now = (r.claim.waiting.load(Ordering::Relaxed) >> 32) as u32;
-        if now != inc || pid == 0 {
-            return true;
-        }
-        pid != PID_TAKING && !record_alive(r)
+        self.holder_gone_masked(idx, inc, u32::MAX)
     }
 
     /// The calling thread's record in this segment if it has one already (never takes one), as
@@ -417,16 +406,17 @@ impl Inner {
         Some((idx, inc))
     }
 
-    /// [`Inner::holder_gone`] for an owner count known by its low `bits` bits only.
-    pub(crate) fn holder_gone_masked(&self, idx: u32, inc: u32, bits: u32) -> bool {
+    /// [`Inner::holder_gone`] for an owner count known only by its bits in `mask`.
+    pub(crate) fn holder_gone_masked(&self, idx: u32, inc: u32, mask: u32) -> bool {
         if idx >= self.part_count {
             return false;
         }
         let r = self.record(idx);
-        // SYNC: Acquire, as in `holder_gone`.
+        // SYNC: Acquire pairs with the Release pid stores of `claim_record` and `release`: the
+        // owner count we read next is the one that pid was stored with (or a later one).
         let pid = r.pid.load(Ordering::Acquire);
         let now = (r.claim.waiting.load(Ordering::Relaxed) >> 32) as u32;
-        if now & ((1 << bits) - 1) != inc || pid == 0 {
+        if now & mask != inc & mask || pid == 0 {
             return true;
         }
         pid != PID_TAKING && !record_alive(r)
