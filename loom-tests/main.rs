@@ -1074,3 +1074,103 @@ fn heap_concurrent_growths_both_fit() {
         assert_eq!(h.check(), Ok((0, 0)));
     });
 }
+
+// ---- Unbounded queues (`crate::chain`: links of one slot each) ----
+
+/// A producer puts three values while a consumer gets them: every put moves to a new link
+/// (seal, install, tail CAS), the consumer retires drained links and frees them (or helps a
+/// producer that sealed a link but has not moved the tail yet). Each value arrives once, in
+/// order, and no freed link is touched (a touch fails the model). Once nobody announces them,
+/// the links behind the head are freed at the next retire.
+#[test]
+fn chain_link_step_delivers_in_order_and_frees_behind_the_head() {
+    model(|| {
+        let q = Arc::new(shmq::model::ModelChain::new(2));
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut put = 0;
+                for v in 0..3u64 {
+                    // The table holds two links: a third waits for the consumer to drain one.
+                    loop {
+                        match q.put(v) {
+                            Ok(()) => break,
+                            Err(Outcome::WouldBlock) => thread::yield_now(),
+                            Err(e) => panic!("put: {e:?}"),
+                        }
+                    }
+                    put += 1;
+                }
+                put
+            })
+        };
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match q.try_get() {
+                Ok(v) => got.push(v),
+                Err(Outcome::WouldBlock) => thread::yield_now(),
+                Err(e) => panic!("get: {e:?}"),
+            }
+        }
+        assert_eq!(p.join().unwrap(), 3);
+        assert_eq!(got, vec![0, 1, 2]);
+        assert_eq!(q.try_get(), Err(Outcome::WouldBlock));
+        // A link retired while the producer still announced it is freed at the next retire:
+        // two more puts move to a new link, and getting them retires the last one.
+        q.put(3).unwrap();
+        q.put(4).unwrap();
+        assert_eq!((q.try_get(), q.try_get()), (Ok(3), Ok(4)));
+        let (freed, head, allocated) = q.links();
+        assert_eq!(freed, head, "links behind the head left unfreed");
+        assert!(allocated >= 3 && head >= 2);
+    });
+}
+
+/// Two producers race to install the same next link: one CAS wins, the loser frees its link,
+/// and the four values arrive once each, each producer's in its order.
+#[test]
+fn chain_install_race_keeps_one_link_and_every_value() {
+    model(|| {
+        let q = Arc::new(shmq::model::ModelChain::new(2));
+        let t = {
+            let q = q.clone();
+            thread::spawn(move || q.put(10).unwrap())
+        };
+        q.put(20).unwrap();
+        t.join().unwrap();
+        let mut got = vec![q.try_get().unwrap(), q.try_get().unwrap()];
+        got.sort_unstable();
+        assert_eq!(got, vec![10, 20]);
+        assert_eq!(q.try_get(), Err(Outcome::WouldBlock));
+        q.put(30).unwrap();
+        assert_eq!(q.try_get(), Ok(30));
+    });
+}
+
+/// `close` races a producer moving to a new link: a put that returned `Ok` is delivered, a put
+/// after the close is refused, and the consumer ends with `Closed` (a close is never lost in a
+/// link step).
+#[test]
+fn chain_close_racing_a_link_step_loses_no_put_and_no_close() {
+    model(|| {
+        let q = Arc::new(shmq::model::ModelChain::new(2));
+        q.put(0).unwrap();
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || q.put(1).is_ok())
+        };
+        assert!(q.close());
+        let ok = p.join().unwrap();
+        assert_eq!(q.put(2), Err(Outcome::Closed));
+        let mut got = Vec::new();
+        loop {
+            match q.try_get() {
+                Ok(v) => got.push(v),
+                Err(Outcome::Closed) => break,
+                Err(e) => panic!("get after close: {e:?}"),
+            }
+        }
+        let want: Vec<u64> = if ok { vec![0, 1] } else { vec![0] };
+        assert_eq!(got, want);
+    });
+}

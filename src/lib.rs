@@ -56,7 +56,6 @@ pub(crate) mod sync;
 
 #[cfg(not(shmq_loom))]
 mod bytes_queue;
-#[cfg(not(shmq_loom))]
 pub(crate) mod chain;
 #[cfg(not(shmq_loom))]
 mod error;

@@ -23,25 +23,29 @@ pub enum Outcome {
     Disconnected,
 }
 
+impl From<crate::ring::Fail> for Outcome {
+    fn from(f: crate::ring::Fail) -> Self {
+        use crate::ring::Fail;
+        match f {
+            // An unbounded queue with no room for a link: nothing moved.
+            Fail::WouldBlock | Fail::NoSpace => Outcome::WouldBlock,
+            Fail::Closed => Outcome::Closed,
+            Fail::Timeout => Outcome::Timeout,
+            Fail::Corrupt => Outcome::Corrupt,
+            Fail::Disconnected => Outcome::Disconnected,
+        }
+    }
+}
+
 impl From<TryError> for Outcome {
     fn from(e: TryError) -> Self {
-        match e {
-            // The raw attempts' "held by a claimant mid-way": nothing moved.
-            TryError::WouldBlock | TryError::Pending => Outcome::WouldBlock,
-            TryError::Closed => Outcome::Closed,
-            TryError::Corrupt => Outcome::Corrupt,
-        }
+        crate::ring::Fail::from(e).into()
     }
 }
 
 impl From<WaitError> for Outcome {
     fn from(e: WaitError) -> Self {
-        match e {
-            WaitError::Closed => Outcome::Closed,
-            WaitError::Timeout => Outcome::Timeout,
-            WaitError::Corrupt => Outcome::Corrupt,
-            WaitError::Disconnected => Outcome::Disconnected,
-        }
+        crate::ring::Fail::from(e).into()
     }
 }
 
@@ -1125,5 +1129,213 @@ impl ModelHeap {
     /// in use, blocks in use)`.
     pub fn check(&self) -> Result<(u64, u64), String> {
         self.heap().check()
+    }
+}
+
+/// An unbounded queue of `u64` values: the crate's chain protocol (`crate::chain::Chain`: seal,
+/// install, tail CAS, retire, hazard announcements, link freeing) over links made of loom
+/// objects, one slot each, so that every second put moves to a new link. A freed link is
+/// poisoned: any later touch of it, or one that a free does not happen after, fails the model
+/// (an assertion, or loom's data-race report).
+pub struct ModelChain {
+    chain: crate::chain::Chain<ModelLinks>,
+}
+
+/// Links a model chain can have alive at once.
+const MODEL_TABLE: usize = 2;
+
+struct ModelLinks {
+    ends: crate::chain::ChainEnds,
+    table: Vec<crate::sync::AtomicU64>,
+    /// Hazard word of model thread `i` (threads are numbered from 1 by `owner::me`).
+    hazards: Vec<crate::sync::AtomicU64>,
+    /// Every link ever allocated; block offset `i + 1` is `links[i]`. Only the allocating thread
+    /// pushes, and other threads learn an offset only through the link table, so this lock
+    /// (outside the model) orders nothing the model relies on.
+    links: std::sync::Mutex<Vec<std::sync::Arc<ModelLink>>>,
+}
+
+struct ModelLink {
+    hdr: crate::chain::LinkHeader,
+    ring: LoomRing,
+    /// `false` once freed; every touch reads it, the free writes it.
+    alive: crate::sync::UnsafeCell<bool>,
+}
+
+impl ModelLink {
+    fn check(&self) {
+        // SAFETY: loom checks that no access races with the free's write.
+        self.alive
+            .with(|a| assert!(unsafe { *a }, "a freed link was touched"));
+    }
+}
+
+/// A link's ring, checked for use after free on every touch.
+#[derive(Clone)]
+struct LinkRing(std::sync::Arc<ModelLink>);
+
+// SAFETY: delegates to the link's LoomRing (stamps and payloads are separate loom objects).
+unsafe impl crate::ring::RingMem for LinkRing {
+    fn header(&self) -> &crate::layout::RingHeader {
+        self.0.check();
+        self.0.ring.header()
+    }
+    fn capacity(&self) -> u64 {
+        self.0.ring.capacity()
+    }
+    fn stamp(&self, idx: u64) -> &crate::sync::AtomicU64 {
+        self.0.check();
+        self.0.ring.stamp(idx)
+    }
+    unsafe fn with_payload_mut<R>(&self, idx: u64, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.0.check();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.0.ring.with_payload_mut(idx, f) }
+    }
+    unsafe fn with_payload<R>(&self, idx: u64, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.0.check();
+        // SAFETY: as above.
+        unsafe { self.0.ring.with_payload(idx, f) }
+    }
+}
+
+impl ModelLinks {
+    fn link(&self, off: u64) -> Option<std::sync::Arc<ModelLink>> {
+        let links = self.links.lock().unwrap();
+        off.checked_sub(1)
+            .and_then(|i| links.get(i as usize))
+            .cloned()
+    }
+}
+
+impl crate::chain::ChainMem for ModelLinks {
+    type Ring = LinkRing;
+
+    fn ends(&self) -> &crate::chain::ChainEnds {
+        &self.ends
+    }
+    fn table(&self) -> &[crate::sync::AtomicU64] {
+        &self.table
+    }
+    fn layout(&self) -> crate::layout::SlotLayout {
+        crate::layout::SlotLayout::for_pod(8, 8).expect("u64 slots")
+    }
+    fn obj(&self) -> u32 {
+        1
+    }
+    fn hazard(&self) -> Option<&crate::sync::AtomicU64> {
+        self.hazards.get(crate::sync::owner::me() as usize)
+    }
+    fn hazard_announced(&self, hazard: u64) -> bool {
+        // SYNC: Acquire, as `Inner::hazard_announced`.
+        self.hazards
+            .iter()
+            .any(|w| w.load(Ordering::Acquire) == hazard)
+    }
+    fn new_link(
+        &self,
+        index: u64,
+        base: u64,
+        cap: u64,
+        seen: u32,
+    ) -> Result<u64, crate::heap::HeapError> {
+        let link = ModelLink {
+            hdr: crate::chain::LinkHeader::new_heap(index, base, cap, 1),
+            ring: LoomRing::new_at(base, cap, 8),
+            alive: crate::sync::UnsafeCell::new(true),
+        };
+        crate::ring::RingMem::header(&link.ring)
+            .counters
+            .producers
+            .store(seen, Ordering::Relaxed);
+        let mut links = self.links.lock().unwrap();
+        links.push(std::sync::Arc::new(link));
+        Ok(links.len() as u64)
+    }
+    fn view(&self, off: u64) -> Result<(&crate::chain::LinkHeader, LinkRing), crate::ring::Fail> {
+        let link = self.link(off).ok_or(crate::ring::Fail::Corrupt)?;
+        link.check();
+        // SAFETY: links are never removed from `links` (a freed one is only poisoned) and
+        // `self` owns the vector, so the header lives as long as `self`.
+        let hdr = unsafe { &*(&link.hdr as *const crate::chain::LinkHeader) };
+        Ok((hdr, LinkRing(link)))
+    }
+    fn installed(&self, _off: u64) {}
+    fn discard(&self, off: u64) {
+        if let Some(l) = self.link(off) {
+            // SAFETY: loom checks that no touch of the link races with this write.
+            l.alive.with_mut(|a| unsafe { *a = false });
+        }
+    }
+    fn release(&self, slot: &crate::sync::AtomicU64, e: u64) {
+        // SYNC: AcqRel, as the heap's `free_link`: one freer clears the entry.
+        if slot
+            .compare_exchange(e, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.discard(crate::chain::entry_off(e));
+        }
+    }
+}
+
+impl ModelChain {
+    /// An empty unbounded queue for up to `threads` model threads (the creating one included).
+    pub fn new(threads: usize) -> Self {
+        crate::sync::owner::init_dead_set();
+        let mem = ModelLinks {
+            ends: crate::chain::ChainEnds::new_heap(),
+            table: (0..MODEL_TABLE)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
+            hazards: (0..=threads)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
+            links: std::sync::Mutex::new(Vec::new()),
+        };
+        let chain = crate::chain::Chain::over(mem, None);
+        chain.install_first().expect("link 0");
+        Self { chain }
+    }
+
+    /// Puts `v` (never waits); `WouldBlock` when no link can be installed (the table is full of
+    /// links a consumer has not drained), `Closed` once closed.
+    pub fn put(&self, v: u64) -> Result<(), Outcome> {
+        self.chain
+            .put(|_| None, 1, |_, b| b[..8].copy_from_slice(&v.to_le_bytes()))
+            .map(|_| ())
+            .map_err(Outcome::from)
+    }
+
+    /// Gets one value without waiting.
+    pub fn try_get(&self) -> Result<u64, Outcome> {
+        let mut out = 0;
+        self.chain
+            .get(None, 1, None, |_, b| {
+                out = u64::from_le_bytes(b[..8].try_into().unwrap())
+            })
+            .map_err(Outcome::from)?;
+        Ok(out)
+    }
+
+    /// Closes the queue; whether this call closed it.
+    pub fn close(&self) -> bool {
+        self.chain.close()
+    }
+
+    /// Values in the queue (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.chain.len()
+    }
+
+    /// Whether the queue holds nothing (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (links freed, head link, links allocated): once drained and quiet, every link behind the
+    /// head is freed.
+    pub fn links(&self) -> (u64, u64, u64) {
+        let allocated = self.chain.mem().links.lock().unwrap().len() as u64;
+        (self.chain.freed(), self.chain.head(), allocated)
     }
 }

@@ -4,7 +4,8 @@
 use crate::layout::{ClaimRecord, Side};
 use crate::mapping::Inner;
 use crate::ring::mem::RawRing;
-use crate::ring::{Claimant, Filling, Ring, TryError, WaitError};
+pub(crate) use crate::ring::Fail;
+use crate::ring::{Claimant, Filling, Ring};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,41 +28,6 @@ impl Wait {
     }
 }
 
-/// Why a raw operation moved nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fail {
-    WouldBlock,
-    Closed,
-    Timeout,
-    Corrupt,
-    Disconnected,
-    /// An unbounded queue needed a new link and its segment is at its `max_size` (or
-    /// /dev/shm is full).
-    NoSpace,
-}
-
-impl From<TryError> for Fail {
-    fn from(e: TryError) -> Self {
-        match e {
-            // `put_now` / `get_now` never return `Pending`; a raw attempt's is "nothing moved".
-            TryError::WouldBlock | TryError::Pending => Fail::WouldBlock,
-            TryError::Closed => Fail::Closed,
-            TryError::Corrupt => Fail::Corrupt,
-        }
-    }
-}
-
-impl From<WaitError> for Fail {
-    fn from(e: WaitError) -> Self {
-        match e {
-            WaitError::Timeout => Fail::Timeout,
-            WaitError::Closed => Fail::Closed,
-            WaitError::Corrupt => Fail::Corrupt,
-            WaitError::Disconnected => Fail::Disconnected,
-        }
-    }
-}
-
 /// `record`, unless its put (`Side::Put`) or get side already names a claim of this thread's that is
 /// not settled yet: a call made inside a `put_with` / `get_with` closure (on this queue or
 /// another of the segment). Naming its own claim there would overwrite the outer claim's
@@ -79,7 +45,7 @@ fn free_side(record: &ClaimRecord, side: Side) -> Option<&ClaimRecord> {
 /// What a queue handle runs over: one bounded ring, or the chain of rings of an unbounded queue.
 pub(crate) enum Rings {
     One(Ring<RawRing>),
-    Chain(crate::chain::Chain),
+    Chain(crate::chain::SegChain),
 }
 
 /// A queue's rings inside a mapped segment, plus the Arc that keeps the mapping alive.
@@ -266,7 +232,7 @@ impl RingHandle {
     #[inline(never)]
     fn chain_put(
         &self,
-        c: &crate::chain::Chain,
+        c: &crate::chain::SegChain,
         max: usize,
         write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, Fail> {
@@ -277,7 +243,7 @@ impl RingHandle {
     #[inline(never)]
     fn chain_get(
         &self,
-        c: &crate::chain::Chain,
+        c: &crate::chain::SegChain,
         who: Option<Claimant<'_>>,
         max: usize,
         wait: Wait,
@@ -312,7 +278,7 @@ impl RingHandle {
     pub(crate) fn stats(&self) -> crate::stats::QueueStats {
         let (s, live) = match &self.rings {
             Rings::One(r) => (r.stats(), r.live.clone()),
-            Rings::Chain(c) => (c.stats(), Some(c.live())),
+            Rings::Chain(c) => (c.stats(), c.live()),
         };
         crate::stats::QueueStats {
             len: self.len() as usize,

@@ -14,35 +14,40 @@
 //! # Freeing links
 //!
 //! A thread about to touch link `c` announces it first: its participant record's `hazard` word
-//! names `(queue, c)` (SeqCst), and then it checks that `c` is not behind the chain's head
-//! (SeqCst). The announcement stays until the thread touches another link of the same queue, so
-//! a thread that keeps working on one link pays one Relaxed load per operation. A thread without
+//! names `(queue, c)`; then, after a SeqCst fence, it checks that `c` is not behind the chain's
+//! head. The announcement is withdrawn (Release) when the operation ends. A thread without
 //! a record, one whose hazard word names another queue, or one inside another chain operation's
 //! closure counts itself in the chain's `bare` count around its operation instead. A link behind
-//! the head is freed only once no live record announces it and `bare` is 0: the SeqCst order makes
-//! either the announcer see the new head (and not touch the link) or the freer see the
-//! announcement. A dead process's announcement is ignored (dead needs proof, as everywhere); a
+//! the head is freed only once no live record announces it and `bare` is 0, as the freer reads
+//! them after a SeqCst fence of its own, which follows its SeqCst read of the head (or the SeqCst
+//! CAS that moved it). Of the two fences, the one first in the single total order makes the other
+//! side see: the announcer the new head (and it does not touch the link), or the freer the
+//! announcement. (The fences, not SeqCst loads and stores alone, carry the argument, so that loom,
+//! which models SeqCst fences but treats SeqCst accesses as AcqRel, checks the code as it
+//! ships.) A dead process's announcement is ignored (dead needs proof, as everywhere); a
 //! record-less thread killed inside an operation leaves `bare` raised, which stops link frees on
 //! that queue (a leak, never a use-after-free: the degraded mode of a full participant table).
 
-use crate::error::HeapError;
-use crate::layout::{align_up, CachePadded, SlotLayout, CLOSED_BIT};
-use crate::mapping::Inner;
-use crate::ring::mem::{ring_region_size, RawRing};
-use crate::ring::{Filling, Ring, RingMem, TryError};
-use crate::ring_handle::Fail;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::heap::HeapError;
+use crate::layout::{CachePadded, SlotLayout, CLOSED_BIT};
+use crate::ring::{Fail, Filling, Liveness, Ring, RingMem, TryError, ABANDONED_HEAD};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+crate::sync::native_only! {
+    mod segment;
+    pub(crate) use segment::SegChain;
+}
 
 /// Links a chain can have alive at once (installed and not yet freed): with links of at most
 /// 1 MiB of slots, about 1 GiB of slots (a queue holds at most that, below its segment's
 /// `max_size`).
 pub(crate) const TABLE: usize = 1024;
-/// Slots of the first link.
-const FIRST_CAP: u64 = 1024;
-/// Links stop growing once their slots take this many bytes.
-const LINK_BYTES: u64 = 1 << 20;
+/// Slots of the first link (one in a model, so that every second put moves to a new link).
+const FIRST_CAP: u64 = crate::sync::native_or_loom(1024, 1);
+/// Links stop growing once their slots take this many bytes (a model's links all have one slot).
+const LINK_BYTES: u64 = crate::sync::native_or_loom(1 << 20, 0);
 /// Bytes of a link's header, before its ring.
 const LINK_HEADER: u64 = 128;
 
@@ -50,6 +55,15 @@ const LINK_HEADER: u64 = 128;
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct ChainHeader {
+    pub(crate) ends: ChainEnds,
+    /// Link `c` at `c % TABLE` as a [`table_entry`] (0: none).
+    pub(crate) table: [AtomicU64; TABLE],
+}
+
+/// A chain's ends and counters (the start of its [`ChainHeader`]).
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct ChainEnds {
     /// Index of the link producers put to; bit 63 ([`CLOSED_BIT`]) once the queue is closed. The
     /// tail moves only by CAS from a value without the bit, so once closed it never moves again:
     /// the link it names is the last one.
@@ -57,8 +71,6 @@ pub(crate) struct ChainHeader {
     /// Index of the link consumers get from.
     pub(crate) head: CachePadded<AtomicU64>,
     pub(crate) meta: CachePadded<ChainMeta>,
-    /// Heap block offset of link `c` at `c % TABLE` (0: none).
-    pub(crate) table: [AtomicU64; TABLE],
 }
 
 #[derive(Debug)]
@@ -74,23 +86,74 @@ pub(crate) struct ChainMeta {
     pub(crate) lost: AtomicU64,
 }
 
+crate::sync::loom_only! {
+    impl ChainEnds {
+        /// The ends of a fresh chain whose link 0 is about to be installed (for models).
+        pub(crate) fn new_heap() -> Self {
+            Self {
+                tail: CachePadded(AtomicU64::new(0)),
+                head: CachePadded(AtomicU64::new(0)),
+                meta: CachePadded(ChainMeta {
+                    _pad: AtomicU32::new(0),
+                    bare: AtomicU32::new(0),
+                    freed: AtomicU64::new(0),
+                    tombstones: AtomicU64::new(0),
+                    lost: AtomicU64::new(0),
+                }),
+            }
+        }
+    }
+
+    impl LinkHeader {
+        /// The header of link `index` of queue `obj` (for models).
+        pub(crate) fn new_heap(index: u64, base: u64, cap: u64, obj: u32) -> Self {
+            Self {
+                index: AtomicU64::new(index),
+                base: AtomicU64::new(base),
+                cap: AtomicU64::new(cap),
+                obj: AtomicU64::new(obj as u64),
+            }
+        }
+    }
+}
+
+/// Bits of a table entry that hold the link's block offset (an offset in a segment, below the
+/// 2^47 bytes of a process's address space).
+const ENTRY_OFF_BITS: u32 = 48;
+
+/// The table entry of link `c` in heap block `off`: the offset, and the low 16 bits of `c` above
+/// it. An entry is read before its block is (see [`Chain::link`]): a table slot still holding
+/// an older link (`c - TABLE`, about to be freed) is told from link `c` by the entry alone, never
+/// by reading a block that may be freed under the reader.
+pub(crate) fn table_entry(c: u64, off: u64) -> u64 {
+    (c & 0xFFFF) << ENTRY_OFF_BITS | off
+}
+
+/// The block offset of table entry `e`.
+pub(crate) fn entry_off(e: u64) -> u64 {
+    e & ((1 << ENTRY_OFF_BITS) - 1)
+}
+
+/// Whether table entry `e` names link `c`.
+fn entry_is(e: u64, c: u64) -> bool {
+    e != 0 && e >> ENTRY_OFF_BITS == c & 0xFFFF
+}
+
 /// Bytes of an unbounded queue's directory region.
 pub(crate) const CHAIN_REGION: u64 = core::mem::size_of::<ChainHeader>() as u64;
 
 /// A link's header, at the 128-aligned start of its heap block's payload.
 #[repr(C)]
-struct LinkHeader {
+pub(crate) struct LinkHeader {
     /// The link's index in its chain.
-    index: AtomicU64,
+    pub(crate) index: AtomicU64,
     /// Its first position.
-    base: AtomicU64,
+    pub(crate) base: AtomicU64,
     /// Its slots.
-    cap: AtomicU64,
+    pub(crate) cap: AtomicU64,
     /// The queue (directory index + 1).
-    obj: AtomicU64,
+    pub(crate) obj: AtomicU64,
 }
-
-use crate::heap::LINK_MARK;
 
 /// Capacity of the link after one of `cap` slots.
 fn next_cap(cap: u64, layout: SlotLayout) -> u64 {
@@ -98,25 +161,59 @@ fn next_cap(cap: u64, layout: SlotLayout) -> u64 {
     cap.saturating_mul(2).min(max)
 }
 
-/// Links whose ring memory a thread remembers (see [`Chain::link`]).
-const LINK_CACHE: usize = 4;
-
-/// A remembered link: (mapping id, queue, link index, block offset) and its ring memory.
-type CachedLink = ((u64, u32, u64, u64), RawRing);
-
-thread_local! {
-    /// The links this thread used last (see [`Chain::link`]).
-    static LINKS: std::cell::RefCell<Vec<CachedLink>> = const { std::cell::RefCell::new(Vec::new()) };
-
-    /// Depth of chain operations on this thread: an operation inside another's closure (a nested
-    /// call) must not move the outer one's announcement, so it counts itself as bare instead.
-    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+/// What a chain runs over: its header, the calling thread's hazard word and everyone else's,
+/// and link blocks (allocated, viewed, freed). Natively [`SegLinks`]: the segment's directory
+/// region, participant records and heap; under loom a model (`crate::model`) whose freed links
+/// turn every later touch into a reported data race. The protocol itself, [`Chain`], is the same
+/// code in both.
+pub(crate) trait ChainMem {
+    /// The memory of one link's ring.
+    type Ring: RingMem + Clone;
+    fn ends(&self) -> &ChainEnds;
+    /// The link table (its length is the number of links alive at once).
+    fn table(&self) -> &[AtomicU64];
+    fn layout(&self) -> SlotLayout;
+    /// The queue's number (directory index + 1), which links and hazard words name.
+    fn obj(&self) -> u32;
+    /// The calling thread's hazard word, if it has one (its participant record's).
+    fn hazard(&self) -> Option<&AtomicU64>;
+    /// Whether a thread not proven dead announces `hazard` (Acquire loads, after the caller's
+    /// SeqCst fence).
+    fn hazard_announced(&self, hazard: u64) -> bool;
+    /// Allocates and initialises link `index`: positions from `base`, `cap` slots, `seen`
+    /// producers seen. Returns its block offset (nonzero).
+    fn new_link(&self, index: u64, base: u64, cap: u64, seen: u32) -> Result<u64, HeapError>;
+    /// The header and ring memory of the link in block `off` (`Corrupt` if it cannot be one).
+    fn view(&self, off: u64) -> Result<(&LinkHeader, Self::Ring), Fail>;
+    /// Ring memory remembered for link `c` in block `off` (see [`Chain::link`]).
+    fn cached(&self, _c: u64, _off: u64) -> Option<Self::Ring> {
+        None
+    }
+    /// Remembers the ring memory of link `c` in block `off`.
+    fn remember(&self, _c: u64, _off: u64, _ring: &Self::Ring) {}
+    /// Link block `off`, just installed in the table, now belongs to the chain.
+    fn installed(&self, off: u64);
+    /// Frees link block `off`, which never got into the table.
+    fn discard(&self, off: u64);
+    /// Position `pos` of a link about to be freed was still held by a dead consumer; `head` is
+    /// the start of its payload.
+    fn abandon(&self, _pos: u64, _head: &[u8; ABANDONED_HEAD]) {}
+    /// Clears table slot `slot` if it still holds entry `e`, and frees the entry's block.
+    fn release(&self, slot: &AtomicU64, e: u64);
 }
 
 /// One chain operation in progress on this thread.
 struct Nested {
     /// Whether it is the outermost one (which may use the thread's hazard word).
     outer: bool,
+}
+
+crate::sync::thread_local! {
+    /// Depth of chain operations on this thread: an operation inside another's closure (a nested
+    /// call) must not move the outer one's announcement, so it counts itself as bare instead.
+    // Not `const { .. }`: loom's `thread_local!` has no const form.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static DEPTH: std::cell::Cell<u32> = std::cell::Cell::new(0);
 }
 
 impl Nested {
@@ -158,41 +255,29 @@ impl Drop for Announced<'_> {
             // SYNC: Release: our accesses to the link happen before a freer's SeqCst load that
             // sees the word cleared (and so frees the link).
             Announced::Hazard(w) => w.store(0, Ordering::Release),
-            // SYNC: SeqCst, as the raise (see the module docs).
+            // SYNC: Release, as the hazard word's clear.
             Announced::Bare(b) => {
-                b.fetch_sub(1, Ordering::SeqCst);
+                b.fetch_sub(1, Ordering::Release);
             }
         }
     }
 }
 
 /// The process-local view of one unbounded queue.
-pub(crate) struct Chain {
-    seg: Arc<Inner>,
-    hdr: *const ChainHeader,
-    obj: u32,
-    layout: SlotLayout,
-    heap_refs: bool,
-    live: Arc<dyn crate::ring::Liveness + Send + Sync>,
+pub(crate) struct Chain<M> {
+    mem: M,
+    /// Where a link's ring asks whether a claimant is dead (`None`: it never recovers anything).
+    live: Option<Arc<dyn Liveness + Send + Sync>>,
     /// The disconnect check's last verdict, carried from one link view to the next (the views
     /// are made per operation; without it every blocking get would scan the participants again).
     seen_at: Arc<crate::sync::local::AtomicU64>,
     pub(crate) spin: bool,
 }
 
-// SAFETY: `hdr` points into the mapping `seg` keeps alive; everything behind it is atomics.
-unsafe impl Send for Chain {}
-// SAFETY: as for Send.
-unsafe impl Sync for Chain {}
-
-impl Clone for Chain {
+impl<M: Clone> Clone for Chain<M> {
     fn clone(&self) -> Self {
         Self {
-            seg: self.seg.clone(),
-            hdr: self.hdr,
-            obj: self.obj,
-            layout: self.layout,
-            heap_refs: self.heap_refs,
+            mem: self.mem.clone(),
             live: self.live.clone(),
             seen_at: self.seen_at.clone(),
             spin: self.spin,
@@ -200,62 +285,54 @@ impl Clone for Chain {
     }
 }
 
-impl Chain {
-    /// # Safety
-    ///
-    /// `hdr` points to the queue's region (at least [`CHAIN_REGION`] bytes, 128-aligned) inside
-    /// `seg`'s mapping.
-    pub(crate) unsafe fn new(
-        seg: Arc<Inner>,
-        hdr: *const ChainHeader,
-        obj: u32,
-        layout: SlotLayout,
-        heap_refs: bool,
-    ) -> Self {
-        let live = seg.link_liveness(obj, heap_refs);
+impl<M: ChainMem> Chain<M> {
+    pub(crate) fn over(mem: M, live: Option<Arc<dyn Liveness + Send + Sync>>) -> Self {
         Self {
-            seg,
-            hdr,
-            obj,
-            layout,
-            heap_refs,
+            mem,
             live,
             seen_at: Arc::new(crate::sync::local::AtomicU64::new(u64::MAX)),
             spin: true,
         }
     }
 
-    fn hdr(&self) -> &ChainHeader {
-        // SAFETY: see `new`; the mapping lives as long as `self.seg`.
-        unsafe { &*self.hdr }
+    fn ends(&self) -> &ChainEnds {
+        self.mem.ends()
+    }
+
+    /// The table entry of link `c`.
+    fn slot(&self, c: u64) -> &AtomicU64 {
+        let t = self.mem.table();
+        &t[(c % t.len() as u64) as usize]
     }
 
     /// The hazard word value that names link `c` of this queue.
     fn hazard_of(&self, c: u64) -> u64 {
-        (self.obj as u64) << 40 | (c.wrapping_add(1) & ((1 << 40) - 1))
+        (self.mem.obj() as u64) << 40 | (c.wrapping_add(1) & ((1 << 40) - 1))
     }
 
     /// Announces that the calling thread is about to touch link `c` (`outer`: the outermost
     /// chain operation of the thread, which may use its hazard word); `None` if `c` is already
     /// behind the head (it may be freed: look again).
     fn announce(&self, c: u64, outer: bool) -> Option<Announced<'_>> {
-        let h = self.hdr();
-        let record = if outer { self.seg.participant() } else { None };
+        let h = self.ends();
+        let record = if outer { self.mem.hazard() } else { None };
         let how = match record {
             // Relaxed: our own record; 0 outside chain operations (withdrawn on drop).
-            Some(p) if p.hazard().load(Ordering::Relaxed) == 0 => {
-                // SYNC: SeqCst pairs with the freer's SeqCst head CAS and hazard loads.
-                p.hazard().store(self.hazard_of(c), Ordering::SeqCst);
-                Announced::Hazard(p.hazard())
+            Some(w) if w.load(Ordering::Relaxed) == 0 => {
+                // Relaxed: ordered before the head check by the fence below.
+                w.store(self.hazard_of(c), Ordering::Relaxed);
+                Announced::Hazard(w)
             }
             _ => {
-                // SYNC: SeqCst, as the hazard store.
-                h.meta.bare.fetch_add(1, Ordering::SeqCst);
+                // Relaxed: as the hazard store.
+                h.meta.bare.fetch_add(1, Ordering::Relaxed);
                 Announced::Bare(&h.meta.bare)
             }
         };
-        // SYNC: SeqCst: after our announcement in the single total order (see the module docs).
-        if h.head.load(Ordering::SeqCst) > c {
+        // SYNC: SeqCst fence between our announcement and our look at the head; pairs with the
+        // fence in `free_retired` (see the module docs).
+        fence(Ordering::SeqCst);
+        if h.head.load(Ordering::Relaxed) > c {
             return None; // dropping `how` withdraws it
         }
         Some(how)
@@ -264,96 +341,61 @@ impl Chain {
     /// The ring of link `c`, if installed (`Err(Corrupt)` if the table names a block that is not
     /// a link of this queue).
     ///
-    /// Call only while link `c` is announced. Its ring memory is remembered per thread (keyed
-    /// by mapping, queue, link and table entry), so an operation on the link used last skips
-    /// the link's validation: while `c` is announced it cannot be freed, so its entry still
-    /// names the same block.
-    fn link(&self, c: u64) -> Result<Option<Ring<RawRing>>, Fail> {
-        let h = self.hdr();
+    /// Call only while link `c` is announced. Its ring memory may be remembered per thread
+    /// (keyed by link and table entry), so an operation on the link used last skips the link's
+    /// validation: while `c` is announced it cannot be freed, so its entry still names the same
+    /// block.
+    fn link(&self, c: u64) -> Result<Option<Ring<M::Ring>>, Fail> {
         // SYNC: Acquire pairs with the installer's Release CAS: the link's header and ring
         // initialisation are visible.
-        let off = h.table[(c % TABLE as u64) as usize].load(Ordering::Acquire);
-        if off == 0 {
+        let e = self.slot(c).load(Ordering::Acquire);
+        if !entry_is(e, c) {
+            // Empty, or an older link not yet freed from this slot (which may be being freed:
+            // it is not read).
             return Ok(None);
         }
-        let key = (self.seg.id, self.obj, c, off);
-        let cached = LINKS
-            .try_with(|l| {
-                l.borrow()
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, m)| m.clone())
-            })
-            .ok()
-            .flatten();
-        let mem = match cached {
+        let off = entry_off(e);
+        let mem = match self.mem.cached(c, off) {
             Some(mem) => mem,
             None => {
-                let (lh, mem) = self.view(off)?;
-                if lh.obj.load(Ordering::Relaxed) != self.obj as u64 {
+                let (lh, mem) = self.mem.view(off)?;
+                if lh.obj.load(Ordering::Relaxed) != self.mem.obj() as u64
+                    || lh.index.load(Ordering::Relaxed) != c
+                {
                     return Err(Fail::Corrupt);
                 }
-                if lh.index.load(Ordering::Relaxed) != c {
-                    return Ok(None); // an older link not yet freed from this table entry
-                }
-                let _ = LINKS.try_with(|l| {
-                    let mut l = l.borrow_mut();
-                    if l.len() >= LINK_CACHE {
-                        l.remove(0);
-                    }
-                    l.push((key, mem.clone()));
-                });
+                self.mem.remember(c, off, &mem);
                 mem
             }
         };
         let mut ring = Ring::new(mem);
         ring.spin = self.spin;
-        ring.live = Some(self.live.clone());
+        ring.live = self.live.clone();
         Ok(Some(ring))
-    }
-
-    /// The header and ring memory of the link in heap block `off`.
-    fn view(&self, off: u64) -> Result<(&LinkHeader, RawRing), Fail> {
-        let heap = self.seg.heap();
-        let corrupt = |_| Fail::Corrupt;
-        let p = heap.payload(off, 128 + LINK_HEADER).map_err(corrupt)?;
-        let start = align_up(p as u64, 128).ok_or(Fail::Corrupt)? - p as u64;
-        // SAFETY: `payload` checked that the first 128 + LINK_HEADER payload bytes lie in the
-        // mapping; start < 128, so the 128-aligned LinkHeader at `start` does too. LinkHeader is
-        // atomics only, valid for any bits; the mapping lives as long as `self.seg`.
-        let lh = unsafe { &*p.add(start as usize).cast::<LinkHeader>() };
-        let cap = lh.cap.load(Ordering::Relaxed);
-        let size = ring_region_size(cap, self.layout).ok_or(Fail::Corrupt)?;
-        let ring_at = start + LINK_HEADER;
-        let total = ring_at.checked_add(size).ok_or(Fail::Corrupt)?;
-        let p = heap.payload(off, total).map_err(corrupt)?;
-        // SAFETY: `payload` checked that [0, total) of the payload lies in the mapping, which
-        // `self.seg` keeps alive for as long as the ring is used (its users hold `self`);
-        // RawRing::new checks that the ring fits its region.
-        let mem = unsafe { RawRing::new(p.add(ring_at as usize), size, cap, self.layout) }
-            .ok_or(Fail::Corrupt)?;
-        Ok((lh, mem))
     }
 
     /// Installs link `t + 1` (sealing link `t` first) unless someone did, then moves the tail
     /// past `t` (which fails, harmlessly, once the queue is closed). `a`: the caller's
-    /// announcement (of link `t`).
-    fn advance(&self, t: u64, ring_t: &Ring<RawRing>, a: &Announced<'_>) -> Result<(), Fail> {
-        let h = self.hdr();
+    /// announcement (of link `t`). Link `t + 1` is not announced: its slot may still hold link
+    /// `t + 1 - TABLE`, which another thread may be freeing, and `link` tells the two apart by
+    /// the table entry without reading either block.
+    fn advance(&self, t: u64, ring_t: &Ring<M::Ring>, a: &Announced<'_>) -> Result<(), Fail> {
+        let h = self.ends();
         let next = t.checked_add(1).ok_or(Fail::Corrupt)?;
         ring_t.close();
         if self.link(next)?.is_none() {
-            let slot = &h.table[(next % TABLE as u64) as usize];
+            let slot = self.slot(next);
             if slot.load(Ordering::Acquire) != 0 {
                 self.free_retired(a.bare());
                 if slot.load(Ordering::Acquire) != 0 {
-                    // TABLE links alive at once (some announced by a stalled thread).
+                    // A table's worth of links alive at once (some announced by a stalled
+                    // thread).
                     return Err(Fail::NoSpace);
                 }
             }
             // SYNC: Acquire: the sealed tail of link t (its final position) is visible.
             let base = ring_t.mem.header().tail.load(Ordering::Acquire) & !CLOSED_BIT;
-            let cap = next_cap(ring_t.capacity(), self.layout);
+            let cap = next_cap(ring_t.capacity(), self.mem.layout());
             // The producers link t has seen carry over (a getter on the new link must not take
             // a live producer that put only to earlier links for gone).
             let seen = ring_t
@@ -362,11 +404,11 @@ impl Chain {
                 .counters
                 .producers
                 .load(Ordering::Acquire);
-            let off = match self.new_link(next, base, cap, seen) {
+            let off = match self.mem.new_link(next, base, cap, seen) {
                 Err(HeapError::NoSpace { .. }) => {
                     // Links behind the head may be holding the room: free them and try once more.
                     self.free_retired(a.bare());
-                    self.new_link(next, base, cap, seen)
+                    self.mem.new_link(next, base, cap, seen)
                 }
                 r => r,
             }
@@ -376,13 +418,18 @@ impl Chain {
             })?;
             // SYNC: Release publishes the link's header and ring; pairs with `link`'s Acquire.
             if slot
-                .compare_exchange(0, off, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    0,
+                    table_entry(next, off),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_err()
             {
-                let _ = self.seg.heap().free(off);
+                self.mem.discard(off);
             } else {
                 crate::fault::point("chain-installed");
-                self.seg.heap().own_by_structure(off);
+                self.mem.installed(off);
             }
         }
         // SYNC: AcqRel: the link installed above (or seen installed) happens before any thread
@@ -393,45 +440,12 @@ impl Chain {
         Ok(())
     }
 
-    /// Allocates and initialises link `index` (positions from `base`, `cap` slots, producers
-    /// seen `seen`).
-    fn new_link(&self, index: u64, base: u64, cap: u64, seen: u32) -> Result<u64, HeapError> {
-        let size = ring_region_size(cap, self.layout).ok_or(HeapError::Corrupt)?;
-        let len = 127 + LINK_HEADER + size;
-        let heap = self.seg.heap();
-        let me = self.seg.holder_tag();
-        let off = heap.alloc(len, me)?;
-        heap.mark(off, LINK_MARK | self.obj as u64)?;
-        let p = heap.payload(off, len)?;
-        let start = (align_up(p as u64, 128).ok_or(HeapError::Corrupt)? - p as u64) as usize;
-        // SAFETY: the block is ours (just allocated, nobody else knows it), with `len` payload
-        // bytes, so the header at the 128-aligned `start` < 128 and the ring after it fit; zero
-        // bytes are a valid LinkHeader and ring header.
-        unsafe {
-            let lh_ptr = p.add(start);
-            core::ptr::write_bytes(lh_ptr, 0, (LINK_HEADER + size) as usize);
-            let lh = &*lh_ptr.cast::<LinkHeader>();
-            lh.index.store(index, Ordering::Relaxed);
-            lh.base.store(base, Ordering::Relaxed);
-            lh.cap.store(cap, Ordering::Relaxed);
-            lh.obj.store(self.obj as u64, Ordering::Relaxed);
-            let mem = RawRing::new(lh_ptr.add(LINK_HEADER as usize), size, cap, self.layout)
-                .ok_or(HeapError::Corrupt)?;
-            mem.init_at(base);
-            mem.header()
-                .counters
-                .producers
-                .store(seen, Ordering::Relaxed);
-        }
-        Ok(off)
-    }
-
     /// Moves the head past drained link `h` (the caller still announces it).
-    fn retire(&self, h: u64, ring: &Ring<RawRing>) {
-        let hdr = self.hdr();
+    fn retire(&self, h: u64, ring: &Ring<M::Ring>) {
+        let hdr = self.ends();
         let c = &ring.mem.header().counters;
-        // SYNC: SeqCst: orders the head move before the freer's look at announcements (the
-        // module docs' argument).
+        // SYNC: SeqCst: the head move precedes, in the single total order, the fence of any
+        // freer that reads the new head with its SeqCst load (see the module docs).
         if hdr
             .head
             .compare_exchange(h, h.wrapping_add(1), Ordering::SeqCst, Ordering::Relaxed)
@@ -449,18 +463,22 @@ impl Chain {
     /// Frees links behind the head, in order, while nobody live announces them. `mine`: 1 if the
     /// caller itself is counted in `bare`.
     fn free_retired(&self, mine: u32) {
-        let hdr = self.hdr();
+        let hdr = self.ends();
         // At most a table's worth per call (a forged `freed` far behind the head must not keep
         // a caller here).
-        for _ in 0..TABLE {
+        for _ in 0..self.mem.table().len() {
             let f = hdr.meta.freed.load(Ordering::Acquire);
-            // SYNC: SeqCst (see `retire`).
+            // SYNC: SeqCst pairs with the SeqCst head CAS in `retire`, so that the CAS precedes
+            // the fence below in the single total order.
             if f >= hdr.head.load(Ordering::SeqCst) {
                 return;
             }
-            // SYNC: SeqCst pairs with the raise in `announce`.
-            if hdr.meta.bare.load(Ordering::SeqCst) > mine
-                || self.seg.hazard_announced(self.hazard_of(f))
+            // SYNC: SeqCst fence between our look at the head and our look at announcements;
+            // pairs with the fence in `announce`. The Acquire loads pair with the Release
+            // withdrawals: an operation that withdrew its announcement happens before the free.
+            fence(Ordering::SeqCst);
+            if hdr.meta.bare.load(Ordering::Acquire) > mine
+                || self.mem.hazard_announced(self.hazard_of(f))
             {
                 return;
             }
@@ -481,34 +499,30 @@ impl Chain {
     /// heap blocks given back. A freer killed here leaves the link in the table; `advance` and
     /// later freers find it by its index below `freed` and free it then.
     fn free_link(&self, f: u64) {
-        let hdr = self.hdr();
-        let slot = &hdr.table[(f % TABLE as u64) as usize];
-        let off = slot.load(Ordering::Acquire);
-        let Ok((lh, mem)) = (if off == 0 {
-            Err(Fail::Corrupt)
-        } else {
-            self.view(off)
-        }) else {
+        let hdr = self.ends();
+        let slot = self.slot(f);
+        let e = slot.load(Ordering::Acquire);
+        if !entry_is(e, f) {
+            return;
+        }
+        let off = entry_off(e);
+        let Ok((lh, mem)) = self.mem.view(off) else {
             return;
         };
-        let ring = Ring::new(mem);
         if lh.index.load(Ordering::Relaxed) != f {
             return;
         }
+        let ring = Ring::new(mem);
         let held = ring.held_by_dead_consumers();
         if !held.is_empty() {
             hdr.meta
                 .lost
                 .fetch_add(held.len() as u64, Ordering::Relaxed);
         }
-        if self.heap_refs {
-            for (pos, head) in &held {
-                if let Some((_, block)) = crate::heap::read_ref(head) {
-                    self.seg.heap().abandon(block, self.obj, *pos, true);
-                }
-            }
+        for (pos, head) in &held {
+            self.mem.abandon(*pos, head);
         }
-        self.seg.heap().free_link(slot, off);
+        self.mem.release(slot, e);
     }
 
     /// Puts up to `max` items (never waits for room: a full link is sealed and the next one
@@ -517,11 +531,11 @@ impl Chain {
     /// for a new link.
     pub(crate) fn put<'w>(
         &self,
-        who: impl Fn(&Ring<RawRing>) -> Option<crate::ring::Claimant<'w>>,
+        who: impl Fn(&Ring<M::Ring>) -> Option<crate::ring::Claimant<'w>>,
         max: usize,
         mut write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, Fail> {
-        let h = self.hdr();
+        let h = self.ends();
         let nested = Nested::enter();
         loop {
             // SYNC: Acquire pairs with the AcqRel tail CAS in `advance`.
@@ -556,7 +570,7 @@ impl Chain {
         wait: Option<Option<Instant>>,
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, Fail> {
-        let h = self.hdr();
+        let h = self.ends();
         let nested = Nested::enter();
         loop {
             let c = h.head.load(Ordering::Acquire);
@@ -602,8 +616,8 @@ impl Chain {
     }
 
     /// Runs `f` on the ring of the tail link (registering a producer, checking producers).
-    pub(crate) fn with_tail(&self, f: impl FnOnce(&Ring<RawRing>)) {
-        let t = self.hdr().tail.load(Ordering::Acquire) & !CLOSED_BIT;
+    pub(crate) fn with_tail(&self, f: impl FnOnce(&Ring<M::Ring>)) {
+        let t = self.ends().tail.load(Ordering::Acquire) & !CLOSED_BIT;
         let nested = Nested::enter();
         if let Some(_a) = self.announce(t, nested.outer) {
             if let Ok(Some(r)) = self.link(t) {
@@ -612,19 +626,14 @@ impl Chain {
         }
     }
 
-    /// The links' liveness source.
-    pub(crate) fn live(&self) -> Arc<dyn crate::ring::Liveness + Send + Sync> {
-        self.live.clone()
-    }
-
     /// Runs `f` on the ring of each live link, head to tail, while it is announced.
-    fn each_link(&self, mut f: impl FnMut(&Ring<RawRing>)) {
-        let h = self.hdr();
+    fn each_link(&self, mut f: impl FnMut(&Ring<M::Ring>)) {
+        let h = self.ends();
         let head = h.head.load(Ordering::Acquire);
         let tail = h.tail.load(Ordering::Acquire) & !CLOSED_BIT;
         let _nested = Nested::enter();
         // At most a table's worth of links can be alive (a forged gap is not walked).
-        for c in (head..=tail).take(TABLE) {
+        for c in (head..=tail).take(self.mem.table().len()) {
             // Bare announcements: a snapshot does not take the thread's hazard word.
             if let Some(_a) = self.announce(c, false) {
                 if let Ok(Some(r)) = self.link(c) {
@@ -644,7 +653,7 @@ impl Chain {
     /// Closes the queue: no put succeeds afterwards; getters drain what was put, then get
     /// `Closed`. Returns whether this call closed it.
     pub(crate) fn close(&self) -> bool {
-        let h = self.hdr();
+        let h = self.ends();
         // SYNC: SeqCst RMW on the tail word: every later tail CAS (a producer moving to a new
         // link) fails, so the link named here is the last; a producer's Acquire load of the
         // tail then sees the bit.
@@ -661,12 +670,12 @@ impl Chain {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.hdr().tail.load(Ordering::Acquire) & CLOSED_BIT != 0
+        self.ends().tail.load(Ordering::Acquire) & CLOSED_BIT != 0
     }
 
     /// Counters for `stats()`: the live links' summed with those of links behind the head.
     pub(crate) fn stats(&self) -> crate::ring::RingStats {
-        let h = self.hdr();
+        let h = self.ends();
         let mut out = crate::ring::RingStats {
             waiting_getters: 0,
             waiting_putters: 0,
@@ -685,25 +694,35 @@ impl Chain {
         out
     }
 
-    /// Installs link 0 (at creation, before the segment is published).
+    /// Installs link 0 (at creation, before the chain is shared).
     pub(crate) fn install_first(&self) -> Result<(), HeapError> {
-        let off = self.new_link(0, 0, FIRST_CAP, 0)?;
-        self.hdr().table[0].store(off, Ordering::Release);
-        self.seg.heap().own_by_structure(off);
+        let off = self.mem.new_link(0, 0, FIRST_CAP, 0)?;
+        self.slot(0).store(table_entry(0, off), Ordering::Release);
+        self.mem.installed(off);
         Ok(())
+    }
+
+    /// The links' liveness source.
+    pub(crate) fn live(&self) -> Option<Arc<dyn Liveness + Send + Sync>> {
+        self.live.clone()
     }
 }
 
-impl Inner {
-    /// Whether heap block `off` is installed in the link table of unbounded queue `obj`
-    /// (directory index + 1).
-    pub(crate) fn link_installed(&self, obj: u32, off: u64) -> bool {
-        let Some(base) = self.chain_region(obj) else {
-            return false;
-        };
-        // SAFETY: `chain_region` checked that the region is a chain's (CHAIN_REGION bytes,
-        // 128-aligned), inside the mapping; ChainHeader is atomics only.
-        let hdr = unsafe { &*base.cast::<ChainHeader>() };
-        hdr.table.iter().any(|s| s.load(Ordering::Acquire) == off)
+crate::sync::loom_only! {
+    impl<M: ChainMem> Chain<M> {
+        /// The chain's memory (for models).
+        pub(crate) fn mem(&self) -> &M {
+            &self.mem
+        }
+
+        /// Links freed so far.
+        pub(crate) fn freed(&self) -> u64 {
+            self.ends().meta.freed.load(Ordering::Acquire)
+        }
+
+        /// The link consumers get from.
+        pub(crate) fn head(&self) -> u64 {
+            self.ends().head.load(Ordering::Acquire)
+        }
     }
 }

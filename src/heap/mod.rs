@@ -44,7 +44,7 @@
 //! block of the next non-empty class, which always fits.
 
 #[cfg(not(shmq_loom))]
-use crate::error::HeapError;
+pub(crate) use crate::error::HeapError;
 use crate::layout::CachePadded;
 #[cfg(not(shmq_loom))]
 use crate::mapping::Inner;
@@ -881,13 +881,13 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         }
     }
 
-    /// Frees link block `off` of an unbounded queue whose table entry `slot` names it: clears
-    /// the entry and frees the block in one hold of the lock (so a sweep never sees the block
-    /// out of the table and still allocated, unless the freer died here).
-    pub(crate) fn free_link(&self, slot: &AtomicU64, off: u64) {
+    /// Frees link block `off` of an unbounded queue whose table slot `slot` holds entry `e`
+    /// naming it: clears the slot and frees the block in one hold of the lock (so a sweep never
+    /// sees the block out of the table and still allocated, unless the freer died here).
+    pub(crate) fn free_link(&self, slot: &AtomicU64, e: u64, off: u64) {
         let Ok(g) = self.lock() else { return };
         if slot
-            .compare_exchange(off, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(e, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return;

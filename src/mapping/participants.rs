@@ -427,8 +427,9 @@ impl Inner {
     pub(crate) fn hazard_announced(&self, hazard: u64) -> bool {
         (0..self.part_count).any(|i| {
             let r = self.record(i);
-            // SYNC: SeqCst pairs with the announcer's SeqCst store (see `crate::chain`).
-            r.hazard.load(Ordering::SeqCst) == hazard
+            // SYNC: Acquire pairs with the announcer's Release withdrawal; the caller's SeqCst
+            // fence orders this load after its look at the head (see `crate::chain`).
+            r.hazard.load(Ordering::Acquire) == hazard
                 && r.pid.load(Ordering::Acquire) != 0
                 && record_alive(r)
         })

@@ -266,9 +266,22 @@ mod model {
 
     impl LoomRing {
         pub(crate) fn new(cap: u64, payload_len: usize) -> Self {
+            Self::new_at(0, cap, payload_len)
+        }
+
+        /// A ring whose first position is `base` (a link of an unbounded queue).
+        pub(crate) fn new_at(base: u64, cap: u64, payload_len: usize) -> Self {
+            let hdr = RingHeader::new_heap();
+            hdr.tail.store(base, crate::sync::Ordering::Relaxed);
+            hdr.head.store(base, crate::sync::Ordering::Relaxed);
+            // Slot `i` waits for the producer of the one position in base..base + cap that
+            // falls on it.
+            let first = |i: u64| base + (i + cap - base % cap) % cap;
             Self {
-                hdr: RingHeader::new_heap(),
-                stamps: (0..cap).map(|i| AtomicU64::new(Stamp::free(i))).collect(),
+                hdr,
+                stamps: (0..cap)
+                    .map(|i| AtomicU64::new(Stamp::free(first(i))))
+                    .collect(),
                 data: (0..cap)
                     .map(|_| UnsafeCell::new(vec![0u8; payload_len]))
                     .collect(),

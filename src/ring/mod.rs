@@ -205,6 +205,41 @@ pub(crate) enum WaitError {
     Disconnected,
 }
 
+/// Why a raw operation moved nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fail {
+    WouldBlock,
+    Closed,
+    Timeout,
+    Corrupt,
+    Disconnected,
+    /// An unbounded queue needed a new link and its segment is at its `max_size` (or
+    /// /dev/shm is full).
+    NoSpace,
+}
+
+impl From<TryError> for Fail {
+    fn from(e: TryError) -> Self {
+        match e {
+            // `put_now` / `get_now` never return `Pending`; a raw attempt's is "nothing moved".
+            TryError::WouldBlock | TryError::Pending => Fail::WouldBlock,
+            TryError::Closed => Fail::Closed,
+            TryError::Corrupt => Fail::Corrupt,
+        }
+    }
+}
+
+impl From<WaitError> for Fail {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Timeout => Fail::Timeout,
+            WaitError::Closed => Fail::Closed,
+            WaitError::Corrupt => Fail::Corrupt,
+            WaitError::Disconnected => Fail::Disconnected,
+        }
+    }
+}
+
 /// What a put closure is filling: the `k`-th position of its batch, which is ring position `pos`
 /// (a long byte message names its position in its heap block's owner word, see `crate::heap`).
 #[derive(Clone, Copy, Debug)]

@@ -133,7 +133,6 @@ impl<M: RingMem> Ring<M> {
     /// The messages still claimed by consumers in a ring nobody else can touch any more (a drained
     /// link of an unbounded queue about to be freed: every claimant still holding a slot is
     /// dead): how many, and the start of each one's payload with its position.
-    #[cfg(not(shmq_loom))]
     pub(crate) fn held_by_dead_consumers(&self) -> Vec<(u64, [u8; ABANDONED_HEAD])> {
         let cap = self.capacity();
         let mut out = Vec::new();

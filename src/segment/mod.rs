@@ -1010,7 +1010,7 @@ impl Segment {
         name: &str,
         o: &crate::mapping::Found,
         heap_refs: bool,
-    ) -> Result<Option<crate::chain::Chain>, OpenError> {
+    ) -> Result<Option<crate::chain::SegChain>, OpenError> {
         if !ObjectKind::from_code(o.entry.kind).is_some_and(|k| k.is_chain()) {
             return Ok(None);
         }
@@ -1020,7 +1020,7 @@ impl Segment {
         // SAFETY: `object` checked that the region lies in the mapping, 128-aligned, and is at
         // least CHAIN_REGION bytes (the kind's region size).
         Ok(Some(unsafe {
-            crate::chain::Chain::new(
+            crate::chain::SegChain::new(
                 self.inner.clone(),
                 o.base.cast(),
                 o.index + 1,

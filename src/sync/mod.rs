@@ -20,6 +20,12 @@ pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64};
 
 pub(crate) use core::sync::atomic::Ordering;
 
+/// Thread-local storage: per model thread under loom (its threads share one OS thread).
+#[cfg(shmq_loom)]
+pub(crate) use loom::thread_local;
+#[cfg(not(shmq_loom))]
+pub(crate) use std::thread_local;
+
 /// Process-local atomics: counters, caches and flags that never live in shared memory and that
 /// no protocol orders anything by, so loom need not model them (it would only multiply the
 /// interleavings it explores). Named here, so that `.ci/run`'s check that no std atomic is named

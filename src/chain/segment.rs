@@ -1,0 +1,218 @@
+//! The chain over a mapped segment: its directory region, the participant records' hazard
+//! words, and link blocks in the segment's heap.
+
+use super::{Chain, ChainEnds, ChainHeader, ChainMem, LinkHeader, LINK_HEADER};
+use crate::heap::{HeapError, LINK_MARK};
+use crate::layout::{align_up, SlotLayout};
+use crate::mapping::Inner;
+use crate::ring::mem::{ring_region_size, RawRing};
+use crate::ring::{Fail, RingMem, ABANDONED_HEAD};
+use crate::sync::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An unbounded queue in a mapped segment.
+pub(crate) type SegChain = Chain<SegLinks>;
+
+/// Links whose ring memory a thread remembers (see [`ChainMem::cached`]).
+const LINK_CACHE: usize = 4;
+
+/// A remembered link: (mapping id, queue, link index, block offset) and its ring memory.
+type CachedLink = ((u64, u32, u64, u64), RawRing);
+
+thread_local! {
+    /// The links this thread used last (see [`ChainMem::cached`]).
+    static LINKS: std::cell::RefCell<Vec<CachedLink>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A chain's memory in a mapped segment.
+#[derive(Clone)]
+pub(crate) struct SegLinks {
+    seg: Arc<Inner>,
+    hdr: *const ChainHeader,
+    obj: u32,
+    layout: SlotLayout,
+    /// Whether the queue's slots hold references to long messages in the heap.
+    heap_refs: bool,
+}
+
+// SAFETY: `hdr` points into the mapping `seg` keeps alive; everything behind it is atomics.
+unsafe impl Send for SegLinks {}
+// SAFETY: as for Send.
+unsafe impl Sync for SegLinks {}
+
+impl SegChain {
+    /// # Safety
+    ///
+    /// `hdr` points to the queue's region (at least [`super::CHAIN_REGION`] bytes, 128-aligned)
+    /// inside `seg`'s mapping.
+    pub(crate) unsafe fn new(
+        seg: Arc<Inner>,
+        hdr: *const ChainHeader,
+        obj: u32,
+        layout: SlotLayout,
+        heap_refs: bool,
+    ) -> Self {
+        let live = seg.link_liveness(obj, heap_refs);
+        let mem = SegLinks {
+            seg,
+            hdr,
+            obj,
+            layout,
+            heap_refs,
+        };
+        Chain::over(mem, Some(live))
+    }
+}
+
+impl SegLinks {
+    fn hdr(&self) -> &ChainHeader {
+        // SAFETY: see `SegChain::new`; the mapping lives as long as `self.seg`.
+        unsafe { &*self.hdr }
+    }
+
+    fn key(&self, c: u64, off: u64) -> (u64, u32, u64, u64) {
+        (self.seg.id, self.obj, c, off)
+    }
+}
+
+impl ChainMem for SegLinks {
+    type Ring = RawRing;
+
+    fn ends(&self) -> &ChainEnds {
+        &self.hdr().ends
+    }
+
+    fn table(&self) -> &[AtomicU64] {
+        &self.hdr().table
+    }
+
+    fn layout(&self) -> SlotLayout {
+        self.layout
+    }
+
+    fn obj(&self) -> u32 {
+        self.obj
+    }
+
+    fn hazard(&self) -> Option<&AtomicU64> {
+        self.seg.participant().map(|p| p.hazard())
+    }
+
+    fn hazard_announced(&self, hazard: u64) -> bool {
+        self.seg.hazard_announced(hazard)
+    }
+
+    fn new_link(&self, index: u64, base: u64, cap: u64, seen: u32) -> Result<u64, HeapError> {
+        let size = ring_region_size(cap, self.layout).ok_or(HeapError::Corrupt)?;
+        let len = 127 + LINK_HEADER + size;
+        let heap = self.seg.heap();
+        let me = self.seg.holder_tag();
+        let off = heap.alloc(len, me)?;
+        heap.mark(off, LINK_MARK | self.obj as u64)?;
+        let p = heap.payload(off, len)?;
+        let start = (align_up(p as u64, 128).ok_or(HeapError::Corrupt)? - p as u64) as usize;
+        // SAFETY: the block is ours (just allocated, nobody else knows it), with `len` payload
+        // bytes, so the header at the 128-aligned `start` < 128 and the ring after it fit; zero
+        // bytes are a valid LinkHeader and ring header.
+        unsafe {
+            let lh_ptr = p.add(start);
+            core::ptr::write_bytes(lh_ptr, 0, (LINK_HEADER + size) as usize);
+            let lh = &*lh_ptr.cast::<LinkHeader>();
+            lh.index.store(index, Ordering::Relaxed);
+            lh.base.store(base, Ordering::Relaxed);
+            lh.cap.store(cap, Ordering::Relaxed);
+            lh.obj.store(self.obj as u64, Ordering::Relaxed);
+            let mem = RawRing::new(lh_ptr.add(LINK_HEADER as usize), size, cap, self.layout)
+                .ok_or(HeapError::Corrupt)?;
+            mem.init_at(base);
+            mem.header()
+                .counters
+                .producers
+                .store(seen, Ordering::Relaxed);
+        }
+        Ok(off)
+    }
+
+    fn view(&self, off: u64) -> Result<(&LinkHeader, RawRing), Fail> {
+        let heap = self.seg.heap();
+        let corrupt = |_| Fail::Corrupt;
+        let p = heap.payload(off, 128 + LINK_HEADER).map_err(corrupt)?;
+        let start = align_up(p as u64, 128).ok_or(Fail::Corrupt)? - p as u64;
+        // SAFETY: `payload` checked that the first 128 + LINK_HEADER payload bytes lie in the
+        // mapping; start < 128, so the 128-aligned LinkHeader at `start` does too. LinkHeader is
+        // atomics only, valid for any bits; the mapping lives as long as `self.seg`.
+        let lh = unsafe { &*p.add(start as usize).cast::<LinkHeader>() };
+        let cap = lh.cap.load(Ordering::Relaxed);
+        let size = ring_region_size(cap, self.layout).ok_or(Fail::Corrupt)?;
+        let ring_at = start + LINK_HEADER;
+        let total = ring_at.checked_add(size).ok_or(Fail::Corrupt)?;
+        let p = heap.payload(off, total).map_err(corrupt)?;
+        // SAFETY: `payload` checked that [0, total) of the payload lies in the mapping, which
+        // `self.seg` keeps alive for as long as the ring is used (its users hold `self`);
+        // RawRing::new checks that the ring fits its region.
+        let mem = unsafe { RawRing::new(p.add(ring_at as usize), size, cap, self.layout) }
+            .ok_or(Fail::Corrupt)?;
+        Ok((lh, mem))
+    }
+
+    fn cached(&self, c: u64, off: u64) -> Option<RawRing> {
+        let key = self.key(c, off);
+        LINKS
+            .try_with(|l| {
+                l.borrow()
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, m)| m.clone())
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn remember(&self, c: u64, off: u64, ring: &RawRing) {
+        let key = self.key(c, off);
+        let _ = LINKS.try_with(|l| {
+            let mut l = l.borrow_mut();
+            if l.len() >= LINK_CACHE {
+                l.remove(0);
+            }
+            l.push((key, ring.clone()));
+        });
+    }
+
+    fn installed(&self, off: u64) {
+        self.seg.heap().own_by_structure(off);
+    }
+
+    fn discard(&self, off: u64) {
+        let _ = self.seg.heap().free(off);
+    }
+
+    fn abandon(&self, pos: u64, head: &[u8; ABANDONED_HEAD]) {
+        if self.heap_refs {
+            if let Some((_, block)) = crate::heap::read_ref(head) {
+                self.seg.heap().abandon(block, self.obj, pos, true);
+            }
+        }
+    }
+
+    fn release(&self, slot: &AtomicU64, e: u64) {
+        self.seg.heap().free_link(slot, e, super::entry_off(e));
+    }
+}
+
+impl Inner {
+    /// Whether heap block `off` is installed in the link table of unbounded queue `obj`
+    /// (directory index + 1).
+    pub(crate) fn link_installed(&self, obj: u32, off: u64) -> bool {
+        let Some(base) = self.chain_region(obj) else {
+            return false;
+        };
+        // SAFETY: `chain_region` checked that the region is a chain's (CHAIN_REGION bytes,
+        // 128-aligned), inside the mapping; ChainHeader is atomics only.
+        let hdr = unsafe { &*base.cast::<ChainHeader>() };
+        hdr.table.iter().any(|s| {
+            let e = s.load(Ordering::Acquire);
+            e != 0 && super::entry_off(e) == off
+        })
+    }
+}
