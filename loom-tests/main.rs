@@ -10,7 +10,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shmq::model::{ModelQueue, Outcome};
+use shmq::model::{ModelQueue, Outcome, Which};
 use std::time::Duration;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -469,7 +469,7 @@ fn drain_recovering(q: &ModelCrashQueue, p: usize) -> (Vec<u64>, u32) {
         match q.try_get(p) {
             Ok(v) => got.push(v),
             Err(Outcome::WouldBlock) => {
-                if q.recover(false) {
+                if q.recover(Which::Get) {
                     wins += 1;
                 } else {
                     thread::yield_now();
@@ -501,7 +501,7 @@ fn dead_producer_claim_is_tombstoned_exactly_once() {
         let sleeper = {
             let q = q.clone();
             thread::spawn(move || {
-                let wins = q.recover(false) as u32;
+                let wins = q.recover(Which::Get) as u32;
                 let mut got = vec![];
                 loop {
                     match q.get(2) {
@@ -541,7 +541,10 @@ fn live_producer_claim_is_never_tombstoned() {
             match q.try_get(1) {
                 Ok(v) => break v,
                 Err(Outcome::WouldBlock) => {
-                    assert!(!q.recover(false), "a live producer's claim was recovered");
+                    assert!(
+                        !q.recover(Which::Get),
+                        "a live producer's claim was recovered"
+                    );
                     thread::yield_now();
                 }
                 Err(e) => panic!("unexpected {e:?}"),
@@ -576,7 +579,7 @@ fn dead_consumer_slot_is_released_exactly_once() {
                     match q.try_put(1, 6) {
                         Ok(()) => return wins,
                         Err(Outcome::WouldBlock) => {
-                            if q.recover(true) {
+                            if q.recover(Which::Put) {
                                 wins += 1;
                             } else {
                                 thread::yield_now();
@@ -588,7 +591,7 @@ fn dead_consumer_slot_is_released_exactly_once() {
             })
         };
         assert_eq!(dying.join().unwrap(), Ok(()));
-        let mine = q.recover(true) as u32;
+        let mine = q.recover(Which::Put) as u32;
         let theirs = producer.join().unwrap();
         assert_eq!(mine + theirs, 1);
         assert_eq!(q.lost(), 1);
@@ -608,7 +611,7 @@ fn unattributed_put_under_a_stale_dead_record_is_never_tombstoned() {
     model(|| {
         // Processes: 0 died after recording, 1 consumes; the producer has no record.
         let q = Arc::new(ModelCrashQueue::new(1, 2));
-        q.record_and_die(0, true, 0);
+        q.record_and_die(0, Which::Put, 0);
         let producer = {
             let q = q.clone();
             thread::spawn(move || q.try_put_unattributed(7))
@@ -618,7 +621,7 @@ fn unattributed_put_under_a_stale_dead_record_is_never_tombstoned() {
                 Ok(v) => break v,
                 Err(Outcome::WouldBlock) => {
                     assert!(
-                        !q.recover(false),
+                        !q.recover(Which::Get),
                         "a live unattributed claim was tombstoned"
                     );
                     thread::yield_now();
@@ -644,7 +647,7 @@ fn unattributed_get_under_a_stale_dead_record_is_never_released() {
         // Processes: 0 died after recording, 1 puts; the consumer has no record.
         let q = Arc::new(ModelCrashQueue::new(1, 2));
         q.try_put(1, 5).unwrap();
-        q.record_and_die(0, false, 0);
+        q.record_and_die(0, Which::Get, 0);
         let consumer = {
             let q = q.clone();
             thread::spawn(move || q.try_get_unattributed())
@@ -653,7 +656,10 @@ fn unattributed_get_under_a_stale_dead_record_is_never_released() {
             match q.try_put(1, 6) {
                 Ok(()) => break,
                 Err(Outcome::WouldBlock) => {
-                    assert!(!q.recover(true), "a live unattributed claim was released");
+                    assert!(
+                        !q.recover(Which::Put),
+                        "a live unattributed claim was released"
+                    );
                     thread::yield_now();
                 }
                 Err(e) => panic!("unexpected {e:?}"),

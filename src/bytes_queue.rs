@@ -209,7 +209,9 @@ impl BytesQueue {
         let me = seg.holder_tag();
         let off = heap.alloc(len as u64, me).map_err(|e| match e {
             crate::error::HeapError::NoSpace { requested } => no_space(requested),
-            crate::error::HeapError::Corrupt => BytesPutError::Corrupt,
+            crate::error::HeapError::Corrupt | crate::error::HeapError::Died => {
+                BytesPutError::Corrupt
+            }
             crate::error::HeapError::Io(_) => BytesPutError::Io(std::io::ErrorKind::Other),
         })?;
         // Until the message is published the block is ours to free (on an error, or if `f`

@@ -321,20 +321,7 @@ impl<T> fmt::Display for PutError<T> {
 
 impl<T> std::error::Error for PutError<T> {}
 
-/// Why the shared heap could not hand out a block (crate-internal; the public errors carry its
-/// substance: `BytesPutError::NoSpace`, `BytesPutError::Io`, `Corrupt`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HeapError {
-    /// The segment would pass its `max_size`, or the shared-memory filesystem is full.
-    NoSpace {
-        /// Bytes the growth asked for.
-        requested: u64,
-    },
-    /// The heap's metadata in shared memory is inconsistent.
-    Corrupt,
-    /// A system call failed (mapping the new part of the segment).
-    Io(String),
-}
+pub(crate) use crate::heap::HeapError;
 
 /// Why a byte-message put did not happen. The caller still owns the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,10 +40,10 @@ pub(crate) enum Side {
 }
 
 impl Side {
-    /// `Put` for `true` (a test facade's flag), `Get` for `false`.
+    /// The side whose [`bit`](Self::bit) is the low bit of `note`.
     #[inline(always)]
-    pub(crate) const fn of(put: bool) -> Side {
-        if put {
+    pub(crate) const fn of_bit(note: u32) -> Side {
+        if note & 1 != 0 {
             Side::Put
         } else {
             Side::Get
@@ -267,7 +267,7 @@ crate::sync::native_only! {
 
 // The segment's own layout (header, directory, participant records): native only, since the loom
 // build has no segments.
-#[cfg(not(shmq_loom))]
+crate::sync::native_only! {
 mod segment_layout {
     use super::*;
 
@@ -471,6 +471,7 @@ mod segment_layout {
         }
         h
     }
+}
 }
 
 /// Rounds `v` up to a multiple of `a` (a power of two); `None` on overflow.

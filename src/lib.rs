@@ -49,10 +49,10 @@
 #![cfg_attr(shmq_loom, allow(dead_code))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
-pub(crate) mod fault;
 pub(crate) mod layout;
 pub(crate) mod ring;
 pub(crate) mod sync;
+pub(crate) use sync::fault;
 
 #[cfg(not(shmq_loom))]
 mod bytes_queue;

@@ -49,6 +49,24 @@ impl From<WaitError> for Outcome {
     }
 }
 
+/// A side of a ring, for the models that name one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The producers' side.
+    Put,
+    /// The consumers' side.
+    Get,
+}
+
+impl From<Which> for crate::layout::Side {
+    fn from(w: Which) -> Self {
+        match w {
+            Which::Put => crate::layout::Side::Put,
+            Which::Get => crate::layout::Side::Get,
+        }
+    }
+}
+
 /// A ring of `u64` values (8-byte payloads) made of loom objects.
 #[derive(Debug)]
 pub struct ModelQueue {
@@ -766,8 +784,8 @@ impl ModelCrashQueue {
     /// Process `p` writes its claim record naming position `pos` (`put`: for a put, else a get)
     /// and dies before its claim CAS, as a SIGKILL at "put-recorded" leaves it: a stale record
     /// naming a position it never claimed.
-    pub fn record_and_die(&self, p: usize, put: bool, pos: u64) {
-        let (obj, first, len) = self.procs.0[p].record.side(Side::of(put));
+    pub fn record_and_die(&self, p: usize, side: Which, pos: u64) {
+        let (obj, first, len) = self.procs.0[p].record.side(side.into());
         obj.store(CRASH_OBJ, Ordering::Relaxed);
         first.store(pos, Ordering::Relaxed);
         len.store(1, Ordering::Relaxed);
@@ -786,8 +804,8 @@ impl ModelCrashQueue {
 
     /// What a blocked waiter does after each sleep slice: recover the claim it is stuck behind
     /// (`put`: a putter's, else a getter's) if its claimant is dead. Whether it recovered one.
-    pub fn recover(&self, put: bool) -> bool {
-        self.ring.recover(Side::of(put))
+    pub fn recover(&self, side: Which) -> bool {
+        self.ring.recover(side.into())
     }
 
     /// Closes the ring.
@@ -899,7 +917,7 @@ impl ModelRobustLock {
 
     /// How many times a contender took the lock over from a dead owner.
     pub fn takeovers(&self) -> u32 {
-        self.state.takeovers.load(Ordering::Relaxed)
+        self.state.takeovers.get()
     }
 
     /// The counter (call with no other thread running).
@@ -981,7 +999,7 @@ impl ModelVersioned {
 
     /// How many times a writer took the lock over from a dead one.
     pub fn takeovers(&self) -> u32 {
-        self.lock.takeovers.load(Ordering::Relaxed)
+        self.lock.takeovers.get()
     }
 }
 

@@ -43,24 +43,32 @@
 //! non-empty classes: an allocation looks at a few blocks of its own class, then takes the first
 //! block of the next non-empty class, which always fits.
 
-#[cfg(not(shmq_loom))]
-pub(crate) use crate::error::HeapError;
 use crate::layout::CachePadded;
-#[cfg(not(shmq_loom))]
-use crate::mapping::Inner;
 use crate::objects::lock::Acquired;
 use crate::sync::futex::Futex;
 use crate::sync::{AtomicU64, Ordering};
 
-/// Why the heap could not do something (the loom build has no `crate::error`).
-#[cfg(shmq_loom)]
+crate::sync::native_only! {
+    mod segment;
+}
+
+/// Why the shared heap could not hand out a block (crate-internal; the public errors carry its
+/// substance: `BytesPutError::NoSpace`, `BytesPutError::Io`, `Corrupt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HeapError {
+    /// The segment would pass its `max_size`, or the shared-memory filesystem is full.
     NoSpace {
+        /// Bytes the growth asked for.
         requested: u64,
     },
+    /// The heap's metadata in shared memory is inconsistent.
     Corrupt,
-    /// The model thread died at a crash point (it must return at once, holding what it holds).
+    /// A system call failed (mapping the new part of the segment).
+    #[allow(dead_code)] // not made under loom
+    Io(String),
+    /// A loom model thread died at a crash point (it must return at once, holding what it
+    /// holds). Never made natively.
+    #[allow(dead_code)]
     Died,
 }
 
@@ -164,10 +172,7 @@ impl HeapLock {
             }
             spins += 1;
             if spins < 64 {
-                #[cfg(not(shmq_loom))]
-                core::hint::spin_loop();
-                #[cfg(shmq_loom)]
-                crate::sync::yield_now();
+                crate::sync::spin_hint();
                 continue;
             }
             // Sleep until an unlock wakes us, or a slice passes (then look whether the owner
@@ -199,8 +204,9 @@ impl HeapLock {
         }
     }
 
+    crate::sync::native_only! {
     /// Marks the lock as left by a dead owner (fuzzing: its next taker rebuilds).
-    #[cfg(all(not(shmq_loom), feature = "fuzzing"))]
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn forge_inconsistent(&self) {
         let _ = self.word.word().compare_exchange(
             0,
@@ -208,6 +214,7 @@ impl HeapLock {
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+    }
     }
 }
 
@@ -442,118 +449,12 @@ pub(crate) unsafe fn init(base: *mut u8, hdr: *mut HeapHeader, start: u64, end: 
     }
 }
 
-#[cfg(not(shmq_loom))]
-impl Inner {
-    /// This segment's heap.
-    pub(crate) fn heap(&self) -> Heap<'_, Inner> {
-        // SAFETY: `heap_offset` was validated (header and creation) to leave HEAP_HEADER_SIZE
-        // bytes inside the mapping, 128-aligned; the control block is atomics only, valid for
-        // any bits.
-        let hdr = unsafe {
-            &*self
-                .base()
-                .add(self.heap_offset as usize)
-                .cast::<HeapHeader>()
-        };
-        Heap { seg: self, hdr }
-    }
-
-    /// The owner word for a block the calling thread holds: its participant record, or
-    /// [`UNATTRIBUTED`] if it has none.
-    pub(crate) fn holder_tag(self: &std::sync::Arc<Self>) -> u64 {
-        match self.participant() {
-            Some(p) => {
-                // Relaxed: our own record; its owner count changes only when it is taken.
-                let inc = (p.claim().waiting.load(Ordering::Relaxed) >> 32) as u32;
-                held(self.record_index(&p), inc)
-            }
-            None => UNATTRIBUTED,
-        }
-    }
-}
-
-#[cfg(not(shmq_loom))]
-impl HeapMem for Inner {
-    #[inline]
-    fn word(&self, off: u64) -> Result<&AtomicU64, HeapError> {
-        let p = self.heap_bytes(off, 8)?;
-        if off % 8 != 0 {
-            return Err(HeapError::Corrupt);
-        }
-        // SAFETY: heap_bytes checked the 8 bytes lie in the mapping, which lives as long as
-        // `self`; `off` is 8-aligned and the mapping page-aligned; AtomicU64 is valid for any
-        // bits.
-        Ok(unsafe { &*p.cast::<AtomicU64>() })
-    }
-    fn holder_gone(&self, rec: u32, inc: u32) -> bool {
-        Inner::holder_gone(self, rec, inc)
-    }
-    fn link_installed(&self, obj: u32, off: u64) -> bool {
-        Inner::link_installed(self, obj, off)
-    }
-    fn committed(&self) -> u64 {
-        // SYNC: Acquire pairs with the Release store in `commit` of an earlier grower (of any
-        // process): the file is at least that long.
-        self.header().total_size.load(Ordering::Acquire)
-    }
-    fn max_size(&self) -> u64 {
-        self.max_size
-    }
-    fn lock_token(&self) -> u32 {
-        // A record index that does not fit the token, or no record: an owner that can never
-        // be proven dead (its crash while holding the lock would stop the heap; size the table
-        // for the threads you run, as for claims).
-        lock_token_of(self.heap_holder())
-    }
-    fn token_gone(&self, token: u32) -> bool {
-        let rec = (token >> TOKEN_INC_BITS) - 1;
-        let mask = (1 << TOKEN_INC_BITS) - 1;
-        Inner::holder_gone_masked(self, rec, token & mask, mask)
-    }
-    fn commit(&self, from: u64, to: u64) -> Result<(), HeapError> {
-        crate::os::grow_file(self.map.file(), from, to)?;
-        crate::fault::point("heap-grown-file");
-        // SYNC: Release publishes the growth (the file's new pages) to every process that maps
-        // more of the segment; pairs with the Acquire loads in `Inner::heap_bytes` and
-        // `committed`.
-        self.header().total_size.store(to, Ordering::Release);
-        Ok(())
-    }
-}
-
-/// The lock token of a holder `(record, owner count)` ([`HeapMem::lock_token`]).
-#[cfg(not(shmq_loom))]
-fn lock_token_of(holder: Option<(u32, u32)>) -> u32 {
-    match holder {
-        Some((rec, inc)) if rec + 1 < (TOKEN >> TOKEN_INC_BITS) => {
-            (rec + 1) << TOKEN_INC_BITS | (inc & ((1 << TOKEN_INC_BITS) - 1))
-        }
-        _ => TOKEN,
-    }
-}
-
-#[cfg(not(shmq_loom))]
-impl Heap<'_, Inner> {
-    /// Marks the heap lock as left by a dead owner (fuzzing: its next taker rebuilds).
-    #[cfg(feature = "fuzzing")]
-    pub(crate) fn forge_inconsistent(&self) {
-        self.hdr.lock.forge_inconsistent()
-    }
-
-    /// The payload of the block at `off`: `len` bytes after its header.
-    pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
-        self.seg.heap_bytes(
-            off.checked_add(BLOCK_HEADER).ok_or(HeapError::Corrupt)?,
-            len,
-        )
-    }
-}
-
 impl<'a, M: HeapMem> Heap<'a, M> {
-    /// A heap over `mem` with its control block `hdr` (the loom models' heaps).
-    #[cfg(shmq_loom)]
-    pub(crate) fn over(mem: &'a M, hdr: &'a HeapHeader) -> Self {
-        Heap { seg: mem, hdr }
+    crate::sync::loom_only! {
+        /// A heap over `mem` with its control block `hdr` (the loom models' heaps).
+        pub(crate) fn over(mem: &'a M, hdr: &'a HeapHeader) -> Self {
+            Heap { seg: mem, hdr }
+        }
     }
 
     /// Word `i` of the block at `off`, mapping the part of the segment it lies in if needed.
@@ -596,7 +497,6 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         let g = self.lock()?;
         if let Some(b) = g.check(self.find(need))? {
             let r = self.take_block(b, need, owner);
-            #[cfg(shmq_loom)]
             if r == Err(HeapError::Died) {
                 core::mem::forget(g);
                 return Err(HeapError::Died);
@@ -739,11 +639,11 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         })
     }
 
+    crate::sync::loom_only! {
     /// Checks the heap's invariants (call with no other thread using it): the sizes chain from
     /// `start` to `end`, every previous-size word and `last` match, no two free blocks are
     /// neighbours, every free block is on the list of its class exactly once and nothing else
     /// is, and the counters match the allocated blocks. Returns `(bytes in use, blocks)`.
-    #[cfg(shmq_loom)]
     pub(crate) fn check(&self) -> Result<(u64, u64), String> {
         let h = self.hdr;
         let w = |off: u64, i: u64| {
@@ -826,6 +726,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             ));
         }
         Ok((in_use, blocks))
+    }
     }
 
     // ---- under the lock ----
@@ -1052,7 +953,6 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             let rs = s - need;
             self.word(r, 1)?.store(need, Ordering::Relaxed);
             self.word(r, 0)?.store(rs, Ordering::Relaxed);
-            #[cfg(shmq_loom)]
             if crate::fault::dies("heap-split") {
                 // Loom models only: dies holding the lock, the remainder's header written, the
                 // block's size word not yet shrunk (and it off its free list).

@@ -287,7 +287,7 @@ impl Inner {
             if waiting != 0 {
                 if let Some(ring) = self.ring_of_obj(waiting >> 1) {
                     crate::ring::RingMem::header(&ring.mem)
-                        .wait_cell(Side::of(waiting & 1 != 0))
+                        .wait_cell(Side::of_bit(waiting))
                         .take_back(1);
                 }
             }

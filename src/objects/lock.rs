@@ -39,9 +39,8 @@ pub(crate) struct LockState {
     /// `owner tid << 40 | PID namespace of the owner` (low 40 bits of `os::pid_namespace`),
     /// written with `owner_start` and trusted the same way.
     pub(crate) owner_ns: AtomicU64,
-    /// Takeovers from a dead owner so far (for the loom models).
-    #[cfg(shmq_loom)]
-    pub(crate) takeovers: AtomicU32,
+    /// Takeovers from a dead owner so far (for the loom models; zero-sized natively).
+    pub(crate) takeovers: crate::sync::ModelCount,
 }
 
 crate::sync::native_only! {
@@ -57,14 +56,14 @@ pub(crate) enum Acquired {
     OwnerDead,
 }
 
-/// Polling slice while the owner is not watched.
-#[cfg(not(shmq_loom))]
-const OWNER_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+crate::sync::native_only! {
+    /// Polling slice while the owner is not watched.
+    const OWNER_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Backstop slice while the owner is watched (the kernel reports its exit), or while it could
-/// never be judged dead anyway (it runs in another PID namespace).
-#[cfg(not(shmq_loom))]
-const WATCHED_OWNER_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
+    /// Backstop slice while the owner is watched (the kernel reports its exit), or while it
+    /// could never be judged dead anyway (it runs in another PID namespace).
+    const WATCHED_OWNER_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
+}
 
 /// Why [`LockState::sleep_contended`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +85,7 @@ impl LockState {
                 owner_pid: AtomicU32::new(0),
                 owner_start: AtomicU64::new(0),
                 owner_ns: AtomicU64::new(0),
-                takeovers: AtomicU32::new(0),
+                takeovers: crate::sync::ModelCount::default(),
             }
         }
     }
@@ -164,8 +163,7 @@ impl LockState {
                     if w.compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
-                        #[cfg(shmq_loom)]
-                        self.takeovers.fetch_add(1, Ordering::Relaxed);
+                        self.takeovers.bump();
                         self.set_owner();
                         return Some(Acquired::OwnerDead);
                     }
@@ -178,11 +176,11 @@ impl LockState {
         }
     }
 
+    crate::sync::native_only! {
     /// Sleeps on the word while it reads `seen` (owner thread `seen & TID`, contended). Natively
     /// the owner's thread is watched (a thread pidfd, `mapping::watch`) when it is one that could
     /// be judged dead, so its exit wakes us at once and we sleep in backstop slices; otherwise we
     /// poll in [`OWNER_SLICE`]s.
-    #[cfg(not(shmq_loom))]
     fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
         use crate::mapping::watch::{watch_thread, Watched};
         use crate::sync::futex::WakeAlso;
@@ -227,14 +225,16 @@ impl LockState {
             _ => Slept::Look,
         }
     }
+    }
 
+    crate::sync::loom_only! {
     /// Loom model of the contended sleep: the deadline is the only slice.
-    #[cfg(shmq_loom)]
     fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
         match self.word.wait(seen, deadline) {
             Wake::Woken => Slept::Woken,
             Wake::TimedOut => Slept::Deadline,
         }
+    }
     }
 
     /// Takes the lock, waiting as long as it takes, and taking it over from a dead owner (as
@@ -242,11 +242,7 @@ impl LockState {
     /// it waits in timed attempts, each of which looks once.
     pub(crate) fn lock_taking_over(&self) -> Acquired {
         loop {
-            #[cfg(not(shmq_loom))]
-            let deadline = None;
-            #[cfg(shmq_loom)]
-            let deadline = Some(Instant::now());
-            if let Some(a) = self.lock(deadline) {
+            if let Some(a) = self.lock(crate::sync::model_round()) {
                 return a;
             }
             crate::sync::yield_now();

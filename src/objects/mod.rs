@@ -12,12 +12,14 @@ pub(crate) mod lock;
 pub(crate) mod semaphore;
 pub(crate) mod versioned;
 
-#[cfg(not(shmq_loom))]
-pub(crate) mod handles;
+crate::sync::native_only! {
+    pub(crate) mod handles;
+}
 
+crate::sync::native_only! {
 /// The object algorithms over heap copies of their shared states (the same code that runs over a
 /// mapping), natively and under miri.
-#[cfg(all(test, not(shmq_loom)))]
+#[cfg(test)]
 mod tests {
     use super::barrier::BarrierState;
     use super::cell::Cell;
@@ -384,4 +386,5 @@ mod tests {
             Err(-1.5)
         );
     }
+}
 }

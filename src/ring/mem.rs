@@ -1,12 +1,13 @@
 //! Memories a [`Ring`](crate::ring::Ring) runs over: raw slot arrays (inside a segment or an aligned
 //! heap buffer) natively, plain loom objects under the model checker.
 
-#[cfg(shmq_loom)]
-pub(crate) use model::*;
-#[cfg(not(shmq_loom))]
+crate::sync::loom_only! {
+    pub(crate) use model::*;
+}
+
+crate::sync::native_only! {
 pub(crate) use native::*;
 
-#[cfg(not(shmq_loom))]
 mod native {
     use crate::layout::{align_up, RingHeader, SlotLayout, Stamp};
     use crate::ring::RingMem;
@@ -249,8 +250,9 @@ mod native {
         }
     }
 }
+}
 
-#[cfg(shmq_loom)]
+crate::sync::loom_only! {
 mod model {
     use crate::layout::{RingHeader, Stamp};
     use crate::ring::RingMem;
@@ -310,4 +312,5 @@ mod model {
             self.data[idx as usize].with(|p| f(unsafe { &*p }))
         }
     }
+}
 }

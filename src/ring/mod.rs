@@ -67,10 +67,7 @@ pub(crate) unsafe trait RingMem {
 }
 
 /// Ordering of the publish store. Release; the deliberately broken loom build weakens it.
-#[cfg(not(shmq_loom_broken))]
-const PUBLISH: Ordering = Ordering::Release;
-#[cfg(shmq_loom_broken)]
-const PUBLISH: Ordering = Ordering::Relaxed;
+const PUBLISH: Ordering = crate::sync::unless_broken(Ordering::Release);
 
 /// Who holds the claim on a position, as far as the participant records tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,21 +158,6 @@ const RECOVERY_SLICE: std::time::Duration = std::time::Duration::from_millis(50)
 /// only a backstop for a notice nobody could give (an idle blocked waiter then wakes once every
 /// five seconds).
 const WATCHED_SLICE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// How long a non-blocking call waits for a live claimant that holds the position it needs (a
-/// producer between claim and publish, a consumer between claim and release) before it gives up
-/// and reports `Empty` / `Full` anyway. Normally the claimant finishes within nanoseconds; only a
-/// descheduled, stopped or slow-closure claimant takes longer.
-///
-/// 50 ms: on a 2-core machine running a dozen runnable threads, a claimant preempted inside its
-/// claim can stay off the CPU for tens of milliseconds, and each time this bound is reached the
-/// answer is one that is not linearizable.
-#[cfg(not(shmq_loom))]
-pub(crate) const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Sleep slice of that wait: a wake-up spent on another waiter costs at most this long.
-#[cfg(not(shmq_loom))]
-const CLAIM_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Non-blocking outcome when nothing could be moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -635,7 +617,8 @@ pub(crate) mod mem;
 mod recovery;
 mod wait;
 
-#[cfg(all(test, not(shmq_loom)))]
+crate::sync::native_only! {
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::layout::SlotLayout;
@@ -963,4 +946,5 @@ mod tests {
             .collect();
         assert_eq!(all, expect);
     }
+}
 }

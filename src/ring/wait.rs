@@ -80,7 +80,7 @@ impl<M: RingMem> Ring<M> {
     /// and yields first (the claimant is normally done within nanoseconds), then, if the claimant
     /// is dead, recovers its claim, else sleeps on `cell` (woken by the claimant's publish or
     /// release) in short slices, looking at its liveness after each. Gives up with `WouldBlock`
-    /// after [`CLAIM_WAIT`], or at once if the claim is the calling thread's own (a call made
+    /// after [`CLAIM_WAIT`](crate::sync::CLAIM_WAIT), or at once if the claim is the calling thread's own (a call made
     /// inside a `put_with` / `get_with` closure on the same queue: waiting could only delay).
     /// Under loom the wait has no bound (the model checks that the wake-up is never lost).
     #[inline]
@@ -109,21 +109,13 @@ impl<M: RingMem> Ring<M> {
             return Err(TryError::WouldBlock);
         }
         let cell = self.hdr().wait_cell(side);
-        #[cfg(not(shmq_loom))]
-        let limit = Instant::now() + CLAIM_WAIT;
+        let limit = crate::sync::claim_wait_end();
         let mut backoff = Backoff::new();
         loop {
             if !backoff.is_completed() {
                 backoff.snooze();
             } else if !self.recover(side) {
-                #[cfg(not(shmq_loom))]
-                let slice = Some((Instant::now() + CLAIM_SLICE).min(limit));
-                // Under loom a timed wait gives up at once, which stands for the end of a slice:
-                // with a liveness source the claimant may die while we sleep, and only a slice
-                // ending lets us see it. Without one, sleep untimed, so that a lost wake-up shows
-                // up as a deadlock.
-                #[cfg(shmq_loom)]
-                let slice = self.live.as_ref().map(|_| Instant::now());
+                let slice = crate::sync::claim_slice_end(limit, self.live.is_some());
                 let (epoch, registered) = cell.register_guarded(who, side);
                 let retry = attempt(true);
                 if retry == Err(TryError::Pending) {
@@ -133,15 +125,13 @@ impl<M: RingMem> Ring<M> {
                 if retry != Err(TryError::Pending) {
                     return retry;
                 }
-                #[cfg(shmq_loom)]
-                crate::sync::yield_now();
+                crate::sync::model_yield();
             }
             match attempt(true) {
                 Err(TryError::Pending) => {}
                 r => return r,
             }
-            #[cfg(not(shmq_loom))]
-            if Instant::now() >= limit {
+            if crate::sync::claim_wait_over(limit) {
                 return Err(TryError::WouldBlock);
             }
         }

@@ -1,7 +1,7 @@
 //! Named shared-memory segments: create, open, validate, look objects up, unlink.
 
 use crate::error::{CreateError, NameError, OpenError};
-use crate::kind::{versioned_copy_size, ObjectKind, Params, TypeSig};
+use crate::kind::{ObjectKind, Params, TypeSig};
 use crate::layout::{
     align_up, fnv1a, layout_hash, DirEntry, SegmentHeader, ENTRY_SIZE, HEADER_KEEP, HEADER_SIZE,
     LAYOUT_VERSION, MAGIC, OBJ_NAME_MAX, RECORD_SIZE, STATE_READY, TYPE_NAME_MAX,
@@ -103,7 +103,7 @@ pub(crate) fn type_sig<T>() -> TypeSig {
     }
 }
 
-fn untyped() -> TypeSig {
+pub(crate) fn untyped() -> TypeSig {
     TypeSig {
         size: 0,
         align: 1,
@@ -268,7 +268,17 @@ impl SegmentBuilder {
         self
     }
 
-    fn object(
+    /// The bytes the object added last is initialised with (a versioned value's first value).
+    pub(crate) fn init_last(mut self, init: &[u8]) -> Self {
+        if let Some(o) = self.objects.last_mut() {
+            o.init = init.to_vec();
+        }
+        self
+    }
+
+    /// Adds object `name` of `kind` (the builder methods of the object kinds, one per handle
+    /// file, are each this call).
+    pub(crate) fn object(
         mut self,
         name: &str,
         kind: ObjectKind,
@@ -286,95 +296,6 @@ impl SegmentBuilder {
             init: Vec::new(),
         });
         self
-    }
-
-    /// Adds a [`Versioned`](crate::Versioned) value of any `Pod` type, starting at `initial`.
-    pub fn versioned<T: bytemuck::Pod>(self, name: &str, initial: T) -> Self {
-        let mut b = self.object(name, ObjectKind::Versioned, type_sig::<T>(), 0, 0);
-        if let Some(o) = b.objects.last_mut() {
-            o.init = bytemuck::bytes_of(&initial).to_vec();
-        }
-        b
-    }
-
-    /// Adds a [`JoinableQueue`](crate::JoinableQueue) of `capacity` values of `T`.
-    pub fn joinable_queue<T: bytemuck::Pod>(self, name: &str, capacity: u64) -> Self {
-        self.object(
-            name,
-            ObjectKind::JoinableQueue,
-            type_sig::<T>(),
-            capacity,
-            0,
-        )
-    }
-
-    /// Adds a shared [`Value`](crate::Value) starting at `initial`.
-    pub fn value<T: crate::Atom>(self, name: &str, initial: T) -> Self {
-        self.object(
-            name,
-            ObjectKind::Value,
-            type_sig::<T>(),
-            initial.to_bits(),
-            0,
-        )
-    }
-
-    /// Adds a shared [`Array`](crate::Array) of `len` elements, all zero (`false`, `0.0`).
-    pub fn array<T: crate::Atom>(self, name: &str, len: u64) -> Self {
-        self.object(name, ObjectKind::Array, type_sig::<T>(), len, 0)
-    }
-
-    /// Adds an append-only [`List`](crate::List) of at most `capacity` elements.
-    pub fn list<T: bytemuck::Pod>(self, name: &str, capacity: u64) -> Self {
-        self.object(name, ObjectKind::List, type_sig::<T>(), capacity, 0)
-    }
-
-    /// Adds a [`Lock`](crate::Lock).
-    pub fn lock(self, name: &str) -> Self {
-        self.object(name, ObjectKind::Lock, untyped(), 0, 0)
-    }
-
-    /// Adds an [`RLock`](crate::RLock) (a reentrant [`Lock`](crate::Lock)).
-    pub fn rlock(self, name: &str) -> Self {
-        self.object(name, ObjectKind::RLock, untyped(), 0, 0)
-    }
-
-    /// Adds a [`Condition`](crate::Condition) with its own [`RLock`](crate::RLock).
-    pub fn condition(self, name: &str) -> Self {
-        self.object(name, ObjectKind::Condition, untyped(), 0, 0)
-    }
-
-    /// Adds an [`Event`](crate::Event), initially clear.
-    pub fn event(self, name: &str) -> Self {
-        self.object(name, ObjectKind::Event, untyped(), 0, 0)
-    }
-
-    /// Adds an unbounded [`Semaphore`](crate::Semaphore) with `initial` units.
-    pub fn semaphore(self, name: &str, initial: u32) -> Self {
-        self.object(
-            name,
-            ObjectKind::Semaphore,
-            untyped(),
-            initial as u64,
-            u32::MAX as u64,
-        )
-    }
-
-    /// Adds a [`Semaphore`](crate::Semaphore) with `initial` units that can never hold more than
-    /// `max` (`multiprocessing.BoundedSemaphore`).
-    pub fn bounded_semaphore(self, name: &str, initial: u32, max: u32) -> Self {
-        self.object(
-            name,
-            ObjectKind::Semaphore,
-            untyped(),
-            initial as u64,
-            max as u64,
-        )
-    }
-
-    /// Adds a [`Barrier`](crate::Barrier) for `parties` parties.
-    pub fn barrier(self, name: &str, parties: u32) -> Self {
-        self.object(name, ObjectKind::Barrier, untyped(), parties as u64, 0)
     }
 
     /// File mode of the segment (default `0o600`); applied exactly, whatever the umask.
@@ -1096,117 +1017,6 @@ impl Segment {
             ring,
             o.index + 1,
             long,
-        ))
-    }
-
-    /// Looks up a joinable queue of `T`.
-    pub fn joinable_queue<T: bytemuck::Pod>(
-        &self,
-        name: &str,
-    ) -> Result<crate::JoinableQueue<T>, OpenError> {
-        let o = self
-            .inner
-            .object(name, ObjectKind::JoinableQueue, Some(&type_sig::<T>()))?;
-        let mut ring = self.inner.ring(name, &o)?;
-        // SAFETY: the accounting block lies at the start of the object's region (checked to fit
-        // the mapping by `object`), before the ring, in the mapping the queue keeps alive.
-        ring.tomb_cell = Some(unsafe {
-            crate::ring::CellRef::new(&(*o.base.cast::<crate::objects::joinable::JoinState>()).cell)
-        });
-        let q = crate::Queue::from_parts(self.inner.clone(), ring, o.index + 1);
-        Ok(crate::JoinableQueue::from_parts(q, o.base))
-    }
-
-    /// Looks up a shared value of `T`.
-    pub fn value<T: crate::Atom>(&self, name: &str) -> Result<crate::Value<T>, OpenError> {
-        let o = self
-            .inner
-            .object(name, ObjectKind::Value, Some(&type_sig::<T>()))?;
-        Ok(crate::Value::from_raw(self.inner.clone(), o.base))
-    }
-
-    /// Looks up a shared array of `T`.
-    pub fn array<T: crate::Atom>(&self, name: &str) -> Result<crate::Array<T>, OpenError> {
-        let o = self
-            .inner
-            .object(name, ObjectKind::Array, Some(&type_sig::<T>()))?;
-        let len = usize::try_from(o.entry.param0)
-            .map_err(|_| OpenError::Corrupt(format!("object {name:?}: length out of range")))?;
-        Ok(crate::Array::from_raw(self.inner.clone(), o.base, len))
-    }
-
-    /// Looks up an append-only list of `T`.
-    pub fn list<T: bytemuck::Pod>(&self, name: &str) -> Result<crate::List<T>, OpenError> {
-        let o = self
-            .inner
-            .object(name, ObjectKind::List, Some(&type_sig::<T>()))?;
-        let layout = o
-            .layout
-            .ok_or_else(|| OpenError::Corrupt(name.to_string()))?;
-        Ok(crate::List::from_raw(
-            self.inner.clone(),
-            o.base,
-            o.entry.param0,
-            layout,
-        ))
-    }
-
-    /// Looks up a versioned value of `T`.
-    pub fn versioned<T: bytemuck::Pod>(
-        &self,
-        name: &str,
-    ) -> Result<crate::Versioned<T>, OpenError> {
-        let o = self
-            .inner
-            .object(name, ObjectKind::Versioned, Some(&type_sig::<T>()))?;
-        let copy = versioned_copy_size(o.entry.elem_size)
-            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: size overflows")))?;
-        Ok(crate::Versioned::from_raw(self.inner.clone(), o.base, copy))
-    }
-
-    /// Looks up a lock.
-    pub fn lock(&self, name: &str) -> Result<crate::Lock, OpenError> {
-        let o = self.inner.object(name, ObjectKind::Lock, None)?;
-        Ok(crate::Lock::from_raw(self.inner.clone(), o.base))
-    }
-
-    /// Looks up a reentrant lock.
-    pub fn rlock(&self, name: &str) -> Result<crate::RLock, OpenError> {
-        let o = self.inner.object(name, ObjectKind::RLock, None)?;
-        Ok(crate::RLock::from_raw(self.inner.clone(), o.base))
-    }
-
-    /// Looks up a condition variable.
-    pub fn condition(&self, name: &str) -> Result<crate::Condition, OpenError> {
-        let o = self.inner.object(name, ObjectKind::Condition, None)?;
-        Ok(crate::Condition::from_raw(self.inner.clone(), o.base))
-    }
-
-    /// Looks up an event.
-    pub fn event(&self, name: &str) -> Result<crate::Event, OpenError> {
-        let o = self.inner.object(name, ObjectKind::Event, None)?;
-        Ok(crate::Event::from_raw(self.inner.clone(), o.base))
-    }
-
-    /// Looks up a semaphore (bounded or not).
-    pub fn semaphore(&self, name: &str) -> Result<crate::Semaphore, OpenError> {
-        let o = self.inner.object(name, ObjectKind::Semaphore, None)?;
-        let max = u32::try_from(o.entry.param1)
-            .map_err(|_| OpenError::Corrupt(format!("object {name:?}: bound out of range")))?;
-        Ok(crate::Semaphore::from_raw(self.inner.clone(), o.base, max))
-    }
-
-    /// Looks up a barrier.
-    pub fn barrier(&self, name: &str) -> Result<crate::Barrier, OpenError> {
-        let o = self.inner.object(name, ObjectKind::Barrier, None)?;
-        let parties = u32::try_from(o.entry.param0)
-            .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: parties out of range")))?;
-        Ok(crate::Barrier::from_raw(
-            self.inner.clone(),
-            o.base,
-            parties,
         ))
     }
 }

@@ -9,6 +9,7 @@
 //! and the objects run over ordinary heap values and processes are modelled as threads.
 
 pub(crate) mod backoff;
+pub(crate) mod fault;
 pub(crate) mod futex;
 pub(crate) mod owner;
 
@@ -70,6 +71,116 @@ macro_rules! native_only {
     ($($item:item)*) => { $(#[cfg(not(shmq_loom))] $item)* };
 }
 pub(crate) use native_only;
+
+/// Items for unit tests and the loom models only (raw attempts a real caller never makes).
+macro_rules! model_or_test {
+    ($($item:item)*) => { $(#[cfg(any(test, shmq_loom))] $item)* };
+}
+pub(crate) use model_or_test;
+
+/// `order`, or `Relaxed` in a build with `--cfg shmq_loom_broken`: the mutation build that shows
+/// the loom models catch a ring whose publish is too weak.
+pub(crate) const fn unless_broken(order: Ordering) -> Ordering {
+    #[cfg(shmq_loom_broken)]
+    {
+        let _ = order;
+        Ordering::Relaxed
+    }
+    #[cfg(not(shmq_loom_broken))]
+    order
+}
+
+/// How long a non-blocking call waits for a live claimant that holds the position it needs (a
+/// producer between claim and publish, a consumer between claim and release) before it gives up
+/// and reports `Empty` / `Full` anyway. Normally the claimant finishes within nanoseconds; only a
+/// descheduled, stopped or slow-closure claimant takes longer.
+///
+/// 50 ms: on a 2-core machine running a dozen runnable threads, a claimant preempted inside its
+/// claim can stay off the CPU for tens of milliseconds, and each time this bound is reached the
+/// answer is one that is not linearizable.
+pub(crate) const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Sleep slice of that wait: a wake-up spent on another waiter costs at most this long.
+const CLAIM_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The end of a wait for a claimant ([`CLAIM_WAIT`] from now); `None` under loom, where the
+/// wait ends only when the claim settles or the claimant is found dead (a model has no clock).
+#[inline]
+pub(crate) fn claim_wait_end() -> Option<std::time::Instant> {
+    #[cfg(shmq_loom)]
+    return None;
+    #[cfg(not(shmq_loom))]
+    return Some(std::time::Instant::now() + CLAIM_WAIT);
+}
+
+/// Whether a wait ending at `end` (from [`claim_wait_end`]) is over.
+#[inline]
+pub(crate) fn claim_wait_over(end: Option<std::time::Instant>) -> bool {
+    end.is_some_and(|e| std::time::Instant::now() >= e)
+}
+
+/// The end of one sleep of a wait for a claimant that ends at `end`: a [`CLAIM_SLICE`] from
+/// now, never past `end`. Under loom a timed wait gives up at once, which stands for the end of a
+/// slice: with a liveness source (`recovers`) the claimant may die while we sleep, and only a
+/// slice ending lets us see it; without one, the sleep is untimed, so that a lost wake-up shows
+/// up as a deadlock.
+#[inline]
+pub(crate) fn claim_slice_end(
+    end: Option<std::time::Instant>,
+    recovers: bool,
+) -> Option<std::time::Instant> {
+    #[cfg(shmq_loom)]
+    {
+        let _ = end;
+        recovers.then(std::time::Instant::now)
+    }
+    #[cfg(not(shmq_loom))]
+    {
+        let _ = recovers;
+        let s = std::time::Instant::now() + CLAIM_SLICE;
+        Some(end.map_or(s, |e| e.min(s)))
+    }
+}
+
+/// A deadline that, under loom, makes a wait give up at once (so a loop of such waits looks at
+/// a dead owner on every round, as a native untimed wait does at every slice); natively none.
+#[inline]
+pub(crate) fn model_round() -> Option<std::time::Instant> {
+    #[cfg(shmq_loom)]
+    return Some(std::time::Instant::now());
+    #[cfg(not(shmq_loom))]
+    return None;
+}
+
+/// A yield point for the model checker under loom (a loop that waits for another thread must
+/// let loom schedule it); nothing natively.
+#[inline(always)]
+pub(crate) fn model_yield() {
+    #[cfg(shmq_loom)]
+    loom::thread::yield_now();
+}
+
+/// A counter that only the loom models read (takeovers of a dead owner's lock): a zero-sized
+/// no-op natively, so shared layouts do not change.
+#[derive(Debug, Default)]
+pub(crate) struct ModelCount(#[cfg(shmq_loom)] AtomicU32);
+
+impl ModelCount {
+    #[inline(always)]
+    pub(crate) fn bump(&self) {
+        #[cfg(shmq_loom)]
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count (0 natively).
+    #[allow(dead_code)]
+    pub(crate) fn get(&self) -> u32 {
+        #[cfg(shmq_loom)]
+        return self.0.load(Ordering::Relaxed);
+        #[cfg(not(shmq_loom))]
+        0
+    }
+}
 
 /// `native` natively, `loom` under the model checker: for bounds a model must reach with fewer
 /// steps than real hardware needs.

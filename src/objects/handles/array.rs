@@ -128,3 +128,22 @@ impl<S> Ptr<S> {
         self.p.as_ptr()
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds a shared [`Array`](crate::Array) of `len` elements, all zero (`false`, `0.0`).
+    pub fn array<T: crate::Atom>(self, name: &str, len: u64) -> Self {
+        self.object(name, ObjectKind::Array, type_sig::<T>(), len, 0)
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a shared array of `T`.
+    pub fn array<T: crate::Atom>(&self, name: &str) -> Result<crate::Array<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::Array, Some(&type_sig::<T>()))?;
+        let len = usize::try_from(o.entry.param0)
+            .map_err(|_| OpenError::Corrupt(format!("object {name:?}: length out of range")))?;
+        Ok(crate::Array::from_raw(self.inner.clone(), o.base, len))
+    }
+}

@@ -68,3 +68,26 @@ impl Barrier {
         self.state.get().arrived()
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds a [`Barrier`](crate::Barrier) for `parties` parties.
+    pub fn barrier(self, name: &str, parties: u32) -> Self {
+        self.object(name, ObjectKind::Barrier, untyped(), parties as u64, 0)
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a barrier.
+    pub fn barrier(&self, name: &str) -> Result<crate::Barrier, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Barrier, None)?;
+        let parties = u32::try_from(o.entry.param0)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: parties out of range")))?;
+        Ok(crate::Barrier::from_raw(
+            self.inner.clone(),
+            o.base,
+            parties,
+        ))
+    }
+}

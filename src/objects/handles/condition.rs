@@ -146,3 +146,18 @@ impl Condition {
         self.notify(u32::MAX)
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds a [`Condition`](crate::Condition) with its own [`RLock`](crate::RLock).
+    pub fn condition(self, name: &str) -> Self {
+        self.object(name, ObjectKind::Condition, untyped(), 0, 0)
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a condition variable.
+    pub fn condition(&self, name: &str) -> Result<crate::Condition, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Condition, None)?;
+        Ok(crate::Condition::from_raw(self.inner.clone(), o.base))
+    }
+}

@@ -60,3 +60,18 @@ impl Event {
         self.state.get().wait(deadline(timeout))
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds an [`Event`](crate::Event), initially clear.
+    pub fn event(self, name: &str) -> Self {
+        self.object(name, ObjectKind::Event, untyped(), 0, 0)
+    }
+}
+
+impl crate::Segment {
+    /// Looks up an event.
+    pub fn event(&self, name: &str) -> Result<crate::Event, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Event, None)?;
+        Ok(crate::Event::from_raw(self.inner.clone(), o.base))
+    }
+}

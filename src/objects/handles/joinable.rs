@@ -149,3 +149,36 @@ impl<T: bytemuck::Pod> JoinableQueue<T> {
         self.queue.stats()
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds a [`JoinableQueue`](crate::JoinableQueue) of `capacity` values of `T`.
+    pub fn joinable_queue<T: bytemuck::Pod>(self, name: &str, capacity: u64) -> Self {
+        self.object(
+            name,
+            ObjectKind::JoinableQueue,
+            type_sig::<T>(),
+            capacity,
+            0,
+        )
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a joinable queue of `T`.
+    pub fn joinable_queue<T: bytemuck::Pod>(
+        &self,
+        name: &str,
+    ) -> Result<crate::JoinableQueue<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::JoinableQueue, Some(&type_sig::<T>()))?;
+        let mut ring = self.inner.ring(name, &o)?;
+        // SAFETY: the accounting block lies at the start of the object's region (checked to fit
+        // the mapping by `object`), before the ring, in the mapping the queue keeps alive.
+        ring.tomb_cell = Some(unsafe {
+            crate::ring::CellRef::new(&(*o.base.cast::<crate::objects::joinable::JoinState>()).cell)
+        });
+        let q = crate::Queue::from_parts(self.inner.clone(), ring, o.index + 1);
+        Ok(crate::JoinableQueue::from_parts(q, o.base))
+    }
+}

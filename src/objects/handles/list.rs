@@ -130,3 +130,28 @@ impl<T: bytemuck::Pod> List<T> {
         (0..self.len()).filter_map(|i| self.get(i)).collect()
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds an append-only [`List`](crate::List) of at most `capacity` elements.
+    pub fn list<T: bytemuck::Pod>(self, name: &str, capacity: u64) -> Self {
+        self.object(name, ObjectKind::List, type_sig::<T>(), capacity, 0)
+    }
+}
+
+impl crate::Segment {
+    /// Looks up an append-only list of `T`.
+    pub fn list<T: bytemuck::Pod>(&self, name: &str) -> Result<crate::List<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::List, Some(&type_sig::<T>()))?;
+        let layout = o
+            .layout
+            .ok_or_else(|| OpenError::Corrupt(name.to_string()))?;
+        Ok(crate::List::from_raw(
+            self.inner.clone(),
+            o.base,
+            o.entry.param0,
+            layout,
+        ))
+    }
+}

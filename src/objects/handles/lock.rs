@@ -191,3 +191,18 @@ impl Lock {
         self.state.get().is_locked()
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds a [`Lock`](crate::Lock).
+    pub fn lock(self, name: &str) -> Self {
+        self.object(name, ObjectKind::Lock, untyped(), 0, 0)
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a lock.
+    pub fn lock(&self, name: &str) -> Result<crate::Lock, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Lock, None)?;
+        Ok(crate::Lock::from_raw(self.inner.clone(), o.base))
+    }
+}

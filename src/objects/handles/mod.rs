@@ -10,9 +10,10 @@ use super::list::ListHeader;
 use super::lock::{Acquired, LockState};
 use super::semaphore::SemaphoreState;
 use crate::error::{
-    GetError, IndexError, ListFull, PutError, ReleaseError, TaskDoneError, Timeout,
+    GetError, IndexError, ListFull, OpenError, PutError, ReleaseError, TaskDoneError, Timeout,
 };
-use crate::kind::BLOCK;
+use crate::kind::{versioned_copy_size, ObjectKind, BLOCK};
+use crate::segment::{type_sig, untyped};
 use crate::layout::SlotLayout;
 use crate::mapping::Inner;
 use crate::stats::QueueStats;

@@ -208,3 +208,18 @@ impl RLock {
         }
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds an [`RLock`](crate::RLock) (a reentrant [`Lock`](crate::Lock)).
+    pub fn rlock(self, name: &str) -> Self {
+        self.object(name, ObjectKind::RLock, untyped(), 0, 0)
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a reentrant lock.
+    pub fn rlock(&self, name: &str) -> Result<crate::RLock, OpenError> {
+        let o = self.inner.object(name, ObjectKind::RLock, None)?;
+        Ok(crate::RLock::from_raw(self.inner.clone(), o.base))
+    }
+}

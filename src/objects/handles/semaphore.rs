@@ -68,3 +68,38 @@ impl Semaphore {
         self.max
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds an unbounded [`Semaphore`](crate::Semaphore) with `initial` units.
+    pub fn semaphore(self, name: &str, initial: u32) -> Self {
+        self.object(
+            name,
+            ObjectKind::Semaphore,
+            untyped(),
+            initial as u64,
+            u32::MAX as u64,
+        )
+    }
+
+    /// Adds a [`Semaphore`](crate::Semaphore) with `initial` units that can never hold more than
+    /// `max` (`multiprocessing.BoundedSemaphore`).
+    pub fn bounded_semaphore(self, name: &str, initial: u32, max: u32) -> Self {
+        self.object(
+            name,
+            ObjectKind::Semaphore,
+            untyped(),
+            initial as u64,
+            max as u64,
+        )
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a semaphore (bounded or not).
+    pub fn semaphore(&self, name: &str) -> Result<crate::Semaphore, OpenError> {
+        let o = self.inner.object(name, ObjectKind::Semaphore, None)?;
+        let max = u32::try_from(o.entry.param1)
+            .map_err(|_| OpenError::Corrupt(format!("object {name:?}: bound out of range")))?;
+        Ok(crate::Semaphore::from_raw(self.inner.clone(), o.base, max))
+    }
+}

@@ -107,3 +107,26 @@ impl<T: AtomNum> Value<T> {
         self.cell.get().fetch_sub(v)
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds a shared [`Value`](crate::Value) starting at `initial`.
+    pub fn value<T: crate::Atom>(self, name: &str, initial: T) -> Self {
+        self.object(
+            name,
+            ObjectKind::Value,
+            type_sig::<T>(),
+            initial.to_bits(),
+            0,
+        )
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a shared value of `T`.
+    pub fn value<T: crate::Atom>(&self, name: &str) -> Result<crate::Value<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::Value, Some(&type_sig::<T>()))?;
+        Ok(crate::Value::from_raw(self.inner.clone(), o.base))
+    }
+}

@@ -151,3 +151,26 @@ impl<T: bytemuck::Pod> Versioned<T> {
         self.version.get().load(crate::sync::Ordering::Acquire)
     }
 }
+
+impl crate::SegmentBuilder {
+    /// Adds a [`Versioned`](crate::Versioned) value of any `Pod` type, starting at `initial`.
+    pub fn versioned<T: bytemuck::Pod>(self, name: &str, initial: T) -> Self {
+        self.object(name, ObjectKind::Versioned, type_sig::<T>(), 0, 0)
+            .init_last(bytemuck::bytes_of(&initial))
+    }
+}
+
+impl crate::Segment {
+    /// Looks up a versioned value of `T`.
+    pub fn versioned<T: bytemuck::Pod>(
+        &self,
+        name: &str,
+    ) -> Result<crate::Versioned<T>, OpenError> {
+        let o = self
+            .inner
+            .object(name, ObjectKind::Versioned, Some(&type_sig::<T>()))?;
+        let copy = versioned_copy_size(o.entry.elem_size)
+            .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: size overflows")))?;
+        Ok(crate::Versioned::from_raw(self.inner.clone(), o.base, copy))
+    }
+}

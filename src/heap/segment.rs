@@ -1,0 +1,108 @@
+//! The heap over a mapped segment: its control block at the header's `heap_offset`, words
+//! anywhere in the (growing) mapping, holders judged by the participant table.
+
+use super::*;
+use crate::mapping::Inner;
+
+impl Inner {
+    /// This segment's heap.
+    pub(crate) fn heap(&self) -> Heap<'_, Inner> {
+        // SAFETY: `heap_offset` was validated (header and creation) to leave HEAP_HEADER_SIZE
+        // bytes inside the mapping, 128-aligned; the control block is atomics only, valid for
+        // any bits.
+        let hdr = unsafe {
+            &*self
+                .base()
+                .add(self.heap_offset as usize)
+                .cast::<HeapHeader>()
+        };
+        Heap { seg: self, hdr }
+    }
+
+    /// The owner word for a block the calling thread holds: its participant record, or
+    /// [`UNATTRIBUTED`] if it has none.
+    pub(crate) fn holder_tag(self: &std::sync::Arc<Self>) -> u64 {
+        match self.participant() {
+            Some(p) => {
+                // Relaxed: our own record; its owner count changes only when it is taken.
+                let inc = (p.claim().waiting.load(Ordering::Relaxed) >> 32) as u32;
+                held(self.record_index(&p), inc)
+            }
+            None => UNATTRIBUTED,
+        }
+    }
+}
+
+impl HeapMem for Inner {
+    #[inline]
+    fn word(&self, off: u64) -> Result<&AtomicU64, HeapError> {
+        let p = self.heap_bytes(off, 8)?;
+        if off % 8 != 0 {
+            return Err(HeapError::Corrupt);
+        }
+        // SAFETY: heap_bytes checked the 8 bytes lie in the mapping, which lives as long as
+        // `self`; `off` is 8-aligned and the mapping page-aligned; AtomicU64 is valid for any
+        // bits.
+        Ok(unsafe { &*p.cast::<AtomicU64>() })
+    }
+    fn holder_gone(&self, rec: u32, inc: u32) -> bool {
+        Inner::holder_gone(self, rec, inc)
+    }
+    fn link_installed(&self, obj: u32, off: u64) -> bool {
+        Inner::link_installed(self, obj, off)
+    }
+    fn committed(&self) -> u64 {
+        // SYNC: Acquire pairs with the Release store in `commit` of an earlier grower (of any
+        // process): the file is at least that long.
+        self.header().total_size.load(Ordering::Acquire)
+    }
+    fn max_size(&self) -> u64 {
+        self.max_size
+    }
+    fn lock_token(&self) -> u32 {
+        // A record index that does not fit the token, or no record: an owner that can never
+        // be proven dead (its crash while holding the lock would stop the heap; size the table
+        // for the threads you run, as for claims).
+        lock_token_of(self.heap_holder())
+    }
+    fn token_gone(&self, token: u32) -> bool {
+        let rec = (token >> TOKEN_INC_BITS) - 1;
+        let mask = (1 << TOKEN_INC_BITS) - 1;
+        Inner::holder_gone_masked(self, rec, token & mask, mask)
+    }
+    fn commit(&self, from: u64, to: u64) -> Result<(), HeapError> {
+        crate::os::grow_file(self.map.file(), from, to)?;
+        crate::fault::point("heap-grown-file");
+        // SYNC: Release publishes the growth (the file's new pages) to every process that maps
+        // more of the segment; pairs with the Acquire loads in `Inner::heap_bytes` and
+        // `committed`.
+        self.header().total_size.store(to, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The lock token of a holder `(record, owner count)` ([`HeapMem::lock_token`]).
+fn lock_token_of(holder: Option<(u32, u32)>) -> u32 {
+    match holder {
+        Some((rec, inc)) if rec + 1 < (TOKEN >> TOKEN_INC_BITS) => {
+            (rec + 1) << TOKEN_INC_BITS | (inc & ((1 << TOKEN_INC_BITS) - 1))
+        }
+        _ => TOKEN,
+    }
+}
+
+impl Heap<'_, Inner> {
+    /// Marks the heap lock as left by a dead owner (fuzzing: its next taker rebuilds).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn forge_inconsistent(&self) {
+        self.hdr.lock.forge_inconsistent()
+    }
+
+    /// The payload of the block at `off`: `len` bytes after its header.
+    pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
+        self.seg.heap_bytes(
+            off.checked_add(BLOCK_HEADER).ok_or(HeapError::Corrupt)?,
+            len,
+        )
+    }
+}
