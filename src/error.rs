@@ -323,6 +323,53 @@ impl<T> std::error::Error for PutError<T> {}
 
 pub(crate) use crate::heap::HeapError;
 
+/// Why a dictionary operation failed. Nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DictError {
+    /// The entry (or a larger table) needed space in the segment's shared heap, and the segment
+    /// could not grow: it would pass its `max_size`, or `/dev/shm` is full.
+    NoSpace {
+        /// Bytes the heap was asked for.
+        requested: u64,
+        /// The segment's `max_size` ([`SegmentBuilder::max_size`](crate::SegmentBuilder::max_size)).
+        max_size: u64,
+    },
+    /// Mapping the segment's new space failed (`mmap(2)`).
+    Io(std::io::ErrorKind),
+    /// The dictionary's shared state, or the heap under it, is corrupt.
+    Corrupt,
+    /// A stored key or value does not have the size of the typed dictionary's type (the bytes
+    /// were put there through a [`BytesDict`](crate::BytesDict) or a forged segment).
+    WrongSize {
+        /// Bytes found.
+        found: usize,
+        /// Bytes of the type.
+        expected: usize,
+    },
+}
+
+impl fmt::Display for DictError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DictError::NoSpace {
+                requested,
+                max_size,
+            } => write!(
+                f,
+                "no space in the segment's heap for {requested} bytes (max_size {max_size})"
+            ),
+            DictError::Io(k) => write!(f, "mapping the segment's new space failed: {k}"),
+            DictError::Corrupt => write!(f, "the dictionary's shared state is corrupt"),
+            DictError::WrongSize { found, expected } => write!(
+                f,
+                "a stored key or value has {found} bytes, the type has {expected}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DictError {}
+
 /// Why a byte-message put did not happen. The caller still owns the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BytesPutError {

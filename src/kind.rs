@@ -61,6 +61,8 @@ pub enum ObjectKind {
     UnboundedQueue,
     /// An unbounded [`BytesQueue`](crate::BytesQueue) (`SegmentBuilder::unbounded_bytes_queue`).
     UnboundedBytesQueue,
+    /// A [`BytesDict`](crate::BytesDict) or [`Dict`](crate::Dict).
+    Dict,
 }
 
 impl ObjectKind {
@@ -122,6 +124,10 @@ pub(crate) struct KindDef {
     /// Safety: `base` points to the kind's zeroed region, `region(p)` bytes long, 128-aligned,
     /// not yet visible to any other process.
     pub(crate) init: unsafe fn(base: *mut u8, p: &Params<'_>),
+    /// For kinds with blocks in the heap: whether the object whose region is at `base` still
+    /// uses heap block `off` (asked by the heap's sweeps about the blocks marked as the
+    /// object's, [`crate::heap::STRUCTURE_MARK`]).
+    pub(crate) holds: Option<fn(seg: &crate::mapping::Inner, base: *mut u8, off: u64) -> bool>,
 }
 
 /// A region's length and, for kinds with slots, their layout.
@@ -161,7 +167,7 @@ fn capacity_at_least_one(p: &Params<'_>) -> Result<(), String> {
 unsafe fn zeroed(_: *mut u8, _: &Params<'_>) {}
 
 /// The table (codes are part of the layout: never reuse one).
-const KINDS: [KindDef; 15] = [
+const KINDS: [KindDef; 16] = [
     KindDef {
         kind: ObjectKind::Queue,
         code: 1,
@@ -170,6 +176,7 @@ const KINDS: [KindDef; 15] = [
         region: |p| ring_region(0, p, SlotLayout::for_pod(p.size, p.align)?),
         check: capacity_at_least_one,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::BytesQueue,
@@ -196,6 +203,7 @@ const KINDS: [KindDef; 15] = [
             Ok(())
         },
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::JoinableQueue,
@@ -205,6 +213,7 @@ const KINDS: [KindDef; 15] = [
         region: |p| ring_region(BLOCK, p, SlotLayout::for_pod(p.size, p.align)?),
         check: capacity_at_least_one,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Value,
@@ -218,6 +227,7 @@ const KINDS: [KindDef; 15] = [
             unsafe { &*base.add(BLOCK as usize).cast::<crate::sync::AtomicU64>() }
                 .store(p.param0, crate::sync::Ordering::Relaxed);
         },
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Array,
@@ -227,6 +237,7 @@ const KINDS: [KindDef; 15] = [
         region: |p| fixed(BLOCK.checked_add(p.param0.checked_mul(8)?)?),
         check: any_params,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::List,
@@ -242,6 +253,7 @@ const KINDS: [KindDef; 15] = [
         },
         check: capacity_at_least_one,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Lock,
@@ -251,6 +263,7 @@ const KINDS: [KindDef; 15] = [
         region: |_| fixed(BLOCK),
         check: any_params,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Event,
@@ -260,6 +273,7 @@ const KINDS: [KindDef; 15] = [
         region: |_| fixed(BLOCK),
         check: any_params,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Semaphore,
@@ -283,6 +297,7 @@ const KINDS: [KindDef; 15] = [
             unsafe { &*base.cast::<crate::sync::AtomicU32>() }
                 .store(p.param0 as u32, crate::sync::Ordering::Relaxed);
         },
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Barrier,
@@ -297,6 +312,7 @@ const KINDS: [KindDef; 15] = [
             Ok(())
         },
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Versioned,
@@ -323,6 +339,7 @@ const KINDS: [KindDef; 15] = [
                 .store(u64::from_le_bytes(bytes), crate::sync::Ordering::Relaxed);
             }
         },
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::RLock,
@@ -333,6 +350,7 @@ const KINDS: [KindDef; 15] = [
         region: |_| fixed(2 * BLOCK),
         check: any_params,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::Condition,
@@ -343,6 +361,7 @@ const KINDS: [KindDef; 15] = [
         region: |_| fixed(3 * BLOCK),
         check: any_params,
         init: zeroed,
+        holds: None,
     },
     KindDef {
         kind: ObjectKind::UnboundedQueue,
@@ -359,6 +378,7 @@ const KINDS: [KindDef; 15] = [
         },
         check: any_params,
         init: zeroed,
+        holds: Some(crate::chain::region_holds),
     },
     KindDef {
         kind: ObjectKind::UnboundedBytesQueue,
@@ -382,6 +402,18 @@ const KINDS: [KindDef; 15] = [
             Ok(())
         },
         init: zeroed,
+        holds: Some(crate::chain::region_holds),
+    },
+    KindDef {
+        kind: ObjectKind::Dict,
+        code: 16,
+        name: "dictionary",
+        ring_at: None,
+        // The dictionary's lock and words; its table and entries live in the heap.
+        region: |_| fixed(crate::objects::dict::DICT_REGION),
+        check: any_params,
+        init: zeroed,
+        holds: Some(crate::objects::handles::dict_region_holds),
     },
 ];
 
@@ -425,6 +457,6 @@ mod tests {
             );
         }
         assert_eq!(ObjectKind::from_code(0), None);
-        assert_eq!(ObjectKind::from_code(16), None);
+        assert_eq!(ObjectKind::from_code(17), None);
     }
 }

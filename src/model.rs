@@ -1036,7 +1036,18 @@ impl crate::heap::HeapMem for HeapWords {
             .get(rec as usize)
             .is_some_and(|g| g.load(Ordering::Acquire) != 0)
     }
-    fn link_installed(&self, _obj: u32, _off: u64) -> bool {
+    fn words(&self, off: u64, n: u64) -> Result<&[crate::sync::AtomicU64], crate::heap::HeapError> {
+        let i = off / 8;
+        let end = off.checked_add(n.checked_mul(8).ok_or(crate::heap::HeapError::Corrupt)?);
+        // SYNC: Acquire, as in `word`.
+        if off % 8 != 0 || end.is_none_or(|e| e > self.committed.load(Ordering::Acquire)) {
+            return Err(crate::heap::HeapError::Corrupt);
+        }
+        self.words
+            .get(i as usize..(i + n) as usize)
+            .ok_or(crate::heap::HeapError::Corrupt)
+    }
+    fn structure_holds(&self, _obj: u32, _off: u64) -> bool {
         false
     }
     fn committed(&self) -> u64 {

@@ -85,6 +85,22 @@ fn child_crash_role() {
         return;
     }
     let seg = Segment::open(&name).unwrap();
+    if role == "dict-writer" {
+        // Inserts 40 keys into the bytes dictionary "d" (growing its table twice), replaces the
+        // even ones and removes every fourth odd one.
+        let d = seg.bytes_dict("d").unwrap();
+        for i in 0..DICT_KEYS {
+            d.insert(&dict_key(i), &dict_value(i, 1)).unwrap();
+        }
+        for i in (0..DICT_KEYS).step_by(2) {
+            d.insert(&dict_key(i), &dict_value(i, 2)).unwrap();
+        }
+        for i in (1..DICT_KEYS).step_by(4) {
+            d.remove(&dict_key(i)).unwrap();
+        }
+        hold_alive();
+        return;
+    }
     if role == "versioned-writer" {
         // Stops half-way through writing the new value (crash point `versioned-writing`).
         seg.versioned::<[u64; 8]>("v").unwrap().store([2; 8]);
@@ -1292,4 +1308,83 @@ fn producer_killed_the_instant_it_took_the_heap_lock_does_not_stop_the_heap() {
     );
     assert_eq!(b.get().unwrap(), vec![4u8; 3000]);
     assert_eq!(heap_blocks(&seg).0, 0);
+}
+
+// ---- The shared dictionary ----
+
+const DICT_KEYS: u32 = 40;
+
+fn dict_key(i: u32) -> Vec<u8> {
+    format!("key-{i}").into_bytes()
+}
+
+/// Version `v` of key `i`'s value: its own text repeated, so a torn value shows.
+fn dict_value(i: u32, v: u32) -> Vec<u8> {
+    format!("{i}/{v};")
+        .into_bytes()
+        .into_iter()
+        .cycle()
+        .take(100 + i as usize)
+        .collect()
+}
+
+#[test]
+fn dict_writer_killed_at_any_step_leaves_whole_entries_a_usable_lock_and_no_lost_block() {
+    // (crash point, passes before stopping there): inserts, the first table's growths, a
+    // replacement, a removal, and a writer holding the lock between changes.
+    let points = [
+        ("dict-entry-written", 5),
+        ("dict-entry-written", 45),
+        ("dict-committed", 5),
+        ("dict-table-filled", 0),
+        ("dict-table-filled", 1),
+        ("dict-grown", 0),
+        ("dict-replaced", 3),
+        ("dict-removed", 2),
+        ("dict-locked", 7),
+    ];
+    for (point, skip) in points {
+        let name = unique(&format!("dict-{point}-{skip}"));
+        let seg = Segment::builder(&name).bytes_dict("d").create().unwrap();
+        let d = seg.bytes_dict("d").unwrap();
+        let child = child_stopped_at(&name, "dict-writer", point, skip, false);
+        kill(child);
+        // The lock is taken over (the dead writer held it); every entry reads whole, old or
+        // new.
+        let start = Instant::now();
+        let mut present = 0;
+        for i in 0..DICT_KEYS {
+            if let Some(v) = d.get(&dict_key(i)).unwrap() {
+                assert!(
+                    v == dict_value(i, 1) || v == dict_value(i, 2),
+                    "{point}/{skip}: key {i} reads {:?}",
+                    String::from_utf8_lossy(&v)
+                );
+                present += 1;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{point}: lock not taken over"
+        );
+        assert_eq!(d.len().unwrap(), present, "{point}/{skip}: len");
+        // Nothing the dead writer allocated stays lost: after a sweep the heap holds the table
+        // and the entries, no more (no table at all if the writer died making the first one).
+        let blocks = seg.stats().unwrap().heap_blocks;
+        let table = u64::from(present > 0);
+        assert_eq!(
+            blocks,
+            present as u64 + table,
+            "{point}/{skip}: heap blocks"
+        );
+        // And the dictionary goes on.
+        for i in 0..DICT_KEYS {
+            d.insert(&dict_key(i), &dict_value(i, 3)).unwrap();
+        }
+        assert_eq!(d.len().unwrap(), DICT_KEYS as usize);
+        for i in 0..DICT_KEYS {
+            assert_eq!(d.get(&dict_key(i)).unwrap(), Some(dict_value(i, 3)));
+        }
+        assert_eq!(seg.stats().unwrap().heap_blocks, DICT_KEYS as u64 + 1);
+    }
 }

@@ -389,10 +389,16 @@ def test_context_works_where_multiprocessing_takes_one():
 
 
 def _interrupt_main_when_blocked(main_tid):
-    """From a helper thread: once the main thread sleeps in a futex wait, SIGINT the process."""
+    """From a helper thread: once the main thread sleeps in a futex wait, SIGINT the process.
+
+    It looks only after the main thread says it is about to make the blocking call (`armed`):
+    before that, the main thread may sleep in a futex for other reasons (`Thread.start` waits
+    for the helper to start), and a SIGINT then would fall outside `pytest.raises`.
+    """
     import os
     import signal
 
+    assert armed.wait(30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with open(f"/proc/self/task/{main_tid}/syscall") as f:
@@ -404,6 +410,7 @@ def _interrupt_main_when_blocked(main_tid):
 
 
 sent: list = []
+armed = threading.Event()
 
 
 @pytest.mark.parametrize("call", ["get", "put", "join"])
@@ -416,10 +423,12 @@ def test_ctrl_c_interrupts_blocked_calls_in_this_process(call):
     if call != "get":
         q.put("fills it")
     sent.clear()
+    armed.clear()
     helper = threading.Thread(
         target=_interrupt_main_when_blocked, args=(threading.get_native_id(),)
     )
     helper.start()
+    armed.set()
     with pytest.raises(KeyboardInterrupt):
         if call == "get":
             q.get()

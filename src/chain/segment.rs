@@ -2,7 +2,7 @@
 //! words, and link blocks in the segment's heap.
 
 use super::{Chain, ChainEnds, ChainHeader, ChainMem, LinkHeader, LINK_HEADER};
-use crate::heap::{HeapError, LINK_MARK};
+use crate::heap::{HeapError, STRUCTURE_MARK};
 use crate::layout::{align_up, SlotLayout};
 use crate::mapping::Inner;
 use crate::ring::mem::{ring_region_size, RawRing};
@@ -108,7 +108,7 @@ impl ChainMem for SegLinks {
         let heap = self.seg.heap();
         let me = self.seg.holder_tag();
         let off = heap.alloc(len, me)?;
-        heap.mark(off, LINK_MARK | self.obj as u64)?;
+        heap.mark(off, STRUCTURE_MARK | self.obj as u64)?;
         let p = heap.payload(off, len)?;
         let start = (align_up(p as u64, 128).ok_or(HeapError::Corrupt)? - p as u64) as usize;
         // SAFETY: the block is ours (just allocated, nobody else knows it), with `len` payload
@@ -200,19 +200,14 @@ impl ChainMem for SegLinks {
     }
 }
 
-impl Inner {
-    /// Whether heap block `off` is installed in the link table of unbounded queue `obj`
-    /// (directory index + 1).
-    pub(crate) fn link_installed(&self, obj: u32, off: u64) -> bool {
-        let Some(base) = self.chain_region(obj) else {
-            return false;
-        };
-        // SAFETY: `chain_region` checked that the region is a chain's (CHAIN_REGION bytes,
-        // 128-aligned), inside the mapping; ChainHeader is atomics only.
-        let hdr = unsafe { &*base.cast::<ChainHeader>() };
-        hdr.table.iter().any(|s| {
-            let e = s.load(Ordering::Acquire);
-            e != 0 && super::entry_off(e) == off
-        })
-    }
+/// Whether the unbounded queue whose region is at `base` has heap block `off` in its link table
+/// (its [`KindDef::holds`](crate::kind::KindDef)).
+pub(crate) fn region_holds(_seg: &Inner, base: *mut u8, off: u64) -> bool {
+    // SAFETY: the directory lookup behind `holds` checked that the region is a chain's
+    // (CHAIN_REGION bytes, 128-aligned), inside the mapping; ChainHeader is atomics only.
+    let hdr = unsafe { &*base.cast::<ChainHeader>() };
+    hdr.table.iter().any(|s| {
+        let e = s.load(Ordering::Acquire);
+        e != 0 && super::entry_off(e) == off
+    })
 }

@@ -84,8 +84,13 @@ pub(crate) trait HeapMem {
     fn word(&self, off: u64) -> Result<&AtomicU64, HeapError>;
     /// Whether the `inc`-th owner of participant record `rec` is gone for sure.
     fn holder_gone(&self, rec: u32, inc: u32) -> bool;
-    /// Whether block `off` is an installed link of unbounded queue `obj`.
-    fn link_installed(&self, obj: u32, off: u64) -> bool;
+    /// `n` consecutive words from byte offset `off` (8-aligned), mapping them first if
+    /// needed; `Corrupt` past the committed size.
+    fn words(&self, off: u64, n: u64) -> Result<&[AtomicU64], HeapError>;
+    /// Whether object `obj` (directory index + 1) still uses block `off`, which is marked as one
+    /// of its structure's blocks ([`STRUCTURE_MARK`]): a link an unbounded queue's table names,
+    /// a dictionary's table or one of its entries.
+    fn structure_holds(&self, obj: u32, off: u64) -> bool;
     /// Bytes of the segment committed so far.
     fn committed(&self) -> u64;
     /// How far the segment may grow.
@@ -130,14 +135,14 @@ impl std::fmt::Debug for HeapLock {
 
 impl HeapLock {
     crate::sync::loom_only! {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self { word: Futex::new(0) }
         }
     }
 
     /// Takes the lock, as the thread `me` ([`HeapMem::lock_token`]), waiting while a live owner
     /// holds it and taking it over from a dead one.
-    fn lock<M: HeapMem + ?Sized>(&self, mem: &M) -> Acquired {
+    pub(crate) fn lock<M: HeapMem + ?Sized>(&self, mem: &M) -> Acquired {
         let me = mem.lock_token() & TOKEN;
         let w = self.word.word();
         let mut spins = 0u32;
@@ -196,7 +201,7 @@ impl HeapLock {
     }
 
     /// Releases the lock; `consistent`: whether the next owner may trust the heap as it is.
-    fn unlock(&self, consistent: bool) {
+    pub(crate) fn unlock(&self, consistent: bool) {
         let next = if consistent { 0 } else { LOCK_INCONSISTENT };
         // SYNC: Release pairs with the Acquire CAS in `lock` of the next owner.
         if self.word.word().swap(next, Ordering::Release) & LOCK_CONTENDED != 0 {
@@ -259,7 +264,7 @@ pub(crate) const fn queued(pos: u64) -> u64 {
 /// Word 3 of a link of an unbounded queue (`crate::chain`): marks it as a link of queue `obj`
 /// (the low bits), so a sweep that finds its installer dead checks the queue's table instead of
 /// freeing it.
-pub(crate) const LINK_MARK: u64 = 1 << 63;
+pub(crate) const STRUCTURE_MARK: u64 = 1 << 63;
 
 /// Length word of a byte-queue slot whose message lives in the heap: the slot's in-place bytes
 /// then hold the message length (u64) and its block's offset (u64) instead of the message.
@@ -538,6 +543,32 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         Ok(())
     }
 
+    /// The memory the heap runs over (the segment).
+    pub(crate) fn mem(&self) -> &'a M {
+        self.seg
+    }
+
+    /// Gives back what gone holders left (and orphaned structure blocks), now.
+    pub(crate) fn sweep(&self) {
+        if let Ok(_g) = self.lock() {
+            self.sweep_locked();
+        }
+    }
+
+    /// `n` payload words of the allocated block at `off` (`Corrupt` unless it is an allocated
+    /// block with that many payload bytes).
+    pub(crate) fn block_words(&self, off: u64, n: u64) -> Result<&'a [AtomicU64], HeapError> {
+        self.check_block(off)?;
+        // SYNC: Acquire pairs with the Release of the lock hold that allocated the block (its
+        // size word is then the one this check needs).
+        let size = self.word(off, 0)?.load(Ordering::Acquire);
+        let bytes = n.checked_mul(8).ok_or(HeapError::Corrupt)?;
+        if size & ALLOCATED == 0 || (size & !ALLOCATED).saturating_sub(BLOCK_HEADER) < bytes {
+            return Err(HeapError::Corrupt);
+        }
+        self.seg.words(off + BLOCK_HEADER, n)
+    }
+
     /// Sets word 3 of a block the caller holds (a link of an unbounded queue marks itself).
     pub(crate) fn mark(&self, off: u64, word3: u64) -> Result<(), HeapError> {
         self.word(off, 3)?.store(word3, Ordering::Relaxed);
@@ -754,12 +785,12 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                         && self
                             .seg
                             .holder_gone(((o >> 32) & REC_MASK) as u32, o as u32);
-                    // A link's block owned by its chain (owner 0) but in no table: a freer died
-                    // between clearing its table entry and freeing it (both under this lock).
-                    let orphan_link = o == UNATTRIBUTED
-                        && m & LINK_MARK != 0
-                        && !self.seg.link_installed(m as u32, b);
-                    if held_by_gone || orphan_link {
+                    // A structure's block (owner 0) its object no longer uses: a freer died
+                    // between unlinking it and freeing it (both under this lock).
+                    let orphan = o == UNATTRIBUTED
+                        && m & STRUCTURE_MARK != 0
+                        && !self.seg.structure_holds(m as u32, b);
+                    if held_by_gone || orphan {
                         gone.push((b, o, m));
                     }
                 }
@@ -768,8 +799,9 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         }
         for (b, o, m) in gone {
             let Ok(w) = self.word(b, 2) else { continue };
-            // A link its installer put in a chain's table before it died: the chain owns it.
-            if m & LINK_MARK != 0 && self.seg.link_installed(m as u32, b) {
+            // A block its allocator linked into a structure before it died: the structure
+            // owns it.
+            if m & STRUCTURE_MARK != 0 && self.seg.structure_holds(m as u32, b) {
                 let _ = w.compare_exchange(o, UNATTRIBUTED, Ordering::Relaxed, Ordering::Relaxed);
                 continue;
             }
@@ -786,14 +818,28 @@ impl<'a, M: HeapMem> Heap<'a, M> {
     /// naming it: clears the slot and frees the block in one hold of the lock (so a sweep never
     /// sees the block out of the table and still allocated, unless the freer died here).
     pub(crate) fn free_link(&self, slot: &AtomicU64, e: u64, off: u64) {
+        self.free_unlinked(off, "chain-link-unlisted", || {
+            slot.compare_exchange(e, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    /// Frees block `off` of a structure ([`STRUCTURE_MARK`]) once `unlink` (run under the heap
+    /// lock) has taken it out of the structure and returned `true`; nothing if it returns
+    /// `false`. One hold of the lock covers both, so a sweep never finds the block unlinked and
+    /// still allocated unless the caller died in between (crash point `point`, after the unlink),
+    /// and then the sweep frees it as an orphan.
+    pub(crate) fn free_unlinked(
+        &self,
+        off: u64,
+        point: &'static str,
+        unlink: impl FnOnce() -> bool,
+    ) {
         let Ok(g) = self.lock() else { return };
-        if slot
-            .compare_exchange(e, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+        if !unlink() {
             return;
         }
-        crate::fault::point("chain-link-unlisted");
+        crate::fault::point(point);
         let ok = self
             .word(off, 0)
             .is_ok_and(|w| w.load(Ordering::Relaxed) & ALLOCATED != 0)

@@ -48,8 +48,17 @@ impl HeapMem for Inner {
     fn holder_gone(&self, rec: u32, inc: u32) -> bool {
         Inner::holder_gone(self, rec, inc)
     }
-    fn link_installed(&self, obj: u32, off: u64) -> bool {
-        Inner::link_installed(self, obj, off)
+    fn words(&self, off: u64, n: u64) -> Result<&[AtomicU64], HeapError> {
+        let p = self.heap_bytes(off, n.checked_mul(8).ok_or(HeapError::Corrupt)?)?;
+        if off % 8 != 0 {
+            return Err(HeapError::Corrupt);
+        }
+        // SAFETY: heap_bytes checked that the n words lie in the mapping, which lives as long as
+        // `self`; `off` is 8-aligned; AtomicU64 is valid for any bits.
+        Ok(unsafe { core::slice::from_raw_parts(p.cast::<AtomicU64>(), n as usize) })
+    }
+    fn structure_holds(&self, obj: u32, off: u64) -> bool {
+        Inner::structure_holds(self, obj, off)
     }
     fn committed(&self) -> u64 {
         // SYNC: Acquire pairs with the Release store in `commit` of an earlier grower (of any

@@ -482,6 +482,28 @@ impl Inner {
         Some(self.checked("", kind, index, e).ok()?.base)
     }
 
+    /// Whether object `obj` (directory index + 1) still uses heap block `off` (its kind's
+    /// [`holds`](crate::kind::KindDef)). When that cannot be told (no such object, a kind without
+    /// heap blocks, a region that fails its checks: a forged mark or directory), the block is
+    /// taken as used: a sweep then keeps it (a leak in a corrupt segment) rather than free
+    /// something that may be in use.
+    pub(crate) fn structure_holds(&self, obj: u32, off: u64) -> bool {
+        let Some(index) = obj.checked_sub(1).filter(|&i| i < self.dir_count) else {
+            return true;
+        };
+        let e = self.entry(index);
+        let Some(kind) = ObjectKind::from_code(e.kind) else {
+            return true;
+        };
+        let Some(holds) = kind.def().holds else {
+            return true;
+        };
+        match self.checked("", kind, index, e) {
+            Ok(found) => holds(self, found.base, off),
+            Err(_) => true,
+        }
+    }
+
     /// Looks `name` up as `kind` or, if it is not one, as `other`; checks as [`Inner::object`].
     pub(crate) fn object_either(
         &self,

@@ -5,6 +5,7 @@ pub(crate) mod atom;
 pub(crate) mod barrier;
 pub(crate) mod cell;
 pub(crate) mod condition;
+pub(crate) mod dict;
 pub(crate) mod event;
 pub(crate) mod joinable;
 pub(crate) mod list;

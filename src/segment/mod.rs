@@ -114,7 +114,7 @@ pub(crate) fn untyped() -> TypeSig {
 /// Mode bits that let a segment's group or others write it (see [`SegmentBuilder::shared_mode`]).
 const WRITABLE_BY_OTHERS: u32 = 0o022;
 
-fn bytes_sig() -> TypeSig {
+pub(crate) fn bytes_sig() -> TypeSig {
     TypeSig {
         size: 0,
         align: 1,

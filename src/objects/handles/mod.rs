@@ -9,6 +9,7 @@ use super::joinable::JoinState;
 use super::list::ListHeader;
 use super::lock::{Acquired, LockState};
 use super::semaphore::SemaphoreState;
+use crate::error::HeapError;
 use crate::error::{
     GetError, IndexError, ListFull, OpenError, PutError, ReleaseError, TaskDoneError, Timeout,
 };
@@ -65,6 +66,7 @@ unsafe impl<S> Sync for Ptr<S> {}
 mod array;
 mod barrier;
 mod condition;
+mod dict;
 mod event;
 mod joinable;
 mod list;
@@ -77,6 +79,8 @@ mod versioned;
 pub use array::*;
 pub use barrier::*;
 pub use condition::*;
+pub(crate) use dict::dict_region_holds;
+pub use dict::{BytesDict, Dict, Entry as DictEntry};
 pub use event::*;
 pub use joinable::*;
 pub use list::*;
