@@ -1180,3 +1180,90 @@ fn chain_close_racing_a_link_step_loses_no_put_and_no_close() {
         assert_eq!(got, want);
     });
 }
+
+// ---- The shared dictionary (`crate::objects::dict`, over the model heap) ----
+
+/// Two threads insert the same key at once: one entry remains, holding one of the two values,
+/// and exactly one insert saw the other's value as the one it replaced. The heap then holds the
+/// table and that one entry.
+#[test]
+fn dict_two_inserts_of_one_key_leave_one_entry() {
+    model_heap(|| {
+        let d = Arc::new(shmq::model::ModelDict::new(3));
+        let t = {
+            let d = d.clone();
+            thread::spawn(move || d.insert(1, 7, 100))
+        };
+        let mine = d.insert(2, 7, 200);
+        let theirs = t.join().unwrap();
+        let now = d.get(7).unwrap();
+        match (theirs, mine) {
+            (None, Some(100)) => assert_eq!(now, 200),
+            (Some(200), None) => assert_eq!(now, 100),
+            other => panic!("inserts returned {other:?}, value {now}"),
+        }
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.check().map(|(_, blocks)| blocks), Ok(2));
+    });
+}
+
+/// A removal races an insert of the same key: the outcome is one of the two orders, and the
+/// entry count matches it.
+#[test]
+fn dict_insert_and_remove_of_one_key_linearize() {
+    model_heap(|| {
+        let d = Arc::new(shmq::model::ModelDict::new(3));
+        d.insert(2, 5, 1);
+        let t = {
+            let d = d.clone();
+            thread::spawn(move || d.remove(1, 5))
+        };
+        let replaced = d.insert(2, 5, 2);
+        let removed = t.join().unwrap();
+        match (removed, replaced, d.get(5)) {
+            // remove, then insert
+            (Some(1), None, Some(2)) => assert_eq!(d.len(), 1),
+            // insert, then remove
+            (Some(2), Some(1), None) => assert!(d.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+/// Two updates of one key add up: neither is lost.
+#[test]
+fn dict_updates_of_one_key_are_atomic() {
+    model_heap(|| {
+        let d = Arc::new(shmq::model::ModelDict::new(3));
+        let t = {
+            let d = d.clone();
+            thread::spawn(move || d.add(1, 3, 1))
+        };
+        let a = d.add(2, 3, 1);
+        let b = t.join().unwrap();
+        assert_eq!((a.min(b), a.max(b)), (1, 2));
+        assert_eq!(d.get(3), Some(2));
+    });
+}
+
+/// An insert that grows the table (the twelfth entry of sixteen slots) while another thread
+/// reads an old key: the reader always finds it, and after the growth every key is there.
+#[test]
+fn dict_growth_while_a_reader_reads_loses_no_key() {
+    model_heap(|| {
+        let d = Arc::new(shmq::model::ModelDict::new(3));
+        for k in 0..11 {
+            d.insert(2, k, k + 100);
+        }
+        let t = {
+            let d = d.clone();
+            thread::spawn(move || d.insert(1, 11, 111))
+        };
+        assert_eq!(d.get(4), Some(104));
+        t.join().unwrap();
+        for k in 0..12 {
+            assert_eq!(d.get(k), Some(k + 100));
+        }
+        assert_eq!(d.check().map(|(_, blocks)| blocks), Ok(13));
+    });
+}

@@ -283,8 +283,9 @@ pub fn bytes_messages(data: &[u8]) {
     }
 }
 
-/// A segment with a byte queue of any size and an unbounded queue, whose heap metadata and blocks
-/// the bytes forge between operations (a hostile process writing the segment): every operation
+/// A segment with a byte queue of any size, an unbounded queue and a dictionary, whose heap
+/// metadata and blocks the bytes forge between operations (a hostile process writing the
+/// segment): every operation
 /// must end in a result or a typed error, with no panic, no hang and no undefined behaviour.
 /// Nothing is checked against a model once anything was forged.
 pub fn heap_metadata(data: &[u8]) {
@@ -292,6 +293,7 @@ pub fn heap_metadata(data: &[u8]) {
     let Ok((seg, _file)) = Segment::builder("fuzz-heap")
         .bytes_queue("b", 4, usize::MAX)
         .unbounded_queue::<u64>("u")
+        .bytes_dict("d")
         .max_size(8 << 20)
         .create_anonymous()
     else {
@@ -299,6 +301,7 @@ pub fn heap_metadata(data: &[u8]) {
     };
     let b = seg.bytes_queue("b").expect("just created");
     let u = seg.queue::<u64>("u").expect("just created");
+    let d = seg.bytes_dict("d").expect("just created");
     let zero = Duration::ZERO;
     let mut steps = 0;
     while let Some(op) = input.byte() {
@@ -306,7 +309,7 @@ pub fn heap_metadata(data: &[u8]) {
         if steps > 64 {
             return;
         }
-        match op % 8 {
+        match op % 10 {
             0 | 1 => {
                 let len = 241 + (input.u64().unwrap_or(0) % (96 << 10)) as usize;
                 let _ = b.try_put(&vec![op; len]);
@@ -324,7 +327,25 @@ pub fn heap_metadata(data: &[u8]) {
             5 => seg.forge_heap(0, 0, true),
             6 => {
                 let _ = seg.stats();
-                let _ = (b.len(), b.stats(), u.len(), u.stats());
+                let _ = (b.len(), b.stats(), u.len(), u.stats(), d.len());
+            }
+            8 => {
+                // Dictionary writes: keys from a small set (so they collide and replace), values
+                // up to 4 KiB; enough of them to grow the table.
+                for _ in 0..(op as u64 % 5) * 8 + 1 {
+                    let k = [input.byte().unwrap_or(0) % 32];
+                    let len = (input.u64().unwrap_or(0) % 4096) as usize;
+                    let _ = d.insert(&k, &vec![op; len]);
+                }
+                let _ = d.update(b"n", |v| Some(v.map_or(vec![0], |v| v.to_vec())));
+            }
+            9 => {
+                let k = [input.byte().unwrap_or(0) % 32];
+                let _ = (d.get(&k), d.contains_key(&k), d.remove(&k));
+                let _ = (d.keys(), d.items());
+                if op % 3 == 0 {
+                    let _ = d.clear();
+                }
             }
             _ => {
                 for i in 0..(op as u64 % 4) * 700 {

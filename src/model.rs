@@ -1368,3 +1368,91 @@ impl ModelChain {
         (self.chain.freed(), self.chain.head(), allocated)
     }
 }
+
+/// A shared dictionary (`crate::objects::dict`, the shipping code) of `u64` keys and values over
+/// a model heap that never grows (so no sweep runs: the models check the dictionary's protocol
+/// under concurrency; its recovery from a killed writer is checked with real SIGKILLs in
+/// `tests/crash.rs`).
+pub struct ModelDict {
+    heap: ModelHeap,
+    hdr: crate::objects::dict::DictHeader,
+}
+
+impl ModelDict {
+    /// An empty dictionary over a 4 KiB heap, for `threads` model threads.
+    pub fn new(threads: usize) -> Self {
+        crate::sync::owner::init_dead_set();
+        Self {
+            heap: ModelHeap::new(4096, 4096, threads),
+            hdr: crate::objects::dict::DictHeader::new_heap(),
+        }
+    }
+
+    fn dict(&self, p: u32) -> crate::objects::dict::DictRef<'_, HeapWords> {
+        crate::objects::dict::DictRef {
+            hdr: &self.hdr,
+            heap: self.heap.heap(),
+            obj: 1,
+            me: crate::heap::held(p, 0),
+        }
+    }
+
+    fn num(b: &[u8]) -> u64 {
+        u64::from_le_bytes(b.try_into().expect("8-byte values"))
+    }
+
+    /// Sets `key` to `value` as model thread `p`; the value it replaced.
+    pub fn insert(&self, p: u32, key: u64, value: u64) -> Option<u64> {
+        let mut old = Vec::new();
+        self.dict(p)
+            .insert(&key.to_le_bytes(), &value.to_le_bytes(), &mut old)
+            .expect("insert")
+            .then(|| Self::num(&old))
+    }
+
+    /// Removes `key` as model thread `p`; its value.
+    pub fn remove(&self, p: u32, key: u64) -> Option<u64> {
+        let mut old = Vec::new();
+        self.dict(p)
+            .remove(&key.to_le_bytes(), &mut old)
+            .expect("remove")
+            .then(|| Self::num(&old))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: u64) -> Option<u64> {
+        let mut out = Vec::new();
+        self.dict(0)
+            .get(&key.to_le_bytes(), &mut out)
+            .expect("get")
+            .then(|| Self::num(&out))
+    }
+
+    /// Adds `d` to `key`'s value (0 if absent) in one update, as model thread `p`.
+    pub fn add(&self, p: u32, key: u64, d: u64) -> u64 {
+        let new = self
+            .dict(p)
+            .update(&key.to_le_bytes(), |v| {
+                Some((v.map_or(0, Self::num) + d).to_le_bytes().to_vec())
+            })
+            .expect("update")
+            .expect("a value");
+        Self::num(&new)
+    }
+
+    /// Entries.
+    pub fn len(&self) -> u64 {
+        self.dict(0).len().expect("len")
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The heap's invariants, and its (bytes, blocks) in use: a table and one block per entry
+    /// once the writers are done.
+    pub fn check(&self) -> Result<(u64, u64), String> {
+        self.heap.check()
+    }
+}

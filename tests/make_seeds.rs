@@ -86,4 +86,21 @@ fn make_seeds() {
         "plain",
         &[0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 6, 7, 6],
     );
+    // Dictionary writes (op 8: 25 inserts of colliding keys, values up to 4 KiB), reads and
+    // removals (op 9), a forged heap word, a forced rebuild, more writes, a clear (op 39 % 10).
+    let mut dict = vec![8];
+    for i in 0..25u64 {
+        dict.push((i * 7 % 32) as u8);
+        dict.extend_from_slice(&(i * 397 % 4096).to_le_bytes());
+    }
+    dict.extend_from_slice(&[9, 3, 6, 3]);
+    dict.extend_from_slice(&4200u64.to_le_bytes());
+    dict.extend_from_slice(&7u64.to_le_bytes());
+    dict.extend_from_slice(&[5, 9, 4, 18]);
+    for i in 0..17u64 {
+        dict.push((i * 5 % 32) as u8);
+        dict.extend_from_slice(&(i * 91).to_le_bytes());
+    }
+    dict.extend_from_slice(&[39, 1, 6]);
+    write("heap_metadata", "dict", &dict);
 }
