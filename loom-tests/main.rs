@@ -1267,3 +1267,47 @@ fn dict_growth_while_a_reader_reads_loses_no_key() {
         assert_eq!(d.check().map(|(_, blocks)| blocks), Ok(13));
     });
 }
+
+// ---- The growable list (`crate::objects::bytes_list`, over the model heap) ----
+
+/// Two threads push at once: both items are there, each once, and the heap holds the array and
+/// the two items.
+#[test]
+fn list_two_pushes_both_land() {
+    model_heap(|| {
+        let l = Arc::new(shmq::model::ModelSharedVec::new(3));
+        let t = {
+            let l = l.clone();
+            thread::spawn(move || l.push(1, 10))
+        };
+        let mine = l.push(2, 20);
+        let theirs = t.join().unwrap();
+        assert_eq!((mine.min(theirs), mine.max(theirs)), (1, 2));
+        let mut items = l.items();
+        items.sort_unstable();
+        assert_eq!(items, vec![10, 20]);
+        assert_eq!(l.check().map(|(_, blocks)| blocks), Ok(3));
+    });
+}
+
+/// An insert in the middle (which rebuilds the array) races a pop of the last item: both take
+/// effect, whole, whichever runs first.
+#[test]
+fn list_insert_in_the_middle_and_pop_linearize() {
+    model_heap(|| {
+        let l = Arc::new(shmq::model::ModelSharedVec::new(3));
+        for v in [1, 2, 3] {
+            l.push(2, v);
+        }
+        let t = {
+            let l = l.clone();
+            thread::spawn(move || l.pop(1))
+        };
+        l.insert(2, 1, 9);
+        let popped = t.join().unwrap();
+        // Either order ends the same: [1, 2, 3] -> pop 3 -> insert 9 at 1, or [1, 9, 2, 3] ->
+        // pop 3.
+        assert_eq!((popped, l.items()), (Some(3), vec![1, 9, 2]));
+        assert_eq!(l.check().map(|(_, blocks)| blocks), Ok(4));
+    });
+}

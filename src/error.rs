@@ -370,6 +370,64 @@ impl fmt::Display for DictError {
 
 impl std::error::Error for DictError {}
 
+/// Why a growable-list operation failed. Nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListError {
+    /// The item (or a larger array) needed space in the segment's shared heap, and the segment
+    /// could not grow: it would pass its `max_size`, or `/dev/shm` is full.
+    NoSpace {
+        /// Bytes the heap was asked for.
+        requested: u64,
+        /// The segment's `max_size`.
+        max_size: u64,
+    },
+    /// Mapping the segment's new space failed (`mmap(2)`).
+    Io(std::io::ErrorKind),
+    /// The list's shared state, or the heap under it, is corrupt.
+    Corrupt,
+    /// No item has this index.
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The list's length then.
+        len: usize,
+    },
+    /// A stored item does not have the size of the typed list's type.
+    WrongSize {
+        /// Bytes found.
+        found: usize,
+        /// Bytes of the type.
+        expected: usize,
+    },
+}
+
+impl fmt::Display for ListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListError::NoSpace {
+                requested,
+                max_size,
+            } => write!(
+                f,
+                "no space in the segment's heap for {requested} bytes (max_size {max_size})"
+            ),
+            ListError::Io(k) => write!(f, "mapping the segment's new space failed: {k}"),
+            ListError::Corrupt => write!(f, "the list's shared state is corrupt"),
+            ListError::IndexOutOfRange { index, len } => {
+                write!(f, "index {index} out of range for a list of {len}")
+            }
+            ListError::WrongSize { found, expected } => {
+                write!(
+                    f,
+                    "a stored item has {found} bytes, the type has {expected}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ListError {}
+
 /// Why a byte-message put did not happen. The caller still owns the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BytesPutError {

@@ -283,7 +283,8 @@ pub fn bytes_messages(data: &[u8]) {
     }
 }
 
-/// A segment with a byte queue of any size, an unbounded queue and a dictionary, whose heap
+/// A segment with a byte queue of any size, an unbounded queue, a dictionary and a growable
+/// list, whose heap
 /// metadata and blocks the bytes forge between operations (a hostile process writing the
 /// segment): every operation
 /// must end in a result or a typed error, with no panic, no hang and no undefined behaviour.
@@ -294,6 +295,7 @@ pub fn heap_metadata(data: &[u8]) {
         .bytes_queue("b", 4, usize::MAX)
         .unbounded_queue::<u64>("u")
         .bytes_dict("d")
+        .bytes_list("l")
         .max_size(8 << 20)
         .create_anonymous()
     else {
@@ -302,6 +304,7 @@ pub fn heap_metadata(data: &[u8]) {
     let b = seg.bytes_queue("b").expect("just created");
     let u = seg.queue::<u64>("u").expect("just created");
     let d = seg.bytes_dict("d").expect("just created");
+    let l = seg.bytes_list("l").expect("just created");
     let zero = Duration::ZERO;
     let mut steps = 0;
     while let Some(op) = input.byte() {
@@ -336,6 +339,7 @@ pub fn heap_metadata(data: &[u8]) {
                     let k = [input.byte().unwrap_or(0) % 32];
                     let len = (input.u64().unwrap_or(0) % 4096) as usize;
                     let _ = d.insert(&k, &vec![op; len]);
+                    let _ = l.push(&vec![op; len / 2]);
                 }
                 let _ = d.update(b"n", |v| Some(v.map_or(vec![0], |v| v.to_vec())));
             }
@@ -343,8 +347,11 @@ pub fn heap_metadata(data: &[u8]) {
                 let k = [input.byte().unwrap_or(0) % 32];
                 let _ = (d.get(&k), d.contains_key(&k), d.remove(&k));
                 let _ = (d.keys(), d.items());
+                let i = k[0] as usize;
+                let _ = (l.get(i), l.set(i, &k), l.pop_at(i), l.insert(i / 2, &k));
+                let _ = (l.pop(), l.remove(&k), l.to_vec(), l.len());
                 if op % 3 == 0 {
-                    let _ = d.clear();
+                    let _ = (d.clear(), l.clear());
                 }
             }
             _ => {

@@ -63,6 +63,8 @@ pub enum ObjectKind {
     UnboundedBytesQueue,
     /// A [`BytesDict`](crate::BytesDict) or [`Dict`](crate::Dict).
     Dict,
+    /// A [`BytesList`](crate::BytesList) or [`SharedVec`](crate::SharedVec).
+    BytesList,
 }
 
 impl ObjectKind {
@@ -167,7 +169,7 @@ fn capacity_at_least_one(p: &Params<'_>) -> Result<(), String> {
 unsafe fn zeroed(_: *mut u8, _: &Params<'_>) {}
 
 /// The table (codes are part of the layout: never reuse one).
-const KINDS: [KindDef; 16] = [
+const KINDS: [KindDef; 17] = [
     KindDef {
         kind: ObjectKind::Queue,
         code: 1,
@@ -415,6 +417,17 @@ const KINDS: [KindDef; 16] = [
         init: zeroed,
         holds: Some(crate::objects::handles::dict_region_holds),
     },
+    KindDef {
+        kind: ObjectKind::BytesList,
+        code: 17,
+        name: "growable list",
+        ring_at: None,
+        // The list's lock and array word; its array and items live in the heap.
+        region: |_| fixed(crate::objects::bytes_list::SEQ_REGION),
+        check: any_params,
+        init: zeroed,
+        holds: Some(crate::objects::handles::bytes_list_region_holds),
+    },
 ];
 
 impl ObjectKind {
@@ -457,6 +470,6 @@ mod tests {
             );
         }
         assert_eq!(ObjectKind::from_code(0), None);
-        assert_eq!(ObjectKind::from_code(17), None);
+        assert_eq!(ObjectKind::from_code(18), None);
     }
 }

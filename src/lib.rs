@@ -82,16 +82,17 @@ mod stats;
 pub use bytes_queue::BytesQueue;
 #[cfg(not(shmq_loom))]
 pub use error::{
-    BytesPutError, CreateError, DictError, GetError, IndexError, ListFull, NameError, OpenError,
-    PutError, ReleaseError, TaskDoneError, Timeout,
+    BytesPutError, CreateError, DictError, GetError, IndexError, ListError, ListFull, NameError,
+    OpenError, PutError, ReleaseError, TaskDoneError, Timeout,
 };
 #[cfg(not(shmq_loom))]
 pub use kind::{ObjectKind, TypeSig};
 pub use objects::atom::{Atom, AtomNum};
 #[cfg(not(shmq_loom))]
 pub use objects::handles::{
-    Array, Barrier, BytesDict, Condition, Dict, DictEntry, Event, JoinableQueue, List, Lock,
-    LockError, LockGuard, NotOwner, RLock, RLockGuard, Semaphore, Value, Versioned,
+    Array, Barrier, BytesDict, BytesList, Condition, Dict, DictEntry, Event, JoinableQueue, List,
+    Lock, LockError, LockGuard, NotOwner, RLock, RLockGuard, Semaphore, SharedVec, Value,
+    Versioned,
 };
 #[cfg(not(shmq_loom))]
 pub use queue::Queue;

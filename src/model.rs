@@ -1456,3 +1456,63 @@ impl ModelDict {
         self.heap.check()
     }
 }
+
+/// A growable list (`crate::objects::bytes_list`, the shipping code) of `u64` items over a model
+/// heap that never grows (as [`ModelDict`]).
+pub struct ModelSharedVec {
+    heap: ModelHeap,
+    hdr: crate::objects::bytes_list::SeqHeader,
+}
+
+impl ModelSharedVec {
+    /// An empty list over a 4 KiB heap, for `threads` model threads.
+    pub fn new(threads: usize) -> Self {
+        crate::sync::owner::init_dead_set();
+        Self {
+            heap: ModelHeap::new(4096, 4096, threads),
+            hdr: crate::objects::bytes_list::SeqHeader::new_heap(),
+        }
+    }
+
+    fn list(&self, p: u32) -> crate::objects::bytes_list::SeqRef<'_, HeapWords> {
+        crate::objects::bytes_list::SeqRef {
+            hdr: &self.hdr,
+            heap: self.heap.heap(),
+            obj: 1,
+            me: crate::heap::held(p, 0),
+        }
+    }
+
+    /// Appends `v` as model thread `p`; the new length.
+    pub fn push(&self, p: u32, v: u64) -> u64 {
+        self.list(p).extend([&v.to_le_bytes()[..]]).expect("push")
+    }
+
+    /// Removes the last item as model thread `p`.
+    pub fn pop(&self, p: u32) -> Option<u64> {
+        let mut out = Vec::new();
+        match self.list(p).pop(None, &mut out).expect("pop") {
+            Ok(()) => Some(ModelDict::num(&out)),
+            Err(_) => None,
+        }
+    }
+
+    /// Inserts `v` before item `i` as model thread `p`.
+    pub fn insert(&self, p: u32, i: u64, v: u64) {
+        self.list(p).insert(i, &v.to_le_bytes()).expect("insert")
+    }
+
+    /// Every item.
+    pub fn items(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        self.list(0)
+            .slice(0, u64::MAX, |b| out.push(ModelDict::num(b)))
+            .expect("slice");
+        out
+    }
+
+    /// The heap's invariants, and its (bytes, blocks) in use.
+    pub fn check(&self) -> Result<(u64, u64), String> {
+        self.heap.check()
+    }
+}

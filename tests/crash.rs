@@ -85,6 +85,23 @@ fn child_crash_role() {
         return;
     }
     let seg = Segment::open(&name).unwrap();
+    if role == "list-writer" {
+        // Pushes 30 items to the bytes list "l" (growing its array twice), replaces a few,
+        // removes from the end and the middle, inserts in the middle.
+        let l = seg.bytes_list("l").unwrap();
+        for i in 0..30 {
+            l.push(&dict_value(i, 1)).unwrap();
+        }
+        for i in (0..30).step_by(5) {
+            l.set(i as usize, &dict_value(i, 2)).unwrap();
+        }
+        l.pop().unwrap();
+        l.pop_at(3).unwrap();
+        l.insert(7, &dict_value(99, 1)).unwrap();
+        l.remove(&dict_value(10, 2)).unwrap();
+        hold_alive();
+        return;
+    }
     if role == "dict-writer" {
         // Inserts 40 keys into the bytes dictionary "d" (growing its table twice), replaces the
         // even ones and removes every fourth odd one.
@@ -1386,5 +1403,54 @@ fn dict_writer_killed_at_any_step_leaves_whole_entries_a_usable_lock_and_no_lost
             assert_eq!(d.get(&dict_key(i)).unwrap(), Some(dict_value(i, 3)));
         }
         assert_eq!(seg.stats().unwrap().heap_blocks, DICT_KEYS as u64 + 1);
+    }
+}
+
+#[test]
+fn list_writer_killed_at_any_step_leaves_whole_items_a_usable_lock_and_no_lost_block() {
+    let points = [
+        ("list-item-written", 3),
+        ("list-pushed", 8),
+        ("list-array-filled", 0),
+        ("list-array-filled", 1),
+        ("list-array-replaced", 1),
+        ("list-set", 2),
+        ("list-popped", 0),
+        ("list-array-filled", 3),
+        ("list-array-replaced", 4),
+        ("list-locked", 33),
+    ];
+    for (point, skip) in points {
+        let name = unique(&format!("list-{point}-{skip}"));
+        let seg = Segment::builder(&name).bytes_list("l").create().unwrap();
+        let l = seg.bytes_list("l").unwrap();
+        let child = child_stopped_at(&name, "list-writer", point, skip, false);
+        kill(child);
+        let items = l.to_vec().unwrap();
+        let whole =
+            |v: &[u8]| (0..100).any(|i| (1..=2).any(|ver| v == dict_value(i, ver).as_slice()));
+        for (k, v) in items.iter().enumerate() {
+            assert!(
+                whole(v),
+                "{point}/{skip}: item {k} reads {:?}",
+                String::from_utf8_lossy(v)
+            );
+        }
+        assert_eq!(l.len().unwrap(), items.len(), "{point}/{skip}");
+        // After a sweep the heap holds the array and the items, no more (nothing at all if the
+        // writer died making the first array).
+        let blocks = seg.stats().unwrap().heap_blocks;
+        assert!(
+            blocks == items.len() as u64 + 1 || (items.is_empty() && blocks == 0),
+            "{point}/{skip}: {blocks} heap blocks for {} items",
+            items.len()
+        );
+        // And the list goes on.
+        l.clear().unwrap();
+        for i in 0..20 {
+            l.push(&dict_value(i, 3)).unwrap();
+        }
+        assert_eq!(l.len().unwrap(), 20);
+        assert_eq!(seg.stats().unwrap().heap_blocks, 21);
     }
 }

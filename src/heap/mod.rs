@@ -835,19 +835,32 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         point: &'static str,
         unlink: impl FnOnce() -> bool,
     ) {
+        self.free_all_unlinked(&[off], point, unlink)
+    }
+
+    /// [`free_unlinked`](Self::free_unlinked) for several blocks that one `unlink` takes out
+    /// together (a list's old array and the item a removal dropped from it).
+    pub(crate) fn free_all_unlinked(
+        &self,
+        offs: &[u64],
+        point: &'static str,
+        unlink: impl FnOnce() -> bool,
+    ) {
         let Ok(g) = self.lock() else { return };
         if !unlink() {
             return;
         }
         crate::fault::point(point);
-        let ok = self
-            .word(off, 0)
-            .is_ok_and(|w| w.load(Ordering::Relaxed) & ALLOCATED != 0)
-            && self.is_block_start(off);
-        if ok && g.check(self.free_locked(off)).is_ok() {
-            return;
+        for &off in offs {
+            let ok = self
+                .word(off, 0)
+                .is_ok_and(|w| w.load(Ordering::Relaxed) & ALLOCATED != 0)
+                && self.is_block_start(off);
+            if !(ok && g.check(self.free_locked(off)).is_ok()) {
+                g.ok.set(false);
+                return;
+            }
         }
-        g.ok.set(false);
     }
 
     /// Whether `off` is where a block starts (its neighbours' sizes agree with it), so that a

@@ -35,8 +35,9 @@
 //! which needs safe memory reclamation this first version does not have. The lock spins briefly,
 //! then sleeps on its futex.
 
+pub(crate) use super::heaped::HeapObjFail as DictFail;
+use super::heaped::{load_bytes, store_bytes, words_for, Held};
 use crate::heap::{Heap, HeapError, HeapLock, HeapMem, STRUCTURE_MARK};
-use crate::objects::lock::Acquired;
 use crate::sync::{AtomicU64, Ordering};
 
 /// An entry word of a removed slot (block offsets are multiples of 16, never 1).
@@ -99,50 +100,6 @@ pub(crate) fn hash(key: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-fn words_for(bytes: u64) -> Option<u64> {
-    bytes.checked_add(7).map(|b| b / 8)
-}
-
-/// Writes `bytes` into `words` (8 per word, the last one zero-padded).
-fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
-    for (w, c) in words.iter().zip(bytes.chunks(8)) {
-        let mut b = [0u8; 8];
-        b[..c.len()].copy_from_slice(c);
-        w.store(u64::from_le_bytes(b), Ordering::Relaxed);
-    }
-}
-
-/// Reads `len` bytes out of `words`.
-fn load_bytes(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.reserve(len);
-    for w in words {
-        let b = w.load(Ordering::Relaxed).to_le_bytes();
-        let n = (len - out.len()).min(8);
-        out.extend_from_slice(&b[..n]);
-        if out.len() == len {
-            break;
-        }
-    }
-}
-
-/// Why a dictionary operation failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DictFail {
-    Heap(HeapError),
-    /// The dictionary's own words are inconsistent (a forged segment).
-    Corrupt,
-}
-
-impl From<HeapError> for DictFail {
-    fn from(e: HeapError) -> Self {
-        match e {
-            HeapError::Corrupt => DictFail::Corrupt,
-            e => DictFail::Heap(e),
-        }
-    }
-}
-
 type Result<T> = core::result::Result<T, DictFail>;
 
 /// A dictionary over its header and the heap its blocks live in.
@@ -153,18 +110,6 @@ pub(crate) struct DictRef<'a, M: HeapMem> {
     pub(crate) obj: u32,
     /// The owner word of blocks the calling thread allocates (`crate::heap::held`).
     pub(crate) me: u64,
-}
-
-/// The dictionary's lock, held; released on drop, consistent unless a failure was noted.
-struct Held<'d> {
-    lock: &'d HeapLock,
-    ok: bool,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.lock.unlock(self.ok && !std::thread::panicking());
-    }
 }
 
 /// A table: its block, capacity and slot words.
@@ -194,19 +139,7 @@ struct Probe {
 impl<'a, M: HeapMem> DictRef<'a, M> {
     /// Takes the lock; after a dead owner, first repairs the derived words.
     fn lock(&self) -> Result<Held<'a>> {
-        let how = self.hdr.lock.lock(self.heap.mem());
-        let mut g = Held {
-            lock: &self.hdr.lock,
-            ok: false,
-        };
-        crate::fault::point("dict-locked");
-        if how == Acquired::OwnerDead {
-            self.repair()?;
-            // What the dead writer held or left unlinked goes back now.
-            self.heap.sweep();
-        }
-        g.ok = true;
-        Ok(g)
+        Held::take(&self.hdr.lock, &self.heap, "dict-locked", || self.repair())
     }
 
     /// The current table, if any.

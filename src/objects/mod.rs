@@ -3,10 +3,12 @@
 
 pub(crate) mod atom;
 pub(crate) mod barrier;
+pub(crate) mod bytes_list;
 pub(crate) mod cell;
 pub(crate) mod condition;
 pub(crate) mod dict;
 pub(crate) mod event;
+pub(crate) mod heaped;
 pub(crate) mod joinable;
 pub(crate) mod list;
 pub(crate) mod lock;

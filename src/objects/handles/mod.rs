@@ -65,6 +65,7 @@ unsafe impl<S> Sync for Ptr<S> {}
 
 mod array;
 mod barrier;
+mod bytes_list;
 mod condition;
 mod dict;
 mod event;
@@ -78,6 +79,8 @@ mod versioned;
 
 pub use array::*;
 pub use barrier::*;
+pub(crate) use bytes_list::bytes_list_region_holds;
+pub use bytes_list::{BytesList, SharedVec};
 pub use condition::*;
 pub(crate) use dict::dict_region_holds;
 pub use dict::{BytesDict, Dict, Entry as DictEntry};
