@@ -145,12 +145,12 @@ impl HeapLock {
     pub(crate) fn lock<M: HeapMem + ?Sized>(&self, mem: &M) -> Acquired {
         let me = mem.lock_token() & TOKEN;
         let w = self.word.word();
-        let mut spins = 0u32;
+        let mut backoff = crate::sync::backoff::Backoff::new();
         loop {
             let cur = w.load(Ordering::Relaxed);
             let owner = cur & TOKEN;
             // The owner's liveness is looked at only once per sleep slice (it reads /proc).
-            if owner == 0 || (owner != TOKEN && spins >= 64 && mem.token_gone(owner)) {
+            if owner == 0 || (owner != TOKEN && backoff.is_completed() && mem.token_gone(owner)) {
                 let dead = owner != 0;
                 let next = me
                     | (cur & LOCK_CONTENDED)
@@ -175,9 +175,10 @@ impl HeapLock {
                 }
                 continue;
             }
-            spins += 1;
-            if spins < 64 {
-                crate::sync::spin_hint();
+            // Spin, then yield, for about as long as a hold takes (a few hundred nanoseconds to
+            // microseconds), before paying for a sleep and a wake-up.
+            if !backoff.is_completed() {
+                backoff.snooze();
                 continue;
             }
             // Sleep until an unlock wakes us, or a slice passes (then look whether the owner
@@ -455,8 +456,9 @@ pub(crate) unsafe fn init(base: *mut u8, hdr: *mut HeapHeader, start: u64, end: 
 }
 
 impl<'a, M: HeapMem> Heap<'a, M> {
-    crate::sync::loom_only! {
-        /// A heap over `mem` with its control block `hdr` (the loom models' heaps).
+    crate::sync::model_or_test! {
+        /// A heap over `mem` with its control block `hdr` (the loom models' heaps, and the unit
+        /// tests' over plain memory).
         pub(crate) fn over(mem: &'a M, hdr: &'a HeapHeader) -> Self {
             Heap { seg: mem, hdr }
         }
@@ -479,7 +481,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             // The last owner died mid-change (or found the heap corrupt): the sizes still chain;
             // rebuild the rest, then give back what dead holders had.
             g.check(self.rebuild())?;
-            self.sweep_locked();
+            self.sweep_locked(true);
         }
         Ok(g)
     }
@@ -510,7 +512,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             return Ok(b);
         }
         // Before growing, give back what gone holders left.
-        self.sweep_locked();
+        self.sweep_locked(false);
         if let Some(b) = g.check(self.find(need))? {
             g.check(self.take_block(b, need, owner))?;
             return Ok(b);
@@ -551,7 +553,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
     /// Gives back what gone holders left (and orphaned structure blocks), now.
     pub(crate) fn sweep(&self) {
         if let Ok(_g) = self.lock() {
-            self.sweep_locked();
+            self.sweep_locked(false);
         }
     }
 
@@ -659,7 +661,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
     /// Figures for `stats()` (after a sweep, so they describe what live holders have).
     pub(crate) fn stats(&self) -> Result<HeapStats, HeapError> {
         let _g = self.lock()?;
-        self.sweep_locked();
+        self.sweep_locked(false);
         let h = self.hdr;
         Ok(HeapStats {
             in_use: h.in_use.load(Ordering::Relaxed),
@@ -762,7 +764,14 @@ impl<'a, M: HeapMem> Heap<'a, M> {
 
     // ---- under the lock ----
 
-    fn sweep_locked(&self) {
+    /// Frees the blocks of holders gone for sure (a dead holder's block that a structure uses
+    /// is handed to the structure instead) and, with `orphans`, the structure blocks their
+    /// structure no longer uses. Orphans exist only when an unlinker died between its unlink and
+    /// its free ([`Heap::free_unlinked`]), inside a hold of this lock, so only the sweep after
+    /// taking the lock over from a dead owner looks for them: asking every structure block's
+    /// structure whether it still uses the block costs a walk of that structure per block,
+    /// which a sweep before every growth of a large dictionary could not afford.
+    fn sweep_locked(&self, orphans: bool) {
         let h = self.hdr;
         let end = h.end.load(Ordering::Relaxed);
         let mut b = h.start.load(Ordering::Relaxed);
@@ -787,7 +796,8 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                             .holder_gone(((o >> 32) & REC_MASK) as u32, o as u32);
                     // A structure's block (owner 0) its object no longer uses: a freer died
                     // between unlinking it and freeing it (both under this lock).
-                    let orphan = o == UNATTRIBUTED
+                    let orphan = orphans
+                        && o == UNATTRIBUTED
                         && m & STRUCTURE_MARK != 0
                         && !self.seg.structure_holds(m as u32, b);
                     if held_by_gone || orphan {

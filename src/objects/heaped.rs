@@ -83,3 +83,8 @@ impl Drop for Held<'_> {
         self.lock.unlock(self.ok && !std::thread::panicking());
     }
 }
+
+crate::sync::native_only! {
+    #[cfg(test)]
+    mod tests;
+}

@@ -5,7 +5,9 @@
 //! writer (another process for shmq, another thread for the in-process maps) updates random keys
 //! of the same map without pause.
 //!
-//! `cargo bench -p shmq-benches --bench dict` (a filter such as `-- dict/get` narrows it).
+//! Then the growable list: `SharedVec<u64>` push and indexed get beside a `Mutex<Vec<u64>>`.
+//!
+//! `cargo bench -p shmq-benches --bench dict` (a filter such as `-- dict/alone` narrows it).
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
@@ -140,6 +142,40 @@ impl Drop for Writer {
     }
 }
 
+fn bench_list(c: &mut Criterion, seg: &shmq::Segment) {
+    let v = seg.shared_vec::<u64>("v").unwrap();
+    let m: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    let mut g = c.benchmark_group("list");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function(BenchmarkId::new("push", "shmq"), |b| {
+        b.iter(|| {
+            i += 1;
+            v.push(i).unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::new("push", "mutex_vec"), |b| {
+        b.iter(|| {
+            i += 1;
+            m.lock().unwrap().push(i)
+        })
+    });
+    let (n, mn) = (v.len().unwrap() as u64, m.lock().unwrap().len() as u64);
+    g.bench_function(BenchmarkId::new("get", "shmq"), |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(v.get((i % n) as usize).unwrap())
+        })
+    });
+    g.bench_function(BenchmarkId::new("get", "mutex_vec"), |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(m.lock().unwrap()[(i % mn) as usize])
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     if std::env::var(ROLE).as_deref() == Ok("writer") {
         // The second process: updates random keys until the parent kills it.
@@ -159,6 +195,7 @@ fn main() {
     let name = format!("shmq-bench-dict-{}", std::process::id());
     let seg = shmq::Segment::builder(&name)
         .dict::<u64, Val>("d")
+        .shared_vec::<u64>("v")
         .create_or_replace()
         .unwrap();
     let shmq_map = seg.dict::<u64, Val>("d").unwrap();
@@ -190,6 +227,7 @@ fn main() {
         let _w = Writer::thread(dash.clone());
         bench_ops(&mut c, "dict/contended", "dashmap_2_threads", &*dash);
     }
+    bench_list(&mut c, &seg);
     drop(seg);
     let _ = shmq::Segment::unlink(&name);
     c.final_summary();
