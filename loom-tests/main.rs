@@ -969,6 +969,29 @@ fn condition_notify_all_reaches_waiters_of_different_conditions() {
     });
 }
 
+/// A timed wait races a notify: the waiter returns either way (woken, or timed out with the
+/// flag raised or not), its registration is withdrawn, and a later waiter is still woken by a
+/// later notify (a timed-out waiter leaves nothing that swallows the next one).
+#[test]
+fn condition_timeout_racing_a_notify_leaves_the_condition_working() {
+    model(|| {
+        let c = Arc::new(ModelCondition::new());
+        let waiter = {
+            let c = c.clone();
+            thread::spawn(move || c.wait_for_timeout(1))
+        };
+        c.raise_and_notify(1);
+        let _ = waiter.join().unwrap();
+        assert_eq!(c.waiters(), 0);
+        let second = {
+            let c = c.clone();
+            thread::spawn(move || c.wait_for(2))
+        };
+        c.raise_and_notify(1);
+        second.join().unwrap();
+    });
+}
+
 // ---- The shared heap (`crate::heap`, over loom atomics) ----
 
 /// A model of the heap: its control block has hundreds of words (free lists by class), so a run

@@ -126,11 +126,15 @@ pub(crate) struct KindDef {
     /// Safety: `base` points to the kind's zeroed region, `region(p)` bytes long, 128-aligned,
     /// not yet visible to any other process.
     pub(crate) init: unsafe fn(base: *mut u8, p: &Params<'_>),
-    /// For kinds with blocks in the heap: whether the object whose region is at `base` still
-    /// uses heap block `off` (asked by the heap's sweeps about the blocks marked as the
-    /// object's, [`crate::heap::STRUCTURE_MARK`]).
-    pub(crate) holds: Option<fn(seg: &crate::mapping::Inner, base: *mut u8, off: u64) -> bool>,
+    /// For kinds with blocks in the heap: calls `each` with every heap block the object whose
+    /// region is at `base` uses (asked by the heap's sweeps about the blocks marked as the
+    /// object's, [`crate::heap::STRUCTURE_MARK`]); `false` if that cannot be told.
+    pub(crate) blocks: Option<BlocksFn>,
 }
+
+/// How a kind lists the heap blocks an object uses ([`KindDef::blocks`]).
+pub(crate) type BlocksFn =
+    fn(seg: &crate::mapping::Inner, base: *mut u8, each: &mut dyn FnMut(u64)) -> bool;
 
 /// A region's length and, for kinds with slots, their layout.
 pub(crate) type Region = (u64, Option<SlotLayout>);
@@ -178,7 +182,7 @@ const KINDS: [KindDef; 17] = [
         region: |p| ring_region(0, p, SlotLayout::for_pod(p.size, p.align)?),
         check: capacity_at_least_one,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::BytesQueue,
@@ -205,7 +209,7 @@ const KINDS: [KindDef; 17] = [
             Ok(())
         },
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::JoinableQueue,
@@ -215,7 +219,7 @@ const KINDS: [KindDef; 17] = [
         region: |p| ring_region(BLOCK, p, SlotLayout::for_pod(p.size, p.align)?),
         check: capacity_at_least_one,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Value,
@@ -229,7 +233,7 @@ const KINDS: [KindDef; 17] = [
             unsafe { &*base.add(BLOCK as usize).cast::<crate::sync::AtomicU64>() }
                 .store(p.param0, crate::sync::Ordering::Relaxed);
         },
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Array,
@@ -239,7 +243,7 @@ const KINDS: [KindDef; 17] = [
         region: |p| fixed(BLOCK.checked_add(p.param0.checked_mul(8)?)?),
         check: any_params,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::List,
@@ -255,7 +259,7 @@ const KINDS: [KindDef; 17] = [
         },
         check: capacity_at_least_one,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Lock,
@@ -265,7 +269,7 @@ const KINDS: [KindDef; 17] = [
         region: |_| fixed(BLOCK),
         check: any_params,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Event,
@@ -275,7 +279,7 @@ const KINDS: [KindDef; 17] = [
         region: |_| fixed(BLOCK),
         check: any_params,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Semaphore,
@@ -299,7 +303,7 @@ const KINDS: [KindDef; 17] = [
             unsafe { &*base.cast::<crate::sync::AtomicU32>() }
                 .store(p.param0 as u32, crate::sync::Ordering::Relaxed);
         },
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Barrier,
@@ -314,7 +318,7 @@ const KINDS: [KindDef; 17] = [
             Ok(())
         },
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Versioned,
@@ -341,7 +345,7 @@ const KINDS: [KindDef; 17] = [
                 .store(u64::from_le_bytes(bytes), crate::sync::Ordering::Relaxed);
             }
         },
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::RLock,
@@ -352,7 +356,7 @@ const KINDS: [KindDef; 17] = [
         region: |_| fixed(2 * BLOCK),
         check: any_params,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::Condition,
@@ -363,7 +367,7 @@ const KINDS: [KindDef; 17] = [
         region: |_| fixed(3 * BLOCK),
         check: any_params,
         init: zeroed,
-        holds: None,
+        blocks: None,
     },
     KindDef {
         kind: ObjectKind::UnboundedQueue,
@@ -380,7 +384,7 @@ const KINDS: [KindDef; 17] = [
         },
         check: any_params,
         init: zeroed,
-        holds: Some(crate::chain::region_holds),
+        blocks: Some(crate::chain::region_blocks),
     },
     KindDef {
         kind: ObjectKind::UnboundedBytesQueue,
@@ -404,7 +408,7 @@ const KINDS: [KindDef; 17] = [
             Ok(())
         },
         init: zeroed,
-        holds: Some(crate::chain::region_holds),
+        blocks: Some(crate::chain::region_blocks),
     },
     KindDef {
         kind: ObjectKind::Dict,
@@ -415,7 +419,7 @@ const KINDS: [KindDef; 17] = [
         region: |_| fixed(crate::objects::dict::DICT_REGION),
         check: any_params,
         init: zeroed,
-        holds: Some(crate::objects::handles::dict_region_holds),
+        blocks: Some(crate::objects::handles::dict_region_blocks),
     },
     KindDef {
         kind: ObjectKind::BytesList,
@@ -426,7 +430,7 @@ const KINDS: [KindDef; 17] = [
         region: |_| fixed(crate::objects::bytes_list::SEQ_REGION),
         check: any_params,
         init: zeroed,
-        holds: Some(crate::objects::handles::bytes_list_region_holds),
+        blocks: Some(crate::objects::handles::bytes_list_region_blocks),
     },
 ];
 

@@ -231,6 +231,27 @@ impl ModelCondition {
         self.lock.unlock(true);
     }
 
+    /// `Condition::wait_for(flag >= at_least, timeout)` with a timeout that ends at once (as
+    /// every timed wait does under loom) unless a notify came first: one round of waiting.
+    /// Whether the flag got there.
+    pub fn wait_for_timeout(&self, at_least: u64) -> bool {
+        assert!(self.lock.lock(None).is_some());
+        if self.flag() < at_least {
+            let seen = self.cond.prepare();
+            self.lock.unlock(true);
+            self.cond.wait(seen, Some(Instant::now()));
+            assert!(self.lock.lock(None).is_some());
+        }
+        let got = self.flag() >= at_least;
+        self.lock.unlock(true);
+        got
+    }
+
+    /// Waiters registered and not yet gone.
+    pub fn waiters(&self) -> u32 {
+        self.cond.waiters.load(Ordering::Relaxed)
+    }
+
     /// Takes the lock, raises the flag by one, notifies `n` waiters, unlocks.
     pub fn raise_and_notify(&self, n: u32) {
         assert!(self.lock.lock(None).is_some());
@@ -1040,15 +1061,15 @@ impl crate::heap::HeapMem for HeapWords {
         let i = off / 8;
         let end = off.checked_add(n.checked_mul(8).ok_or(crate::heap::HeapError::Corrupt)?);
         // SYNC: Acquire, as in `word`.
-        if off % 8 != 0 || end.is_none_or(|e| e > self.committed.load(Ordering::Acquire)) {
+        if off % 8 != 0 || end.map_or(true, |e| e > self.committed.load(Ordering::Acquire)) {
             return Err(crate::heap::HeapError::Corrupt);
         }
         self.words
             .get(i as usize..(i + n) as usize)
             .ok_or(crate::heap::HeapError::Corrupt)
     }
-    fn structure_holds(&self, _obj: u32, _off: u64) -> bool {
-        false
+    fn structure_blocks(&self, _obj: u32, _each: &mut dyn FnMut(u64)) -> bool {
+        true // the models' heaps hold no structure blocks
     }
     fn committed(&self) -> u64 {
         // SYNC: Acquire, as in `word`.

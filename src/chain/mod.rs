@@ -37,7 +37,7 @@ use std::time::Instant;
 
 crate::sync::native_only! {
     mod segment;
-    pub(crate) use segment::{region_holds, SegChain};
+    pub(crate) use segment::{region_blocks, SegChain};
 }
 
 /// Links a chain can have alive at once (installed and not yet freed): with links of at most

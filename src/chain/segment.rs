@@ -200,14 +200,17 @@ impl ChainMem for SegLinks {
     }
 }
 
-/// Whether the unbounded queue whose region is at `base` has heap block `off` in its link table
-/// (its [`KindDef::holds`](crate::kind::KindDef)).
-pub(crate) fn region_holds(_seg: &Inner, base: *mut u8, off: u64) -> bool {
-    // SAFETY: the directory lookup behind `holds` checked that the region is a chain's
+/// Calls `each` with the heap block of every link in the link table of the unbounded queue
+/// whose region is at `base` (its [`KindDef::blocks`](crate::kind::KindDef)).
+pub(crate) fn region_blocks(_seg: &Inner, base: *mut u8, each: &mut dyn FnMut(u64)) -> bool {
+    // SAFETY: the directory lookup behind `blocks` checked that the region is a chain's
     // (CHAIN_REGION bytes, 128-aligned), inside the mapping; ChainHeader is atomics only.
     let hdr = unsafe { &*base.cast::<ChainHeader>() };
-    hdr.table.iter().any(|s| {
+    for s in &hdr.table {
         let e = s.load(Ordering::Acquire);
-        e != 0 && super::entry_off(e) == off
-    })
+        if e != 0 {
+            each(super::entry_off(e));
+        }
+    }
+    true
 }

@@ -87,10 +87,11 @@ pub(crate) trait HeapMem {
     /// `n` consecutive words from byte offset `off` (8-aligned), mapping them first if
     /// needed; `Corrupt` past the committed size.
     fn words(&self, off: u64, n: u64) -> Result<&[AtomicU64], HeapError>;
-    /// Whether object `obj` (directory index + 1) still uses block `off`, which is marked as one
-    /// of its structure's blocks ([`STRUCTURE_MARK`]): a link an unbounded queue's table names,
-    /// a dictionary's table or one of its entries.
-    fn structure_holds(&self, obj: u32, off: u64) -> bool;
+    /// Calls `each` with every heap block object `obj` (directory index + 1) still uses, of
+    /// those marked as its structure's ([`STRUCTURE_MARK`]): the links an unbounded queue's
+    /// table names, a dictionary's table and entries, a list's array and items. Returns `false`
+    /// if that cannot be told (a region that fails its checks): then every block counts as used.
+    fn structure_blocks(&self, obj: u32, each: &mut dyn FnMut(u64)) -> bool;
     /// Bytes of the segment committed so far.
     fn committed(&self) -> u64;
     /// How far the segment may grow.
@@ -768,9 +769,9 @@ impl<'a, M: HeapMem> Heap<'a, M> {
     /// is handed to the structure instead) and, with `orphans`, the structure blocks their
     /// structure no longer uses. Orphans exist only when an unlinker died between its unlink and
     /// its free ([`Heap::free_unlinked`]), inside a hold of this lock, so only the sweep after
-    /// taking the lock over from a dead owner looks for them: asking every structure block's
-    /// structure whether it still uses the block costs a walk of that structure per block,
-    /// which a sweep before every growth of a large dictionary could not afford.
+    /// taking the lock over from a dead owner looks for them (each look walks the structure).
+    /// A structure is walked at most once per sweep, whatever the number of its blocks in
+    /// question.
     fn sweep_locked(&self, orphans: bool) {
         let h = self.hdr;
         let end = h.end.load(Ordering::Relaxed);
@@ -794,12 +795,9 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                         && self
                             .seg
                             .holder_gone(((o >> 32) & REC_MASK) as u32, o as u32);
-                    // A structure's block (owner 0) its object no longer uses: a freer died
+                    // A structure's block (owner 0) its object may no longer use: a freer died
                     // between unlinking it and freeing it (both under this lock).
-                    let orphan = orphans
-                        && o == UNATTRIBUTED
-                        && m & STRUCTURE_MARK != 0
-                        && !self.seg.structure_holds(m as u32, b);
+                    let orphan = orphans && o == UNATTRIBUTED && m & STRUCTURE_MARK != 0;
                     if held_by_gone || orphan {
                         gone.push((b, o, m));
                     }
@@ -807,12 +805,35 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             }
             b = next;
         }
+        // The blocks each structure in question uses, asked once per structure.
+        let mut used: std::collections::HashMap<u32, Option<std::collections::HashSet<u64>>> =
+            std::collections::HashMap::new();
+        for &(_, _, m) in &gone {
+            if m & STRUCTURE_MARK != 0 {
+                used.entry(m as u32).or_insert_with(|| {
+                    let mut set = std::collections::HashSet::new();
+                    self.seg
+                        .structure_blocks(m as u32, &mut |b| {
+                            set.insert(b);
+                        })
+                        .then_some(set)
+                });
+            }
+        }
+        let holds = |m: u64, b: u64| {
+            used.get(&(m as u32))
+                .is_some_and(|s| s.as_ref().map_or(true, |s| s.contains(&b)))
+        };
         for (b, o, m) in gone {
             let Ok(w) = self.word(b, 2) else { continue };
-            // A block its allocator linked into a structure before it died: the structure
-            // owns it.
-            if m & STRUCTURE_MARK != 0 && self.seg.structure_holds(m as u32, b) {
-                let _ = w.compare_exchange(o, UNATTRIBUTED, Ordering::Relaxed, Ordering::Relaxed);
+            let structure = m & STRUCTURE_MARK != 0;
+            if structure && holds(m, b) {
+                // A block its allocator linked into a structure before it died (or the
+                // structure's own, owner 0): the structure owns it.
+                if o != UNATTRIBUTED {
+                    let _ =
+                        w.compare_exchange(o, UNATTRIBUTED, Ordering::Relaxed, Ordering::Relaxed);
+                }
                 continue;
             }
             if w.compare_exchange(o, TAG_MASK, Ordering::Relaxed, Ordering::Relaxed)

@@ -57,8 +57,8 @@ impl HeapMem for Inner {
         // `self`; `off` is 8-aligned; AtomicU64 is valid for any bits.
         Ok(unsafe { core::slice::from_raw_parts(p.cast::<AtomicU64>(), n as usize) })
     }
-    fn structure_holds(&self, obj: u32, off: u64) -> bool {
-        Inner::structure_holds(self, obj, off)
+    fn structure_blocks(&self, obj: u32, each: &mut dyn FnMut(u64)) -> bool {
+        Inner::structure_blocks(self, obj, each)
     }
     fn committed(&self) -> u64 {
         // SYNC: Acquire pairs with the Release store in `commit` of an earlier grower (of any

@@ -482,25 +482,25 @@ impl Inner {
         Some(self.checked("", kind, index, e).ok()?.base)
     }
 
-    /// Whether object `obj` (directory index + 1) still uses heap block `off` (its kind's
-    /// [`holds`](crate::kind::KindDef)). When that cannot be told (no such object, a kind without
-    /// heap blocks, a region that fails its checks: a forged mark or directory), the block is
-    /// taken as used: a sweep then keeps it (a leak in a corrupt segment) rather than free
+    /// Calls `each` with every heap block object `obj` (directory index + 1) uses (its kind's
+    /// [`blocks`](crate::kind::KindDef)); `false` when that cannot be told (no such object, a
+    /// kind without heap blocks, a region that fails its checks: a forged mark or directory).
+    /// A sweep then takes every block as used: a leak in a corrupt segment, never a free of
     /// something that may be in use.
-    pub(crate) fn structure_holds(&self, obj: u32, off: u64) -> bool {
+    pub(crate) fn structure_blocks(&self, obj: u32, each: &mut dyn FnMut(u64)) -> bool {
         let Some(index) = obj.checked_sub(1).filter(|&i| i < self.dir_count) else {
-            return true;
+            return false;
         };
         let e = self.entry(index);
         let Some(kind) = ObjectKind::from_code(e.kind) else {
-            return true;
+            return false;
         };
-        let Some(holds) = kind.def().holds else {
-            return true;
+        let Some(blocks) = kind.def().blocks else {
+            return false;
         };
         match self.checked("", kind, index, e) {
-            Ok(found) => holds(self, found.base, off),
-            Err(_) => true,
+            Ok(found) => blocks(self, found.base, each),
+            Err(_) => false,
         }
     }
 

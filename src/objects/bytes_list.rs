@@ -15,7 +15,7 @@
 //! and a growth, build a new array and store its block into the header (the commit). Items and
 //! arrays are allocated `held` by the writer and marked as the list's ([`STRUCTURE_MARK`]), and
 //! handed to it after the commit, so a sweep frees what a dead writer left unlinked and keeps what
-//! it linked ([`holds`](SeqRef::holds): the array, and the items below the length). A writer
+//! it linked ([`SeqRef::blocks`]: the array, and the items below the length). A writer
 //! killed at any step leaves the list as it was before the change or after it.
 
 use super::heaped::{load_bytes, store_bytes, words_for, HeapObjFail, Held};
@@ -379,19 +379,25 @@ impl<'a, M: HeapMem> SeqRef<'a, M> {
         Ok(())
     }
 
-    /// Whether block `off` is this list's array or one of its items (for the heap's sweeps, as
-    /// for dictionaries).
-    pub(crate) fn holds(&self, off: u64) -> bool {
-        // SYNC: Acquire pairs with the Release of the owner word store that made the block the
-        // structure's (`own_by_structure`), which follows the commit.
-        if self.hdr.array.load(Ordering::Acquire) == off {
+    /// Calls `each` with this list's array and its items below the length; `false` if the
+    /// array cannot be read (for the heap's sweeps, as for dictionaries).
+    pub(crate) fn blocks(&self, each: &mut dyn FnMut(u64)) -> bool {
+        // SYNC: Acquire pairs with the Release of the owner word store that made a block the
+        // structure's (`own_by_structure`), which follows its commit.
+        let array = self.hdr.array.load(Ordering::Acquire);
+        if array == 0 {
             return true;
         }
+        each(array);
         match self.array() {
-            Ok(Some(a)) => (0..a.len()).any(|i| a.items[i as usize].load(Ordering::Acquire) == off),
-            Ok(None) => false,
-            // An array that cannot be read: take the block as used (a leak, not a double free).
-            Err(_) => true,
+            Ok(Some(a)) => {
+                for i in 0..a.len() {
+                    each(a.items[i as usize].load(Ordering::Acquire));
+                }
+                true
+            }
+            Ok(None) => true,
+            Err(_) => false,
         }
     }
 }

@@ -23,7 +23,7 @@
 //! dictionary's ([`STRUCTURE_MARK`]); after the commit they are handed to the structure (owner 0).
 //! So a writer killed at any point leaves, besides a dictionary where every entry is old or new:
 //! a block not yet linked in and held by a dead thread (a sweep frees it), one linked in and
-//! still held (a sweep hands it to the dictionary: [`holds`] says it is used), or one unlinked
+//! still held (a sweep hands it to the dictionary: [`DictRef::blocks`] lists it), or one unlinked
 //! and not yet freed (a sweep frees it as an orphan). The counters and the slots' hash words
 //! are derived: the next lock taker that finds the last owner dead ([`Acquired::OwnerDead`])
 //! recomputes them from the entries.
@@ -518,22 +518,31 @@ impl<'a, M: HeapMem> DictRef<'a, M> {
         Ok(())
     }
 
-    /// Whether block `off` is this dictionary's table or one of its entries (for the heap's
+    /// Calls `each` with this dictionary's table and every entry; `false` if the table cannot
+    /// be read (then every block counts as used: a leak, not a double free). For the heap's
     /// sweeps, which hold the heap lock and not the dictionary's: every unlink happens under the
-    /// heap lock, and every link of a block the sweep could be asked about, one held by a dead
-    /// thread, already happened).
-    pub(crate) fn holds(&self, off: u64) -> bool {
-        // SYNC: Acquire pairs with the Release of the owner word store that made the block the
-        // structure's (`own_by_structure`), which follows the commit.
+    /// heap lock, and every link of a block the sweep could be asking about (one held by a dead
+    /// thread, or one an unlinker left) already happened.
+    pub(crate) fn blocks(&self, each: &mut dyn FnMut(u64)) -> bool {
+        // SYNC: Acquire pairs with the Release of the owner word store that made a block the
+        // structure's (`own_by_structure`), which follows its commit.
         let table = self.hdr.table.load(Ordering::Acquire);
-        if table == off {
+        if table == 0 {
             return true;
         }
+        each(table);
         match self.table() {
-            Ok(Some(t)) => (0..t.cap).any(|i| t.entry(i).load(Ordering::Acquire) == off),
-            // A table that cannot be read: take the block as used (a leak, not a double free).
-            Ok(None) => false,
-            Err(_) => true,
+            Ok(Some(t)) => {
+                for i in 0..t.cap {
+                    let e = t.entry(i).load(Ordering::Acquire);
+                    if e != 0 && e != TOMB {
+                        each(e);
+                    }
+                }
+                true
+            }
+            Ok(None) => true,
+            Err(_) => false,
         }
     }
 }

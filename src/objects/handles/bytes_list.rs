@@ -287,10 +287,14 @@ impl<T: bytemuck::Pod> SharedVec<T> {
     }
 }
 
-/// Whether the growable list whose region is at `base` still uses heap block `off` (its kind's
-/// `holds`).
-pub(crate) fn bytes_list_region_holds(seg: &Inner, base: *mut u8, off: u64) -> bool {
-    // SAFETY: the directory lookup behind `holds` checked that the region is a growable list's
+/// Calls `each` with every heap block the growable list whose region is at `base` uses (its
+/// kind's `blocks`).
+pub(crate) fn bytes_list_region_blocks(
+    seg: &Inner,
+    base: *mut u8,
+    each: &mut dyn FnMut(u64),
+) -> bool {
+    // SAFETY: the directory lookup behind `blocks` checked that the region is a growable list's
     // (SEQ_REGION bytes, 128-aligned) inside the mapping; SeqHeader is atomics only.
     let hdr = unsafe { &*base.cast::<SeqHeader>() };
     SeqRef {
@@ -299,7 +303,7 @@ pub(crate) fn bytes_list_region_holds(seg: &Inner, base: *mut u8, off: u64) -> b
         obj: 0,
         me: crate::heap::UNATTRIBUTED,
     }
-    .holds(off)
+    .blocks(each)
 }
 
 impl crate::SegmentBuilder {

@@ -280,10 +280,10 @@ impl<K: bytemuck::Pod, V: bytemuck::Pod> Dict<K, V> {
     }
 }
 
-/// Whether the dictionary whose region is at `base` still uses heap block `off` (its kind's
-/// `holds`).
-pub(crate) fn dict_region_holds(seg: &Inner, base: *mut u8, off: u64) -> bool {
-    // SAFETY: the directory lookup behind `holds` checked that the region is a dictionary's
+/// Calls `each` with every heap block the dictionary whose region is at `base` uses (its kind's
+/// `blocks`).
+pub(crate) fn dict_region_blocks(seg: &Inner, base: *mut u8, each: &mut dyn FnMut(u64)) -> bool {
+    // SAFETY: the directory lookup behind `blocks` checked that the region is a dictionary's
     // (DICT_REGION bytes, 128-aligned) inside the mapping; DictHeader is atomics only.
     let hdr = unsafe { &*base.cast::<DictHeader>() };
     DictRef {
@@ -292,7 +292,7 @@ pub(crate) fn dict_region_holds(seg: &Inner, base: *mut u8, off: u64) -> bool {
         obj: 0,
         me: crate::heap::UNATTRIBUTED,
     }
-    .holds(off)
+    .blocks(each)
 }
 
 impl crate::SegmentBuilder {

@@ -79,10 +79,10 @@ mod versioned;
 
 pub use array::*;
 pub use barrier::*;
-pub(crate) use bytes_list::bytes_list_region_holds;
+pub(crate) use bytes_list::bytes_list_region_blocks;
 pub use bytes_list::{BytesList, SharedVec};
 pub use condition::*;
-pub(crate) use dict::dict_region_holds;
+pub(crate) use dict::dict_region_blocks;
 pub use dict::{BytesDict, Dict, Entry as DictEntry};
 pub use event::*;
 pub use joinable::*;
