@@ -327,6 +327,18 @@ pub fn heap_metadata(data: &[u8]) {
                 };
                 seg.forge_heap(at, v, false);
             }
+            5 if op >= 128 => {
+                // A forged dictionary or list header word (its table or array block, counts).
+                let (Some(at), Some(v)) = (input.u64(), input.u64()) else {
+                    return;
+                };
+                let (name, kind) = if op & 1 == 0 {
+                    ("d", crate::ObjectKind::Dict)
+                } else {
+                    ("l", crate::ObjectKind::BytesList)
+                };
+                seg.forge_region(name, kind, at, v);
+            }
             5 => seg.forge_heap(0, 0, true),
             6 => {
                 let _ = seg.stats();

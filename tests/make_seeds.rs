@@ -102,5 +102,18 @@ fn make_seeds() {
         dict.extend_from_slice(&(i * 91).to_le_bytes());
     }
     dict.extend_from_slice(&[39, 1, 6]);
+    // Forged header words of the dictionary (op 145) and the list (op 135): a table or array
+    // block moved, a count changed; then reads and writes over them.
+    for (op, at, v) in [
+        (145u8, 0u64, 4200u64),
+        (135, 0, 4096),
+        (145, 1, u64::MAX),
+        (135, 5, 3),
+    ] {
+        dict.push(op);
+        dict.extend_from_slice(&at.to_le_bytes());
+        dict.extend_from_slice(&v.to_le_bytes());
+        dict.extend_from_slice(&[9, 2, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6]);
+    }
     write("heap_metadata", "dict", &dict);
 }

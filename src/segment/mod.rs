@@ -769,6 +769,26 @@ impl Segment {
         })
     }
 
+    /// Overwrites word `word` (taken modulo the region's length in words, past its first 128
+    /// bytes, where the dictionaries' and lists' locks sit) of object `name`'s directory region
+    /// with `value` (fuzzing only: a hostile process writing a dictionary's or a list's header).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn forge_region(&self, name: &str, kind: ObjectKind, word: u64, value: u64) {
+        let Ok(o) = self.inner.object(name, kind, None) else {
+            return;
+        };
+        let words = o.entry.len / 8;
+        if words <= 16 {
+            return;
+        }
+        let i = 16 + word % (words - 16);
+        // SAFETY: `object` checked that the region (`entry.len` bytes, 128-aligned) lies in the
+        // mapping, which `self` keeps alive; word i < len / 8 is inside it; AtomicU64 is valid
+        // for any bits.
+        unsafe { &*o.base.add(i as usize * 8).cast::<crate::sync::AtomicU64>() }
+            .store(value, Ordering::Relaxed);
+    }
+
     /// Overwrites the 8-byte word at `at` (taken modulo the span from the heap's control block to
     /// the segment's end, 8-aligned) with `value` (fuzzing only: a hostile process writing the
     /// heap's metadata or blocks). With `inconsistent`, instead marks the heap lock as left by a
