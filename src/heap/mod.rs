@@ -667,7 +667,12 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         Ok(HeapStats {
             in_use: h.in_use.load(Ordering::Relaxed),
             blocks: h.blocks.load(Ordering::Relaxed),
-            heap_bytes: h.end.load(Ordering::Relaxed) - h.start.load(Ordering::Relaxed),
+            // Saturating: `start` and `end` are words of the segment a hostile process may
+            // have forged (the fuzz corpus's `regression-stats-forged-bounds`).
+            heap_bytes: h
+                .end
+                .load(Ordering::Relaxed)
+                .saturating_sub(h.start.load(Ordering::Relaxed)),
             growths: h.growths.load(Ordering::Relaxed),
             reclaimed: h.reclaimed.load(Ordering::Relaxed),
         })
