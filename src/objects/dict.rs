@@ -188,6 +188,17 @@ impl<'a, M: HeapMem> DictRef<'a, M> {
             .all(|(w, c)| w.load(Ordering::Relaxed).to_le_bytes()[..c.len()] == *c))
     }
 
+    /// The key of entry `off`.
+    fn key(&self, off: u64, out: &mut Vec<u8>) -> Result<()> {
+        let (_, klen, _, words) = self.entry(off)?;
+        load_bytes(
+            words,
+            usize::try_from(klen).map_err(|_| DictFail::Corrupt)?,
+            out,
+        );
+        Ok(())
+    }
+
     /// The value of entry `off`.
     fn value(&self, off: u64, out: &mut Vec<u8>) -> Result<()> {
         let (_, klen, vlen, words) = self.entry(off)?;
@@ -325,12 +336,7 @@ impl<'a, M: HeapMem> DictRef<'a, M> {
             if e == 0 || e == TOMB {
                 continue;
             }
-            let (_, klen, _, words) = self.entry(e)?;
-            load_bytes(
-                words,
-                usize::try_from(klen).map_err(|_| DictFail::Corrupt)?,
-                &mut k,
-            );
+            self.key(e, &mut k)?;
             self.value(e, &mut v)?;
             each(&k, &v);
         }
@@ -504,12 +510,7 @@ impl<'a, M: HeapMem> DictRef<'a, M> {
             if e == TOMB {
                 continue;
             }
-            let (_, klen, _, words) = self.entry(e)?;
-            load_bytes(
-                words,
-                usize::try_from(klen).map_err(|_| DictFail::Corrupt)?,
-                &mut k,
-            );
+            self.key(e, &mut k)?;
             t.hash(i).store(hash(&k), Ordering::Relaxed);
             len += 1;
         }
