@@ -258,16 +258,23 @@ def test_nothing_left_in_dev_shm_after_every_process_is_sigkilled(method, tmp_pa
 
 ORPHAN_PROGRAM = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, select, signal, sys
     import shmq as multiprocessing
 
-    def child(q):
+    def child(q, parent):
         q.get()  # released by the parent, which is SIGKILLed right after
+        # Exit only once the parent is dead, so that this process is the last user (exiting
+        # first would leave the name to the resource tracker, which warns as it removes it).
+        try:
+            fd = os.pidfd_open(parent)
+        except ProcessLookupError:
+            return
+        select.select([fd], [], [])
 
     if __name__ == "__main__":
         multiprocessing.set_start_method(sys.argv[1])
         q = multiprocessing.Queue()
-        p = multiprocessing.Process(target=child, args=(q,))
+        p = multiprocessing.Process(target=child, args=(q, os.getpid()))
         p.start()
         print(q._native.name, p.pid, flush=True)
         q.put("go")
