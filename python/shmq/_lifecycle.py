@@ -1,11 +1,11 @@
 """Segment names: creation, tracking, and removal once no process maps them.
 
-Every queue is one shmq segment, a file ``/dev/shm/shmq-py-<pid>-<random>``. Each process that
-maps it holds a shared ``flock`` on it for as long as it does (the kernel drops the lock when the
-process exits, however it exits). The name is removed by whichever process finds the segment
-unused, under an exclusive lock:
+Every shared object (a queue, a lock, a shared value, ...) is one shmq segment, a file
+``/dev/shm/shmq-py-<pid>-<random>``. Each process that maps it holds a shared ``flock`` on it
+for as long as it does (the kernel drops the lock when the process exits, however it exits).
+The name is removed by whichever process finds the segment unused, under an exclusive lock:
 
-* when a process drops its last handle of the queue (garbage collection, or ``release()``);
+* when a process drops its last handle of the object (garbage collection, or ``release()``);
 * when a process exits normally: a ``multiprocessing`` finalizer releases every handle still
   alive, after the process's children were joined;
 * after a SIGKILL of every process: ``multiprocessing``'s resource tracker (one process per
@@ -14,9 +14,12 @@ unused, under an exclusive lock:
 * and, for names of programs whose tracker died too, :func:`reclaim_stale` (run by the first
   queue a process creates) removes every ``shmq-py-*`` segment nobody maps.
 
-A queue is only ever needed while some process maps it: it pickles only for process start-up
+An object is only ever needed while some process maps it: it pickles only for process start-up
 (as ``multiprocessing.Queue``), and the parent's pickled handle stays mapped by the starting
 process's ``Popen`` object until the child has exited.
+
+The native handles (``_shmq.Channel`` and the others) all have ``name`` and ``release()``, and
+call ``_unlinked`` / ``_still_mapped`` below when they are collected.
 """
 
 from __future__ import annotations
@@ -25,14 +28,28 @@ import os
 import secrets
 import threading
 import weakref
+from collections.abc import Callable
 from multiprocessing import resource_tracker, util
+from typing import Protocol, TypeVar
 
 from . import _shmq
 
 PREFIX = "shmq-py-"
 SHM_DIR = "/dev/shm"
 
-_live: weakref.WeakSet[_shmq.Channel] = weakref.WeakSet()
+
+class Native(Protocol):
+    """What every native handle has."""
+
+    @property
+    def name(self) -> str: ...
+
+    def release(self) -> bool: ...
+
+
+N = TypeVar("N", bound=Native)
+
+_live: weakref.WeakSet[Native] = weakref.WeakSet()
 _lock = threading.RLock()
 _swept = False
 # Names this process let go of while another holder still mapped them.
@@ -52,25 +69,24 @@ def _new_name() -> str:
     return f"{PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
 
 
-def create(capacity: int, max_len: int, joinable: bool) -> _shmq.Channel:
-    """Creates a new queue segment, tracked for removal."""
+def create(make: Callable[[str], N]) -> N:
+    """Creates a new segment with ``make(name)``, tracked for removal."""
     _sweep_once()
     # Start the tracker (a fork and exec) before the segment's file is open here: a child
     # forked while it is open holds its lock until it execs.
     resource_tracker.ensure_running()
     _retry_pending()
     name = _new_name()
-    ch = _shmq.Channel.create(name, capacity, max_len, joinable)
+    obj = make(name)
     resource_tracker.register("/" + name, "shared_memory")
-    _live.add(ch)
-    return ch
+    _live.add(obj)
+    return obj
 
 
-def open_channel(name: str, joinable: bool) -> _shmq.Channel:
-    """Maps an existing queue segment (a handle received at process start)."""
-    ch = _shmq.Channel.open(name, joinable)
-    _live.add(ch)
-    return ch
+def opened(obj: N) -> N:
+    """Tracks a handle of an existing segment (one received at process start)."""
+    _live.add(obj)
+    return obj
 
 
 def _unlinked(name: str) -> None:
@@ -93,7 +109,7 @@ def _retry_pending() -> None:
         names = list(_pending)
     for name in names:
         try:
-            gone = _shmq.Channel.unlink_if_unused(name)
+            gone = _shmq.unlink_if_unused(name)
         except Exception:  # noqa: BLE001 - best effort
             gone = False
         if gone:
@@ -103,18 +119,18 @@ def _retry_pending() -> None:
                 _pending.discard(name)
 
 
-def release(ch: _shmq.Channel) -> None:
-    """Drops this process's mapping of ``ch`` and removes the name if nobody maps it."""
-    if ch.release():
-        _unlinked(ch.name)
-    elif os.path.exists(os.path.join(SHM_DIR, ch.name)):
-        _still_mapped(ch.name)
+def release(obj: Native) -> None:
+    """Drops this process's mapping of ``obj`` and removes the name if nobody maps it."""
+    if obj.release():
+        _unlinked(obj.name)
+    elif os.path.exists(os.path.join(SHM_DIR, obj.name)):
+        _still_mapped(obj.name)
 
 
 def _release_all() -> None:
-    for ch in list(_live):
+    for obj in list(_live):
         try:
-            release(ch)
+            release(obj)
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
     _retry_pending()
@@ -133,7 +149,7 @@ def reclaim_stale() -> list[str]:
     for name in names:
         if name.startswith(PREFIX) and "~" not in name:
             try:
-                if _shmq.Channel.unlink_if_unused(name):
+                if _shmq.unlink_if_unused(name):
                     removed.append(name)
             except Exception:  # noqa: BLE001 - another user's file, a race: leave it
                 pass

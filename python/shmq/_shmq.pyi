@@ -3,10 +3,13 @@
 from collections.abc import Iterable
 from typing import Any, final
 
-__all__ = ["Channel", "ShmqError"]
+__all__ = ["Channel", "ShmqError", "unlink_if_unused"]
 
 class ShmqError(Exception):
     """An error of the shared-memory layer."""
+
+def unlink_if_unused(name: str) -> bool:
+    """Removes ``name`` from /dev/shm if no process maps it; whether it did."""
 
 @final
 class Channel:
@@ -16,8 +19,6 @@ class Channel:
     def create(name: str, capacity: int, max_len: int, joinable: bool) -> Channel: ...
     @staticmethod
     def open(name: str, joinable: bool) -> Channel: ...
-    @staticmethod
-    def unlink_if_unused(name: str) -> bool: ...
     @property
     def name(self) -> str: ...
     @property

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from multiprocessing import context, util
 from typing import Any
 
-from . import _lifecycle
+from . import _lifecycle, _shmq
 from ._errors import ShutDown
 
 __all__ = [
@@ -93,7 +93,10 @@ class Queue:
     ) -> None:
         capacity, size = _geometry(maxsize, max_message_size)
         self._maxsize = maxsize
-        self._native = _lifecycle.create(capacity, size, self._joinable)
+        joinable = self._joinable
+        self._native = _lifecycle.create(
+            lambda name: _shmq.Channel.create(name, capacity, size, joinable)
+        )
         self._reset()
         util.register_after_fork(self, Queue._after_fork)
 
@@ -110,7 +113,7 @@ class Queue:
 
     def __setstate__(self, state: tuple[str, int]) -> None:
         name, self._maxsize = state
-        self._native = _lifecycle.open_channel(name, self._joinable)
+        self._native = _lifecycle.opened(_shmq.Channel.open(name, self._joinable))
         self._reset()
         util.register_after_fork(self, Queue._after_fork)
 
@@ -285,14 +288,16 @@ class SimpleQueue:
 
     def __init__(self, *, max_message_size: int | None = None, ctx: Any = None) -> None:
         capacity, size = _geometry(0, max_message_size)
-        self._native = _lifecycle.create(capacity, size, False)
+        self._native = _lifecycle.create(
+            lambda name: _shmq.Channel.create(name, capacity, size, False)
+        )
         self._closed = False
 
     def __getstate__(self) -> str:
         return _pin_for_child(self, self._native)
 
     def __setstate__(self, name: str) -> None:
-        self._native = _lifecycle.open_channel(name, False)
+        self._native = _lifecycle.opened(_shmq.Channel.open(name, False))
         self._closed = False
 
     def __repr__(self) -> str:

@@ -1,0 +1,160 @@
+//! What every native class shares: the exception helpers, deadlines cut into signal-checking
+//! slices, and [`Held`], a segment mapped by this process until released or collected.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use shmq::Segment;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+create_exception!(
+    _shmq,
+    ShmqError,
+    PyException,
+    "An error of the shared-memory layer."
+);
+
+/// Longest a blocked call waits before it looks for signals (Ctrl-C) again.
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+static UNLINKED: GILOnceCell<PyObject> = GILOnceCell::new();
+static STILL_MAPPED: GILOnceCell<PyObject> = GILOnceCell::new();
+
+/// `module.name`, imported once.
+pub(crate) fn class(
+    py: Python<'_>,
+    cell: &'static GILOnceCell<PyObject>,
+    module: &str,
+    name: &str,
+) -> PyResult<PyObject> {
+    cell.get_or_try_init(py, || -> PyResult<PyObject> {
+        Ok(py.import(module)?.getattr(name)?.unbind())
+    })
+    .map(|c| c.clone_ref(py))
+}
+
+/// An instance of the exception class `module.name`, made without arguments.
+pub(crate) fn raise(
+    py: Python<'_>,
+    cell: &'static GILOnceCell<PyObject>,
+    module: &str,
+    name: &str,
+) -> PyErr {
+    match class(py, cell, module, name) {
+        Ok(c) => match c.bind(py).call0() {
+            Ok(e) => PyErr::from_value(e),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
+/// An error of the shared-memory layer, as [`ShmqError`].
+pub(crate) fn layer_err(e: impl std::fmt::Display) -> PyErr {
+    ShmqError::new_err(e.to_string())
+}
+
+/// The monotonic deadline of a `timeout` in seconds (`None`: wait for ever; negative: now).
+pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() => Err(PyValueError::new_err("timeout must not be NaN")),
+        Some(t) => {
+            let t = Duration::try_from_secs_f64(t.max(0.0)).unwrap_or(Duration::MAX);
+            Ok(Some(Instant::now().checked_add(t).unwrap_or_else(|| {
+                Instant::now() + Duration::from_secs(86400 * 365 * 100)
+            })))
+        }
+    }
+}
+
+/// The next wait: at most a slice, at most up to the deadline. `None` once the deadline passed.
+pub(crate) fn next_slice(end: Option<Instant>) -> Option<Duration> {
+    match end {
+        None => Some(SLICE),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(SLICE))
+        }
+    }
+}
+
+/// A segment this process maps, with the parts `P` a native class keeps of it: usable until
+/// [`release`](Self::release) (or collection), after which calls raise `ValueError`. When it
+/// goes, the name is removed from /dev/shm if no process maps it any more; the Python side
+/// (`shmq._lifecycle`) is told either way.
+pub(crate) struct Held<P> {
+    name: String,
+    /// What the object is called in errors ("queue", "lock", ...).
+    what: &'static str,
+    parts: RwLock<Option<Arc<P>>>,
+}
+
+impl<P> Held<P> {
+    pub(crate) fn new(name: String, what: &'static str, parts: P) -> Self {
+        Held {
+            name,
+            what,
+            parts: RwLock::new(Some(Arc::new(parts))),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parts, kept mapped for as long as the caller holds them.
+    pub(crate) fn get(&self) -> PyResult<Arc<P>> {
+        self.parts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("{} {} is released", self.what, self.name))
+            })
+    }
+
+    /// Drops this process's mapping (calls running in other threads finish first), then removes
+    /// the name if no process maps it any more. Returns whether this call removed it.
+    pub(crate) fn release(&self, py: Python<'_>) -> PyResult<bool> {
+        let taken = self.parts.write().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(parts) = taken else { return Ok(false) };
+        drop(parts);
+        let name = self.name.clone();
+        py.allow_threads(|| Segment::unlink_if_unused(&name))
+            .map_err(layer_err)
+    }
+}
+
+impl<P> Drop for Held<P> {
+    fn drop(&mut self) {
+        let taken = self
+            .parts
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if taken.is_none() {
+            return;
+        }
+        drop(taken);
+        // Removed: the resource tracker may forget the name (it would unlink it again at
+        // exit). Still held elsewhere: this process tries again later (see _lifecycle).
+        let (cell, hook) = match Segment::unlink_if_unused(&self.name) {
+            Ok(true) => (&UNLINKED, "_unlinked"),
+            _ => (&STILL_MAPPED, "_still_mapped"),
+        };
+        Python::with_gil(|py| {
+            if let Ok(f) = class(py, cell, "shmq._lifecycle", hook) {
+                let _ = f.bind(py).call1((self.name.as_str(),));
+            }
+        });
+    }
+}
+
+/// Removes `name` from /dev/shm if no process maps it; whether it did.
+#[pyfunction]
+pub(crate) fn unlink_if_unused(name: &str) -> PyResult<bool> {
+    Segment::unlink_if_unused(name).map_err(layer_err)
+}
