@@ -1,10 +1,12 @@
-"""shmq: ``multiprocessing``'s queues in shared memory.
+"""shmq: ``multiprocessing``'s queues, locks and shared values in shared memory.
 
 ``shmq.Queue``, ``shmq.SimpleQueue`` and ``shmq.JoinableQueue`` have the interface of
 ``multiprocessing``'s, and move messages through a lock-free ring in a shared-memory segment
-(``/dev/shm``) instead of a pipe, with futex blocking. Everything else of ``multiprocessing``
-(``Process``, ``Pool``, ``Lock``, ``current_process``, ``set_start_method``, ...) is re-exported,
-so ``import shmq as multiprocessing`` works::
+(``/dev/shm``) instead of a pipe, with futex blocking. ``Lock``, ``RLock``, ``Semaphore``,
+``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier``, ``Value``, ``Array``, ``RawValue``
+and ``RawArray`` are shmq's too (robust locks, atomic integer operations). Everything else of
+``multiprocessing`` (``Process``, ``Pool``, ``current_process``, ``set_start_method``, ...) is
+re-exported, so ``import shmq as multiprocessing`` works::
 
     import shmq as multiprocessing
 
@@ -24,18 +26,39 @@ from __future__ import annotations
 import multiprocessing as _mp
 from typing import Any
 
-from . import queues
-from ._errors import ShutDown
+from . import queues, sharedctypes, synchronize
+from ._errors import NotOwnerError, OwnerDeadWarning, ReleaseError, ShutDown
 from ._lifecycle import reclaim_stale
 from ._shmq import ShmqError
-from .queues import (
-    JoinableQueue,
-    Queue,
-    SimpleQueue,
-)
+
+# ``X as X``: re-exported (the names are in ``__all__`` through ``_OURS``).
+from .queues import JoinableQueue as JoinableQueue
+from .queues import Queue as Queue
+from .queues import SimpleQueue as SimpleQueue
+from .sharedctypes import Array as Array
+from .sharedctypes import RawArray as RawArray
+from .sharedctypes import RawValue as RawValue
+from .sharedctypes import Value as Value
+from .synchronize import Barrier as Barrier
+from .synchronize import BoundedSemaphore as BoundedSemaphore
+from .synchronize import Condition as Condition
+from .synchronize import Event as Event
+from .synchronize import Lock as Lock
+from .synchronize import RLock as RLock
+from .synchronize import Semaphore as Semaphore
 
 # Everything multiprocessing exports at top level (bound to its default context), then ours.
-_OURS = ("Queue", "SimpleQueue", "JoinableQueue", "get_context")
+_OURS = (
+    "Queue",
+    "SimpleQueue",
+    "JoinableQueue",
+    "get_context",
+    *synchronize.__all__,
+    "Value",
+    "Array",
+    "RawValue",
+    "RawArray",
+)
 for _name in _mp.__all__:
     if _name not in _OURS:
         globals()[_name] = getattr(_mp, _name)
@@ -83,11 +106,12 @@ def get_context(method: str | None = None) -> _Context:
 
 
 # multiprocessing's submodules, as attributes (``shmq.pool.ThreadPool``, ``shmq.managers``):
-# imported on first use, as ``multiprocessing.pool`` is once imported. ``shmq.queues`` is ours.
+# imported on first use, as ``multiprocessing.pool`` is once imported. ``shmq.queues``,
+# ``shmq.synchronize`` and ``shmq.sharedctypes`` are ours.
 _SUBMODULES = frozenset(
     "connection context dummy forkserver heap managers pool popen_fork popen_forkserver "
     "popen_spawn_posix process reduction resource_sharer resource_tracker shared_memory "
-    "sharedctypes spawn synchronize util".split()
+    "spawn util".split()
 )
 
 
@@ -100,12 +124,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [n for n in _mp.__all__ if n not in _OURS] + [
-    "Queue",
-    "SimpleQueue",
-    "JoinableQueue",
-    "get_context",
+    *_OURS,
     "ShutDown",
+    "OwnerDeadWarning",
+    "ReleaseError",
+    "NotOwnerError",
     "ShmqError",
     "reclaim_stale",
     "queues",
+    "synchronize",
+    "sharedctypes",
 ]

@@ -29,7 +29,7 @@ import secrets
 import threading
 import weakref
 from collections.abc import Callable
-from multiprocessing import resource_tracker, util
+from multiprocessing import context, resource_tracker, util
 from typing import Protocol, TypeVar
 
 from . import _shmq
@@ -163,6 +163,25 @@ def _sweep_once() -> None:
             return
         _swept = True
     reclaim_stale()
+
+
+def pin_for_child(obj: object, native: Native) -> str:
+    """The state an object pickles to: its segment's name. Only while starting a process.
+
+    The parent's handle stays mapped (so the name stays) until the process being started has
+    exited: its ``Popen`` object, which lives that long, keeps a reference.
+    """
+    context.assert_spawning(obj)
+    popen = context.get_spawning_popen()
+    keep = getattr(popen, "_shmq_keepalive", None)
+    if keep is None:
+        keep = []
+        try:
+            popen._shmq_keepalive = keep  # type: ignore[union-attr]
+        except AttributeError:
+            pass
+    keep.append(native)
+    return str(native.name)
 
 
 class _Anchor:

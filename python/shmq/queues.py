@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Iterable
-from multiprocessing import context, util
+from multiprocessing import util
 from typing import Any
 
 from . import _lifecycle, _shmq
@@ -25,25 +25,6 @@ __all__ = [
     "JoinableQueue",
     "ShutDown",
 ]
-
-
-def _pin_for_child(obj: object, native: Any) -> str:
-    """The state a queue pickles to: its segment's name. Only while starting a process.
-
-    The parent's handle stays mapped (so the name stays) until the process being started has
-    exited: its ``Popen`` object, which lives that long, keeps a reference.
-    """
-    context.assert_spawning(obj)
-    popen = context.get_spawning_popen()
-    keep = getattr(popen, "_shmq_keepalive", None)
-    if keep is None:
-        keep = []
-        try:
-            popen._shmq_keepalive = keep  # type: ignore[union-attr]
-        except AttributeError:
-            pass
-    keep.append(native)
-    return str(native.name)
 
 
 def _geometry(maxsize: int, max_message_size: int | None) -> tuple[int, int]:
@@ -109,7 +90,7 @@ class Queue:
         self._reset()
 
     def __getstate__(self) -> tuple[str, int]:
-        return (_pin_for_child(self, self._native), self._maxsize)
+        return (_lifecycle.pin_for_child(self, self._native), self._maxsize)
 
     def __setstate__(self, state: tuple[str, int]) -> None:
         name, self._maxsize = state
@@ -294,7 +275,7 @@ class SimpleQueue:
         self._closed = False
 
     def __getstate__(self) -> str:
-        return _pin_for_child(self, self._native)
+        return _lifecycle.pin_for_child(self, self._native)
 
     def __setstate__(self, name: str) -> None:
         self._native = _lifecycle.opened(_shmq.Channel.open(name, False))

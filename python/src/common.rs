@@ -158,3 +158,21 @@ impl<P> Drop for Held<P> {
 pub(crate) fn unlink_if_unused(name: &str) -> PyResult<bool> {
     Segment::unlink_if_unused(name).map_err(layer_err)
 }
+
+/// Waits in slices until `attempt` (run without the GIL, given the slice) returns `Some`, or the
+/// deadline passes (`Ok(None)`); between slices, runs the signal handlers (Ctrl-C raises).
+pub(crate) fn wait_sliced<T: Send>(
+    py: Python<'_>,
+    end: Option<Instant>,
+    mut attempt: impl FnMut(Duration) -> Option<T> + Send,
+) -> PyResult<Option<T>> {
+    loop {
+        let Some(slice) = next_slice(end) else {
+            return Ok(None);
+        };
+        if let Some(v) = py.allow_threads(|| attempt(slice)) {
+            return Ok(Some(v));
+        }
+        py.check_signals()?;
+    }
+}

@@ -1,7 +1,10 @@
 import gc
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -38,3 +41,42 @@ def run_program(source, start_method, timeout=120, **kwargs):
         timeout=timeout,
         **kwargs,
     )
+
+
+def sigint_latency(call):
+    """Runs ``call()`` in this (the main) thread; once that thread sleeps in a futex wait, a
+    helper thread sends SIGINT to the process. Returns the seconds from the signal to the
+    ``KeyboardInterrupt`` that ``call`` must raise (fails if it returns instead).
+
+    The helper looks only after the main thread says it is about to make the call: before
+    that, the main thread may sleep in a futex for other reasons (``Thread.start`` waits for
+    the helper to start), and a SIGINT then would fall outside the call.
+    """
+    main_tid = threading.get_native_id()
+    armed = threading.Event()
+    sent = []
+
+    def helper():
+        assert armed.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(f"/proc/self/task/{main_tid}/syscall") as f:
+                # futex or futex_waitv, on x86_64
+                if f.read().split()[0] in ("202", "449"):
+                    break
+            time.sleep(0.001)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=helper)
+    t.start()
+    armed.set()
+    try:
+        call()
+    except KeyboardInterrupt:
+        raised = time.monotonic()
+    else:
+        raise AssertionError("the call returned instead of being interrupted")
+    finally:
+        t.join()
+    return raised - sent[0]

@@ -1,11 +1,13 @@
 """The queue interface in one process (and its threads)."""
 
+import os
 import pickle
 import queue
 import threading
 import time
 
 import pytest
+from conftest import sigint_latency
 
 import shmq
 
@@ -351,8 +353,6 @@ def test_module_stands_in_for_multiprocessing():
         "current_process",
         "cpu_count",
         "set_start_method",
-        "Lock",
-        "Event",
         "Manager",
         "active_children",
         "TimeoutError",
@@ -362,6 +362,10 @@ def test_module_stands_in_for_multiprocessing():
     assert ctx.get_start_method() == "spawn"
     assert isinstance(ctx.Queue(), shmq.Queue)
     assert isinstance(ctx.JoinableQueue(), shmq.JoinableQueue)
+    # shmq's own, in place of multiprocessing's.
+    for name in ["Lock", "RLock", "Semaphore", "Condition", "Event", "Barrier", "Value"]:
+        assert getattr(shmq, name) is not getattr(multiprocessing, name), name
+        assert getattr(shmq, name).__module__.startswith("shmq."), name
 
 
 def _square(x):
@@ -388,54 +392,12 @@ def test_context_works_where_multiprocessing_takes_one():
         shmq.no_such_thing  # noqa: B018
 
 
-def _interrupt_main_when_blocked(main_tid):
-    """From a helper thread: once the main thread sleeps in a futex wait, SIGINT the process.
-
-    It looks only after the main thread says it is about to make the blocking call (`armed`):
-    before that, the main thread may sleep in a futex for other reasons (`Thread.start` waits
-    for the helper to start), and a SIGINT then would fall outside `pytest.raises`.
-    """
-    import os
-    import signal
-
-    assert armed.wait(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with open(f"/proc/self/task/{main_tid}/syscall") as f:
-            if f.read().split()[0] in ("202", "449"):
-                break
-        time.sleep(0.001)
-    sent.append(time.monotonic())
-    os.kill(os.getpid(), signal.SIGINT)
-
-
-sent: list = []
-armed = threading.Event()
-
-
 @pytest.mark.parametrize("call", ["get", "put", "join"])
 def test_ctrl_c_interrupts_blocked_calls_in_this_process(call):
-    import os
-
     if not os.path.exists("/proc/self/syscall"):
         pytest.skip("needs /proc")
     q = shmq.JoinableQueue(1)
     if call != "get":
         q.put("fills it")
-    sent.clear()
-    armed.clear()
-    helper = threading.Thread(
-        target=_interrupt_main_when_blocked, args=(threading.get_native_id(),)
-    )
-    helper.start()
-    armed.set()
-    with pytest.raises(KeyboardInterrupt):
-        if call == "get":
-            q.get()
-        elif call == "put":
-            q.put("blocks")
-        else:
-            q.join()
-    raised = time.monotonic()
-    helper.join()
-    assert raised - sent[0] < 0.1
+    blocked = {"get": q.get, "put": lambda: q.put("blocks"), "join": q.join}[call]
+    assert sigint_latency(blocked) < 0.1

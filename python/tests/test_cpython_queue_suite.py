@@ -16,8 +16,6 @@ Skipped, with the reason:
   ``test_unpicklable_object_raises_at_put_and_the_queue_goes_on``).
 """
 
-import unittest
-
 import pytest
 
 try:
@@ -25,7 +23,7 @@ try:
 except ImportError:  # pragma: no cover - a Python without its test suite
     pytest.skip("CPython's test suite is not installed", allow_module_level=True)
 
-import multiprocessing
+from cpython_suite import suite_classes
 
 import shmq
 
@@ -40,31 +38,13 @@ class ShmqProcessesMixin(tm.ProcessesMixin):
     JoinableQueue = staticmethod(shmq.JoinableQueue)
 
 
-def _suite_class(method):
-    class Case(ShmqProcessesMixin, tm._TestQueue, unittest.TestCase):
-        start_method = method
-
-        @classmethod
-        def setUpClass(cls):
-            cls._old_method = multiprocessing.get_start_method(allow_none=True)
-            multiprocessing.set_start_method(method, force=True)
-            super().setUpClass()
-
-        @classmethod
-        def tearDownClass(cls):
-            super().tearDownClass()
-            multiprocessing.set_start_method(cls._old_method, force=True)
-
-        def setUp(self):
-            name = self._testMethodName
-            if name in SKIPS:
-                self.skipTest(SKIPS[name])
-            super().setUp()
-
-    Case.__name__ = Case.__qualname__ = f"TestCPythonQueue_{method}"
-    return Case
-
-
-TestCPythonQueue_fork = _suite_class("fork")
-TestCPythonQueue_spawn = _suite_class("spawn")
-TestCPythonQueue_forkserver = _suite_class("forkserver")
+globals().update(
+    suite_classes(
+        __name__,
+        "TestCPython",
+        ShmqProcessesMixin,
+        [tm._TestQueue],
+        ["fork", "spawn", "forkserver"],
+        SKIPS,
+    )
+)

@@ -10,6 +10,7 @@ EXPECTED = {
     "token_counter.py": "100\n",
     "producer_consumer.py": f"{sum(i * i for i in range(1000))}\n",
     "two_by_two.py": "True 20\n",
+    "value_array.py": f"15\n{list(range(1, 16))}\n",
 }
 
 

@@ -262,6 +262,34 @@ impl LockState {
         }
     }
 
+    /// Releases the lock whoever holds it (for [`Lock::force_unlock`]), declaring the data
+    /// consistent; `false` if it was not locked.
+    pub(crate) fn unlock_any(&self) -> bool {
+        let w = self.word.word();
+        // Relaxed: a first look; the swap below is what releases.
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            if cur & TID == 0 {
+                return false;
+            }
+            // Stamps first, as `unlock` does: once the word is free a new owner writes its own.
+            self.owner_pid.store(0, Ordering::Relaxed);
+            self.owner_start.store(0, Ordering::Relaxed);
+            self.owner_ns.store(0, Ordering::Relaxed);
+            // SYNC: Release pairs with the Acquire in `take_free`/`lock` of the next owner, as
+            // in `unlock`: what the caller wrote before releasing is visible to that owner.
+            match w.compare_exchange(cur, 0, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    if cur & CONTENDED != 0 {
+                        self.word.wake(1);
+                    }
+                    return true;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     /// True if the calling thread holds it: its id is in the word and, natively, its start-time
     /// stamp beside it (a thread that reuses the id of an owner that exited holding the lock is
     /// not that owner).

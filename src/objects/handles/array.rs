@@ -105,6 +105,17 @@ impl<T: Atom> Array<T> {
         (0..self.len).map(move |i| self.get(i).unwrap_or_else(|_| unreachable!()))
     }
 
+    /// The address of element 0 in this process's mapping: `len()` cells of 8 bytes follow it,
+    /// contiguous, 8-aligned, each holding its element in its low bytes (little-endian).
+    ///
+    /// For bindings that lay their own view over the array's memory (Python's ctypes objects
+    /// over a shared `Array`). The memory stays mapped while this handle (or a clone) lives.
+    /// Other processes write it concurrently: reads and writes through the pointer are only
+    /// sound with atomic accesses, or with every writer synchronizing some other way (a lock).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.cells.get_ptr().cast_mut().cast()
+    }
+
     /// The lock that comes with this array, for multi-element updates.
     pub fn get_lock(&self) -> &Lock {
         &self.lock

@@ -190,6 +190,41 @@ impl Lock {
     pub fn is_locked(&self) -> bool {
         self.state.get().is_locked()
     }
+
+    /// Whether the calling thread holds the lock.
+    pub fn is_held_by_current_thread(&self) -> bool {
+        self.state.get().held_by_me()
+    }
+
+    /// Releases the lock, whichever thread or process holds it, declaring the protected data
+    /// consistent; `false` if it was not locked.
+    ///
+    /// For bindings whose acquire and release are separate calls that any thread may make, as in
+    /// Python's `multiprocessing.Lock`: they take the lock with [`lock`](Self::lock), forget the
+    /// guard (`std::mem::forget`), and release it with this. A guard that still exists when this
+    /// is called unlocks again when dropped, releasing whoever holds the lock by then: never mix
+    /// the two on one acquisition.
+    ///
+    /// The lock stays attributed to the thread that took it: if that thread exits while its
+    /// process lives on, a contender judges the owner dead and takes the lock over
+    /// ([`LockError::OwnerDead`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-force-unlock").lock("l").create_or_replace()?;
+    /// let lock = seg.lock("l")?;
+    /// std::mem::forget(lock.lock().expect("no owner died"));
+    /// assert!(lock.is_held_by_current_thread());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(lock.force_unlock())); // another thread releases it
+    /// });
+    /// assert!(!lock.is_locked());
+    /// assert!(!lock.force_unlock()); // not locked any more
+    /// # Ok(()) }
+    /// ```
+    pub fn force_unlock(&self) -> bool {
+        self.state.get().unlock_any()
+    }
 }
 
 impl crate::SegmentBuilder {

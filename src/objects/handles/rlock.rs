@@ -189,6 +189,39 @@ impl RLock {
         })
     }
 
+    /// Releases one level held by the calling thread, as dropping one of its guards would,
+    /// declaring the data consistent when the last level goes; `Err(NotOwner)` if the calling
+    /// thread does not hold the lock.
+    ///
+    /// For bindings whose acquire and release are separate calls, as in Python's
+    /// `multiprocessing.RLock`: they take a level with [`lock`](Self::lock) and forget its guard
+    /// (`std::mem::forget`), then release it with this.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-unlock-one").rlock("r").create_or_replace()?;
+    /// let r = seg.rlock("r")?;
+    /// std::mem::forget(r.lock().expect("no owner died"));
+    /// std::mem::forget(r.lock().expect("the owner may lock again"));
+    /// r.unlock_one()?;
+    /// assert_eq!(r.depth(), 1);
+    /// r.unlock_one()?;
+    /// assert!(!r.is_locked());
+    /// assert!(r.unlock_one().is_err()); // not held by this thread
+    /// # Ok(()) }
+    /// ```
+    pub fn unlock_one(&self) -> Result<(), NotOwner> {
+        if !self.state.get().held_by_me() {
+            return Err(NotOwner);
+        }
+        drop(RLockGuard {
+            lock: self,
+            consistent: true,
+            _not_send: PhantomData,
+        });
+        Ok(())
+    }
+
     /// True if some thread holds it now (a snapshot).
     pub fn is_locked(&self) -> bool {
         self.state.get().is_locked()
