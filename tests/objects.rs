@@ -699,3 +699,45 @@ fn condition_waiter_killed_asleep_leaves_the_lock_free_and_notify_working() {
         assert_eq!(n.load(), 1);
     });
 }
+
+#[test]
+fn force_unlock_from_another_thread_wakes_a_sleeping_contender() {
+    let name = unique("forceunlock");
+    let seg = Segment::builder(&name).lock("l").create().unwrap();
+    let lock = seg.lock("l").unwrap();
+    std::mem::forget(lock.lock().unwrap());
+    assert!(lock.is_held_by_current_thread());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        // Asleep in the lock's futex (contended) until the release below.
+        s.spawn(|| {
+            let g = lock.lock_timeout(Duration::from_secs(60));
+            tx.send(g.is_ok()).unwrap();
+        });
+        // The sleeper cannot have the lock while it is held.
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        // Released by a third thread, which never took it.
+        s.spawn(|| assert!(lock.force_unlock()));
+        assert!(rx.recv_timeout(Duration::from_secs(30)).unwrap());
+    });
+    assert!(!lock.is_locked());
+    assert!(!lock.force_unlock());
+}
+
+#[test]
+fn unlock_one_releases_levels_of_the_owner_only() {
+    let name = unique("unlockone");
+    let seg = Segment::builder(&name).rlock("r").create().unwrap();
+    let r = seg.rlock("r").unwrap();
+    std::mem::forget(r.lock().unwrap());
+    std::mem::forget(r.lock().unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(r.unlock_one().is_err()));
+    });
+    assert_eq!(r.depth(), 2);
+    r.unlock_one().unwrap();
+    assert!(r.is_locked());
+    r.unlock_one().unwrap();
+    assert!(!r.is_locked());
+    assert!(r.unlock_one().is_err());
+}
