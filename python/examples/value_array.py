@@ -34,9 +34,7 @@ def bump_atomic(counter, n):
 
 
 def rate(counter, bump, n, procs=3):
-    workers = [
-        stdlib_multiprocessing.Process(target=bump, args=(counter, n)) for _ in range(procs)
-    ]
+    workers = [stdlib_multiprocessing.Process(target=bump, args=(counter, n)) for _ in range(procs)]
     t0 = time.perf_counter()
     for p in workers:
         p.start()

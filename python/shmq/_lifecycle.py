@@ -18,7 +18,7 @@ An object is only ever needed while some process maps it: it pickles only for pr
 (as ``multiprocessing.Queue``), and the parent's pickled handle stays mapped by the starting
 process's ``Popen`` object until the child has exited.
 
-The native handles (``_shmq.Channel`` and the others) all have ``name`` and ``release()``, and
+The native handles (``_shmq.Channel`` and the others) all have ``name`` and ``unmap()``, and
 call ``_unlinked`` / ``_still_mapped`` below when they are collected.
 """
 
@@ -44,7 +44,7 @@ class Native(Protocol):
     @property
     def name(self) -> str: ...
 
-    def release(self) -> bool: ...
+    def unmap(self) -> bool: ...
 
 
 N = TypeVar("N", bound=Native)
@@ -121,7 +121,7 @@ def _retry_pending() -> None:
 
 def release(obj: Native) -> None:
     """Drops this process's mapping of ``obj`` and removes the name if nobody maps it."""
-    if obj.release():
+    if obj.unmap():
         _unlinked(obj.name)
     elif os.path.exists(os.path.join(SHM_DIR, obj.name)):
         _still_mapped(obj.name)

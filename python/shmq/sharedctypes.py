@@ -18,8 +18,8 @@ from multiprocessing import context
 from multiprocessing import sharedctypes as _mp_sharedctypes
 from typing import Any
 
-from . import _lifecycle, _shmq
-from .synchronize import _REENTRANT, RLock, _create, _open
+from . import _shmq
+from .synchronize import _REENTRANT, RLock, _Segment, _Shared
 
 __all__ = ["RawValue", "RawArray", "Value", "Array", "synchronized"]
 
@@ -41,8 +41,8 @@ def _ctype(typecode_or_type: Any) -> Any:
     return typecode_or_type
 
 
-def _rebuild(name: str, base: type, length: int | None) -> Any:
-    return _lay(_open(name), base, length)
+def _rebuild(native: _Shared, base: type, length: int | None) -> Any:
+    return _lay(native, base, length)
 
 
 def _shared_type(full: Any) -> Any:
@@ -50,16 +50,15 @@ def _shared_type(full: Any) -> Any:
     if cls is None:
 
         def __reduce__(self: Any) -> Any:  # noqa: N807
-            native = self._shmq_native
-            name = _lifecycle.pin_for_child(self, native)
-            return _rebuild, (name, self._shmq_base, self._shmq_length)
+            context.assert_spawning(self)
+            return _rebuild, (self._shmq_native, self._shmq_base, self._shmq_length)
 
         cls = type(full.__name__, (full,), {"__reduce__": __reduce__, "__module__": __name__})
         _shared_types[full] = cls
     return cls
 
 
-def _lay(native: _shmq.Sync, base: Any, length: int | None) -> Any:
+def _lay(native: _Shared, base: Any, length: int | None) -> Any:
     """The ctypes object of `base` (or an array of `length` of them) over `native`'s memory."""
     full: Any = base if length is None else base * length
     obj = _shared_type(full).from_buffer(native.memory())
@@ -73,7 +72,8 @@ def _lay(native: _shmq.Sync, base: Any, length: int | None) -> Any:
 def _new(base: type, length: int | None, lock: bool) -> Any:
     size = ctypes.sizeof(base) * (1 if length is None else length)
     cells = max(1, (size + 7) // 8)
-    native = _create(lock=_REENTRANT if lock else 0, cells=cells)
+    # With a lock, the segment is an RLock's (get_lock() returns it), holding the memory too.
+    native = RLock._make(lock=_REENTRANT, cells=cells) if lock else _Segment._make(cells=cells)
     return _lay(native, base, length)
 
 
@@ -106,7 +106,7 @@ def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:  # noqa: N
 
 def _lock_for(obj: Any, lock: Any) -> Any:
     if lock in (True, None):
-        return RLock._over(obj._shmq_native)
+        return obj._shmq_native
     if not hasattr(lock, "acquire"):
         raise AttributeError(f"{lock!r} has no method 'acquire'")
     return lock

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections.abc import Callable
+from multiprocessing import context
 from typing import Any, TypeVar
 
 from . import _lifecycle, _shmq
-from ._errors import NotOwnerError, OwnerDeadWarning, ReleaseError
+from ._errors import NotOwnerError
 
 __all__ = [
     "Lock",
@@ -35,92 +35,57 @@ __all__ = [
     "Barrier",
 ]
 
-# Sync.lock_kind / Sync.create's `lock`.
+# Sync.lock_kind / Sync's `lock`.
 _NO_LOCK, _PLAIN, _REENTRANT = 0, 1, 2
-# Sync.lock_acquire's answers.
-_TAKEN_OVER = 2
 # The largest semaphore value (the futex word is 32 bits; u32::MAX means unbounded).
 SEM_VALUE_MAX = 2**32 - 2
 
 T = TypeVar("T")
+S = TypeVar("S", bound="_Shared")
 
 
-def _create(
-    lock: int = _NO_LOCK,
-    sems: list[tuple[int, int]] | None = None,
-    event: bool = False,
-    cells: int = 0,
-) -> _shmq.Sync:
-    sems = sems or []
-    return _lifecycle.create(lambda name: _shmq.Sync.create(name, lock, sems, event, cells))
+def _reopen(cls: type[S], name: str) -> S:
+    return _lifecycle.opened(_shmq.Sync.__new__(cls, name, open=True))
 
 
-def _open(name: str) -> _shmq.Sync:
-    return _lifecycle.opened(_shmq.Sync.open(name))
+class _Shared(_shmq.Sync):
+    """A :class:`_shmq.Sync` segment as a Python object: made through ``_lifecycle`` (tracked
+    for removal), pickled as a reference to it only while a process is being started."""
+
+    @classmethod
+    def _make(
+        cls: type[S],
+        lock: int = _NO_LOCK,
+        sems: list[tuple[int, int]] | None = None,
+        event: bool = False,
+        cells: int = 0,
+    ) -> S:
+        spec = sems or []
+        return _lifecycle.create(
+            lambda name: _shmq.Sync.__new__(cls, name, lock, spec, event, cells)
+        )
+
+    def __reduce__(self) -> Any:
+        return _reopen, (type(self), _lifecycle.pin_for_child(self, self))
 
 
-class _Shared:
-    """An object over a :class:`_shmq.Sync` segment; pickles as a reference to it, only while
-    a process is being started."""
-
-    _native: _shmq.Sync
-
-    def __getstate__(self) -> Any:
-        return _lifecycle.pin_for_child(self, self._native)
-
-    def __setstate__(self, name: Any) -> None:
-        self._native = _open(name)
+class _Segment(_Shared):
+    """A segment used by a composite object (a condition's semaphores, a value's memory)."""
 
 
 class _LockBase(_Shared):
     _kind = _PLAIN
 
-    def __init__(self, *, ctx: Any = None) -> None:
-        self._native = _create(lock=self._kind)
+    def __new__(cls, *, ctx: Any = None) -> _LockBase:
+        return cls._make(lock=cls._kind)
 
-    @classmethod
-    def _over(cls: type[T], native: _shmq.Sync) -> T:
-        """The lock that lives in another object's segment (a condition's, a value's)."""
-        lock = cls.__new__(cls)
-        lock._native = native  # type: ignore[attr-defined]
-        return lock
-
-    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
-        """Acquire the lock, waiting if *block* is true (at most *timeout* seconds if given);
-        return whether it was acquired.
-
-        If the previous holder died holding the lock, it is taken over and
-        :class:`~shmq.OwnerDeadWarning` is warned.
-        """
-        how = self._native.lock_acquire(block, timeout)
-        if how == _TAKEN_OVER:
-            warnings.warn(
-                OwnerDeadWarning(
-                    f"{self!r}: the previous holder died holding the lock; it is now held by "
-                    "this thread, and what it protects may be half-updated"
-                ),
-                stacklevel=2,
-            )
-        return how != 0
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *args: object) -> None:
-        self.release()
-
-    def locked(self) -> bool:
-        """Whether any thread of any process holds the lock (a snapshot)."""
-        return self._native.lock_is_locked()
-
-    def _is_mine(self) -> bool:
-        return self._native.lock_is_mine()
-
-    def _count(self) -> int:
-        return self._native.lock_count()
-
-    def release(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    # The native calls themselves: no Python frame between the caller and the futex word.
+    # ``with lock:`` runs the native ``__enter__``/``__exit__``.
+    acquire = _shmq.Sync.lock_acquire
+    release = _shmq.Sync.lock_release
+    locked = _shmq.Sync.lock_is_locked
+    _is_mine = _shmq.Sync.lock_is_mine
+    _count = _shmq.Sync.lock_count
 
     def __repr__(self) -> str:
         if self._is_mine():
@@ -134,28 +99,26 @@ class _LockBase(_Shared):
 
 class Lock(_LockBase):
     """A non-recursive lock, as :class:`multiprocessing.Lock`: any thread of any process may
-    release it."""
+    release it.
+
+    ``acquire(block=True, timeout=None)`` takes it, waiting if *block* is true (at most
+    *timeout* seconds if given), and returns whether it did; if the previous holder died holding
+    it, it is taken over and :class:`~shmq.OwnerDeadWarning` is warned. ``release()`` raises
+    :exc:`ValueError` (:class:`~shmq.ReleaseError`) if it is not locked.
+    """
 
     _kind = _PLAIN
-
-    def release(self) -> None:
-        """Release the lock; :exc:`ValueError` (:class:`~shmq.ReleaseError`) if it is not
-        locked."""
-        if not self._native.lock_release():
-            raise ReleaseError("semaphore or lock released too many times")
 
 
 class RLock(_LockBase):
     """A recursive lock, as :class:`multiprocessing.RLock`: the thread that holds it may acquire
-    it again, and must release it as many times."""
+    it again, and must release it as many times.
+
+    ``acquire`` as :class:`Lock`'s; ``release()`` raises :exc:`AssertionError`
+    (:class:`~shmq.NotOwnerError`) if the calling thread does not hold it.
+    """
 
     _kind = _REENTRANT
-
-    def release(self) -> None:
-        """Release one level; :exc:`AssertionError` (:class:`~shmq.NotOwnerError`) if the calling
-        thread does not hold the lock."""
-        if not self._native.lock_release():
-            raise NotOwnerError("attempt to release recursive lock not owned by thread")
 
 
 def _check_value(value: int, name: str = "value") -> int:
@@ -178,8 +141,7 @@ class _SemaphoreOf:
         return self._native.sem_acquire(self._index, block, timeout)
 
     def release(self) -> None:
-        if not self._native.sem_release(self._index):
-            raise ReleaseError("semaphore or lock released too many times")
+        self._native.sem_release(self._index)
 
     def get_value(self) -> int:
         return self._native.sem_value(self._index)
@@ -190,29 +152,28 @@ class Semaphore(_Shared):
 
     _bounded = False
 
-    def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
+    def __new__(cls, value: int = 1, *, ctx: Any = None) -> Semaphore:
         value = _check_value(value)
-        self._native = _create(sems=[(value, value if self._bounded else 0)])
+        return cls._make(sems=[(value, value if cls._bounded else 0)])
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         """Take one unit, waiting if *block* is true (at most *timeout* seconds if given);
         return whether it did."""
-        return self._native.sem_acquire(0, block, timeout)
+        return self.sem_acquire(0, block, timeout)
 
     def release(self) -> None:
         """Give one unit back (:exc:`ValueError` past a bounded semaphore's bound)."""
-        if not self._native.sem_release(0):
-            raise ReleaseError("semaphore or lock released too many times")
+        self.sem_release(0)
 
     def get_value(self) -> int:
         """The units available now."""
-        return self._native.sem_value(0)
+        return self.sem_value(0)
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        return self.sem_acquire(0, True, None)
 
     def __exit__(self, *args: object) -> None:
-        self.release()
+        self.sem_release(0)
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__}(value={self.get_value()})>"
@@ -229,7 +190,7 @@ class BoundedSemaphore(Semaphore):
 _SLEEPING, _WOKEN, _WAKE = 0, 1, 2
 
 
-class Condition(_Shared):
+class Condition:
     """A condition variable, as :class:`multiprocessing.Condition`.
 
     *lock* is a shmq :class:`Lock` or :class:`RLock` (a new :class:`RLock` if omitted). Waiters
@@ -240,13 +201,18 @@ class Condition(_Shared):
     def __init__(self, lock: _LockBase | None = None, *, ctx: Any = None, _cells: int = 0) -> None:
         if lock is not None and not isinstance(lock, _LockBase):
             raise TypeError(f"a shmq Condition needs a shmq Lock or RLock, not {lock!r}")
-        own = _REENTRANT if lock is None else _NO_LOCK
-        native = _create(lock=own, sems=[(0, 0), (0, 0), (0, 0)], cells=_cells)
+        sems = [(0, 0), (0, 0), (0, 0)]
+        native: _Shared
+        if lock is None:
+            # Its own RLock, in the segment of its semaphores.
+            native = RLock._make(lock=_REENTRANT, sems=sems, cells=_cells)
+        else:
+            native = _Segment._make(sems=sems, cells=_cells)
         self._setup(native, lock)
 
-    def _setup(self, native: _shmq.Sync, lock: _LockBase | None) -> None:
+    def _setup(self, native: _Shared, lock: _LockBase | None) -> None:
         self._native = native
-        self._lock: _LockBase = RLock._over(native) if lock is None else lock
+        self._lock: _LockBase = native if lock is None else lock  # type: ignore[assignment]
         self._sleeping_count = _SemaphoreOf(native, _SLEEPING)
         self._woken_count = _SemaphoreOf(native, _WOKEN)
         self._wait_semaphore = _SemaphoreOf(native, _WAKE)
@@ -254,12 +220,13 @@ class Condition(_Shared):
         self.release = self._lock.release
 
     def __getstate__(self) -> Any:
-        own = self._native.lock_kind != _NO_LOCK
-        return (_lifecycle.pin_for_child(self, self._native), None if own else self._lock)
+        context.assert_spawning(self)
+        own = self._lock is self._native
+        return (self._native, None if own else self._lock)
 
     def __setstate__(self, state: Any) -> None:
-        name, lock = state
-        self._setup(_open(name), lock)
+        native, lock = state
+        self._setup(native, lock)
 
     def __enter__(self) -> bool:
         return self._lock.__enter__()
@@ -340,24 +307,24 @@ class Event(_Shared):
     """An event, as :class:`multiprocessing.Event`: a flag that ``set`` raises and ``clear``
     lowers, and that ``wait`` waits for."""
 
-    def __init__(self, *, ctx: Any = None) -> None:
-        self._native = _create(event=True)
+    def __new__(cls, *, ctx: Any = None) -> Event:
+        return cls._make(event=True)
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
-        return self._native.event_is_set()
+        return self.event_is_set()
 
     def set(self) -> None:
         """Set the flag, waking every waiter."""
-        self._native.event_set()
+        self.event_set()
 
     def clear(self) -> None:
         """Lower the flag."""
-        self._native.event_clear()
+        self.event_clear()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set (at most *timeout* seconds); return whether it is."""
-        return self._native.event_wait(timeout)
+        return self.event_wait(timeout)
 
     def __repr__(self) -> str:
         state = "set" if self.is_set() else "unset"
@@ -393,20 +360,25 @@ class Barrier(threading.Barrier):
     # threading.Barrier keeps its state and count in these two attributes, read and written
     # under its condition's lock: here they are two 4-byte integers of the condition's cell.
     @property
+    def _cell(self) -> _Shared:
+        cond: Condition = self._cond
+        return cond._native
+
+    @property
     def _state(self) -> int:
-        return int(self._cond._native.atomic_load(0, 4, True))
+        return self._cell.atomic_load(0, 4, True)
 
     @_state.setter
     def _state(self, value: int) -> None:
-        self._cond._native.atomic_store(0, 4, True, value)
+        self._cell.atomic_store(0, 4, True, value)
 
     @property
     def _count(self) -> int:
-        return int(self._cond._native.atomic_load(4, 4, True))
+        return self._cell.atomic_load(4, 4, True)
 
     @_count.setter
     def _count(self, value: int) -> None:
-        self._cond._native.atomic_store(4, 4, True, value)
+        self._cell.atomic_store(4, 4, True, value)
 
     def __repr__(self) -> str:
         if self.broken:

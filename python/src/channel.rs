@@ -48,8 +48,8 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    fn parts(&self) -> PyResult<Arc<Parts>> {
-        self.held.get()
+    fn parts(&self, py: Python<'_>) -> PyResult<Arc<Parts>> {
+        self.held.get(py)
     }
 
     fn from_segment(seg: Segment, name: String, joinable: bool) -> Result<Self, shmq::OpenError> {
@@ -260,13 +260,13 @@ impl Channel {
     }
 
     #[getter]
-    fn capacity(&self) -> PyResult<usize> {
-        Ok(self.parts()?.q.capacity())
+    fn capacity(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.parts(py)?.q.capacity())
     }
 
     #[getter]
-    fn max_len(&self) -> PyResult<usize> {
-        Ok(self.parts()?.max_len)
+    fn max_len(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.parts(py)?.max_len)
     }
 
     #[pyo3(signature = (obj, block=true, timeout=None))]
@@ -278,14 +278,14 @@ impl Channel {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let end = deadline(timeout)?;
-        let p = self.parts()?;
+        let p = self.parts(py)?;
         let msg = codec::encode(py, obj)?;
         p.put_one(py, msg, block, end)
     }
 
     /// Puts every item of `items` in order, blocking for room as needed. Returns the count.
     fn put_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let p = self.parts()?;
+        let p = self.parts(py)?;
         let mut n = 0;
         for item in items.try_iter()? {
             let msg = codec::encode(py, &item?)?;
@@ -298,7 +298,7 @@ impl Channel {
     #[pyo3(signature = (block=true, timeout=None))]
     fn get(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<PyObject> {
         let end = deadline(timeout)?;
-        self.parts()?.get_one(py, block, end)
+        self.parts(py)?.get_one(py, block, end)
     }
 
     /// Waits (as `get`) for one item, then takes up to `max_items - 1` more that are there.
@@ -311,7 +311,7 @@ impl Channel {
         timeout: Option<f64>,
     ) -> PyResult<Vec<PyObject>> {
         let end = deadline(timeout)?;
-        let p = self.parts()?;
+        let p = self.parts(py)?;
         let mut out = Vec::new();
         if max_items == 0 {
             return Ok(out);
@@ -326,19 +326,19 @@ impl Channel {
         Ok(out)
     }
 
-    fn qsize(&self) -> PyResult<usize> {
-        Ok(self.parts()?.q.len())
+    fn qsize(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.parts(py)?.q.len())
     }
 
-    fn full(&self) -> PyResult<bool> {
-        Ok(self.parts()?.q.is_full())
+    fn full(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.parts(py)?.q.is_full())
     }
 
     /// Shuts the queue down in every process and wakes every waiter. With `immediate`, gets
     /// raise at once and the items left are discarded (counted done for `join`).
     #[pyo3(signature = (immediate=false))]
     fn shutdown(&self, py: Python<'_>, immediate: bool) -> PyResult<()> {
-        let p = self.parts()?;
+        let p = self.parts(py)?;
         p.state
             .fetch_update(|s| Some(s | SHUTDOWN | if immediate { IMMEDIATE } else { 0 }))
             .ok();
@@ -359,12 +359,12 @@ impl Channel {
         Ok(())
     }
 
-    fn is_shutdown(&self) -> PyResult<bool> {
-        Ok(self.parts()?.state.load() & SHUTDOWN != 0)
+    fn is_shutdown(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.parts(py)?.state.load() & SHUTDOWN != 0)
     }
 
     fn task_done(&self, py: Python<'_>) -> PyResult<()> {
-        let p = self.parts()?;
+        let p = self.parts(py)?;
         if py.allow_threads(|| p.task_done()) {
             Ok(())
         } else {
@@ -372,15 +372,15 @@ impl Channel {
         }
     }
 
-    fn unfinished_tasks(&self) -> PyResult<u64> {
-        Ok(self.parts()?.join.as_ref().map_or(0, |(n, _)| n.load()))
+    fn unfinished_tasks(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.parts(py)?.join.as_ref().map_or(0, |(n, _)| n.load()))
     }
 
     /// Waits until every item put has been marked done; `False` if `timeout` passed first.
     #[pyo3(signature = (timeout=None))]
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let end = deadline(timeout)?;
-        let p = self.parts()?;
+        let p = self.parts(py)?;
         let Some((n, cond)) = &p.join else {
             return Ok(true);
         };
@@ -412,7 +412,7 @@ impl Channel {
     /// Drops this process's mapping (calls on this object raise `ValueError` afterwards; calls
     /// running in other threads finish first), then removes the name if no process maps it any
     /// more. Returns whether this call removed it.
-    fn release(&self, py: Python<'_>) -> PyResult<bool> {
+    fn unmap(&self, py: Python<'_>) -> PyResult<bool> {
         self.held.release(py)
     }
 

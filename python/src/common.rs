@@ -4,9 +4,10 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::{GILOnceCell, GILProtected};
 use shmq::Segment;
-use std::sync::{Arc, RwLock};
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 create_exception!(
@@ -51,6 +52,22 @@ pub(crate) fn raise(
     }
 }
 
+/// An instance of the exception class `shmq._errors.name` with `message`.
+pub(crate) fn raise_with(
+    py: Python<'_>,
+    cell: &'static GILOnceCell<PyObject>,
+    name: &str,
+    message: &str,
+) -> PyErr {
+    match class(py, cell, "shmq._errors", name) {
+        Ok(c) => match c.bind(py).call1((message,)) {
+            Ok(e) => PyErr::from_value(e),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
 /// An error of the shared-memory layer, as [`ShmqError`].
 pub(crate) fn layer_err(e: impl std::fmt::Display) -> PyErr {
     ShmqError::new_err(e.to_string())
@@ -85,11 +102,15 @@ pub(crate) fn next_slice(end: Option<Instant>) -> Option<Duration> {
 /// [`release`](Self::release) (or collection), after which calls raise `ValueError`. When it
 /// goes, the name is removed from /dev/shm if no process maps it any more; the Python side
 /// (`shmq._lifecycle`) is told either way.
+///
+/// The parts sit behind the GIL: a call that keeps the GIL borrows them ([`with`](Self::with),
+/// no atomic operation), a call that waits without the GIL takes a reference that keeps them
+/// mapped meanwhile ([`get`](Self::get)).
 pub(crate) struct Held<P> {
     name: String,
     /// What the object is called in errors ("queue", "lock", ...).
     what: &'static str,
-    parts: RwLock<Option<Arc<P>>>,
+    parts: GILProtected<RefCell<Option<Arc<P>>>>,
 }
 
 impl<P> Held<P> {
@@ -97,7 +118,7 @@ impl<P> Held<P> {
         Held {
             name,
             what,
-            parts: RwLock::new(Some(Arc::new(parts))),
+            parts: GILProtected::new(RefCell::new(Some(Arc::new(parts)))),
         }
     }
 
@@ -105,21 +126,41 @@ impl<P> Held<P> {
         &self.name
     }
 
-    /// The parts, kept mapped for as long as the caller holds them.
-    pub(crate) fn get(&self) -> PyResult<Arc<P>> {
-        self.parts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("{} {} is released", self.what, self.name))
-            })
+    fn released(&self) -> PyErr {
+        PyValueError::new_err(format!("{} {} is released", self.what, self.name))
     }
 
-    /// Drops this process's mapping (calls running in other threads finish first), then removes
-    /// the name if no process maps it any more. Returns whether this call removed it.
+    /// Runs `f` on the parts, with the GIL held throughout. `f` must not run Python code that
+    /// could release this object (a `release` meanwhile raises instead).
+    #[inline]
+    pub(crate) fn with<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Arc<P>) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let parts = self.parts.get(py).borrow();
+        f(parts.as_ref().ok_or_else(|| self.released())?)
+    }
+
+    /// The parts, kept mapped for as long as the caller holds them (across GIL releases).
+    pub(crate) fn get(&self, py: Python<'_>) -> PyResult<Arc<P>> {
+        self.with(py, |p| Ok(p.clone()))
+    }
+
+    /// Drops this process's mapping (once calls running in other threads let go of it), then
+    /// removes the name if no process maps it any more. Returns whether this call removed it.
     pub(crate) fn release(&self, py: Python<'_>) -> PyResult<bool> {
-        let taken = self.parts.write().unwrap_or_else(|p| p.into_inner()).take();
+        let taken = self
+            .parts
+            .get(py)
+            .try_borrow_mut()
+            .map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{} {} is in use by a call of this thread",
+                    self.what, self.name
+                ))
+            })?
+            .take();
         let Some(parts) = taken else { return Ok(false) };
         drop(parts);
         let name = self.name.clone();
@@ -130,11 +171,8 @@ impl<P> Held<P> {
 
 impl<P> Drop for Held<P> {
     fn drop(&mut self) {
-        let taken = self
-            .parts
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        // A native object is dropped with the GIL held (its deallocation).
+        let taken = Python::with_gil(|py| self.parts.get(py).borrow_mut().take());
         if taken.is_none() {
             return;
         }

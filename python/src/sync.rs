@@ -15,9 +15,10 @@
 //! API are forgotten once taken and released through [`Lock::force_unlock`] (any thread, as
 //! `multiprocessing.Lock`) or [`RLock::unlock_one`] (the owner only).
 
-use crate::common::{deadline, layer_err, wait_sliced, Held};
+use crate::common::{class, deadline, layer_err, raise_with, wait_sliced, Held};
 use pyo3::exceptions::{PyIndexError, PyOSError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
 use shmq::{Array, Event, Lock, LockError, OpenError, RLock, Segment, Semaphore};
 use std::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicI8, Ordering};
 use std::sync::Arc;
@@ -25,13 +26,25 @@ use std::sync::Arc;
 /// `PyBUF_WRITE` of CPython's `memoryobject.h` (a writable view; part of the stable ABI).
 const PY_BUF_WRITE: std::os::raw::c_int = 0x200;
 
+static OWNER_DEAD: GILOnceCell<PyObject> = GILOnceCell::new();
+static RELEASE_ERROR: GILOnceCell<PyObject> = GILOnceCell::new();
+static NOT_OWNER: GILOnceCell<PyObject> = GILOnceCell::new();
+
+fn released_too_often(py: Python<'_>) -> PyErr {
+    raise_with(
+        py,
+        &RELEASE_ERROR,
+        "ReleaseError",
+        "semaphore or lock released too many times",
+    )
+}
+
 /// Which lock a segment holds (`lock_kind`).
 const NO_LOCK: u8 = 0;
 const PLAIN: u8 = 1;
 const REENTRANT: u8 = 2;
 
-/// What `lock_acquire` reports.
-const NOT_TAKEN: u8 = 0;
+/// How `take` took the lock.
 const TAKEN: u8 = 1;
 /// Taken over from an owner that died holding it.
 const TAKEN_OVER: u8 = 2;
@@ -49,8 +62,10 @@ struct Parts {
     cells: Option<Array<u64>>,
 }
 
-/// A segment of synchronization objects and shared memory (see the module docs).
-#[pyclass(module = "shmq._shmq", frozen, weakref)]
+/// A segment of synchronization objects and shared memory (see the module docs). Subclassed in
+/// Python by `Lock`, `RLock`, `Semaphore`, `Event` (whose `acquire`, `release` and `with` are
+/// these native methods, with no Python frame between).
+#[pyclass(module = "shmq._shmq", frozen, weakref, subclass)]
 pub(crate) struct Sync {
     held: Held<Parts>,
 }
@@ -94,8 +109,123 @@ impl Sync {
         })
     }
 
-    fn parts(&self) -> PyResult<Arc<Parts>> {
-        self.held.get()
+    /// The parts, for a call that may wait without the GIL.
+    fn parts(&self, py: Python<'_>) -> PyResult<Arc<Parts>> {
+        self.held.get(py)
+    }
+
+    /// Runs `f` on the parts with the GIL held throughout (no Python code in `f`).
+    #[inline]
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&Parts) -> PyResult<R>) -> PyResult<R> {
+        self.held.with(py, |p| f(p))
+    }
+
+    fn make(name: &str, lock: u8, sems: &[(u32, u32)], event: bool, cells: u64) -> PyResult<Self> {
+        if lock > REENTRANT {
+            return Err(PyValueError::new_err(format!("unknown lock kind {lock}")));
+        }
+        let build = |max_size: Option<u64>| {
+            // Nothing here takes participant records or grows.
+            let mut b = Segment::builder(name).keep(true).participants(1);
+            if let Some(m) = max_size {
+                b = b.max_size(m);
+            }
+            b = match lock {
+                PLAIN => b.lock("lock"),
+                REENTRANT => b.rlock("lock"),
+                _ => b,
+            };
+            for (i, &(initial, bound)) in sems.iter().enumerate() {
+                b = if bound == 0 {
+                    b.semaphore(&sem_name(i), initial)
+                } else {
+                    b.bounded_semaphore(&sem_name(i), initial, bound)
+                };
+            }
+            if event {
+                b = b.event("event");
+            }
+            if cells > 0 {
+                b = b.array::<u64>("cells", cells);
+            }
+            b.create()
+        };
+        // A segment that never grows reserves little address space (the default reserves half
+        // of /dev/shm, too much for thousands of locks); if the guess is below the segment's
+        // own size, the default.
+        let guess = cells.saturating_mul(8).saturating_add(1 << 20);
+        let made = match build(Some(guess)) {
+            Err(shmq::CreateError::InvalidConfig(_)) => build(None),
+            r => r,
+        };
+        let seg = made.map_err(|e| match e {
+            shmq::CreateError::InvalidConfig(m) => PyValueError::new_err(m),
+            e => PyOSError::new_err(format!("cannot create shared-memory segment {name}: {e}")),
+        })?;
+        Sync::from_segment(seg, name.to_string()).map_err(layer_err)
+    }
+
+    /// Runs `f` on the address of the cell memory's `width`-byte integer at `offset` (checked in
+    /// bounds and aligned), with the GIL held throughout.
+    fn at<R>(
+        &self,
+        py: Python<'_>,
+        offset: usize,
+        width: usize,
+        f: impl FnOnce(*mut u8) -> PyResult<R>,
+    ) -> PyResult<R> {
+        self.with(py, |p| f(p.atomic_ptr(offset, width)?))
+    }
+
+    /// The lock taken now or over `end` (waiting without the GIL, in slices): whether it was;
+    /// a takeover from a dead holder is warned (`OwnerDeadWarning`).
+    fn acquire_lock(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let how = match self.with(py, |p| Ok(take(p.lock()?, Take::Now)))? {
+            Some(how) => Some(how),
+            None if !block => None,
+            None => {
+                let end = deadline(timeout)?;
+                let p = self.parts(py)?;
+                let l = p.lock()?;
+                wait_sliced(py, end, |slice| take(l, Take::Within(slice)))?
+            }
+        };
+        if how == Some(TAKEN_OVER) {
+            self.warn_taken_over(py)?;
+        }
+        Ok(how.is_some())
+    }
+
+    fn warn_taken_over(&self, py: Python<'_>) -> PyResult<()> {
+        let category = class(py, &OWNER_DEAD, "shmq._errors", "OwnerDeadWarning")?;
+        let msg = format!(
+            "lock {}: the previous holder died holding the lock; it is now held by this thread, \
+             and what it protects may be half-updated",
+            self.held.name()
+        );
+        let msg = std::ffi::CString::new(msg).unwrap_or_default();
+        PyErr::warn(py, category.bind(py), &msg, 1)
+    }
+
+    /// Releases the lock: a `Lock` whoever holds it (`ReleaseError` if it is not locked), an
+    /// `RLock` one level of the calling thread's (`NotOwnerError` if it does not hold it).
+    fn release_lock(&self, py: Python<'_>) -> PyResult<()> {
+        let kind = self.with(py, |p| {
+            Ok(match p.lock()? {
+                AnyLock::Plain(l) => (!l.force_unlock()).then_some(PLAIN),
+                AnyLock::Reentrant(l) => l.unlock_one().is_err().then_some(REENTRANT),
+            })
+        })?;
+        match kind {
+            None => Ok(()),
+            Some(PLAIN) => Err(released_too_often(py)),
+            Some(_) => Err(raise_with(
+                py,
+                &NOT_OWNER,
+                "NotOwnerError",
+                "attempt to release recursive lock not owned by thread",
+            )),
+        }
     }
 }
 
@@ -297,63 +427,20 @@ impl AtomicOp<Result<u64, u64>> for Cas {
 impl Sync {
     /// Creates the segment `name`: a lock (`lock`: 0 none, 1 `Lock`, 2 `RLock`), one semaphore
     /// per `(initial, bound)` of `sems` (bound 0: unbounded), an event if `event`, and `cells`
-    /// 8-byte cells of zeroed memory.
-    #[staticmethod]
-    #[pyo3(signature = (name, lock, sems, event, cells))]
-    fn create(
+    /// 8-byte cells of zeroed memory. With `open`, maps the existing segment `name` instead.
+    #[new]
+    #[pyo3(signature = (name, lock=0, sems=Vec::new(), event=false, cells=0, open=false))]
+    fn new(
         name: &str,
         lock: u8,
         sems: Vec<(u32, u32)>,
         event: bool,
         cells: u64,
+        open: bool,
     ) -> PyResult<Self> {
-        if lock > REENTRANT {
-            return Err(PyValueError::new_err(format!("unknown lock kind {lock}")));
+        if !open {
+            return Sync::make(name, lock, &sems, event, cells);
         }
-        let build = |max_size: Option<u64>| {
-            // Nothing here takes participant records or grows.
-            let mut b = Segment::builder(name).keep(true).participants(1);
-            if let Some(m) = max_size {
-                b = b.max_size(m);
-            }
-            b = match lock {
-                PLAIN => b.lock("lock"),
-                REENTRANT => b.rlock("lock"),
-                _ => b,
-            };
-            for (i, &(initial, bound)) in sems.iter().enumerate() {
-                b = if bound == 0 {
-                    b.semaphore(&sem_name(i), initial)
-                } else {
-                    b.bounded_semaphore(&sem_name(i), initial, bound)
-                };
-            }
-            if event {
-                b = b.event("event");
-            }
-            if cells > 0 {
-                b = b.array::<u64>("cells", cells);
-            }
-            b.create()
-        };
-        // A segment that never grows reserves little address space (the default reserves half
-        // of /dev/shm, too much for thousands of locks); if the guess is below the segment's
-        // own size, the default.
-        let guess = cells.saturating_mul(8).saturating_add(1 << 20);
-        let made = match build(Some(guess)) {
-            Err(shmq::CreateError::InvalidConfig(_)) => build(None),
-            r => r,
-        };
-        let seg = made.map_err(|e| match e {
-            shmq::CreateError::InvalidConfig(m) => PyValueError::new_err(m),
-            e => PyOSError::new_err(format!("cannot create shared-memory segment {name}: {e}")),
-        })?;
-        Sync::from_segment(seg, name.to_string()).map_err(layer_err)
-    }
-
-    /// Opens the segment `name` made by `create`.
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
         let seg = Segment::open(name).map_err(|e| {
             PyOSError::new_err(format!("cannot open shared-memory segment {name}: {e}"))
         })?;
@@ -367,62 +454,68 @@ impl Sync {
 
     /// 0: no lock, 1: a `Lock`, 2: an `RLock`.
     #[getter]
-    fn lock_kind(&self) -> PyResult<u8> {
-        Ok(match self.parts()?.lock {
-            None => NO_LOCK,
-            Some(AnyLock::Plain(_)) => PLAIN,
-            Some(AnyLock::Reentrant(_)) => REENTRANT,
+    fn lock_kind(&self, py: Python<'_>) -> PyResult<u8> {
+        self.with(py, |p| {
+            Ok(match p.lock {
+                None => NO_LOCK,
+                Some(AnyLock::Plain(_)) => PLAIN,
+                Some(AnyLock::Reentrant(_)) => REENTRANT,
+            })
         })
     }
 
-    /// Takes the lock (waiting if `block`, at most `timeout` seconds): 0 if it did not, 1 if
-    /// it did, 2 if it did from an owner that died holding it. Waits release the GIL and run
-    /// signal handlers every 50 ms.
+    /// Takes the lock (waiting if `block`, at most `timeout` seconds); whether it did. A lock
+    /// taken over from a holder that died holding it is warned (`shmq.OwnerDeadWarning`).
+    /// Waits release the GIL and run signal handlers every 50 ms.
     #[pyo3(signature = (block=true, timeout=None))]
-    fn lock_acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<u8> {
-        let p = self.parts()?;
-        let l = p.lock()?;
-        if let Some(how) = take(l, Take::Now) {
-            return Ok(how);
-        }
-        if !block {
-            return Ok(NOT_TAKEN);
-        }
-        let end = deadline(timeout)?;
-        Ok(wait_sliced(py, end, |slice| take(l, Take::Within(slice)))?.unwrap_or(NOT_TAKEN))
+    fn lock_acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        self.acquire_lock(py, block, timeout)
     }
 
-    /// Releases the lock: a `Lock` whoever holds it, an `RLock` one level of the calling
-    /// thread's. `False` if there was nothing to release (a `Lock` not locked, an `RLock` the
-    /// calling thread does not hold).
-    fn lock_release(&self) -> PyResult<bool> {
-        Ok(match self.parts()?.lock()? {
-            AnyLock::Plain(l) => l.force_unlock(),
-            AnyLock::Reentrant(l) => l.unlock_one().is_ok(),
-        })
+    /// Releases the lock: a `Lock` whoever holds it (`ValueError` if it is not locked), an
+    /// `RLock` one level of the calling thread's (`AssertionError` if it does not hold it).
+    fn lock_release(&self, py: Python<'_>) -> PyResult<()> {
+        self.release_lock(py)
+    }
+
+    /// `with`: takes the lock.
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.acquire_lock(py, true, None)
+    }
+
+    /// Releases the lock taken by `__enter__`.
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.release_lock(py)
     }
 
     /// Whether the calling thread holds the lock.
-    fn lock_is_mine(&self) -> PyResult<bool> {
-        Ok(match self.parts()?.lock()? {
-            AnyLock::Plain(l) => l.is_held_by_current_thread(),
-            AnyLock::Reentrant(l) => l.depth() > 0,
+    fn lock_is_mine(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |p| {
+            Ok(match p.lock()? {
+                AnyLock::Plain(l) => l.is_held_by_current_thread(),
+                AnyLock::Reentrant(l) => l.depth() > 0,
+            })
         })
     }
 
     /// How many times the calling thread holds the lock (0 or 1 for a `Lock`).
-    fn lock_count(&self) -> PyResult<u32> {
-        Ok(match self.parts()?.lock()? {
-            AnyLock::Plain(l) => u32::from(l.is_held_by_current_thread()),
-            AnyLock::Reentrant(l) => l.depth(),
+    fn lock_count(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with(py, |p| {
+            Ok(match p.lock()? {
+                AnyLock::Plain(l) => u32::from(l.is_held_by_current_thread()),
+                AnyLock::Reentrant(l) => l.depth(),
+            })
         })
     }
 
     /// Whether any thread holds the lock (a snapshot).
-    fn lock_is_locked(&self) -> PyResult<bool> {
-        Ok(match self.parts()?.lock()? {
-            AnyLock::Plain(l) => l.is_locked(),
-            AnyLock::Reentrant(l) => l.is_locked(),
+    fn lock_is_locked(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |p| {
+            Ok(match p.lock()? {
+                AnyLock::Plain(l) => l.is_locked(),
+                AnyLock::Reentrant(l) => l.is_locked(),
+            })
         })
     }
 
@@ -436,150 +529,182 @@ impl Sync {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<bool> {
-        let p = self.parts()?;
-        let s = p.sem(i)?;
-        if s.try_acquire() {
+        if self.with(py, |p| Ok(p.sem(i)?.try_acquire()))? {
             return Ok(true);
         }
         if !block {
             return Ok(false);
         }
         let end = deadline(timeout)?;
+        let p = self.parts(py)?;
+        let s = p.sem(i)?;
         Ok(wait_sliced(py, end, |slice| s.acquire_timeout(slice).then_some(()))?.is_some())
     }
 
-    /// Gives one unit back to semaphore `i`; `False` if that would pass its bound.
-    fn sem_release(&self, i: usize) -> PyResult<bool> {
-        Ok(self.parts()?.sem(i)?.release().is_ok())
+    /// Gives one unit back to semaphore `i` (`ValueError` if that would pass its bound).
+    fn sem_release(&self, py: Python<'_>, i: usize) -> PyResult<()> {
+        if self.with(py, |p| Ok(p.sem(i)?.release().is_ok()))? {
+            Ok(())
+        } else {
+            Err(released_too_often(py))
+        }
     }
 
     /// Units of semaphore `i` available now.
-    fn sem_value(&self, i: usize) -> PyResult<u32> {
-        Ok(self.parts()?.sem(i)?.value())
+    fn sem_value(&self, py: Python<'_>, i: usize) -> PyResult<u32> {
+        self.with(py, |p| Ok(p.sem(i)?.value()))
     }
 
-    fn event_set(&self) -> PyResult<()> {
-        self.parts()?.event()?.set();
-        Ok(())
+    fn event_set(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| {
+            p.event()?.set();
+            Ok(())
+        })
     }
 
-    fn event_clear(&self) -> PyResult<()> {
-        self.parts()?.event()?.clear();
-        Ok(())
+    fn event_clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| {
+            p.event()?.clear();
+            Ok(())
+        })
     }
 
-    fn event_is_set(&self) -> PyResult<bool> {
-        Ok(self.parts()?.event()?.is_set())
+    fn event_is_set(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |p| Ok(p.event()?.is_set()))
     }
 
     /// Waits until the event is set, at most `timeout` seconds; whether it is set.
     #[pyo3(signature = (timeout=None))]
     fn event_wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let p = self.parts()?;
-        let e = p.event()?;
-        if e.is_set() {
+        if self.with(py, |p| Ok(p.event()?.is_set()))? {
             return Ok(true);
         }
         let end = deadline(timeout)?;
+        let p = self.parts(py)?;
+        let e = p.event()?;
         Ok(wait_sliced(py, end, |slice| e.wait_timeout(slice).then_some(()))?.is_some())
     }
 
     /// Bytes of shared memory (8 per cell; 0 if none).
     #[getter]
-    fn memory_size(&self) -> PyResult<usize> {
-        Ok(self.parts()?.cells.as_ref().map_or(0, |c| c.len() * 8))
+    fn memory_size(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |p| Ok(p.cells.as_ref().map_or(0, |c| c.len() * 8)))
     }
 
     /// A writable `memoryview` of the shared memory. It does not keep the mapping alive: the
     /// caller keeps this object alive for as long as the view is used.
     fn memory(&self, py: Python<'_>) -> PyResult<PyObject> {
-        let p = self.parts()?;
-        let cells = p
-            .cells
-            .as_ref()
-            .ok_or_else(|| PyValueError::new_err("this object has no shared memory"))?;
-        let len = isize::try_from(cells.len() * 8)
-            .map_err(|_| PyOverflowError::new_err("shared memory too large for a memoryview"))?;
-        // SAFETY: `len` bytes at `as_ptr` are mapped while `p`'s segment is, which the caller
-        // keeps alive with this object (documented above); PyBUF_WRITE makes it writable,
-        // which the mapping is (read-write, shared).
-        let view =
-            unsafe { pyo3::ffi::PyMemoryView_FromMemory(cells.as_ptr().cast(), len, PY_BUF_WRITE) };
+        let (ptr, len) = self.with(py, |p| {
+            let cells = p
+                .cells
+                .as_ref()
+                .ok_or_else(|| PyValueError::new_err("this object has no shared memory"))?;
+            let len = isize::try_from(cells.len() * 8).map_err(|_| {
+                PyOverflowError::new_err("shared memory too large for a memoryview")
+            })?;
+            Ok((cells.as_ptr(), len))
+        })?;
+        // SAFETY: `len` bytes at `ptr` are mapped while this object's segment is, which the
+        // caller keeps alive with this object (documented above); PY_BUF_WRITE makes it
+        // writable, which the mapping is (read-write, shared).
+        let view = unsafe { pyo3::ffi::PyMemoryView_FromMemory(ptr.cast(), len, PY_BUF_WRITE) };
         // SAFETY: a new reference, or null with the Python error set.
         unsafe { Bound::from_owned_ptr_or_err(py, view) }.map(Bound::unbind)
     }
 
     /// Atomically reads the `width`-byte integer at `offset`.
-    fn atomic_load(&self, offset: usize, width: usize, signed: bool) -> PyResult<i128> {
-        let p = self.parts()?;
-        let ptr = p.atomic_ptr(offset, width)?;
-        Ok(from_bits(with_atomic(ptr, width, Load), width, signed))
+    fn atomic_load(
+        &self,
+        py: Python<'_>,
+        offset: usize,
+        width: usize,
+        signed: bool,
+    ) -> PyResult<i128> {
+        self.at(py, offset, width, |ptr| {
+            Ok(from_bits(with_atomic(ptr, width, Load), width, signed))
+        })
     }
 
     /// Atomically writes `value` to the `width`-byte integer at `offset`.
-    fn atomic_store(&self, offset: usize, width: usize, signed: bool, value: i128) -> PyResult<()> {
-        let p = self.parts()?;
-        let ptr = p.atomic_ptr(offset, width)?;
-        with_atomic(ptr, width, Store(to_bits(value, width, signed)?));
-        Ok(())
+    fn atomic_store(
+        &self,
+        py: Python<'_>,
+        offset: usize,
+        width: usize,
+        signed: bool,
+        value: i128,
+    ) -> PyResult<()> {
+        self.at(py, offset, width, |ptr| {
+            with_atomic(ptr, width, Store(to_bits(value, width, signed)?));
+            Ok(())
+        })
     }
 
     /// Atomically replaces the integer at `offset` with `value`; returns the old one.
     fn atomic_swap(
         &self,
+        py: Python<'_>,
         offset: usize,
         width: usize,
         signed: bool,
         value: i128,
     ) -> PyResult<i128> {
-        let p = self.parts()?;
-        let ptr = p.atomic_ptr(offset, width)?;
-        let old = with_atomic(ptr, width, Swap(to_bits(value, width, signed)?));
-        Ok(from_bits(old, width, signed))
+        self.at(py, offset, width, |ptr| {
+            let old = with_atomic(ptr, width, Swap(to_bits(value, width, signed)?));
+            Ok(from_bits(old, width, signed))
+        })
     }
 
     /// Atomically adds `delta` (wrapping at the integer's width, as C does); returns the old
     /// value.
-    fn atomic_add(&self, offset: usize, width: usize, signed: bool, delta: i128) -> PyResult<i128> {
-        let p = self.parts()?;
-        let ptr = p.atomic_ptr(offset, width)?;
-        // Any delta adds as its two's complement bits modulo 2^(8 width).
-        let d = delta.rem_euclid(1i128 << (8 * width)) as u64;
-        Ok(from_bits(with_atomic(ptr, width, Add(d)), width, signed))
+    fn atomic_add(
+        &self,
+        py: Python<'_>,
+        offset: usize,
+        width: usize,
+        signed: bool,
+        delta: i128,
+    ) -> PyResult<i128> {
+        self.at(py, offset, width, |ptr| {
+            // Any delta adds as its two's complement bits modulo 2^(8 width).
+            let d = delta.rem_euclid(1i128 << (8 * width)) as u64;
+            Ok(from_bits(with_atomic(ptr, width, Add(d)), width, signed))
+        })
     }
 
     /// Atomically replaces the integer at `offset` with `new` if it is `expected`: `(True,
     /// expected)` if it did, `(False, what it was)` if not.
     fn atomic_compare_exchange(
         &self,
+        py: Python<'_>,
         offset: usize,
         width: usize,
         signed: bool,
         expected: i128,
         new: i128,
     ) -> PyResult<(bool, i128)> {
-        let p = self.parts()?;
-        let ptr = p.atomic_ptr(offset, width)?;
-        let (e, n) = (
-            to_bits(expected, width, signed),
-            to_bits(new, width, signed)?,
-        );
-        // An expected value the integer cannot hold never matches: report what it is.
-        let Ok(e) = e else {
-            return Ok((
-                false,
-                from_bits(with_atomic(ptr, width, Load), width, signed),
-            ));
-        };
-        Ok(match with_atomic(ptr, width, Cas(e, n)) {
-            Ok(v) => (true, from_bits(v, width, signed)),
-            Err(v) => (false, from_bits(v, width, signed)),
+        self.at(py, offset, width, |ptr| {
+            let (e, n) = (
+                to_bits(expected, width, signed),
+                to_bits(new, width, signed)?,
+            );
+            // An expected value the integer cannot hold never matches: report what it is.
+            let Ok(e) = e else {
+                return Ok((
+                    false,
+                    from_bits(with_atomic(ptr, width, Load), width, signed),
+                ));
+            };
+            Ok(match with_atomic(ptr, width, Cas(e, n)) {
+                Ok(v) => (true, from_bits(v, width, signed)),
+                Err(v) => (false, from_bits(v, width, signed)),
+            })
         })
     }
 
     /// Drops this process's mapping, then removes the name if no process maps it; whether this
     /// call removed it. Views from `memory()` must not be used afterwards.
-    fn release(&self, py: Python<'_>) -> PyResult<bool> {
+    fn unmap(&self, py: Python<'_>) -> PyResult<bool> {
         self.held.release(py)
     }
 
