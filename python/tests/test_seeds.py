@@ -10,6 +10,7 @@ EXPECTED = {
     "token_counter.py": "100\n",
     "producer_consumer.py": f"{sum(i * i for i in range(1000))}\n",
     "two_by_two.py": "True 20\n",
+    "manager_list.py": f"{list(range(1, 16))}\n15\n",
 }
 
 
