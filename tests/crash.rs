@@ -99,6 +99,8 @@ fn child_crash_role() {
         l.pop_at(3).unwrap();
         l.insert(7, &dict_value(99, 1)).unwrap();
         l.remove(&dict_value(10, 2)).unwrap();
+        l.splice(2..6, [&dict_value(98, 1)[..], &dict_value(97, 1)])
+            .unwrap();
         hold_alive();
         return;
     }
@@ -1419,6 +1421,9 @@ fn list_writer_killed_at_any_step_leaves_whole_items_a_usable_lock_and_no_lost_b
         ("list-array-filled", 3),
         ("list-array-replaced", 4),
         ("list-locked", 33),
+        // The splice: its new array filled, then committed.
+        ("list-array-filled", 6),
+        ("list-array-replaced", 5),
     ];
     for (point, skip) in points {
         let name = unique(&format!("list-{point}-{skip}"));

@@ -27,7 +27,7 @@ fn every_operation_matches_a_vec() {
     for step in 0..3000u32 {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
         let r = (x >> 16) as usize;
-        match r % 9 {
+        match r % 10 {
             0..=2 => {
                 assert_eq!(l.push(&item(step)).unwrap(), model.len() + 1);
                 model.push(item(step));
@@ -52,6 +52,16 @@ fn every_operation_matches_a_vec() {
                 assert!(l.remove(&target).unwrap());
                 let at = model.iter().position(|m| *m == target).unwrap();
                 model.remove(at);
+            }
+            8 => {
+                // Replace a range (possibly empty, possibly past the end) by 0..3 new items.
+                let a = r % (model.len() + 2);
+                let b = a + (r / 7) % 4;
+                let new: Vec<Vec<u8>> = (0..(r / 11) % 3).map(|k| item(step + k as u32)).collect();
+                let n = l.splice(a..b, new.iter().map(|v| v.as_slice())).unwrap();
+                let (b, a) = (b.min(model.len()), a.min(model.len()));
+                model.splice(a..b, new);
+                assert_eq!(n, model.len());
             }
             _ => {
                 let got = l.get(r % (model.len() + 1));

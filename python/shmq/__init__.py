@@ -62,6 +62,9 @@ _OURS = (
 for _name in _mp.__all__:
     if _name not in _OURS:
         globals()[_name] = getattr(_mp, _name)
+# shmq's Manager (shared containers without a server process) in place of multiprocessing's.
+from ._manager import Manager as Manager  # noqa: E402
+
 SUBDEBUG = getattr(_mp, "SUBDEBUG")  # noqa: B009 - not in typeshed
 SUBWARNING = getattr(_mp, "SUBWARNING")  # noqa: B009
 

@@ -30,6 +30,7 @@ _INTEGER_CODES = "bBhHiIlLqQ"
 
 # The subclass with a __reduce__ of each ctypes type laid over shared memory, made once.
 _shared_types: dict[type, type] = {}
+_shared_classes: set[type] = set()
 
 
 def _ctype(typecode_or_type: Any) -> Any:
@@ -45,6 +46,16 @@ def _rebuild(native: _Shared, base: type, length: int | None) -> Any:
     return _lay(native, base, length)
 
 
+def _reduce_shared(obj: Any) -> Any:
+    """How a shared container stores a shmq value, array or wrapper: by reference to its
+    segment (``NotImplemented`` for anything else)."""
+    if isinstance(obj, _Atomics):
+        return synchronized, (obj._obj, obj._lock)
+    if type(obj) in _shared_classes:
+        return _rebuild, (obj._shmq_native, obj._shmq_base, obj._shmq_length)
+    return NotImplemented
+
+
 def _shared_type(full: Any) -> Any:
     cls: Any = _shared_types.get(full)
     if cls is None:
@@ -55,6 +66,7 @@ def _shared_type(full: Any) -> Any:
 
         cls = type(full.__name__, (full,), {"__reduce__": __reduce__, "__module__": __name__})
         _shared_types[full] = cls
+        _shared_classes.add(cls)
     return cls
 
 
@@ -207,7 +219,16 @@ class _Atomics:
 
 
 class Synchronized(_Atomics, _mp_sharedctypes.Synchronized):  # type: ignore[type-arg]
-    """``multiprocessing``'s synchronized value wrapper, with atomic integer operations."""
+    """``multiprocessing``'s synchronized value wrapper, with atomic integer operations, and
+    ``get()``/``set()`` as a manager's ``ValueProxy`` has."""
+
+    def get(self) -> Any:
+        """The value (under the lock), as ``ValueProxy.get``."""
+        return self.value
+
+    def set(self, value: Any) -> None:
+        """Set the value (under the lock), as ``ValueProxy.set``."""
+        self.value = value
 
 
 class _ArrayAtomics(_Atomics):

@@ -113,18 +113,83 @@ impl Encoded {
 /// Encodes `obj`: natively if it is plain data, else with the pickler. Errors are the
 /// pickler's (an object that cannot be pickled raises here, at `put`).
 pub(crate) fn encode(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Encoded> {
+    encode_as(py, obj, &mut Opts::default(), Dumps::Message)
+}
+
+/// Encodes `obj` to be stored in a shared container: as [`encode`], except that the pickle
+/// fallback stores shmq objects (containers, queues) as references to them, at any time
+/// (`shmq._pickling.dumps_shared`).
+pub(crate) fn encode_stored(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Encoded> {
+    encode_as(py, obj, &mut Opts::default(), Dumps::Stored)
+}
+
+/// Encodes a dictionary key so that keys Python finds equal encode to equal bytes where the
+/// native encoding can see it: `True`/`False` as the ints 1 and 0, and a float with an integral
+/// value (`2.0`, `-0.0`) as that int, also inside tuples. Returns whether anything was so
+/// replaced (the caller then keeps the key as given beside it).
+pub(crate) fn encode_key(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<(Encoded, bool)> {
+    let mut o = Opts {
+        canonical: true,
+        changed: false,
+    };
+    let e = encode_as(py, obj, &mut o, Dumps::Stored)?;
+    Ok((e, o.changed))
+}
+
+/// How [`native`] encodes: `canonical` replaces bools and integral floats by ints (and notes it
+/// in `changed`).
+#[derive(Default)]
+struct Opts {
+    canonical: bool,
+    changed: bool,
+}
+
+/// Which pickler the fallback uses: `shmq._pickling.dumps` for queue messages, `dumps_shared`
+/// for what is stored in a shared container.
+#[derive(Clone, Copy)]
+enum Dumps {
+    Message,
+    Stored,
+}
+
+fn encode_as(py: Python<'_>, obj: &Bound<'_, PyAny>, o: &mut Opts, d: Dumps) -> PyResult<Encoded> {
     let mut head = Vec::with_capacity(64);
     head.push(FMT_NATIVE);
     head.extend_from_slice(&[0; 4]);
     let mut blobs = Vec::new();
-    if native(py, obj, &mut head, &mut blobs, 0)? {
+    if native(py, obj, &mut head, &mut blobs, 0, o)? {
         let tree = head.len() - 5;
         if let Ok(t) = u32::try_from(tree) {
             head[1..5].copy_from_slice(&t.to_le_bytes());
             return Ok(Encoded { head, blobs });
         }
     }
-    pickled(py, obj)
+    pickled(py, obj, d)
+}
+
+/// Appends the int `v` (an exact int object, or one made from a bool or float) to the tree.
+fn put_int(py: Python<'_>, v: &Bound<'_, PyAny>, head: &mut Vec<u8>) -> PyResult<bool> {
+    match v.extract::<i64>() {
+        Ok(v) => {
+            head.push(T_INT);
+            head.extend_from_slice(&v.to_le_bytes());
+        }
+        Err(_) => {
+            // Arbitrary precision: two's complement, little-endian, through int.to_bytes.
+            let bits: usize = v.call_method0("bit_length")?.extract()?;
+            let n = bits / 8 + 1;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("signed", true)?;
+            let b = v.call_method("to_bytes", (n, "little"), Some(&kwargs))?;
+            let b = b.downcast::<PyBytes>()?.as_bytes();
+            head.push(T_BIGINT);
+            if !put_len(head, b.len()) {
+                return Ok(false);
+            }
+            head.extend_from_slice(b);
+        }
+    }
+    Ok(true)
 }
 
 fn put_len(head: &mut Vec<u8>, n: usize) -> bool {
@@ -144,6 +209,7 @@ fn native(
     head: &mut Vec<u8>,
     blobs: &mut Vec<Blob>,
     depth: u32,
+    o: &mut Opts,
 ) -> PyResult<bool> {
     if depth > MAX_DEPTH {
         return Ok(false);
@@ -151,31 +217,30 @@ fn native(
     if obj.is_none() {
         head.push(T_NONE);
     } else if obj.is_exact_instance_of::<PyBool>() {
-        head.push(if obj.is_truthy()? { T_TRUE } else { T_FALSE });
+        if o.canonical {
+            o.changed = true;
+            let v = i64::from(obj.is_truthy()?);
+            head.push(T_INT);
+            head.extend_from_slice(&v.to_le_bytes());
+        } else {
+            head.push(if obj.is_truthy()? { T_TRUE } else { T_FALSE });
+        }
     } else if obj.is_exact_instance_of::<PyInt>() {
-        match obj.extract::<i64>() {
-            Ok(v) => {
-                head.push(T_INT);
-                head.extend_from_slice(&v.to_le_bytes());
-            }
-            Err(_) => {
-                // Arbitrary precision: two's complement, little-endian, through int.to_bytes.
-                let bits: usize = obj.call_method0("bit_length")?.extract()?;
-                let n = bits / 8 + 1;
-                let kwargs = PyDict::new(py);
-                kwargs.set_item("signed", true)?;
-                let b = obj.call_method("to_bytes", (n, "little"), Some(&kwargs))?;
-                let b = b.downcast::<PyBytes>()?.as_bytes();
-                head.push(T_BIGINT);
-                if !put_len(head, b.len()) {
-                    return Ok(false);
-                }
-                head.extend_from_slice(b);
-            }
+        if !put_int(py, obj, head)? {
+            return Ok(false);
         }
     } else if obj.is_exact_instance_of::<PyFloat>() {
-        head.push(T_FLOAT);
-        head.extend_from_slice(&obj.extract::<f64>()?.to_le_bytes());
+        let v = obj.extract::<f64>()?;
+        if o.canonical && v.is_finite() && v.trunc() == v {
+            o.changed = true;
+            let i = obj.call_method0("__int__")?;
+            if !put_int(py, &i, head)? {
+                return Ok(false);
+            }
+        } else {
+            head.push(T_FLOAT);
+            head.extend_from_slice(&v.to_le_bytes());
+        }
     } else if let Ok(s) = obj.downcast_exact::<PyString>() {
         // A str with lone surrogates has no UTF-8 form: pickle it.
         let Ok(s) = s.to_cow() else { return Ok(false) };
@@ -216,7 +281,7 @@ fn native(
             return Ok(false);
         }
         for item in t.iter() {
-            if !native(py, &item, head, blobs, depth + 1)? {
+            if !native(py, &item, head, blobs, depth + 1, o)? {
                 return Ok(false);
             }
         }
@@ -228,7 +293,7 @@ fn native(
             return Ok(false);
         }
         for item in &items {
-            if !native(py, item, head, blobs, depth + 1)? {
+            if !native(py, item, head, blobs, depth + 1, o)? {
                 return Ok(false);
             }
         }
@@ -239,7 +304,9 @@ fn native(
             return Ok(false);
         }
         for (k, v) in &items {
-            if !native(py, k, head, blobs, depth + 1)? || !native(py, v, head, blobs, depth + 1)? {
+            if !native(py, k, head, blobs, depth + 1, o)?
+                || !native(py, v, head, blobs, depth + 1, o)?
+            {
                 return Ok(false);
             }
         }
@@ -250,6 +317,7 @@ fn native(
 }
 
 static DUMPS: GILOnceCell<PyObject> = GILOnceCell::new();
+static DUMPS_SHARED: GILOnceCell<PyObject> = GILOnceCell::new();
 static LOADS: GILOnceCell<PyObject> = GILOnceCell::new();
 
 fn helper<'py>(
@@ -263,24 +331,31 @@ fn helper<'py>(
     Ok(f.bind(py).clone())
 }
 
+fn dumps_fn(py: Python<'_>, d: Dumps) -> PyResult<Bound<'_, PyAny>> {
+    match d {
+        Dumps::Message => helper(py, &DUMPS, "dumps"),
+        Dumps::Stored => helper(py, &DUMPS_SHARED, "dumps_shared"),
+    }
+}
+
 /// Pickle protocol 5 through multiprocessing's pickler; buffers out of band when they can be
 /// exported contiguous, else in band.
-fn pickled(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Encoded> {
-    let dumps = helper(py, &DUMPS, "dumps")?;
+fn pickled(py: Python<'_>, obj: &Bound<'_, PyAny>, d: Dumps) -> PyResult<Encoded> {
+    let dumps = dumps_fn(py, d)?;
     let (data, bufs): (Bound<'_, PyBytes>, Vec<Bound<'_, PyAny>>) =
         dumps.call1((obj, true))?.extract()?;
     let mut views = Vec::with_capacity(bufs.len());
     for b in &bufs {
         match BufferView::get_contiguous(b) {
             Ok(v) => views.push(v),
-            Err(_) => return pickled_in_band(py, obj),
+            Err(_) => return pickled_in_band(py, obj, d),
         }
     }
     Ok(pickle_message(data, views))
 }
 
-fn pickled_in_band(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Encoded> {
-    let dumps = helper(py, &DUMPS, "dumps")?;
+fn pickled_in_band(py: Python<'_>, obj: &Bound<'_, PyAny>, d: Dumps) -> PyResult<Encoded> {
+    let dumps = dumps_fn(py, d)?;
     let (data, _): (Bound<'_, PyBytes>, Vec<Bound<'_, PyAny>>) =
         dumps.call1((obj, false))?.extract()?;
     Ok(pickle_message(data, Vec::new()))

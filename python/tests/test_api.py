@@ -353,11 +353,11 @@ def test_module_stands_in_for_multiprocessing():
         "current_process",
         "cpu_count",
         "set_start_method",
-        "Manager",
         "active_children",
         "TimeoutError",
     ]:
         assert getattr(shmq, name) is getattr(multiprocessing, name), name
+    assert shmq.Manager is not multiprocessing.Manager  # shmq's own (no server process)
     ctx = shmq.get_context("spawn")
     assert ctx.get_start_method() == "spawn"
     assert isinstance(ctx.Queue(), shmq.Queue)

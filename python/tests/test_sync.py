@@ -285,3 +285,28 @@ def test_collected_objects_leave_nothing_in_dev_shm():
     ]
     assert all(o is not None for o in objs)
     del objs
+
+
+def _use_stored(d):
+    with d["lock"]:
+        d["value"].fetch_add(5)
+        d["cells"][1] = 7
+    d["done"].set()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_locks_values_and_events_stored_in_a_managed_dict_are_the_same_objects(method):
+    ctx = multiprocessing.get_context(method)
+    with shmq.Manager() as m:
+        d = m.dict()
+        d["lock"], d["value"], d["cells"] = m.Lock(), m.Value("i", 1), m.Array("i", 3)
+        d["done"] = m.Event()
+        assert d["value"].get() == 1
+        p = ctx.Process(target=_use_stored, args=(d,))
+        p.start()
+        assert d["done"].wait(60)
+        p.join(60)
+        assert p.exitcode == 0
+        assert d["value"].value == 6
+        assert d["cells"][:] == [0, 7, 0]
+        assert d["lock"].acquire(False) is True

@@ -363,6 +363,72 @@ impl<'a, M: HeapMem> SeqRef<'a, M> {
         Ok(())
     }
 
+    /// Replaces items `from..to` (both clamped to the length, `from` to `to`) by `items`: a new
+    /// array with the change, committed by one store in the heap lock hold that frees the old
+    /// array and the items taken out, so a crash leaves the list wholly before or after. Returns
+    /// the new length.
+    pub(crate) fn splice<'b>(
+        &self,
+        from: u64,
+        to: u64,
+        items: impl IntoIterator<Item = &'b [u8]>,
+    ) -> Result<u64> {
+        let mut g = self.lock()?;
+        g.ok = false;
+        let old = self.array()?;
+        let (cap, cur) = old
+            .as_ref()
+            .map_or((0, Vec::new()), |a| (a.cap, Self::items(a)));
+        let to = (to.min(cur.len() as u64)) as usize;
+        let from = (from as usize).min(to);
+        let mut added = Vec::new();
+        let made = items.into_iter().try_for_each(|b| {
+            added.push(self.new_item(b)?);
+            Ok(())
+        });
+        if let Err(e) = made {
+            for &off in &added {
+                let _ = self.heap.free(off);
+            }
+            return Err(e);
+        }
+        let mut next = Vec::with_capacity(cur.len() - (to - from) + added.len());
+        next.extend_from_slice(&cur[..from]);
+        next.extend_from_slice(&added);
+        next.extend_from_slice(&cur[to..]);
+        let mut cap = cap.max(FIRST_CAP);
+        while (next.len() as u64) > cap {
+            cap = cap.saturating_mul(2);
+        }
+        let new = match self.new_array(cap, &next) {
+            Ok(new) => new,
+            Err(e) => {
+                for &off in &added {
+                    let _ = self.heap.free(off);
+                }
+                return Err(e);
+            }
+        };
+        crate::fault::point("list-array-filled");
+        // The commit, and the frees of the old array and of the items taken out, in one heap
+        // lock hold (the one store unlinks them all).
+        let mut gone: Vec<u64> = cur[from..to].to_vec();
+        if let Some(a) = &old {
+            gone.push(a.off);
+        }
+        self.heap
+            .free_all_unlinked(&gone, "list-array-replaced", || {
+                self.hdr.array.store(new, Ordering::Relaxed);
+                true
+            });
+        self.heap.own_by_structure(new);
+        for &off in &added {
+            self.heap.own_by_structure(off);
+        }
+        g.ok = true;
+        Ok(next.len() as u64)
+    }
+
     /// Removes every item (one at a time from the end: a crash in the middle leaves a prefix).
     pub(crate) fn clear(&self) -> Result<()> {
         let _g = self.lock()?;

@@ -151,6 +151,28 @@ impl BytesList {
         self.run(|l| l.remove_first(item))
     }
 
+    /// Replaces items `range` (clamped to the length) by `items`, as `Vec::splice` (or Python's
+    /// `l[a:b] = items`): one step for every other process, and a process killed in the middle
+    /// leaves the list wholly as it was or wholly changed. Returns the new length.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-bytes-list-splice").bytes_list("l").create_or_replace()?;
+    /// let l = seg.bytes_list("l")?;
+    /// l.extend([&b"a"[..], b"b", b"c", b"d"])?;
+    /// assert_eq!(l.splice(1..3, [&b"x"[..]])?, 3);
+    /// assert_eq!(l.to_vec()?, [&b"a"[..], b"x", b"d"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn splice<'b>(
+        &self,
+        range: std::ops::Range<usize>,
+        items: impl IntoIterator<Item = &'b [u8]>,
+    ) -> Result<usize, ListError> {
+        self.run(|l| l.splice(range.start as u64, range.end as u64, items))
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     /// Removes every item.
     pub fn clear(&self) -> Result<(), ListError> {
         self.run(|l| l.clear())
