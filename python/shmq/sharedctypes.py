@@ -163,27 +163,35 @@ class _Atomics:
         context.assert_spawning(self)
         return synchronized, (self._obj, self._lock)
 
-    def _where(self, index: int | None) -> tuple[_shmq.Sync, int, int, bool]:
+    def _shape(self) -> tuple[_shmq.Sync, int, bool, int | None]:
+        """The segment, element width, signedness and length (``None``: a single value) of
+        the integer object wrapped; worked out once, then kept."""
+        shape: tuple[_shmq.Sync, int, bool, int | None] | None = self.__dict__.get("_shmq_shape")
+        if shape is not None:
+            return shape
         obj = self._obj
-        native = getattr(obj, "_shmq_native", None)
-        if native is None:
+        if type(obj) not in _shared_classes:
             raise TypeError("atomic operations need a shmq shared object")
         base = obj._shmq_base
         code = getattr(base, "_type_", None)
         if not isinstance(code, str) or code not in _INTEGER_CODES:
             raise TypeError(f"atomic operations need an integer type, not {base.__name__}")
-        width = ctypes.sizeof(base)
-        if obj._shmq_length is None:
+        shape = (obj._shmq_native, ctypes.sizeof(base), code.islower(), obj._shmq_length)
+        self.__dict__["_shmq_shape"] = shape
+        return shape
+
+    def _where(self, index: int | None) -> tuple[_shmq.Sync, int, int, bool]:
+        native, width, signed, n = self._shape()
+        if n is None:
             if index is not None:
                 raise TypeError("a single value takes no index")
-            return native, 0, width, code.islower()
+            return native, 0, width, signed
         if index is None:
             raise TypeError("an array's atomic operations take the element's index")
-        n = obj._shmq_length
         i = index + n if index < 0 else index
         if not 0 <= i < n:
             raise IndexError("invalid index")
-        return native, i * width, width, code.islower()
+        return native, i * width, width, signed
 
     def load(self, index: int | None = None) -> int:
         """Read the integer atomically."""
