@@ -90,9 +90,9 @@ pub use kind::{ObjectKind, TypeSig};
 pub use objects::atom::{Atom, AtomNum};
 #[cfg(not(shmq_loom))]
 pub use objects::handles::{
-    Array, Barrier, BytesDict, BytesList, Condition, Dict, DictEntry, Event, JoinableQueue, List,
-    Lock, LockError, LockGuard, NotOwner, RLock, RLockGuard, Semaphore, SharedVec, Value,
-    Versioned,
+    Array, Barrier, BytesDict, BytesList, Condition, Dict, DictEntry, Event, EventMark,
+    JoinableQueue, List, Lock, LockError, LockGuard, NotOwner, RLock, RLockGuard, Semaphore,
+    SharedVec, Value, Versioned,
 };
 #[cfg(not(shmq_loom))]
 pub use queue::Queue;

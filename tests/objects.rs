@@ -741,3 +741,38 @@ fn unlock_one_releases_levels_of_the_owner_only() {
     assert!(!r.is_locked());
     assert!(r.unlock_one().is_err());
 }
+
+/// Descriptors this process has open now.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_mapped_segment_costs_one_file_descriptor() {
+    let name = unique("onefd");
+    let before = open_fds();
+    let seg = Segment::builder(&name).lock("l").create().unwrap();
+    let opened = Segment::open(&name).unwrap();
+    // Each mapping holds one descriptor (whose open file description carries its flock).
+    assert_eq!(open_fds(), before + 2);
+    drop(opened);
+    drop(seg);
+    assert_eq!(open_fds(), before);
+}
+
+#[test]
+fn release_claim_lets_the_name_go_while_the_memory_stays() {
+    let name = unique("claim");
+    let seg = Segment::builder(&name)
+        .value::<u64>("v", 7)
+        .keep(true)
+        .create()
+        .unwrap();
+    let v = seg.value::<u64>("v").unwrap();
+    assert!(!Segment::unlink_if_unused(&name).unwrap());
+    seg.release_claim();
+    assert!(Segment::unlink_if_unused(&name).unwrap());
+    v.store(8);
+    assert_eq!(v.load(), 8);
+    assert!(matches!(Segment::open(&name), Err(OpenError::NotFound)));
+}

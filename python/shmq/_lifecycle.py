@@ -19,7 +19,7 @@ An object is only ever needed while some process maps it: it pickles only for pr
 process's ``Popen`` object until the child has exited.
 
 The native handles (``_shmq.Channel`` and the others) all have ``name`` and ``unmap()``, and
-call ``_unlinked`` / ``_still_mapped`` below when they are collected.
+call ``_unlinked`` / ``_still_mapped`` below when they are unmapped or collected.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Native(Protocol):
 N = TypeVar("N", bound=Native)
 
 _live: weakref.WeakSet[Native] = weakref.WeakSet()
+_pins: weakref.WeakSet[_shmq.Pin] = weakref.WeakSet()
 _lock = threading.RLock()
 _swept = False
 # Names this process let go of while another holder still mapped them.
@@ -120,14 +121,30 @@ def _retry_pending() -> None:
 
 
 def release(obj: Native) -> None:
-    """Drops this process's mapping of ``obj`` and removes the name if nobody maps it."""
-    if obj.unmap():
-        _unlinked(obj.name)
-    elif os.path.exists(os.path.join(SHM_DIR, obj.name)):
-        _still_mapped(obj.name)
+    """Drops this process's mapping of ``obj`` and removes the name if nobody maps it (the
+    native ``unmap`` calls ``_unlinked`` or ``_still_mapped``)."""
+    obj.unmap()
+
+
+def pinned(pin: _shmq.Pin) -> _shmq.Pin:
+    """Tracks a pin (the mapping under a ctypes object) so that the exit hook can give up this
+    process's claim on its segment while the memory stays mapped."""
+    _pins.add(pin)
+    return pin
 
 
 def _release_all() -> None:
+    # Memory that ctypes objects point into stays mapped (a daemon thread may still touch it
+    # while the interpreter exits), but this process's claim on it goes first, so that the
+    # unmaps below (or the retries) can remove the names. At exit, ``multiprocessing`` has
+    # joined or terminated this process's children, which could otherwise share the claim.
+    claims: list[_shmq.Pin | _shmq.Sync] = [*_pins]
+    claims += [o for o in _live if isinstance(o, _shmq.Sync)]
+    for claim in claims:
+        try:
+            claim.release_claim()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
     for obj in list(_live):
         try:
             release(obj)

@@ -5,7 +5,7 @@ from typing import Any, final
 
 from typing_extensions import Self, disjoint_base
 
-__all__ = ["Channel", "SharedDict", "SharedList", "ShmqError", "Sync", "unlink_if_unused"]
+__all__ = ["Channel", "Pin", "SharedDict", "SharedList", "ShmqError", "Sync", "unlink_if_unused"]
 
 class ShmqError(Exception):
     """An error of the shared-memory layer."""
@@ -42,6 +42,12 @@ class Channel:
     def join(self, timeout: float | None = None) -> bool: ...
     def unmap(self) -> bool: ...
 
+@final
+class Pin:
+    """Keeps a segment's memory mapped in this process while it lives."""
+
+    def release_claim(self) -> None: ...
+
 @disjoint_base
 class Sync:
     """A segment of synchronization objects and shared memory: at most one lock, semaphores,
@@ -52,7 +58,7 @@ class Sync:
         cls,
         name: str,
         lock: int = 0,
-        sems: list[tuple[int, int]] = ...,
+        sems: list[tuple[int, int | None]] = ...,
         event: bool = False,
         cells: int = 0,
         open: bool = False,
@@ -78,6 +84,8 @@ class Sync:
     @property
     def memory_size(self) -> int: ...
     def memory(self) -> memoryview: ...
+    def pin(self) -> Pin: ...
+    def release_claim(self) -> None: ...
     def atomic_load(self, offset: int, width: int, signed: bool) -> int: ...
     def atomic_store(self, offset: int, width: int, signed: bool, value: int) -> None: ...
     def atomic_swap(self, offset: int, width: int, signed: bool, value: int) -> int: ...

@@ -18,7 +18,7 @@ from multiprocessing import context
 from multiprocessing import sharedctypes as _mp_sharedctypes
 from typing import Any
 
-from . import _shmq
+from . import _lifecycle, _shmq
 from .synchronize import _REENTRANT, RLock, _Segment, _Shared
 
 __all__ = ["RawValue", "RawArray", "Value", "Array", "synchronized"]
@@ -74,7 +74,9 @@ def _lay(native: _Shared, base: Any, length: int | None) -> Any:
     """The ctypes object of `base` (or an array of `length` of them) over `native`'s memory."""
     full: Any = base if length is None else base * length
     obj = _shared_type(full).from_buffer(native.memory())
-    # The memoryview does not keep the mapping: the object keeps the segment's handle.
+    # The memoryview does not keep the mapping: the object keeps a pin of it (good after the
+    # handle is unmapped, at exit for instance), and the handle for its atomics and lock.
+    obj._shmq_pin = _lifecycle.pinned(native.pin())
     obj._shmq_native = native
     obj._shmq_base = base
     obj._shmq_length = length

@@ -56,7 +56,7 @@ class _Shared(_shmq.Sync):
     def _make(
         cls: type[S],
         lock: int = _NO_LOCK,
-        sems: list[tuple[int, int]] | None = None,
+        sems: list[tuple[int, int | None]] | None = None,
         event: bool = False,
         cells: int = 0,
     ) -> S:
@@ -154,7 +154,7 @@ class Semaphore(_Shared):
 
     def __new__(cls, value: int = 1, *, ctx: Any = None) -> Semaphore:
         value = _check_value(value)
-        return cls._make(sems=[(value, value if cls._bounded else 0)])
+        return cls._make(sems=[(value, value if cls._bounded else None)])
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         """Take one unit, waiting if *block* is true (at most *timeout* seconds if given);
@@ -201,7 +201,7 @@ class Condition:
     def __init__(self, lock: _LockBase | None = None, *, ctx: Any = None, _cells: int = 0) -> None:
         if lock is not None and not isinstance(lock, _LockBase):
             raise TypeError(f"a shmq Condition needs a shmq Lock or RLock, not {lock!r}")
-        sems = [(0, 0), (0, 0), (0, 0)]
+        sems: list[tuple[int, int | None]] = [(0, None), (0, None), (0, None)]
         native: _Shared
         if lock is None:
             # Its own RLock, in the segment of its semaphores.

@@ -148,7 +148,8 @@ impl<P> Held<P> {
     }
 
     /// Drops this process's mapping (once calls running in other threads let go of it), then
-    /// removes the name if no process maps it any more. Returns whether this call removed it.
+    /// removes the name if no process maps it any more, and tells `shmq._lifecycle` which.
+    /// Returns whether this call removed it.
     pub(crate) fn release(&self, py: Python<'_>) -> PyResult<bool> {
         let taken = self
             .parts
@@ -164,8 +165,11 @@ impl<P> Held<P> {
         let Some(parts) = taken else { return Ok(false) };
         drop(parts);
         let name = self.name.clone();
-        py.allow_threads(|| Segment::unlink_if_unused(&name))
-            .map_err(layer_err)
+        let removed = py
+            .allow_threads(|| Segment::unlink_if_unused(&name))
+            .map_err(layer_err)?;
+        tell_lifecycle(py, &self.name, removed);
+        Ok(removed)
     }
 }
 
@@ -179,15 +183,22 @@ impl<P> Drop for Held<P> {
         drop(taken);
         // Removed: the resource tracker may forget the name (it would unlink it again at
         // exit). Still held elsewhere: this process tries again later (see _lifecycle).
-        let (cell, hook) = match Segment::unlink_if_unused(&self.name) {
-            Ok(true) => (&UNLINKED, "_unlinked"),
-            _ => (&STILL_MAPPED, "_still_mapped"),
-        };
-        Python::with_gil(|py| {
-            if let Ok(f) = class(py, cell, "shmq._lifecycle", hook) {
-                let _ = f.bind(py).call1((self.name.as_str(),));
-            }
-        });
+        let removed = Segment::unlink_if_unused(&self.name).unwrap_or(false);
+        Python::with_gil(|py| tell_lifecycle(py, &self.name, removed));
+    }
+}
+
+/// Tells `shmq._lifecycle` that this process let go of `name`: it removed the name (the
+/// resource tracker may forget it, or it would unlink it again at exit), or another process
+/// (or a child between fork and exec) still maps it (this process tries again later).
+fn tell_lifecycle(py: Python<'_>, name: &str, removed: bool) {
+    let (cell, hook) = if removed {
+        (&UNLINKED, "_unlinked")
+    } else {
+        (&STILL_MAPPED, "_still_mapped")
+    };
+    if let Ok(f) = class(py, cell, "shmq._lifecycle", hook) {
+        let _ = f.bind(py).call1((name,));
     }
 }
 

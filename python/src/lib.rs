@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<channel::Channel>()?;
     m.add_class::<sync::Sync>()?;
+    m.add_class::<sync::Pin>()?;
     m.add_class::<containers::SharedList>()?;
     m.add_class::<containers::SharedDict>()?;
     m.add_function(wrap_pyfunction!(common::unlink_if_unused, m)?)?;

@@ -55,11 +55,23 @@ enum AnyLock {
 }
 
 struct Parts {
-    _seg: Segment,
+    seg: Segment,
     lock: Option<AnyLock>,
     sems: Vec<Semaphore>,
     event: Option<Event>,
     cells: Option<Array<u64>>,
+}
+
+/// Keeps a segment's memory mapped in this process (see `Sync.pin`).
+#[pyclass(module = "shmq._shmq", frozen, weakref)]
+pub(crate) struct Pin(Arc<Parts>);
+
+#[pymethods]
+impl Pin {
+    /// Gives up this process's claim on the segment, as `Sync.release_claim`.
+    fn release_claim(&self) {
+        self.0.seg.release_claim();
+    }
 }
 
 /// A segment of synchronization objects and shared memory (see the module docs). Subclassed in
@@ -98,7 +110,7 @@ impl Sync {
         let event = optional(seg.event("event"))?;
         let cells = optional(seg.array::<u64>("cells"))?;
         let parts = Parts {
-            _seg: seg,
+            seg,
             lock,
             sems,
             event,
@@ -120,7 +132,13 @@ impl Sync {
         self.held.with(py, |p| f(p))
     }
 
-    fn make(name: &str, lock: u8, sems: &[(u32, u32)], event: bool, cells: u64) -> PyResult<Self> {
+    fn make(
+        name: &str,
+        lock: u8,
+        sems: &[(u32, Option<u32>)],
+        event: bool,
+        cells: u64,
+    ) -> PyResult<Self> {
         if lock > REENTRANT {
             return Err(PyValueError::new_err(format!("unknown lock kind {lock}")));
         }
@@ -136,10 +154,9 @@ impl Sync {
                 _ => b,
             };
             for (i, &(initial, bound)) in sems.iter().enumerate() {
-                b = if bound == 0 {
-                    b.semaphore(&sem_name(i), initial)
-                } else {
-                    b.bounded_semaphore(&sem_name(i), initial, bound)
+                b = match bound {
+                    None => b.semaphore(&sem_name(i), initial),
+                    Some(bound) => b.bounded_semaphore(&sem_name(i), initial, bound),
                 };
             }
             if event {
@@ -426,14 +443,14 @@ impl AtomicOp<Result<u64, u64>> for Cas {
 #[pymethods]
 impl Sync {
     /// Creates the segment `name`: a lock (`lock`: 0 none, 1 `Lock`, 2 `RLock`), one semaphore
-    /// per `(initial, bound)` of `sems` (bound 0: unbounded), an event if `event`, and `cells`
+    /// per `(initial, bound)` of `sems` (bound `None`: unbounded), an event if `event`, and `cells`
     /// 8-byte cells of zeroed memory. With `open`, maps the existing segment `name` instead.
     #[new]
     #[pyo3(signature = (name, lock=0, sems=Vec::new(), event=false, cells=0, open=false))]
     fn new(
         name: &str,
         lock: u8,
-        sems: Vec<(u32, u32)>,
+        sems: Vec<(u32, Option<u32>)>,
         event: bool,
         cells: u64,
         open: bool,
@@ -576,13 +593,12 @@ impl Sync {
     /// Waits until the event is set, at most `timeout` seconds; whether it is set.
     #[pyo3(signature = (timeout=None))]
     fn event_wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        if self.with(py, |p| Ok(p.event()?.is_set()))? {
-            return Ok(true);
-        }
         let end = deadline(timeout)?;
         let p = self.parts(py)?;
         let e = p.event()?;
-        Ok(wait_sliced(py, end, |slice| e.wait_timeout(slice).then_some(()))?.is_some())
+        // One mark for every slice: a set and clear between two slices still ends the wait.
+        let mark = e.mark();
+        Ok(wait_sliced(py, end, |slice| e.wait_since(mark, slice).then_some(()))?.is_some())
     }
 
     /// Bytes of shared memory (8 per cell; 0 if none).
@@ -702,10 +718,26 @@ impl Sync {
         })
     }
 
-    /// Drops this process's mapping, then removes the name if no process maps it; whether this
-    /// call removed it. Views from `memory()` must not be used afterwards.
+    /// A reference that keeps the memory mapped in this process for as long as it lives, even
+    /// after `unmap`: objects laid over `memory()` hold one.
+    fn pin(&self, py: Python<'_>) -> PyResult<Pin> {
+        Ok(Pin(self.parts(py)?))
+    }
+
+    /// Drops this handle's reference to the mapping (the memory stays mapped while a `pin`
+    /// holds it), then removes the name if no process maps the segment any more; whether this
+    /// call removed it. Calls on this handle raise afterwards.
     fn unmap(&self, py: Python<'_>) -> PyResult<bool> {
         self.held.release(py)
+    }
+
+    /// Gives up this process's claim on the segment (`Segment::release_claim`): the name can
+    /// go once other processes let go, while this process's memory stays mapped. At exit.
+    fn release_claim(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| {
+            p.seg.release_claim();
+            Ok(())
+        })
     }
 
     fn __repr__(&self) -> String {

@@ -43,6 +43,40 @@ def run_program(source, start_method, timeout=120, **kwargs):
     )
 
 
+def _ranges_of(segment):
+    """Address ranges at which this process maps /dev/shm/``segment`` (a creator's mapping is
+    of the file under its build name, ``segment~init~...``, since removed)."""
+    path = f"/dev/shm/{segment}"
+    ranges = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and (fields[5].rstrip() + " ").startswith((path + " ", path + "~")):
+                lo, hi = fields[0].split("-")
+                ranges.append((int(lo, 16), int(hi, 16)))
+    return ranges
+
+
+def wait_until_in_futex(tid, segment=None, timeout=30):
+    """Returns once thread ``tid`` of this process sleeps in a futex wait (``futex`` or
+    ``futex_waitv``, read from /proc), on a word of shmq segment ``segment`` if given (for
+    ``futex``: its first argument is the word's address); fails after ``timeout`` seconds."""
+    ranges = _ranges_of(segment) if segment is not None else None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            call = f.read().split()
+        # futex or futex_waitv, on x86_64
+        if call and call[0] in ("202", "449"):
+            if ranges is None:
+                return
+            addr = int(call[1], 16)
+            if call[0] == "202" and any(lo <= addr < hi for lo, hi in ranges):
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"thread {tid} never slept in a futex wait")
+
+
 def sigint_latency(call):
     """Runs ``call()`` in this (the main) thread; once that thread sleeps in a futex wait, a
     helper thread sends SIGINT to the process. Returns the seconds from the signal to the
@@ -58,13 +92,7 @@ def sigint_latency(call):
 
     def helper():
         assert armed.wait(30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with open(f"/proc/self/task/{main_tid}/syscall") as f:
-                # futex or futex_waitv, on x86_64
-                if f.read().split()[0] in ("202", "449"):
-                    break
-            time.sleep(0.001)
+        wait_until_in_futex(main_tid)
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
 

@@ -7,11 +7,13 @@ import multiprocessing
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import warnings
 
 import pytest
-from conftest import sigint_latency
+from conftest import sigint_latency, wait_until_in_futex
 
 import shmq
 
@@ -310,3 +312,86 @@ def test_locks_values_and_events_stored_in_a_managed_dict_are_the_same_objects(m
         assert d["value"].value == 6
         assert d["cells"][:] == [0, 7, 0]
         assert d["lock"].acquire(False) is True
+
+
+def test_bounded_semaphore_of_zero_is_bounded():
+    s = shmq.BoundedSemaphore(0)
+    with pytest.raises(ValueError):
+        s.release()
+    assert s.get_value() == 0
+
+
+def test_a_set_and_clear_wakes_every_waiter():
+    if not os.path.exists("/proc/self/syscall"):
+        pytest.skip("needs /proc")
+    e = shmq.Event()
+    woke, tids = [], []
+    entering = threading.Barrier(4)
+
+    def wait():
+        tids.append(threading.get_native_id())
+        entering.wait()
+        woke.append(e.wait(30))
+
+    ts = [threading.Thread(target=wait) for _ in range(3)]
+    for t in ts:
+        t.start()
+    entering.wait()
+    for tid in tids:
+        wait_until_in_futex(tid, e.name)  # asleep on the event's word
+    e.set()
+    e.clear()
+    for t in ts:
+        t.join(60)
+    assert woke == [True, True, True]
+    assert not e.is_set()
+
+
+def test_values_stay_readable_after_their_segment_is_unmapped():
+    v = shmq.Value("i", 5)
+    obj = v.get_obj()
+    v.get_lock().unmap()
+    obj.value = 7  # still mapped here, through the object's pin
+    assert obj.value == 7
+    with pytest.raises(ValueError, match="released"):
+        v.get_lock().acquire()
+
+
+def test_an_unmapped_object_leaves_nothing_for_the_resource_tracker(tmp_path):
+    program = tmp_path / "unmap.py"
+    program.write_text(
+        "import shmq\n"
+        "lock = shmq.Lock()\n"
+        "assert lock.unmap()\n"
+        "v = shmq.RawValue('i', 1)\n"
+        "v._shmq_native.unmap()\n"
+        "v.value = 2\n"
+        "print(v.value, v._shmq_native.name)\n"
+    )
+    r = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    value, name = r.stdout.split()
+    assert value == "2"
+    assert r.stderr == ""  # no resource tracker warning: the names were removed by the program
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_a_daemon_thread_writing_a_value_at_exit_does_not_crash(tmp_path):
+    program = tmp_path / "daemon.py"
+    program.write_text(
+        "import threading, shmq\n"
+        "v = shmq.RawValue('q', 0)\n"
+        "started = threading.Event()\n"
+        "def spin():\n"
+        "    started.set()\n"
+        "    while True:\n"
+        "        v.value += 1\n"
+        "threading.Thread(target=spin, daemon=True).start()\n"
+        "started.wait()\n"
+    )
+    for _ in range(3):
+        r = subprocess.run(
+            [sys.executable, str(program)], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        assert r.stderr == ""

@@ -80,7 +80,7 @@ impl HeapMem for Inner {
         Inner::holder_gone_masked(self, rec, token & mask, mask)
     }
     fn commit(&self, from: u64, to: u64) -> Result<(), HeapError> {
-        crate::os::grow_file(self.map.file(), from, to)?;
+        self.map.with_file(|f| crate::os::grow_file(f, from, to))?;
         crate::fault::point("heap-grown-file");
         // SYNC: Release publishes the growth (the file's new pages) to every process that maps
         // more of the segment; pairs with the Acquire loads in `Inner::heap_bytes` and

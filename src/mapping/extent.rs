@@ -20,10 +20,12 @@ pub(crate) struct Mapping {
     reserved: usize,
     /// Bytes from `base` that map the file (a page multiple, never lowered).
     mapped: AtomicUsize,
-    /// The segment file, to map more of it and to grow it.
-    file: File,
-    /// Serialises this process's extensions of the prefix.
-    extend: Mutex<()>,
+    /// The segment file, to map more of it and to grow it, under the lock that serialises this
+    /// process's extensions of the prefix. Its open file description (which the mapping holds
+    /// too) carries this process's shared `flock` on the segment (named segments), which marks
+    /// the segment in use for as long as the memory is mapped. `None` once the process gave up
+    /// its claim ([`close_file`](Self::close_file)).
+    file: Mutex<Option<File>>,
 }
 
 // SAFETY: `Mapping` owns its reservation; the raw pointer is only an address into it, and every
@@ -55,8 +57,7 @@ impl Mapping {
             base,
             reserved,
             mapped: AtomicUsize::new(len_pages as usize),
-            file,
-            extend: Mutex::new(()),
+            file: Mutex::new(Some(file)),
         })
     }
 
@@ -78,9 +79,22 @@ impl Mapping {
         self.mapped.load(Ordering::Acquire) as u64
     }
 
-    /// The segment file.
-    pub(crate) fn file(&self) -> &File {
-        &self.file
+    /// Runs `f` on the segment file; an error once this process gave up its claim.
+    pub(crate) fn with_file<R>(
+        &self,
+        f: impl FnOnce(&File) -> Result<R, HeapError>,
+    ) -> Result<R, HeapError> {
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        f(file.as_ref().ok_or_else(released)?)
+    }
+
+    /// Drops this process's claim on the segment (its shared `flock`, which the mapping itself
+    /// would keep: it holds the open file description) and closes the file: the memory stays
+    /// mapped, but can no longer be extended here.
+    pub(crate) fn close_file(&self) {
+        if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = os::unlock(&file);
+        }
     }
 
     /// Makes `[0, end)` accessible here, given that the segment has `committed` bytes (its
@@ -93,7 +107,8 @@ impl Mapping {
         if end > committed || end > self.reserved as u64 {
             return Err(HeapError::Corrupt);
         }
-        let _g = self.extend.lock().unwrap_or_else(|p| p.into_inner());
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = file.as_ref().ok_or_else(released)?;
         let have = self.mapped();
         if end <= have {
             return Ok(());
@@ -101,7 +116,7 @@ impl Mapping {
         // Map up to what is committed (page-rounded down), not just to `end`: fewer extensions.
         // Never past the file's length, whatever a (forged) header says: a page mapped past the
         // end of the file would be a SIGBUS at first touch.
-        let file_len = os::file_len(&self.file).map_err(|e| HeapError::Io(e.to_string()))?;
+        let file_len = os::file_len(file).map_err(|e| HeapError::Io(e.to_string()))?;
         let to = (committed.min(self.reserved as u64).min(file_len) / PAGE) * PAGE;
         if to < end {
             return Err(HeapError::Corrupt);
@@ -113,7 +128,7 @@ impl Mapping {
             os::map_fixed(
                 self.base.add(have as usize),
                 (to - have) as usize,
-                &self.file,
+                file,
                 have,
             )
         }
@@ -122,6 +137,11 @@ impl Mapping {
         self.mapped.store(to as usize, Ordering::Release);
         Ok(())
     }
+}
+
+/// The error of a mapping whose file this process closed.
+fn released() -> HeapError {
+    HeapError::Io("this process gave up its claim on the segment".into())
 }
 
 impl Drop for Mapping {

@@ -59,9 +59,6 @@ pub(crate) struct Inner {
     /// Fork generation this mapping was made under: a forked child that inherits a creator's
     /// mapping is not the creator and never unlinks the name.
     pub(crate) forks: u64,
-    /// The segment file, holding a shared `flock` for as long as the mapping lives (named
-    /// segments only): while any process holds one, no `create` reclaims the segment.
-    pub(crate) holder: Option<std::fs::File>,
     /// What the death watch last covered here (`members << 32 | deaths`) and for which
     /// watcher: the participants are scanned again only when either changed (see
     /// `watch::watch_peers`).
@@ -97,7 +94,6 @@ impl Inner {
             max_size: 0,
             records: Mutex::new(Vec::new()),
             forks: os::fork_generation(),
-            holder: None,
             armed: StdU64::new(0),
             armed_by: crate::sync::local::AtomicUsize::new(0),
         };

@@ -4,7 +4,15 @@ use crate::sync::futex::{Futex, Wake};
 use crate::sync::{fence, AtomicU32, Ordering};
 use std::time::Instant;
 
-/// Shared state of an event: `word` is 0 (clear) or 1 (set) and is also the futex word.
+/// Bit 0 of the event word: the flag.
+const SET: u32 = 1;
+/// The rest of the word counts `set`s that raised the flag (wrapping): a waiter woken by a
+/// `set` that a `clear` undid before the waiter looked still sees the word moved on, and
+/// returns (a pulse is never lost, as with `threading.Event`).
+const GENERATION: u32 = 2;
+
+/// Shared state of an event: `word` is the flag (bit 0) and the generation (bits 1..), and is
+/// also the futex word.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct EventState {
@@ -26,15 +34,37 @@ impl EventState {
         }
     }
 
+    /// The word: flag and generation. SYNC: Acquire pairs with the Release CAS in `set`: what
+    /// the setter wrote before setting is visible once we see the flag (or the generation it
+    /// bumped).
+    fn load(&self) -> u32 {
+        self.word.word().load(Ordering::Acquire)
+    }
+
     pub(crate) fn is_set(&self) -> bool {
-        // SYNC: Acquire pairs with the Release swap in `set`: what the setter wrote before
-        // setting is visible once we see the flag.
-        self.word.word().load(Ordering::Acquire) == 1
+        self.load() & SET != 0
     }
 
     pub(crate) fn set(&self) {
-        // SYNC: Release, see `is_set`.
-        if self.word.word().swap(1, Ordering::Release) == 0 {
+        let w = self.word.word();
+        // Relaxed: a first look; the CAS below publishes.
+        let mut cur = w.load(Ordering::Relaxed);
+        let raised = loop {
+            if cur & SET != 0 {
+                break false;
+            }
+            // SYNC: Release, see `load`.
+            match w.compare_exchange_weak(
+                cur,
+                (cur & !SET).wrapping_add(GENERATION) | SET,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break true,
+                Err(now) => cur = now,
+            }
+        };
+        if raised {
             // SYNC: Dekker fence, pairs with the fence in `wait`: either the waiter sees the flag
             // before sleeping, or we see its registration and wake it.
             fence(Ordering::SeqCst);
@@ -45,28 +75,46 @@ impl EventState {
     }
 
     pub(crate) fn clear(&self) {
-        self.word.word().store(0, Ordering::Relaxed);
+        // Keeps the generation. Relaxed: clearing publishes nothing.
+        self.word.word().fetch_and(!SET, Ordering::Relaxed);
     }
 
-    /// Waits until set; `false` if `deadline` passed first.
+    /// The word now, to wait from ([`wait_from`](Self::wait_from)).
+    pub(crate) fn epoch(&self) -> u32 {
+        self.load()
+    }
+
+    /// Waits until set, or until a `set` happened since the call began (even one a `clear`
+    /// undid since); `false` if `deadline` passed first.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        self.wait_from(self.load(), deadline)
+    }
+
+    /// As [`wait`](Self::wait), counting from `seen`, a word read earlier by [`epoch`]
+    /// (Self::epoch): returns at once if a `set` happened since.
+    pub(crate) fn wait_from(&self, seen: u32, deadline: Option<Instant>) -> bool {
+        if seen & SET != 0 || self.load() != seen {
+            return true;
+        }
         loop {
-            if self.is_set() {
-                return true;
-            }
             self.waiters.fetch_add(1, Ordering::Relaxed);
             // SYNC: Dekker fence, pairs with the fence in `set`.
             fence(Ordering::SeqCst);
-            // The kernel sleeps only while the word is still 0, so a `set` between the check
-            // above and the sleep makes the wait return at once.
-            let r = if self.is_set() {
+            // The kernel sleeps only while the word still reads `seen`, so a `set` between the
+            // look above and the sleep makes the wait return at once.
+            let r = if self.load() != seen {
                 Wake::Woken
             } else {
-                self.word.wait(0, deadline)
+                self.word.wait(seen, deadline)
             };
             self.waiters.fetch_sub(1, Ordering::Relaxed);
+            // Only a `set` changes the word while it is clear (a `clear` of a clear word
+            // leaves it as it is): a new word means set now, or set and cleared since.
+            if self.load() != seen {
+                return true;
+            }
             if r == Wake::TimedOut {
-                return self.is_set();
+                return false;
             }
         }
     }

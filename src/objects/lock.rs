@@ -273,9 +273,10 @@ impl LockState {
                 return false;
             }
             // Stamps first, as `unlock` does: once the word is free a new owner writes its own.
-            self.owner_pid.store(0, Ordering::Relaxed);
-            self.owner_start.store(0, Ordering::Relaxed);
-            self.owner_ns.store(0, Ordering::Relaxed);
+            // Only the stamps of the owner in `cur`: had another release and a new owner's
+            // stamps come in between, a blind zero would wipe the new owner's, and without them
+            // it could never be judged dead.
+            self.clear_stamps_of(cur & TID);
             // SYNC: Release pairs with the Acquire in `take_free`/`lock` of the next owner, as
             // in `unlock`: what the caller wrote before releasing is visible to that owner.
             match w.compare_exchange(cur, 0, Ordering::Release, Ordering::Relaxed) {
@@ -286,6 +287,21 @@ impl LockState {
                     return true;
                 }
                 Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Zeroes the owner stamps if they are thread `tid`'s (each carries its tid in its high
+    /// bits). `owner_pid`, diagnostics only, is zeroed as `unlock` does.
+    fn clear_stamps_of(&self, tid: u32) {
+        use crate::sync::owner::START_BITS;
+        self.owner_pid.store(0, Ordering::Relaxed);
+        for stamp in [&self.owner_start, &self.owner_ns] {
+            let v = stamp.load(Ordering::Relaxed);
+            if (v >> START_BITS) as u32 == tid {
+                // Relaxed, as every stamp access: readers trust a stamp only when its tid matches
+                // the word's, which they read first.
+                let _ = stamp.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed);
             }
         }
     }

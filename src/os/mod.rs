@@ -183,6 +183,12 @@ pub(crate) fn try_lock_shared(file: &File) -> std::io::Result<bool> {
     }
 }
 
+/// Drops this process's `flock` on the file. (Closing the descriptor is not enough while the
+/// file is mapped: a mapping holds the open file description, and its lock, too.)
+pub(crate) fn unlock(file: &File) -> std::io::Result<()> {
+    fs::flock(file, fs::FlockOperation::Unlock).map_err(Into::into)
+}
+
 /// Turns the creator's exclusive build lock into the shared lock every holder keeps.
 pub(crate) fn downgrade_lock(file: &File) -> std::io::Result<()> {
     fs::flock(file, fs::FlockOperation::LockShared).map_err(Into::into)

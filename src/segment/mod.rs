@@ -363,7 +363,7 @@ impl SegmentBuilder {
         let built = os::lock_exclusive(&file)
             .map_err(CreateError::Io)
             .and_then(|()| self.build(&file, &plan));
-        let mut seg = match built {
+        let seg = match built {
             Ok(seg) => seg,
             Err(e) => {
                 let _ = os::unlink(&tmp);
@@ -390,9 +390,9 @@ impl SegmentBuilder {
             let _ = os::unlink(&self.name);
             return Err(CreateError::Io(e));
         }
-        if let Some(inner) = Arc::get_mut(&mut seg.inner) {
-            inner.holder = Some(file);
-        }
+        // The lock belongs to the open file description, which the mapping (and its duplicate
+        // descriptor) keep for as long as the mapping lives: this descriptor can go.
+        drop(file);
         Ok(seg)
     }
 
@@ -720,11 +720,8 @@ impl Segment {
                     .is_some_and(|now| now.dev == info.dev && now.ino == info.ino);
             if current {
                 let left = deadline.map_or(wait, |d| d.saturating_duration_since(Instant::now()));
-                let mut seg = Self::from_file(&file, info.size, name, left)?;
-                if let Some(inner) = Arc::get_mut(&mut seg.inner) {
-                    inner.holder = Some(file);
-                }
-                return Ok(seg);
+                // The mapping (and its duplicate descriptor) keep the shared lock while it lives.
+                return Self::from_file(&file, info.size, name, left);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(OpenError::NotReady);
@@ -860,6 +857,44 @@ impl Segment {
             std::io::ErrorKind::PermissionDenied => OpenError::PermissionDenied,
             _ => OpenError::Io(e),
         })
+    }
+
+    /// Gives up this process's claim on the segment while its memory stays mapped here: closes
+    /// the segment file, whose shared `flock` marks the segment in use by this process, so that
+    /// [`unlink_if_unused`](Self::unlink_if_unused) can remove the name once the other processes
+    /// let go too. Every handle of this process keeps working on the memory for as long as it
+    /// lives; what needs the file fails from now on (the heap can no longer grow here:
+    /// `NoSpace`-like errors from growing objects).
+    ///
+    /// For bindings whose objects may still point into the segment after their owner let go
+    /// of it (Python's ctypes objects laid over a shared value, which a thread may still touch
+    /// while the interpreter exits): they keep the mapping alive, and the name can still be
+    /// removed.
+    ///
+    /// The claim is the process's, not the mapping's: the lock lives in the file's open
+    /// description, which a `fork()`ed child shares with its parent. So in a child that
+    /// inherited the mapping this does nothing, and in a parent it also ends the claim of
+    /// children forked since the mapping was made (call it when those are gone, at exit after
+    /// joining them, for instance).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-release-claim").value::<u64>("v", 7).keep(true)
+    ///     .create_or_replace()?;
+    /// let v = seg.value::<u64>("v")?;
+    /// assert!(!shmq::Segment::unlink_if_unused("doc-release-claim")?); // mapped here
+    /// seg.release_claim();
+    /// assert!(shmq::Segment::unlink_if_unused("doc-release-claim")?);
+    /// v.store(8); // the memory is still mapped
+    /// assert_eq!(v.load(), 8);
+    /// # Ok(()) }
+    /// ```
+    pub fn release_claim(&self) {
+        // A process forked after the mapping was made shares the file's open description, and
+        // so the lock, with its parent: unlocking here would end the parent's claim too.
+        if self.inner.forks == os::fork_generation() {
+            self.inner.map.close_file();
+        }
     }
 
     /// The segment's name.

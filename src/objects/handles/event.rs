@@ -51,15 +51,47 @@ impl Event {
     pub fn is_set(&self) -> bool {
         self.state.get().is_set()
     }
-    /// Waits until the flag is set.
+    /// Waits until the flag is set (or was set since the call began: a `set` followed by a
+    /// `clear` still ends the wait, as with `threading.Event`).
     pub fn wait(&self) {
         while !self.state.get().wait(None) {}
     }
-    /// Waits at most `timeout`; returns whether the flag is set.
+    /// Waits at most `timeout`; returns whether the flag is set, or was set since the call
+    /// began.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.state.get().wait(deadline(timeout))
     }
 }
+
+impl Event {
+    /// A mark to wait from across several calls (a binding that waits in slices, to look for
+    /// signals between them): [`wait_since`](Self::wait_since) returns once the flag is set or
+    /// a `set` happened after the mark was taken.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let seg = shmq::Segment::builder("doc-event-mark").event("e").create_or_replace().unwrap();
+    /// let e = seg.event("e").unwrap();
+    /// let mark = e.mark();
+    /// assert!(!e.wait_since(mark, Duration::from_millis(1)));
+    /// e.set();
+    /// e.clear(); // a pulse: set and cleared again
+    /// assert!(e.wait_since(mark, Duration::from_millis(1)));
+    /// ```
+    pub fn mark(&self) -> EventMark {
+        EventMark(self.state.get().epoch())
+    }
+
+    /// Waits at most `timeout` for the flag, or for a `set` after `mark`; whether either
+    /// happened.
+    pub fn wait_since(&self, mark: EventMark, timeout: Duration) -> bool {
+        self.state.get().wait_from(mark.0, deadline(timeout))
+    }
+}
+
+/// Where an [`Event`] stood when [`Event::mark`] was called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventMark(u32);
 
 impl crate::SegmentBuilder {
     /// Adds an [`Event`](crate::Event), initially clear.

@@ -195,7 +195,9 @@ impl RLock {
     ///
     /// For bindings whose acquire and release are separate calls, as in Python's
     /// `multiprocessing.RLock`: they take a level with [`lock`](Self::lock) and forget its guard
-    /// (`std::mem::forget`), then release it with this.
+    /// (`std::mem::forget`), then release it with this. Never release with this a level whose
+    /// guard still exists: dropping that guard would release one more level (another
+    /// thread's, once the lock went to one).
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
