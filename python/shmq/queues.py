@@ -27,6 +27,16 @@ __all__ = [
 ]
 
 
+def _raise_closed(queue: str, error: type[Exception] = ValueError) -> Any:
+    """A stand-in for ``put``/``get`` of a closed handle (given the queue's repr, not the queue:
+    no reference cycle keeps the handle alive)."""
+
+    def closed(*args: Any, **kwargs: Any) -> Any:
+        raise error(f"Queue {queue} is closed" if error is ValueError else "handle is closed")
+
+    return closed
+
+
 def _geometry(maxsize: int, max_message_size: int | None) -> tuple[int, int]:
     """Slot count and message size limit for a queue (0: unbounded, resp. any size).
 
@@ -83,6 +93,16 @@ class Queue:
 
     def _reset(self) -> None:
         self._closed = False
+        self._bind()
+
+    def _bind(self) -> None:
+        """Binds ``put`` and ``get`` on this handle to the native calls themselves (no Python
+        frame between the caller and the ring); once closed, to calls that raise."""
+        if self._closed:
+            self.__dict__["put"] = self.__dict__["get"] = _raise_closed(repr(self))
+        else:
+            self.__dict__["put"] = self._native.put
+            self.__dict__["get"] = self._native.get
         self._joincancelled = False
         self._opid = os.getpid()
 
@@ -182,6 +202,7 @@ class Queue:
         ``put``/``get`` calls on this handle raise :exc:`ValueError`.
         """
         self._closed = True
+        self._bind()
 
     def join_thread(self) -> None:
         """Wait for the queue's background thread. Only valid after :meth:`close`.
@@ -273,6 +294,7 @@ class SimpleQueue:
             lambda name: _shmq.Channel.create(name, capacity, size, False)
         )
         self._closed = False
+        self._bind()
 
     def __getstate__(self) -> str:
         return _lifecycle.pin_for_child(self, self._native)
@@ -280,6 +302,15 @@ class SimpleQueue:
     def __setstate__(self, name: str) -> None:
         self._native = _lifecycle.opened(_shmq.Channel.open(name, False))
         self._closed = False
+        self._bind()
+
+    def _bind(self) -> None:
+        """``put`` and ``get`` are the native calls themselves, as for :class:`Queue`."""
+        if self._closed:
+            self.__dict__["put"] = self.__dict__["get"] = _raise_closed(repr(self), OSError)
+        else:
+            self.__dict__["put"] = self._native.put
+            self.__dict__["get"] = self._native.get
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} {self._native.name}>"
@@ -291,6 +322,7 @@ class SimpleQueue:
     def close(self) -> None:
         """Close the queue in this process: later calls on this handle raise :exc:`OSError`."""
         self._closed = True
+        self._bind()
 
     def empty(self) -> bool:
         """Return ``True`` if the queue is empty, ``False`` otherwise."""
