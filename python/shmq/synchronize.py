@@ -16,6 +16,7 @@ for good).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -188,6 +189,43 @@ class BoundedSemaphore(Semaphore):
 
 # A condition's semaphores: sleepers announced, sleepers that woke, and wake-ups handed out.
 _SLEEPING, _WOKEN, _WAKE = 0, 1, 2
+# A condition's waiter table: cells of ``pid namespace << 32 | pid`` naming the processes with
+# a thread asleep in ``wait``, so that ``notify`` can tell a waiter killed asleep (proven dead)
+# from a slow one. After the cells its owner asked for (a barrier's state).
+_WAITER_SLOTS = 16
+_PID_MASK = (1 << 32) - 1
+
+_pidns: tuple[int, int] | None = None  # (pid, namespace tag) of this process
+
+
+def _namespace_tag() -> int:
+    """The low 32 bits of this process's PID namespace (0: unknown, so never judged)."""
+    global _pidns
+    pid = os.getpid()
+    if _pidns is None or _pidns[0] != pid:
+        try:
+            tag = os.stat("/proc/self/ns/pid").st_ino & _PID_MASK
+        except OSError:
+            tag = 0
+        _pidns = (pid, tag)
+    return _pidns[1]
+
+
+def _proven_dead(pid: int) -> bool:
+    """Whether process ``pid`` (of this PID namespace) is gone for sure: no such process, or a
+    zombie. Anything else (alive, someone else's, unreadable) is not proof."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 class Condition:
@@ -196,22 +234,26 @@ class Condition:
     *lock* is a shmq :class:`Lock` or :class:`RLock` (a new :class:`RLock` if omitted). Waiters
     are counted in three shared semaphores: a ``notify`` hands out wake-ups and waits until the
     woken waiters have taken them (or timed out), so a wake-up never goes to a later waiter.
+    Waiters also name their process in a table of 16 slots, so that a ``notify`` does not wait
+    for one killed while asleep (its process proven gone, in this PID namespace).
     """
 
     def __init__(self, lock: _LockBase | None = None, *, ctx: Any = None, _cells: int = 0) -> None:
         if lock is not None and not isinstance(lock, _LockBase):
             raise TypeError(f"a shmq Condition needs a shmq Lock or RLock, not {lock!r}")
         sems: list[tuple[int, int | None]] = [(0, None), (0, None), (0, None)]
+        cells = _cells + _WAITER_SLOTS
         native: _Shared
         if lock is None:
             # Its own RLock, in the segment of its semaphores.
-            native = RLock._make(lock=_REENTRANT, sems=sems, cells=_cells)
+            native = RLock._make(lock=_REENTRANT, sems=sems, cells=cells)
         else:
-            native = _Segment._make(sems=sems, cells=_cells)
+            native = _Segment._make(sems=sems, cells=cells)
         self._setup(native, lock)
 
     def _setup(self, native: _Shared, lock: _LockBase | None) -> None:
         self._native = native
+        self._slots = range(native.memory_size - 8 * _WAITER_SLOTS, native.memory_size, 8)
         self._lock: _LockBase = native if lock is None else lock  # type: ignore[assignment]
         self._sleeping_count = _SemaphoreOf(native, _SLEEPING)
         self._woken_count = _SemaphoreOf(native, _WOKEN)
@@ -247,19 +289,49 @@ class Condition:
         back at the depth it was held; return ``False`` if the timeout passed."""
         self._check_mine("wait")
         self._sleeping_count.release()
+        # Under the lock, with the announcement: a notifier (who holds the lock) sees both.
+        slot, tag = self._register()
         depth = self._lock._count()
         for _ in range(depth):
             self._lock.release()
         try:
             return self._wait_semaphore.acquire(True, timeout)
         finally:
+            # The slot goes before the count: a waiter is never counted woken twice (killed
+            # between the two, it is not recovered).
+            if slot is not None:
+                self._native.atomic_compare_exchange(slot, 8, False, tag, 0)
             self._woken_count.release()
             for _ in range(depth):
                 self._lock.acquire()
 
+    def _register(self) -> tuple[int | None, int]:
+        """Names this process in a free waiter slot: ``(offset, tag)``, or ``(None, tag)`` if
+        every slot is taken (a waiter killed asleep then cannot be recovered)."""
+        tag = _namespace_tag() << 32 | os.getpid()
+        for off in self._slots:
+            if self._native.atomic_compare_exchange(off, 8, False, 0, tag)[0]:
+                return off, tag
+        return None, tag
+
+    def _reap_dead_waiters(self) -> None:
+        """Counts each waiter whose process is proven dead as woken, as its own ``wait`` would
+        have on its way out, so that the bookkeeping below forgets its announcement and no
+        wake-up is handed to it. Called by a notifier (holding the lock: no waiter is between
+        its announcement and its slot)."""
+        mine = _namespace_tag()
+        if not mine or self._sleeping_count.get_value() == 0:
+            return
+        for off in self._slots:
+            v = self._native.atomic_load(off, 8, False)
+            if v and v >> 32 == mine and _proven_dead(v & _PID_MASK):
+                if self._native.atomic_compare_exchange(off, 8, False, v, 0)[0]:
+                    self._woken_count.release()
+
     def notify(self, n: int = 1) -> None:
         """Wake up to *n* waiters (of any process)."""
         self._check_mine("notify")
+        self._reap_dead_waiters()
         if self._wait_semaphore.acquire(False):
             # A wake-up left over means a notify and a waiter's timeout crossed badly.
             raise AssertionError("a wake-up of an earlier notify was never taken")

@@ -395,3 +395,47 @@ def test_a_daemon_thread_writing_a_value_at_exit_does_not_crash(tmp_path):
         )
         assert r.returncode == 0, (r.returncode, r.stderr)
         assert r.stderr == ""
+
+
+def _wait_on(cond, about_to_wait):
+    with cond:
+        about_to_wait.set()
+        cond.wait()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_notify_does_not_wait_for_a_waiter_killed_asleep(method):
+    ctx = multiprocessing.get_context(method)
+    cond, about_to_wait = shmq.Condition(), shmq.Event()
+    p = ctx.Process(target=_wait_on, args=(cond, about_to_wait), daemon=True)
+    p.start()
+    assert about_to_wait.wait(60)
+    with cond:  # taken once the child released it inside wait: it sleeps, announced
+        pass
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(30)
+    done = threading.Event()
+
+    def notify():
+        with cond:
+            cond.notify_all()
+        done.set()
+
+    t = threading.Thread(target=notify, daemon=True)
+    t.start()
+    assert done.wait(60), "notify waited for a waiter that was killed asleep"
+    # The bookkeeping is whole again: a live waiter is woken by the next notify.
+    woke, waiting = [], threading.Event()
+    t2 = threading.Thread(target=lambda: woke.append(_wait_and_report(cond, waiting)))
+    t2.start()
+    assert waiting.wait(60)
+    with cond:  # t2 released it inside wait
+        cond.notify()
+    t2.join(60)
+    assert woke == [True]
+
+
+def _wait_and_report(cond, waiting):
+    with cond:
+        waiting.set()
+        return cond.wait(60)
