@@ -742,22 +742,32 @@ fn unlock_one_releases_levels_of_the_owner_only() {
     assert!(r.unlock_one().is_err());
 }
 
-/// Descriptors this process has open now.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+/// Descriptors of this process open on segment `name`'s file (its final name, or the build
+/// name `name~init~...` a creator opened it under). Other tests of this binary run beside this
+/// one and open descriptors of their own: only these are counted.
+fn fds_on(name: &str) -> usize {
+    let path = format!("/dev/shm/{name}");
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| {
+        d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|t| {
+                let t = t.to_string_lossy();
+                t == path || t.starts_with(&format!("{path}~"))
+            })
+            .count()
+    })
 }
 
 #[test]
 fn a_mapped_segment_costs_one_file_descriptor() {
     let name = unique("onefd");
-    let before = open_fds();
     let seg = Segment::builder(&name).lock("l").create().unwrap();
+    assert_eq!(fds_on(&name), 1);
     let opened = Segment::open(&name).unwrap();
     // Each mapping holds one descriptor (whose open file description carries its flock).
-    assert_eq!(open_fds(), before + 2);
+    assert_eq!(fds_on(&name), 2);
     drop(opened);
     drop(seg);
-    assert_eq!(open_fds(), before);
+    assert_eq!(fds_on(&name), 0);
 }
 
 #[test]
