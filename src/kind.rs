@@ -84,7 +84,7 @@ pub(crate) struct Params<'a> {
     pub(crate) size: u64,
     pub(crate) align: u64,
     /// Queues: capacity. Value: initial bits. Array: length. List: capacity. Semaphore: initial
-    /// count. Barrier: parties.
+    /// count. Barrier: parties. Lock: scope (0 thread, 1 process).
     pub(crate) param0: u64,
     /// Bytes queue: max message length. Semaphore: bound.
     pub(crate) param1: u64,
@@ -267,7 +267,13 @@ const KINDS: [KindDef; 17] = [
         name: "lock",
         ring_at: None,
         region: |_| fixed(BLOCK),
-        check: any_params,
+        // param0: whose death frees it, 0 its thread's, 1 its process's.
+        check: |p| match p.param0 {
+            0 | 1 => Ok(()),
+            s => Err(format!(
+                "lock scope {s} is neither 0 (thread) nor 1 (process)"
+            )),
+        },
         init: zeroed,
         blocks: None,
     },

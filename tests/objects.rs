@@ -786,3 +786,49 @@ fn release_claim_lets_the_name_go_while_the_memory_stays() {
     assert_eq!(v.load(), 8);
     assert!(matches!(Segment::open(&name), Err(OpenError::NotFound)));
 }
+
+#[test]
+fn process_lock_is_taken_over_once_its_holders_process_is_killed() {
+    let name = unique("proclockdead");
+    let seg = Segment::builder(&name)
+        .process_lock("l")
+        .value::<i64>("count", 0)
+        .create()
+        .unwrap();
+    let mut child = child_holding(&name, "lock_hold");
+    let lock = seg.lock("l").unwrap();
+    assert!(matches!(lock.try_lock(), Err(shmq::LockError::WouldBlock)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    match lock.lock_timeout(Duration::from_secs(30)) {
+        Err(shmq::LockError::OwnerDead(mut g)) => g.make_consistent(),
+        other => panic!("expected OwnerDead, got {other:?}"),
+    }
+    assert!(lock.try_lock().is_ok());
+}
+
+#[test]
+fn process_lock_stays_held_when_its_thread_exits_and_its_process_lives() {
+    let name = unique("proclockthread");
+    let seg = Segment::builder(&name)
+        .process_lock("l")
+        .lock("t")
+        .create()
+        .unwrap();
+    for (which, process_scoped) in [("l", true), ("t", false)] {
+        let lock = seg.lock(which).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| std::mem::forget(lock.lock().unwrap()));
+        });
+        // The thread that took it has exited: a thread-scoped lock is taken over, a
+        // process-scoped one waits for a release (any thread's).
+        let r = lock.lock_timeout(Duration::from_millis(300));
+        if process_scoped {
+            assert!(matches!(r, Err(shmq::LockError::Timeout)), "{r:?}");
+            assert!(lock.force_unlock());
+            assert!(lock.try_lock().is_ok());
+        } else {
+            assert!(matches!(r, Err(shmq::LockError::OwnerDead(_))), "{r:?}");
+        }
+    }
+}

@@ -9,9 +9,10 @@ interrupts them.
 Locks are robust: if the process holding a :class:`Lock` or :class:`RLock` is killed, the next
 ``acquire`` takes the lock over at once (when the kernel reports the holder's exit) and warns
 with :class:`~shmq.OwnerDeadWarning`, instead of waiting for ever. A live holder is never taken
-over from. A lock is attributed to the thread that acquired it: a thread that exits holding it,
-while its process lives on, counts as dead too (``multiprocessing`` would leave such a lock held
-for good).
+over from. A :class:`Lock` belongs to the acquiring thread's process: a thread that exits
+holding it leaves it held, for another thread to release (as in ``multiprocessing``). An
+:class:`RLock` belongs to the acquiring thread, the only one that may release it: one whose
+thread exits holding it is taken over too (``multiprocessing`` would leave it held for good).
 """
 
 from __future__ import annotations

@@ -149,7 +149,9 @@ impl Sync {
                 b = b.max_size(m);
             }
             b = match lock {
-                PLAIN => b.lock("lock"),
+                // Owned by the process, as multiprocessing.Lock: a thread that exits holding it
+                // leaves it held for another thread to release.
+                PLAIN => b.process_lock("lock"),
                 REENTRANT => b.rlock("lock"),
                 _ => b,
             };

@@ -439,3 +439,16 @@ def _wait_and_report(cond, waiting):
     with cond:
         waiting.set()
         return cond.wait(60)
+
+
+def test_a_lock_whose_acquiring_thread_exited_stays_held_for_another_thread_to_release():
+    lock = shmq.Lock()
+    t = threading.Thread(target=lock.acquire)
+    t.start()
+    t.join()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no takeover, no OwnerDeadWarning
+        assert lock.acquire(timeout=0.3) is False  # its process (this one) lives on: held
+        lock.release()  # the hand-off: another thread releases it
+        assert lock.acquire(timeout=30) is True
+    lock.release()

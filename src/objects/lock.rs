@@ -17,7 +17,7 @@
 
 use crate::sync::backoff::Backoff;
 use crate::sync::futex::{Futex, Wake};
-use crate::sync::owner::{me, me_info, owner_dead, TID};
+use crate::sync::owner::{me, me_info, owner_dead, process_gone, TID};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -45,6 +45,17 @@ pub(crate) struct LockState {
 
 crate::sync::native_only! {
     const _: () = assert!(core::mem::size_of::<LockState>() == 128);
+}
+
+/// Whose death frees a lock for a takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The owner thread's: a thread that exits holding the lock has died holding it.
+    Thread,
+    /// The owner thread's process's: a thread that exits holding the lock leaves it held (any
+    /// thread may release it: Python's `multiprocessing.Lock`); it is taken over only once
+    /// the whole process is gone.
+    Process,
 }
 
 /// How the lock was obtained.
@@ -124,6 +135,23 @@ impl LockState {
 
     /// Takes the lock, sleeping while it is held; `None` if `deadline` passed first.
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        self.lock_in(deadline, Scope::Thread)
+    }
+
+    /// Whether the owner in word `seen` is gone for `scope` (its thread, or its whole process),
+    /// by the rules of `owner_dead` and `process_gone`.
+    fn owner_gone(&self, seen: u32, scope: Scope) -> bool {
+        let start = self.owner_start.load(Ordering::Relaxed);
+        let ns = self.owner_ns.load(Ordering::Relaxed);
+        owner_dead(seen & TID, start, ns)
+            && (scope == Scope::Thread
+                // The owner's pid, written before the stamps that `owner_dead` just trusted
+                // (and the thread is gone: its writes are all visible); 0 proves nothing.
+                || process_gone(self.owner_pid.load(Ordering::Relaxed)))
+    }
+
+    /// [`lock`](Self::lock), for an owner of `scope`.
+    pub(crate) fn lock_in(&self, deadline: Option<Instant>, scope: Scope) -> Option<Acquired> {
         if let Some(a) = self.try_lock() {
             return Some(a);
         }
@@ -151,12 +179,10 @@ impl LockState {
                 continue;
             }
             let seen = cur | CONTENDED;
-            let slept = self.sleep_contended(seen, deadline);
+            let slept = self.sleep_contended(seen, deadline, scope);
             if slept != Slept::Woken {
                 // A dead owner never unlocks: take over from it (one CAS: one winner).
-                let start = self.owner_start.load(Ordering::Relaxed);
-                let ns = self.owner_ns.load(Ordering::Relaxed);
-                if w.load(Ordering::Relaxed) == seen && owner_dead(seen & TID, start, ns) {
+                if w.load(Ordering::Relaxed) == seen && self.owner_gone(seen, scope) {
                     let mine = me() | INCONSISTENT | CONTENDED;
                     // SYNC: Acquire, as in `take_free`; the dead owner's writes happened before
                     // it died, and we read its word.
@@ -181,7 +207,7 @@ impl LockState {
     /// the owner's thread is watched (a thread pidfd, `mapping::watch`) when it is one that could
     /// be judged dead, so its exit wakes us at once and we sleep in backstop slices; otherwise we
     /// poll in [`OWNER_SLICE`]s.
-    fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
+    fn sleep_contended(&self, seen: u32, deadline: Option<Instant>, scope: Scope) -> Slept {
         use crate::mapping::watch::{watch_thread, Watched};
         use crate::sync::futex::WakeAlso;
         use crate::sync::owner::{START_BITS, START_MASK};
@@ -199,9 +225,8 @@ impl LockState {
         let (also, end) = match (watched, also) {
             // The owner thread has exited: look at once if it can be shown dead; if not (its
             // /proc cannot be read, say), poll as without a watch rather than spin.
-            (Watched::Gone, _) if owner_dead(tid, self.owner_start.load(Ordering::Relaxed), ns) => {
-                return Slept::Look
-            }
+            // (A process-scoped owner whose thread exited while its process lives on: poll.)
+            (Watched::Gone, _) if self.owner_gone(seen, scope) => return Slept::Look,
             (Watched::Yes, Some(a)) => (
                 Some(a),
                 crate::sync::slice_end(deadline, crate::fault::watched_slice(WATCHED_OWNER_SLICE)),
@@ -229,7 +254,7 @@ impl LockState {
 
     crate::sync::loom_only! {
     /// Loom model of the contended sleep: the deadline is the only slice.
-    fn sleep_contended(&self, seen: u32, deadline: Option<Instant>) -> Slept {
+    fn sleep_contended(&self, seen: u32, deadline: Option<Instant>, _scope: Scope) -> Slept {
         match self.word.wait(seen, deadline) {
             Wake::Woken => Slept::Woken,
             Wake::TimedOut => Slept::Deadline,
@@ -241,8 +266,13 @@ impl LockState {
     /// `lock(None)` does natively). Under loom, where an untimed wait never looks at the owner,
     /// it waits in timed attempts, each of which looks once.
     pub(crate) fn lock_taking_over(&self) -> Acquired {
+        self.lock_taking_over_in(Scope::Thread)
+    }
+
+    /// [`lock_taking_over`](Self::lock_taking_over), for an owner of `scope`.
+    pub(crate) fn lock_taking_over_in(&self, scope: Scope) -> Acquired {
         loop {
-            if let Some(a) = self.lock(crate::sync::model_round()) {
+            if let Some(a) = self.lock_in(crate::sync::model_round(), scope) {
                 return a;
             }
             crate::sync::yield_now();

@@ -101,6 +101,20 @@ pub(crate) fn owner_dead(tid: u32, stamp: u64, ns: u64) -> bool {
     }
 }
 
+/// Whether process `pid` (of our PID namespace) is gone for sure (`/proc` shows no such
+/// process, or a zombie); 0, unreadable or alive: not gone.
+#[cfg(not(shmq_loom))]
+pub(crate) fn process_gone(pid: u32) -> bool {
+    let ns = crate::os::self_identity().2;
+    pid != 0 && ns != 0 && !crate::os::process_alive(pid, 0, ns)
+}
+
+/// Under loom a model thread is its own process.
+#[cfg(shmq_loom)]
+pub(crate) fn process_gone(_pid: u32) -> bool {
+    true
+}
+
 #[cfg(shmq_loom)]
 loom::lazy_static! {
     /// Bit `tid` set: model thread `tid` has died (see [`die`]).

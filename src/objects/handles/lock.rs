@@ -26,6 +26,8 @@ use super::*;
 #[derive(Clone)]
 pub struct Lock {
     state: Ptr<LockState>,
+    /// Whose death frees it for a takeover (the directory's `param0`: 0 thread, 1 process).
+    scope: Scope,
     _seg: Arc<Inner>,
 }
 
@@ -130,10 +132,15 @@ impl<G: std::fmt::Debug> std::error::Error for LockError<G> {}
 
 impl Lock {
     pub(crate) fn from_raw(seg: Arc<Inner>, p: *mut u8) -> Self {
+        Self::from_raw_in(seg, p, Scope::Thread)
+    }
+
+    pub(crate) fn from_raw_in(seg: Arc<Inner>, p: *mut u8, scope: Scope) -> Self {
         Self {
             // SAFETY: the segment lookup checked that a LockState fits at `p`, 128-aligned,
             // inside the mapping `seg` keeps alive.
             state: unsafe { Ptr::new(p) },
+            scope,
             _seg: seg,
         }
     }
@@ -156,7 +163,7 @@ impl Lock {
     /// Takes the lock, sleeping while another thread or process holds it. `Err(OwnerDead)` (with
     /// the lock held) if its previous owner died holding it.
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.guard(self.state.get().lock_taking_over())
+        self.guard(self.state.get().lock_taking_over_in(self.scope))
     }
 
     /// Takes the lock if it is free now; never blocks. `Err(WouldBlock)` if it is held.
@@ -180,7 +187,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        match self.state.get().lock(deadline(timeout)) {
+        match self.state.get().lock_in(deadline(timeout), self.scope) {
             Some(how) => self.guard(how),
             None => Err(LockError::Timeout),
         }
@@ -227,17 +234,54 @@ impl Lock {
     }
 }
 
+/// The directory's `param0` of a lock: whose death frees it.
+const THREAD_SCOPED: u64 = 0;
+const PROCESS_SCOPED: u64 = 1;
+
 impl crate::SegmentBuilder {
-    /// Adds a [`Lock`](crate::Lock).
+    /// Adds a [`Lock`](crate::Lock). It belongs to the thread that takes it: if that thread
+    /// exits holding it, even while its process lives on, the next `lock` takes it over.
     pub fn lock(self, name: &str) -> Self {
-        self.object(name, ObjectKind::Lock, untyped(), 0, 0)
+        self.object(name, ObjectKind::Lock, untyped(), THREAD_SCOPED, 0)
+    }
+
+    /// Adds a [`Lock`](crate::Lock) that belongs to the *process* of the thread that takes it,
+    /// as Python's `multiprocessing.Lock` does: a thread that exits holding it leaves it held
+    /// (another thread releases it, with [`Lock::force_unlock`]), and it is taken over only once
+    /// that whole process is gone. Opened with [`Segment::lock`](crate::Segment::lock).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seg = shmq::Segment::builder("doc-process-lock").process_lock("l").create_or_replace()?;
+    /// let lock = seg.lock("l")?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| std::mem::forget(lock.lock().expect("no owner died")));
+    /// }); // the thread exits holding it, its process lives on: still held
+    /// assert!(matches!(lock.lock_timeout(Duration::from_millis(200)), Err(shmq::LockError::Timeout)));
+    /// assert!(lock.force_unlock());
+    /// assert!(lock.lock().is_ok());
+    /// # Ok(()) }
+    /// ```
+    pub fn process_lock(self, name: &str) -> Self {
+        self.object(name, ObjectKind::Lock, untyped(), PROCESS_SCOPED, 0)
     }
 }
 
 impl crate::Segment {
-    /// Looks up a lock.
+    /// Looks up a lock (made by [`SegmentBuilder::lock`](crate::SegmentBuilder::lock) or
+    /// [`process_lock`](crate::SegmentBuilder::process_lock)).
     pub fn lock(&self, name: &str) -> Result<crate::Lock, OpenError> {
         let o = self.inner.object(name, ObjectKind::Lock, None)?;
-        Ok(crate::Lock::from_raw(self.inner.clone(), o.base))
+        let scope = match o.entry.param0 {
+            THREAD_SCOPED => Scope::Thread,
+            PROCESS_SCOPED => Scope::Process,
+            p => {
+                return Err(OpenError::Corrupt(format!(
+                    "object {name:?}: lock scope {p} is neither 0 nor 1"
+                )))
+            }
+        };
+        Ok(crate::Lock::from_raw_in(self.inner.clone(), o.base, scope))
     }
 }

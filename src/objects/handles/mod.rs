@@ -7,7 +7,7 @@ use super::cell::Cell;
 use super::event::EventState;
 use super::joinable::JoinState;
 use super::list::ListHeader;
-use super::lock::{Acquired, LockState};
+use super::lock::{Acquired, LockState, Scope};
 use super::semaphore::SemaphoreState;
 use crate::error::HeapError;
 use crate::error::{
