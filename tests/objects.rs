@@ -420,11 +420,14 @@ fn value_types_round_trip_and_wrap() {
     assert_eq!(b.compare_exchange(false, true), Ok(false));
 }
 
-#[test]
-fn lock_holder_killed_gives_the_next_locker_owner_dead_in_bounded_time() {
-    let name = unique("lockdead");
-    let seg = Segment::builder(&name)
-        .lock("l")
+/// A segment of lock `l` (made by `add`) and value `count`, whose lock a child process held
+/// when it was SIGKILLed; the next `lock_timeout`'s result comes back with the segment.
+fn lock_of_a_killed_holder(
+    tag: &str,
+    add: fn(shmq::SegmentBuilder) -> shmq::SegmentBuilder,
+) -> (Segment, shmq::Lock) {
+    let name = unique(tag);
+    let seg = add(Segment::builder(&name))
         .value::<i64>("count", 0)
         .create()
         .unwrap();
@@ -433,6 +436,12 @@ fn lock_holder_killed_gives_the_next_locker_owner_dead_in_bounded_time() {
     assert!(matches!(lock.try_lock(), Err(shmq::LockError::WouldBlock)));
     child.kill().unwrap();
     child.wait().unwrap();
+    (seg, lock)
+}
+
+#[test]
+fn lock_holder_killed_gives_the_next_locker_owner_dead_in_bounded_time() {
+    let (seg, lock) = lock_of_a_killed_holder("lockdead", |b| b.lock("l"));
     let t0 = std::time::Instant::now();
     let mut guard = match lock.lock_timeout(Duration::from_secs(10)) {
         Err(shmq::LockError::OwnerDead(g)) => g,
@@ -789,17 +798,7 @@ fn release_claim_lets_the_name_go_while_the_memory_stays() {
 
 #[test]
 fn process_lock_is_taken_over_once_its_holders_process_is_killed() {
-    let name = unique("proclockdead");
-    let seg = Segment::builder(&name)
-        .process_lock("l")
-        .value::<i64>("count", 0)
-        .create()
-        .unwrap();
-    let mut child = child_holding(&name, "lock_hold");
-    let lock = seg.lock("l").unwrap();
-    assert!(matches!(lock.try_lock(), Err(shmq::LockError::WouldBlock)));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (_seg, lock) = lock_of_a_killed_holder("proclockdead", |b| b.process_lock("l"));
     match lock.lock_timeout(Duration::from_secs(30)) {
         Err(shmq::LockError::OwnerDead(mut g)) => g.make_consistent(),
         other => panic!("expected OwnerDead, got {other:?}"),
