@@ -274,7 +274,7 @@ mod segment_layout {
     /// First 8 bytes of every shmq segment.
     pub(crate) const MAGIC: [u8; 8] = *b"SHMQSEG\0";
     /// Bumped on every incompatible change of anything in this file.
-    pub(crate) const LAYOUT_VERSION: u32 = 7;
+    pub(crate) const LAYOUT_VERSION: u32 = 8;
     /// `state` before initialisation finished (a zero-filled new file reads as this).
     #[allow(dead_code)]
     pub(crate) const STATE_INIT: u32 = 0;

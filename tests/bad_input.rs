@@ -328,7 +328,7 @@ fn other_layout_version_is_version_mismatch() {
     poke(&name, 8, &6u32.to_le_bytes());
     match Segment::open(&name) {
         Err(OpenError::VersionMismatch {
-            expected: 7,
+            expected: 8,
             found: 6,
         }) => {}
         other => panic!("{other:?}"),

@@ -79,13 +79,21 @@ impl Mapping {
         self.mapped.load(Ordering::Acquire) as u64
     }
 
-    /// Runs `f` on the segment file; an error once this process gave up its claim.
+    /// Runs `f` on a duplicate of the segment file's descriptor (so that a long `fallocate` does
+    /// not hold the lock that a child forked meanwhile would inherit held); an error once this
+    /// process gave up its claim.
     pub(crate) fn with_file<R>(
         &self,
         f: impl FnOnce(&File) -> Result<R, HeapError>,
     ) -> Result<R, HeapError> {
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f(file.as_ref().ok_or_else(released)?)
+        let file = {
+            let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            file.as_ref()
+                .ok_or_else(released)?
+                .try_clone()
+                .map_err(|e| HeapError::Io(e.to_string()))?
+        };
+        f(&file)
     }
 
     /// Drops this process's claim on the segment (its shared `flock`, which the mapping itself

@@ -39,6 +39,10 @@ pub(crate) struct LockState {
     /// `owner tid << 40 | PID namespace of the owner` (low 40 bits of `os::pid_namespace`),
     /// written with `owner_start` and trusted the same way.
     pub(crate) owner_ns: AtomicU64,
+    /// `owner tid << 40 | start time of the owner's process` (low 40 bits), written with
+    /// `owner_start` and trusted the same way: a process-scoped lock is taken over only once
+    /// this process is gone (another process under the pid is not it).
+    pub(crate) owner_proc: AtomicU64,
     /// Takeovers from a dead owner so far (for the loom models; zero-sized natively).
     pub(crate) takeovers: crate::sync::ModelCount,
 }
@@ -96,6 +100,7 @@ impl LockState {
                 owner_pid: AtomicU32::new(0),
                 owner_start: AtomicU64::new(0),
                 owner_ns: AtomicU64::new(0),
+                owner_proc: AtomicU64::new(0),
                 takeovers: crate::sync::ModelCount::default(),
             }
         }
@@ -145,9 +150,13 @@ impl LockState {
         let ns = self.owner_ns.load(Ordering::Relaxed);
         owner_dead(seen & TID, start, ns)
             && (scope == Scope::Thread
-                // The owner's pid, written before the stamps that `owner_dead` just trusted
-                // (and the thread is gone: its writes are all visible); 0 proves nothing.
-                || process_gone(self.owner_pid.load(Ordering::Relaxed)))
+                // The owner's pid and process stamp, written with the stamps `owner_dead` just
+                // trusted (and the thread is gone: its writes are all visible).
+                || process_gone(
+                    seen & TID,
+                    self.owner_pid.load(Ordering::Relaxed),
+                    self.owner_proc.load(Ordering::Relaxed),
+                ))
     }
 
     /// [`lock`](Self::lock), for an owner of `scope`.
@@ -285,6 +294,7 @@ impl LockState {
         self.owner_pid.store(0, Ordering::Relaxed);
         self.owner_start.store(0, Ordering::Relaxed);
         self.owner_ns.store(0, Ordering::Relaxed);
+        self.owner_proc.store(0, Ordering::Relaxed);
         let next = if consistent { 0 } else { INCONSISTENT };
         // SYNC: Release pairs with the Acquire in `take_free`/`lock` of the next owner.
         if self.word.word().swap(next, Ordering::Release) & CONTENDED != 0 {
@@ -302,10 +312,13 @@ impl LockState {
             if cur & TID == 0 {
                 return false;
             }
+            // An owner writes its stamps just after its CAS: let one in that window finish,
+            // or its late stamps would land on the next owner's lock (and that owner could then
+            // never be judged dead). One killed in the window never writes them: a bound.
+            self.await_stamps(cur & TID);
             // Stamps first, as `unlock` does: once the word is free a new owner writes its own.
             // Only the stamps of the owner in `cur`: had another release and a new owner's
-            // stamps come in between, a blind zero would wipe the new owner's, and without them
-            // it could never be judged dead.
+            // stamps come in between, a blind zero would wipe the new owner's.
             self.clear_stamps_of(cur & TID);
             // SYNC: Release pairs with the Acquire in `take_free`/`lock` of the next owner, as
             // in `unlock`: what the caller wrote before releasing is visible to that owner.
@@ -321,12 +334,34 @@ impl LockState {
         }
     }
 
+    crate::sync::native_only! {
+    /// Waits (briefly, bounded) until the stamps name owner thread `tid`, which writes them
+    /// just after the CAS that took the word.
+    fn await_stamps(&self, tid: u32) {
+        use crate::sync::owner::START_BITS;
+        for i in 0..1024 {
+            if (self.owner_proc.load(Ordering::Relaxed) >> START_BITS) as u32 == tid {
+                return;
+            }
+            if i < 64 {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    }
+
+    crate::sync::loom_only! {
+    /// The models write no stamps.
+    fn await_stamps(&self, _tid: u32) {}
+    }
+
     /// Zeroes the owner stamps if they are thread `tid`'s (each carries its tid in its high
-    /// bits). `owner_pid`, diagnostics only, is zeroed as `unlock` does.
+    /// bits). `owner_pid` is left: it is trusted only behind stamps of the word's tid.
     fn clear_stamps_of(&self, tid: u32) {
         use crate::sync::owner::START_BITS;
-        self.owner_pid.store(0, Ordering::Relaxed);
-        for stamp in [&self.owner_start, &self.owner_ns] {
+        for stamp in [&self.owner_start, &self.owner_ns, &self.owner_proc] {
             let v = stamp.load(Ordering::Relaxed);
             if (v >> START_BITS) as u32 == tid {
                 // Relaxed, as every stamp access: readers trust a stamp only when its tid matches
@@ -343,7 +378,7 @@ impl LockState {
         let me = me_info();
         // Relaxed: if the word names us, we wrote it (and the stamps after it) ourselves.
         self.word.word().load(Ordering::Relaxed) & TID == crate::sync::owner::me()
-            && me.stamps().map_or(true, |(start, _)| {
+            && me.stamps().map_or(true, |(start, _, _)| {
                 self.owner_start.load(Ordering::Relaxed) == start
             })
     }
@@ -358,9 +393,11 @@ impl LockState {
         let me = me_info();
         self.owner_pid.store(me.pid, Ordering::Relaxed);
         // The loom models do not stamp (their owners are judged by `owner::die` alone).
-        if let Some((start, ns)) = me.stamps() {
+        if let Some((start, ns, process)) = me.stamps() {
             self.owner_start.store(start, Ordering::Relaxed);
             self.owner_ns.store(ns, Ordering::Relaxed);
+            // Last: `unlock_any` waits for this one (see there).
+            self.owner_proc.store(process, Ordering::Relaxed);
         }
     }
 }

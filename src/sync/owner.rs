@@ -23,6 +23,8 @@ pub(crate) struct Me {
     pub(crate) start_stamp: u64,
     /// `tid << 40 | PID namespace` (0 in the low bits: unknown), for `owner_ns`.
     pub(crate) ns_stamp: u64,
+    /// `tid << 40 | the process's start time` (0 in the low bits: unknown), for `owner_proc`.
+    pub(crate) proc_stamp: u64,
     pub(crate) pid: u32,
     /// [`os::fork_generation`](crate::os::fork_generation) this was read under.
     forks: u64,
@@ -44,11 +46,12 @@ pub(crate) fn me_info() -> Me {
     }
     let tid = os::thread_id() & TID;
     let start = os::thread_start_time(tid).unwrap_or(0);
-    let (pid, _, pidns) = os::self_identity();
+    let (pid, proc_start, pidns) = os::self_identity();
     let m = Me {
         tid,
         start_stamp: (tid as u64) << START_BITS | (start & START_MASK),
         ns_stamp: (tid as u64) << START_BITS | (pidns & START_MASK),
+        proc_stamp: (tid as u64) << START_BITS | (proc_start & START_MASK),
         pid,
         forks,
     };
@@ -101,17 +104,24 @@ pub(crate) fn owner_dead(tid: u32, stamp: u64, ns: u64) -> bool {
     }
 }
 
-/// Whether process `pid` (of our PID namespace) is gone for sure (`/proc` shows no such
-/// process, or a zombie); 0, unreadable or alive: not gone.
+/// Whether the process of owner thread `tid` is gone for sure: `pid` and `stamp` are the lock's
+/// `owner_pid` and `owner_proc` (`tid << 40 | process start time`), trusted only when the stamp
+/// names `tid` (written with the other stamps, after the pid); the caller has checked that the
+/// owner ran in our PID namespace. Gone: `/proc` shows no such process, or a zombie, or another
+/// process under the pid (another start time). A pid of 0, an untrusted stamp, an unreadable
+/// `/proc` or a live process: not gone.
 #[cfg(not(shmq_loom))]
-pub(crate) fn process_gone(pid: u32) -> bool {
+pub(crate) fn process_gone(tid: u32, pid: u32, stamp: u64) -> bool {
     let ns = crate::os::self_identity().2;
-    pid != 0 && ns != 0 && !crate::os::process_alive(pid, 0, ns)
+    if pid == 0 || ns == 0 || (stamp >> START_BITS) as u32 != tid || stamp & START_MASK == 0 {
+        return false;
+    }
+    !crate::os::process_alive(pid, stamp & START_MASK, ns)
 }
 
 /// Under loom a model thread is its own process.
 #[cfg(shmq_loom)]
-pub(crate) fn process_gone(_pid: u32) -> bool {
+pub(crate) fn process_gone(_tid: u32, _pid: u32, _stamp: u64) -> bool {
     true
 }
 
@@ -157,8 +167,8 @@ pub(crate) fn die() {
 impl Me {
     /// The start-time and namespace stamps this owner writes beside the lock word.
     #[cfg(not(shmq_loom))]
-    pub(crate) fn stamps(&self) -> Option<(u64, u64)> {
-        Some((self.start_stamp, self.ns_stamp))
+    pub(crate) fn stamps(&self) -> Option<(u64, u64, u64)> {
+        Some((self.start_stamp, self.ns_stamp, self.proc_stamp))
     }
 }
 
@@ -172,7 +182,7 @@ pub(crate) struct Me {
 
 #[cfg(shmq_loom)]
 impl Me {
-    pub(crate) fn stamps(&self) -> Option<(u64, u64)> {
+    pub(crate) fn stamps(&self) -> Option<(u64, u64, u64)> {
         None
     }
 }

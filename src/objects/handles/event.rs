@@ -65,8 +65,9 @@ impl Event {
 
 impl Event {
     /// A mark to wait from across several calls (a binding that waits in slices, to look for
-    /// signals between them): [`wait_since`](Self::wait_since) returns once the flag is set or
-    /// a `set` happened after the mark was taken.
+    /// signals between them): [`wait_since`](Self::wait_since) returns `true` at once if the
+    /// flag was set when the mark was taken or is set now, and otherwise once a `set` happens
+    /// after the mark (even one a `clear` undid since).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -82,8 +83,8 @@ impl Event {
         EventMark(self.state.get().epoch())
     }
 
-    /// Waits at most `timeout` for the flag, or for a `set` after `mark`; whether either
-    /// happened.
+    /// Waits at most `timeout` for the flag, or for a `set` after `mark`; whether the flag was
+    /// set at the mark, is set, or was set since.
     pub fn wait_since(&self, mark: EventMark, timeout: Duration) -> bool {
         self.state.get().wait_from(mark.0, deadline(timeout))
     }
