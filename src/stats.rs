@@ -32,6 +32,12 @@ pub struct QueueStats {
     pub producers: u32,
     /// Live participants of the segment (threads holding a participant record).
     pub participants: u32,
+    /// Positions producers have claimed since the queue was made (tombstoned ones included): the
+    /// difference of two snapshots over their interval is the put rate. For an unbounded queue,
+    /// those of the links still alive (positions continue from link to link).
+    pub puts: u64,
+    /// Positions consumers have claimed since the queue was made (the get rate, as `puts`).
+    pub gets: u64,
 }
 
 /// What [`Segment::stats`](crate::Segment::stats) reports: the segment's size and its shared

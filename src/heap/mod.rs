@@ -663,8 +663,15 @@ impl<'a, M: HeapMem> Heap<'a, M> {
     pub(crate) fn stats(&self) -> Result<HeapStats, HeapError> {
         let _g = self.lock()?;
         self.sweep_locked(false);
+        Ok(self.counters())
+    }
+
+    /// The heap's counters as they stand, without the lock or a sweep: for an observer that
+    /// changes nothing (`crate::inspect`). Each word is read on its own, so the figures may be
+    /// mid-update, and blocks of dead holders not yet swept count as in use.
+    pub(crate) fn counters(&self) -> HeapStats {
         let h = self.hdr;
-        Ok(HeapStats {
+        HeapStats {
             in_use: h.in_use.load(Ordering::Relaxed),
             blocks: h.blocks.load(Ordering::Relaxed),
             // Saturating: `start` and `end` are words of the segment a hostile process may
@@ -675,7 +682,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                 .saturating_sub(h.start.load(Ordering::Relaxed)),
             growths: h.growths.load(Ordering::Relaxed),
             reclaimed: h.reclaimed.load(Ordering::Relaxed),
-        })
+        }
     }
 
     crate::sync::loom_only! {

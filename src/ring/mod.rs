@@ -423,6 +423,10 @@ pub(crate) struct RingStats {
     pub(crate) tombstones: u64,
     pub(crate) lost: u64,
     pub(crate) unattributed_claims: u32,
+    /// Positions claimed by producers so far (the tail without its closed bit).
+    pub(crate) puts: u64,
+    /// Positions claimed by consumers so far (the head).
+    pub(crate) gets: u64,
 }
 
 /// A wait cell in the same mapping as a ring (see [`Ring::tomb_cell`]).
@@ -533,6 +537,8 @@ impl<M: RingMem> Ring<M> {
             tombstones: h.counters.tombstones.load(Ordering::Relaxed),
             lost: h.counters.lost.load(Ordering::Relaxed),
             unattributed_claims: h.counters.unattributed.load(Ordering::Relaxed),
+            puts: h.tail.load(Ordering::Relaxed) & !CLOSED_BIT,
+            gets: h.head.load(Ordering::Relaxed),
         }
     }
 
