@@ -180,6 +180,29 @@ pub struct SegmentReport {
     pub participant_slots: u32,
     /// The shared heap.
     pub heap: HeapReport,
+    /// What recovery did for dead peers so far (see [`RecoveryReport`]).
+    pub recovery: RecoveryReport,
+}
+
+/// Every recovery action taken in a segment so far, as its shared counters say (each action is
+/// also logged, target `shmq::recovery`, when the program installs a logger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Positions of dead producers tombstoned (and positions given up by panicking
+    /// `put_with` closures), summed over the queues.
+    pub tombstones: u64,
+    /// Slots dead consumers held, released.
+    pub slots_released: u64,
+    /// Messages lost with them (and with panicking `get_with` closures), summed over the
+    /// queues.
+    pub lost: u64,
+    /// Locks taken over from owners that died holding them.
+    pub locks_taken_over: u64,
+    /// Participant records taken over from dead processes.
+    pub records_reused: u64,
+    /// Heap blocks given back for holders that died.
+    pub heap_blocks_reclaimed: u64,
 }
 
 /// Reads segment `name` without changing it (see the module docs). A segment that its group or
@@ -220,7 +243,17 @@ pub fn inspect(name: &str, allow_shared: bool) -> Result<SegmentReport, OpenErro
     attached.sort_unstable();
     attached.dedup();
     attached.retain(|&p| p != me);
+    let queues = || objects.iter().filter_map(|o| o.queue);
+    let recovery = RecoveryReport {
+        tombstones: queues().map(|q| q.tombstones).sum(),
+        slots_released: h.slots_released.load(Ordering::Relaxed),
+        lost: queues().map(|q| q.lost).sum(),
+        locks_taken_over: h.locks_taken_over.load(Ordering::Relaxed),
+        records_reused: h.records_reused.load(Ordering::Relaxed),
+        heap_blocks_reclaimed: heap.reclaimed,
+    };
     Ok(SegmentReport {
+        recovery,
         name: name.to_string(),
         uid: os::entry_info(name).map_or(0, |e| e.uid),
         mode: info.mode,

@@ -61,4 +61,12 @@ pub struct SegmentStats {
     pub growths: u64,
     /// Blocks given back because their holder died (or never delivered them).
     pub reclaimed: u64,
+    /// Participant records taken over from dead processes.
+    pub records_reused: u64,
+    /// Locks (of a `Lock`, an `RLock` or a `Condition`, and the heap's) taken over from an owner
+    /// that died holding them.
+    pub locks_taken_over: u64,
+    /// Slots that dead consumers held, released by recovery (each queue's `lost` counts the
+    /// messages among them).
+    pub slots_released: u64,
 }

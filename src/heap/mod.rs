@@ -103,6 +103,9 @@ pub(crate) trait HeapMem {
     fn lock_token(&self) -> u32;
     /// Whether the owner a lock token names is gone for sure.
     fn token_gone(&self, token: u32) -> bool;
+    /// The heap lock was just taken over from the dead owner `token` names (for the counters
+    /// and the log; nothing by default).
+    fn lock_taken_over(&self, _token: u32) {}
 }
 
 /// Bits of a heap lock word that name its owner.
@@ -168,6 +171,9 @@ impl HeapLock {
                 {
                     // A process killed right here still names its record in the word.
                     crate::fault::point("heap-locked");
+                    if dead {
+                        mem.lock_taken_over(owner);
+                    }
                     return if next & LOCK_INCONSISTENT != 0 {
                         Acquired::OwnerDead
                     } else {
@@ -478,7 +484,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             heap: self,
             ok: std::cell::Cell::new(true),
         };
-        if how == Acquired::OwnerDead {
+        if how.owner_died() {
             // The last owner died mid-change (or found the heap corrupt): the sizes still chain;
             // rebuild the rest, then give back what dead holders had.
             g.check(self.rebuild())?;
@@ -655,8 +661,18 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                 .is_ok()
             && g.check(self.free_locked(off)).is_ok()
         {
-            self.hdr.reclaimed.fetch_add(1, Ordering::Relaxed);
+            self.reclaimed_block(off);
         }
+    }
+
+    /// Counts a block given back for a holder that is gone, and reports it (see
+    /// `mapping::recovery`).
+    fn reclaimed_block(&self, off: u64) {
+        self.hdr.reclaimed.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            target: "shmq::recovery",
+            "heap block at offset {off} given back: its holder died (or never delivered it)"
+        );
     }
 
     /// Figures for `stats()` (after a sweep, so they describe what live holders have).
@@ -852,7 +868,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                 .is_ok()
                 && self.free_locked(b).is_ok()
             {
-                h.reclaimed.fetch_add(1, Ordering::Relaxed);
+                self.reclaimed_block(b);
             }
         }
     }
@@ -970,7 +986,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             if size & ALLOCATED != 0 && self.word(b, 2)?.load(Ordering::Relaxed) == TAG_MASK {
                 sw.store(s, Ordering::Relaxed);
                 size = s;
-                h.reclaimed.fetch_add(1, Ordering::Relaxed);
+                self.reclaimed_block(b);
             }
             self.word(b, 1)?.store(prev, Ordering::Relaxed);
             if size & ALLOCATED != 0 {

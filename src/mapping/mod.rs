@@ -5,6 +5,7 @@
 
 pub(crate) mod extent;
 mod participants;
+pub(crate) mod recovery;
 pub(crate) mod watch;
 
 use crate::error::OpenError;

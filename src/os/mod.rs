@@ -157,8 +157,11 @@ pub(crate) fn sweep_stale_temps(name: &str) {
         }
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if let Ok(fd) = fs::open(path_of(f), flags, Mode::empty()) {
-            if unlocked(&File::from(fd)) {
-                let _ = unlink(f);
+            if unlocked(&File::from(fd)) && unlink(f).is_ok() {
+                log::warn!(
+                    target: "shmq::recovery",
+                    "{f} removed: left by a creator that died building the segment"
+                );
             }
         }
     }
@@ -225,7 +228,14 @@ pub(crate) fn reclaim_stale(name: &str) -> bool {
     let same =
         identity_of_name(name).is_some_and(|now| now.dev == st.st_dev && now.ino == st.st_ino);
     // Dropping `file` afterwards releases the exclusive lock.
-    stale && same && unlink(name).is_ok()
+    let removed = stale && same && unlink(name).is_ok();
+    if removed {
+        log::warn!(
+            target: "shmq::recovery",
+            "segment {name} reclaimed: nobody maps it and its creator and participants are gone"
+        );
+    }
+    removed
 }
 
 /// Removes `/dev/shm/NAME` if it is a shmq segment that no process maps any more, and returns

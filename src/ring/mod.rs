@@ -144,6 +144,9 @@ pub(crate) trait Liveness: std::fmt::Debug {
     /// `head` is the start of the slot's payload, copied while the dead claim still held the
     /// slot.
     fn abandoned(&self, _pos: u64, _side: Side, _head: &[u8; ABANDONED_HEAD]) {}
+    /// Recovery just tombstoned position `pos` (`Side::Put`) or released the slot a dead
+    /// consumer held (`Side::Get`; `lost`: it held a message): for the counters and the log.
+    fn recovered(&self, _pos: u64, _side: Side, _lost: bool) {}
 }
 
 /// Bytes of a slot payload that [`Liveness::abandoned`] sees.

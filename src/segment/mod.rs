@@ -935,6 +935,9 @@ impl Segment {
             heap_blocks: h.blocks,
             growths: h.growths,
             reclaimed: h.reclaimed,
+            records_reused: self.inner.header().records_reused.load(Ordering::Relaxed),
+            locks_taken_over: self.inner.header().locks_taken_over.load(Ordering::Relaxed),
+            slots_released: self.inner.header().slots_released.load(Ordering::Relaxed),
         })
     }
 
