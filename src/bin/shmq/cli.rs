@@ -490,8 +490,8 @@ fn report_text(r: &SegmentReport, rates: Option<&Rates>) -> String {
     s.insert_str(
         s.len() - 1,
         &format!(
-            "recovery: {} tombstones, {} slots released ({} messages lost), {} locks taken \
-             over, {} records reused, {} heap blocks reclaimed\n",
+            "recovery: tombstones {}, slots released {} (messages lost {}), locks taken over \
+             {}, records reused {}, heap blocks reclaimed {}\n",
             rc.tombstones,
             rc.slots_released,
             rc.lost,
