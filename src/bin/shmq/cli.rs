@@ -1,5 +1,6 @@
 //! The commands of the `shmq` binary (see `main.rs`).
 
+use crate::bridge::{self, BridgeError, BridgeOpts};
 use crate::json::Json;
 use shmq::inspect::{self, Listed, ObjectReport, ParticipantReport, Removed, SegmentReport};
 use shmq::OpenError;
@@ -16,6 +17,11 @@ commands:
   watch NAME [--interval SECS] [--count N]
                          stat, refreshed every SECS (default 1), with put/get rates per second
   rm NAME [--force]      remove NAME unless processes map it (--force: remove the name anyway)
+  bridge out SEGMENT QUEUE SUBJECT [--server URL] [--stream S] [--count N] [--window W]
+                         forward a local byte queue to a NATS subject (a JetStream stream)
+  bridge in SUBJECT SEGMENT QUEUE [--server URL] [--stream S] [--durable D] [--count N]
+          [--window W] [--ack-wait SECS]
+                         forward a NATS subject (its JetStream stream) into a local byte queue
   gc [--prefix P]        remove every segment (whose name starts with P) whose users are all
                          gone: no process maps it, its creator is dead; kept ones stay
 
@@ -45,6 +51,11 @@ struct Opts {
     interval: Duration,
     count: Option<u64>,
     prefix: Option<String>,
+    server: Option<String>,
+    stream: Option<String>,
+    durable: Option<String>,
+    window: usize,
+    ack_wait: Duration,
     args: Vec<String>,
 }
 
@@ -56,6 +67,11 @@ fn parse(argv: Vec<String>) -> Result<Opts, String> {
         interval: Duration::from_secs(1),
         count: None,
         prefix: None,
+        server: None,
+        stream: None,
+        durable: None,
+        window: 256,
+        ack_wait: Duration::from_secs(30),
         args: Vec::new(),
     };
     let mut it = argv.into_iter();
@@ -79,6 +95,26 @@ fn parse(argv: Vec<String>) -> Result<Opts, String> {
                     v.parse()
                         .map_err(|_| format!("--count: {v:?} is not a number"))?,
                 );
+            }
+            "--server" => o.server = Some(it.next().ok_or("--server needs a URL")?),
+            "--stream" => o.stream = Some(it.next().ok_or("--stream needs a name")?),
+            "--durable" => o.durable = Some(it.next().ok_or("--durable needs a name")?),
+            "--window" => {
+                let v = it.next().ok_or("--window needs a number")?;
+                o.window = v
+                    .parse()
+                    .ok()
+                    .filter(|w| (1..=65_536).contains(w))
+                    .ok_or_else(|| format!("--window: {v:?} is not a number in 1..=65536"))?;
+            }
+            "--ack-wait" => {
+                let v = it.next().ok_or("--ack-wait needs a number of seconds")?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.001 && *s <= 86_400.0)
+                    .ok_or_else(|| format!("--ack-wait: {v:?} is not a number of seconds"))?;
+                o.ack_wait = Duration::from_secs_f64(secs);
             }
             "--prefix" => {
                 o.prefix = Some(it.next().ok_or("--prefix needs a name prefix")?);
@@ -111,6 +147,12 @@ pub fn main() -> ExitCode {
         ["watch", name] => watch(&o, name),
         ["rm", name] => rm(&o, name),
         ["gc"] => gc(&o),
+        ["bridge", "out", segment, queue, subject] => run_bridge(&o, segment, || {
+            bridge::out(segment, queue, subject, &bridge_opts(&o))
+        }),
+        ["bridge", "in", subject, segment, queue] => run_bridge(&o, segment, || {
+            bridge::into(subject, segment, queue, &bridge_opts(&o))
+        }),
         [] => return usage("no command"),
         [cmd, ..] => return usage(&format!("bad use of {cmd:?}")),
     };
@@ -724,5 +766,62 @@ fn gc(o: &Opts) -> u8 {
             exit::OK
         }
         Err(e) => io_fail(o, &e),
+    }
+}
+
+// ---- bridge ----
+
+fn bridge_opts(o: &Opts) -> BridgeOpts {
+    BridgeOpts {
+        server: o
+            .server
+            .clone()
+            .or_else(|| std::env::var("NATS_URL").ok())
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        stream: o.stream.clone(),
+        durable: o.durable.clone(),
+        count: o.count,
+        window: o.window,
+        ack_wait: o.ack_wait,
+    }
+}
+
+fn run_bridge(
+    o: &Opts,
+    segment: &str,
+    f: impl FnOnce() -> Result<bridge::Moved, BridgeError>,
+) -> u8 {
+    match f() {
+        Ok(m) => {
+            let per_s = m.messages as f64 / m.secs.max(1e-9);
+            if o.json {
+                let doc = Json::Obj(vec![
+                    ("messages", Json::Int(m.messages)),
+                    ("bytes", Json::Int(m.bytes)),
+                    ("secs", Json::Float(m.secs)),
+                    ("per_s", Json::Float(per_s)),
+                    ("retried", Json::Int(m.retried)),
+                ]);
+                println!("{}", doc.render());
+            } else {
+                println!(
+                    "moved {} messages ({}) in {:.3} s: {per_s:.0} messages/s, {} retried",
+                    m.messages,
+                    bytes(m.bytes),
+                    m.secs,
+                    m.retried
+                );
+            }
+            exit::OK
+        }
+        Err(BridgeError::Open(e)) => fail(o, segment, &e),
+        Err(BridgeError::Nats(e)) => {
+            eprintln!("shmq: bridge: {e}");
+            exit::ERROR
+        }
+        Err(BridgeError::Queue(e)) => {
+            eprintln!("shmq: bridge: {segment}: {e}");
+            exit::ERROR
+        }
     }
 }

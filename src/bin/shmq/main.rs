@@ -5,9 +5,13 @@
 //! binary adds no dependency to the crate.
 
 #[cfg(not(shmq_loom))]
+mod bridge;
+#[cfg(not(shmq_loom))]
 mod cli;
 #[cfg(not(shmq_loom))]
 mod json;
+#[cfg(not(shmq_loom))]
+mod nats;
 
 fn main() -> std::process::ExitCode {
     #[cfg(not(shmq_loom))]
