@@ -333,7 +333,15 @@ mod segment_layout {
         pub(crate) max_size: u64,
         /// Offset of the shared heap's control block ([`crate::heap::HeapHeader`]).
         pub(crate) heap_offset: u64,
-        pub(crate) _reserved: [u64; 3],
+        /// Recovery counters (see `mapping::recovery`): participant records taken over from
+        /// dead owners.
+        pub(crate) records_reused: AtomicU64,
+        /// Locks (a `Lock`'s, an `RLock`'s or a `Condition`'s, the heap's) taken over from
+        /// an owner that died holding them.
+        pub(crate) locks_taken_over: AtomicU64,
+        /// Slots that dead consumers held (a message, counted lost in its queue, or a tombstone
+        /// they were stepping over) released by recovery.
+        pub(crate) slots_released: AtomicU64,
     }
 
     /// One named object in the directory.
@@ -408,7 +416,7 @@ mod segment_layout {
     /// compared on open, so a build with a different layout is refused rather than misread.
     pub(crate) const fn layout_hash() -> u64 {
         use core::mem::{offset_of, size_of};
-        let parts: [u64; 27] = [
+        let parts: [u64; 28] = [
             size_of::<SegmentHeader>() as u64,
             size_of::<DirEntry>() as u64,
             size_of::<ParticipantRecord>() as u64,
@@ -438,6 +446,9 @@ mod segment_layout {
             crate::heap::LAYOUT_TAG,
             offset_of!(ParticipantRecord, hazard) as u64,
             crate::chain::CHAIN_REGION,
+            offset_of!(SegmentHeader, records_reused) as u64
+                | (offset_of!(SegmentHeader, locks_taken_over) as u64) << 16
+                | (offset_of!(SegmentHeader, slots_released) as u64) << 32,
         ];
         let mut h = FNV_OFFSET;
         let mut i = 0;

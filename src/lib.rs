@@ -61,6 +61,8 @@ pub(crate) mod chain;
 mod error;
 pub(crate) mod heap;
 #[cfg(not(shmq_loom))]
+pub mod inspect;
+#[cfg(not(shmq_loom))]
 mod kind;
 #[cfg(not(shmq_loom))]
 mod mapping;

@@ -907,7 +907,7 @@ impl ModelRobustLock {
     /// Non-blocking, without touching the counter: `Some(owner_dead)` if taken.
     pub fn try_lock(&self) -> Option<bool> {
         let acquired = self.state.try_lock()?;
-        Some(acquired == crate::objects::lock::Acquired::OwnerDead)
+        Some(acquired.owner_died())
     }
 
     /// Increments the counter (call only while holding the lock).
@@ -918,7 +918,7 @@ impl ModelRobustLock {
 
     fn increment_held(&self, acquired: crate::objects::lock::Acquired) -> bool {
         self.increment();
-        acquired == crate::objects::lock::Acquired::OwnerDead
+        acquired.owner_died()
     }
 
     /// Releases the lock (call only while holding it); `consistent` as for `LockGuard`.

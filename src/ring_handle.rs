@@ -276,12 +276,21 @@ impl RingHandle {
 
 impl RingHandle {
     pub(crate) fn stats(&self) -> crate::stats::QueueStats {
-        let (s, live) = match &self.rings {
-            Rings::One(r) => (r.stats(), r.live.clone()),
-            Rings::Chain(c) => (c.stats(), c.live()),
+        self.stats_with(true)
+    }
+
+    /// [`stats`](Self::stats); with `announce == false` an unbounded queue's links are read
+    /// without announcing them (see `Chain::stats`): for an observer that writes nothing.
+    pub(crate) fn stats_with(&self, announce: bool) -> crate::stats::QueueStats {
+        let (len, s, live) = match &self.rings {
+            Rings::One(r) => (r.len(), r.stats(), r.live.clone()),
+            Rings::Chain(c) => {
+                let (len, s) = c.stats(announce);
+                (len, s, c.live())
+            }
         };
         crate::stats::QueueStats {
-            len: self.len() as usize,
+            len: usize::try_from(len).unwrap_or(usize::MAX),
             capacity: usize::try_from(self.capacity()).unwrap_or(usize::MAX),
             closed: self.is_closed(),
             waiting_getters: s.waiting_getters,
@@ -291,6 +300,8 @@ impl RingHandle {
             unattributed_claims: s.unattributed_claims,
             producers: live.as_deref().map_or(0, |l| l.live_producers()),
             participants: live.as_deref().map_or(0, |l| l.live_participants()),
+            puts: s.puts,
+            gets: s.gets,
         }
     }
 }

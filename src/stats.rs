@@ -32,6 +32,12 @@ pub struct QueueStats {
     pub producers: u32,
     /// Live participants of the segment (threads holding a participant record).
     pub participants: u32,
+    /// Positions producers have claimed since the queue was made (tombstoned ones included): the
+    /// difference of two snapshots over their interval is the put rate. For an unbounded queue,
+    /// those of the links still alive (positions continue from link to link).
+    pub puts: u64,
+    /// Positions consumers have claimed since the queue was made (the get rate, as `puts`).
+    pub gets: u64,
 }
 
 /// What [`Segment::stats`](crate::Segment::stats) reports: the segment's size and its shared
@@ -55,4 +61,12 @@ pub struct SegmentStats {
     pub growths: u64,
     /// Blocks given back because their holder died (or never delivered them).
     pub reclaimed: u64,
+    /// Participant records taken over from dead processes.
+    pub records_reused: u64,
+    /// Locks (of a `Lock`, an `RLock` or a `Condition`, and the heap's) taken over from an owner
+    /// that died holding them.
+    pub locks_taken_over: u64,
+    /// Slots that dead consumers held, released by recovery (each queue's `lost` counts the
+    /// messages among them).
+    pub slots_released: u64,
 }

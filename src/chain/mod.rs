@@ -626,8 +626,9 @@ impl<M: ChainMem> Chain<M> {
         }
     }
 
-    /// Runs `f` on the ring of each live link, head to tail, while it is announced.
-    fn each_link(&self, mut f: impl FnMut(&Ring<M::Ring>)) {
+    /// Runs `f` on the ring of each live link, head to tail, while it is announced; with
+    /// `announce == false`, without announcing it (see [`Chain::stats`]).
+    fn each_link(&self, announce: bool, mut f: impl FnMut(&Ring<M::Ring>)) {
         let h = self.ends();
         let head = h.head.load(Ordering::Acquire);
         let tail = h.tail.load(Ordering::Acquire) & !CLOSED_BIT;
@@ -635,18 +636,25 @@ impl<M: ChainMem> Chain<M> {
         // At most a table's worth of links can be alive (a forged gap is not walked).
         for c in (head..=tail).take(self.mem.table().len()) {
             // Bare announcements: a snapshot does not take the thread's hazard word.
-            if let Some(_a) = self.announce(c, false) {
-                if let Ok(Some(r)) = self.link(c) {
-                    f(&r);
+            let announced = if announce {
+                match self.announce(c, false) {
+                    Some(a) => Some(a),
+                    None => continue,
                 }
+            } else {
+                None
+            };
+            if let Ok(Some(r)) = self.link(c) {
+                f(&r);
             }
+            drop(announced);
         }
     }
 
     /// Messages in the queue (a snapshot).
     pub(crate) fn len(&self) -> u64 {
         let mut n = 0;
-        self.each_link(|r| n += r.len());
+        self.each_link(true, |r| n += r.len());
         n
     }
 
@@ -673,25 +681,40 @@ impl<M: ChainMem> Chain<M> {
         self.ends().tail.load(Ordering::Acquire) & CLOSED_BIT != 0
     }
 
-    /// Counters for `stats()`: the live links' summed with those of links behind the head.
-    pub(crate) fn stats(&self) -> crate::ring::RingStats {
+    /// Messages in the queue and its counters for `stats()`: the live links' summed with those of
+    /// links behind the head.
+    ///
+    /// With `announce == false` the links are read without being announced, so the caller
+    /// changes nothing in shared memory (an observer that may be killed at any instruction
+    /// must not leave a raised `bare` count behind, which would stop link freeing for good).
+    /// A link freed meanwhile is then read as whatever its block holds by then: its figures
+    /// are a hint, never a fault (the block stays inside the mapping, and every word is an
+    /// atomic valid for any bits).
+    pub(crate) fn stats(&self, announce: bool) -> (u64, crate::ring::RingStats) {
         let h = self.ends();
+        let mut len = 0;
         let mut out = crate::ring::RingStats {
             waiting_getters: 0,
             waiting_putters: 0,
             tombstones: h.meta.tombstones.load(Ordering::Relaxed),
             lost: h.meta.lost.load(Ordering::Relaxed),
             unattributed_claims: 0,
+            puts: 0,
+            gets: 0,
         };
-        self.each_link(|r| {
+        self.each_link(announce, |r| {
             let s = r.stats();
+            len += r.len();
             out.waiting_getters += s.waiting_getters;
             out.waiting_putters += s.waiting_putters;
             out.tombstones += s.tombstones;
             out.lost += s.lost;
             out.unattributed_claims += s.unattributed_claims;
+            // Positions continue from link to link: the furthest link has the totals.
+            out.puts = out.puts.max(s.puts);
+            out.gets = out.gets.max(s.gets);
         });
-        out
+        (len, out)
     }
 
     /// Installs link 0 (at creation, before the chain is shared).

@@ -103,6 +103,9 @@ pub(crate) trait HeapMem {
     fn lock_token(&self) -> u32;
     /// Whether the owner a lock token names is gone for sure.
     fn token_gone(&self, token: u32) -> bool;
+    /// The heap lock was just taken over from the dead owner `token` names (for the counters
+    /// and the log; nothing by default).
+    fn lock_taken_over(&self, _token: u32) {}
 }
 
 /// Bits of a heap lock word that name its owner.
@@ -168,6 +171,9 @@ impl HeapLock {
                 {
                     // A process killed right here still names its record in the word.
                     crate::fault::point("heap-locked");
+                    if dead {
+                        mem.lock_taken_over(owner);
+                    }
                     return if next & LOCK_INCONSISTENT != 0 {
                         Acquired::OwnerDead
                     } else {
@@ -478,7 +484,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             heap: self,
             ok: std::cell::Cell::new(true),
         };
-        if how == Acquired::OwnerDead {
+        if how.owner_died() {
             // The last owner died mid-change (or found the heap corrupt): the sizes still chain;
             // rebuild the rest, then give back what dead holders had.
             g.check(self.rebuild())?;
@@ -655,16 +661,33 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                 .is_ok()
             && g.check(self.free_locked(off)).is_ok()
         {
-            self.hdr.reclaimed.fetch_add(1, Ordering::Relaxed);
+            self.reclaimed_block(off);
         }
+    }
+
+    /// Counts a block given back for a holder that is gone, and reports it (see
+    /// `mapping::recovery`).
+    fn reclaimed_block(&self, off: u64) {
+        self.hdr.reclaimed.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            target: "shmq::recovery",
+            "heap block at offset {off} given back: its holder died (or never delivered it)"
+        );
     }
 
     /// Figures for `stats()` (after a sweep, so they describe what live holders have).
     pub(crate) fn stats(&self) -> Result<HeapStats, HeapError> {
         let _g = self.lock()?;
         self.sweep_locked(false);
+        Ok(self.counters())
+    }
+
+    /// The heap's counters as they stand, without the lock or a sweep: for an observer that
+    /// changes nothing (`crate::inspect`). Each word is read on its own, so the figures may be
+    /// mid-update, and blocks of dead holders not yet swept count as in use.
+    pub(crate) fn counters(&self) -> HeapStats {
         let h = self.hdr;
-        Ok(HeapStats {
+        HeapStats {
             in_use: h.in_use.load(Ordering::Relaxed),
             blocks: h.blocks.load(Ordering::Relaxed),
             // Saturating: `start` and `end` are words of the segment a hostile process may
@@ -675,7 +698,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                 .saturating_sub(h.start.load(Ordering::Relaxed)),
             growths: h.growths.load(Ordering::Relaxed),
             reclaimed: h.reclaimed.load(Ordering::Relaxed),
-        })
+        }
     }
 
     crate::sync::loom_only! {
@@ -845,7 +868,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
                 .is_ok()
                 && self.free_locked(b).is_ok()
             {
-                h.reclaimed.fetch_add(1, Ordering::Relaxed);
+                self.reclaimed_block(b);
             }
         }
     }
@@ -963,7 +986,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
             if size & ALLOCATED != 0 && self.word(b, 2)?.load(Ordering::Relaxed) == TAG_MASK {
                 sw.store(s, Ordering::Relaxed);
                 size = s;
-                h.reclaimed.fetch_add(1, Ordering::Relaxed);
+                self.reclaimed_block(b);
             }
             self.word(b, 1)?.store(prev, Ordering::Relaxed);
             if size & ALLOCATED != 0 {

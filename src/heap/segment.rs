@@ -79,6 +79,19 @@ impl HeapMem for Inner {
         let mask = (1 << TOKEN_INC_BITS) - 1;
         Inner::holder_gone_masked(self, rec, token & mask, mask)
     }
+    fn lock_taken_over(&self, token: u32) {
+        // The record still names the dead owner unless it was taken over since (then the pid
+        // reads as that of the new owner's process: the log says "pid unknown" instead).
+        let rec = (token >> TOKEN_INC_BITS).wrapping_sub(1);
+        let pid = (rec < self.part_count())
+            .then(|| self.record(rec))
+            .filter(|r| (r.claim.waiting.load(Ordering::Relaxed) >> 32) as u32 & ((1 << TOKEN_INC_BITS) - 1) == token & ((1 << TOKEN_INC_BITS) - 1))
+            .map_or(0, |r| r.pid.load(Ordering::Relaxed));
+        self.recovered(crate::mapping::recovery::Recovery::LockTakenOver {
+            what: "the heap lock",
+            pid,
+        });
+    }
     fn commit(&self, from: u64, to: u64) -> Result<(), HeapError> {
         self.map.with_file(|f| crate::os::grow_file(f, from, to))?;
         crate::fault::point("heap-grown-file");

@@ -5,6 +5,7 @@
 
 pub(crate) mod extent;
 mod participants;
+pub(crate) mod recovery;
 pub(crate) mod watch;
 
 use crate::error::OpenError;
@@ -288,8 +289,18 @@ impl Inner {
         Ok(())
     }
 
+    /// Entries in the directory (validated against the mapping).
+    pub(crate) fn dir_count(&self) -> u32 {
+        self.dir_count
+    }
+
+    /// Records in the participant table (validated against the mapping).
+    pub(crate) fn part_count(&self) -> u32 {
+        self.part_count
+    }
+
     /// A copy of directory entry `i` (`i < dir_count`).
-    fn entry(&self, i: u32) -> DirEntry {
+    pub(crate) fn entry(&self, i: u32) -> DirEntry {
         assert!(i < self.dir_count, "directory index out of range");
         // SAFETY: i < dir_count and dir_offset + dir_count * 256 <= total_size <= mapping size
         // (validated), the offset is 8-aligned, and DirEntry is plain integers: any bits are a
@@ -375,7 +386,7 @@ impl Inner {
 
     /// Recomputes the region size of entry `index` (a copy `e`, of kind `kind`) from its own
     /// parameters and checks that the region lies inside the mapping and is big enough.
-    fn checked(
+    pub(crate) fn checked(
         &self,
         name: &str,
         kind: ObjectKind,
@@ -519,7 +530,7 @@ impl Inner {
         }
     }
 
-    fn record(&self, idx: u32) -> &ParticipantRecord {
+    pub(crate) fn record(&self, idx: u32) -> &ParticipantRecord {
         debug_assert!(idx < self.part_count);
         // SAFETY: idx < part_count and the table fits the mapping (validated); the table is
         // 128-aligned and records are atomics only.

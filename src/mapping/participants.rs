@@ -168,13 +168,44 @@ impl crate::ring::Liveness for QueueLiveness {
         }
     }
 
+    fn recovered(&self, pos: u64, side: Side, lost: bool) {
+        use super::recovery::Recovery;
+        // The dead claimant: a record that names the position and whose owner is gone (the
+        // claim was judged dead just before, and a dead owner names nothing new).
+        let pid = (0..self.seg.part_count)
+            .map(|i| self.seg.record(i))
+            .find(|r| {
+                let (o, first, len) = r.claim.side(side);
+                let first = first.load(Ordering::Relaxed);
+                r.pid.load(Ordering::Acquire) != 0
+                    && o.load(Ordering::Relaxed) == self.obj
+                    && first <= pos
+                    && pos - first < len.load(Ordering::Relaxed)
+                    && !record_alive(r)
+            })
+            .map(|r| r.pid.load(Ordering::Relaxed));
+        self.seg.recovered(match side {
+            Side::Put => Recovery::Tombstoned {
+                obj: self.obj,
+                pos,
+                pid,
+            },
+            Side::Get => Recovery::Released {
+                obj: self.obj,
+                pos,
+                pid,
+                lost,
+            },
+        });
+    }
+
     fn repair_waiters(&self, side: Side) -> u32 {
         use crate::ring::NOTE_MASK;
         if self.link {
             return 0;
         }
         let mine = u64::from(self.obj << 1 | side.bit());
-        (0..self.seg.part_count)
+        let n = (0..self.seg.part_count)
             .map(|i| self.seg.record(i))
             .filter(|r| {
                 // The whole word, owner count included, read *before* the liveness verdict: the
@@ -193,7 +224,12 @@ impl crate::ring::Liveness for QueueLiveness {
                         .compare_exchange(w, w & !NOTE_MASK, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
             })
-            .count() as u32
+            .count() as u32;
+        if n > 0 {
+            self.seg
+                .recovered(super::recovery::Recovery::WaitersRepaired { obj: self.obj, n });
+        }
+        n
     }
 }
 
@@ -318,6 +354,10 @@ impl Inner {
                 && self.claims_settled(&r.claim)
                 && take(i, owner)
             {
+                self.recovered(super::recovery::Recovery::RecordReused {
+                    index: i,
+                    pid: owner,
+                });
                 self.remember_record(i);
                 return Some(i);
             }

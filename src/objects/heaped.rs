@@ -2,7 +2,6 @@
 //! repair after a dead holder, byte strings in heap words, and their failures.
 
 use crate::heap::{Heap, HeapError, HeapLock, HeapMem};
-use crate::objects::lock::Acquired;
 use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) fn words_for(bytes: u64) -> Option<u64> {
@@ -69,7 +68,7 @@ impl<'d> Held<'d> {
         let how = lock.lock(heap.mem());
         let mut g = Held { lock, ok: false };
         crate::fault::point(point);
-        if how == Acquired::OwnerDead {
+        if how.owner_died() {
             repair()?;
             heap.sweep();
         }

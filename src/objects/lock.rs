@@ -67,8 +67,19 @@ pub(crate) enum Scope {
 pub(crate) enum Acquired {
     /// Normally: the protected data is as the last owner left it.
     Clean,
-    /// From (or after) an owner that died holding it: the data may be half-updated.
+    /// After an owner that died holding it (taken over by an earlier owner, who did not declare
+    /// the data consistent): the data may be half-updated.
     OwnerDead,
+    /// Taken over just now from an owner that died holding it (`pid`: its process as the lock
+    /// recorded it, 0 if not known): as `OwnerDead`, and the one event recovery reports.
+    TookOver { pid: u32 },
+}
+
+impl Acquired {
+    /// Whether an owner died holding the lock (`OwnerDead` or `TookOver`).
+    pub(crate) fn owner_died(self) -> bool {
+        self != Acquired::Clean
+    }
 }
 
 crate::sync::native_only! {
@@ -192,6 +203,8 @@ impl LockState {
             if slept != Slept::Woken {
                 // A dead owner never unlocks: take over from it (one CAS: one winner).
                 if w.load(Ordering::Relaxed) == seen && self.owner_gone(seen, scope) {
+                    // Read before the CAS, while the dead owner's stamp is still there.
+                    let pid = self.owner_pid.load(Ordering::Relaxed);
                     let mine = me() | INCONSISTENT | CONTENDED;
                     // SYNC: Acquire, as in `take_free`; the dead owner's writes happened before
                     // it died, and we read its word.
@@ -200,7 +213,7 @@ impl LockState {
                     {
                         self.takeovers.bump();
                         self.set_owner();
-                        return Some(Acquired::OwnerDead);
+                        return Some(Acquired::TookOver { pid });
                     }
                 }
                 if slept == Slept::Deadline {

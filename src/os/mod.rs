@@ -157,8 +157,11 @@ pub(crate) fn sweep_stale_temps(name: &str) {
         }
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if let Ok(fd) = fs::open(path_of(f), flags, Mode::empty()) {
-            if unlocked(&File::from(fd)) {
-                let _ = unlink(f);
+            if unlocked(&File::from(fd)) && unlink(f).is_ok() {
+                log::warn!(
+                    target: "shmq::recovery",
+                    "{f} removed: left by a creator that died building the segment"
+                );
             }
         }
     }
@@ -225,7 +228,14 @@ pub(crate) fn reclaim_stale(name: &str) -> bool {
     let same =
         identity_of_name(name).is_some_and(|now| now.dev == st.st_dev && now.ino == st.st_ino);
     // Dropping `file` afterwards releases the exclusive lock.
-    stale && same && unlink(name).is_ok()
+    let removed = stale && same && unlink(name).is_ok();
+    if removed {
+        log::warn!(
+            target: "shmq::recovery",
+            "segment {name} reclaimed: nobody maps it and its creator and participants are gone"
+        );
+    }
+    removed
 }
 
 /// Removes `/dev/shm/NAME` if it is a shmq segment that no process maps any more, and returns
@@ -578,14 +588,135 @@ pub(crate) fn pid_namespace() -> u64 {
 /// recorded": the pid alone decides. A namespace that is not ours, or not known (`0`), or a
 /// /proc that cannot tell, answers "alive".
 pub(crate) fn process_alive(pid: u32, start: u64, pidns: u64) -> bool {
+    process_verdict(pid, start, pidns) != Some(false)
+}
+
+/// The verdict behind [`process_alive`], with "cannot tell" kept apart: `Some(true)` alive,
+/// `Some(false)` known to be gone, `None` unknown (another or an unknown PID namespace, a
+/// /proc that cannot tell, an owner between its pid CAS and its identity stores). Only
+/// reports need the difference; every decision treats `None` as alive.
+pub(crate) fn process_verdict(pid: u32, start: u64, pidns: u64) -> Option<bool> {
     if pid == crate::layout::PID_TAKING || pidns == 0 || pidns != self_identity().2 {
-        return true;
+        return None;
     }
     match proc_state_of(pid, true) {
-        ProcState::Alive(t) => start == 0 || t == start,
-        ProcState::Dead => false,
-        ProcState::Unknown => true,
+        ProcState::Alive(t) => Some(start == 0 || t == start),
+        ProcState::Dead => Some(false),
+        ProcState::Unknown => None,
     }
+}
+
+/// What `lstat(2)` says about an entry of `/dev/shm`, for the inspection tools.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryInfo {
+    pub(crate) file: FileInfo,
+    pub(crate) uid: u32,
+    /// A regular file (not a symlink, directory, ...).
+    pub(crate) regular: bool,
+    /// Whether it belongs to the calling user (effective uid).
+    pub(crate) ours: bool,
+}
+
+/// Names in `/dev/shm`, sorted (every entry, whatever it is).
+pub(crate) fn shm_names() -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(SHM_DIR)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// `lstat(2)` of `/dev/shm/NAME`, without following a symlink; `None` if it is gone.
+pub(crate) fn entry_info(name: &str) -> Option<EntryInfo> {
+    let st = fs::lstat(path_of(name)).ok()?;
+    Some(EntryInfo {
+        file: FileInfo {
+            size: st.st_size as u64,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode & 0o777,
+        },
+        uid: st.st_uid,
+        regular: fs::FileType::from_raw_mode(st.st_mode) == fs::FileType::RegularFile,
+        ours: st.st_uid == rustix::process::geteuid().as_raw(),
+    })
+}
+
+/// The first `N` bytes of `/dev/shm/NAME`, read with `pread(2)` from a read-only descriptor
+/// (no symlink followed, nothing mapped, no lock taken); `None` if the file cannot be opened
+/// or is shorter.
+pub(crate) fn read_prefix<const N: usize>(name: &str) -> Option<[u8; N]> {
+    use std::os::unix::fs::FileExt;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = File::from(fs::open(path_of(name), flags, Mode::empty()).ok()?);
+    let mut b = [0u8; N];
+    file.read_exact_at(&mut b, 0).ok()?;
+    Some(b)
+}
+
+/// Processes that map the file `(dev, ino)`: every `/proc/PID/maps` this process may read that
+/// names it, sorted. Maps of other users' processes are unreadable without privilege, so the
+/// list is what this user can see (see [`flock_holders`]).
+pub(crate) fn mappers(dev: u64, ino: u64) -> Vec<u32> {
+    let want_dev = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+                return false;
+            };
+            maps.lines().any(|l| {
+                // address perms offset dev inode path
+                let mut f = l.split_ascii_whitespace().skip(3);
+                let (Some(d), Some(i)) = (f.next(), f.next()) else {
+                    return false;
+                };
+                i.parse::<u64>().ok() == Some(ino) && parse_dev(d) == Some(want_dev)
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// `MAJ:MIN` in hex, as /proc/PID/maps and /proc/locks write a device.
+fn parse_dev(d: &str) -> Option<(u32, u32)> {
+    let (maj, min) = d.split_once(':')?;
+    Some((
+        u32::from_str_radix(maj, 16).ok()?,
+        u32::from_str_radix(min, 16).ok()?,
+    ))
+}
+
+/// Pids that `/proc/locks` shows holding an `flock(2)` on the file `(dev, ino)` (the process
+/// that took each lock; a child that inherited the descriptor shares it unnamed). Every process
+/// that maps a named segment holds one (docs/design.md, "Segment lifecycle"), and /proc/locks
+/// shows them whoever owns them. Read only: no lock is taken.
+pub(crate) fn flock_holders(dev: u64, ino: u64) -> Vec<u32> {
+    let want = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = locks
+        .lines()
+        .filter_map(|l| {
+            // "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF"; a blocked waiter's line has
+            // "->" after the index.
+            let f: Vec<&str> = l.split_ascii_whitespace().filter(|w| *w != "->").collect();
+            if f.get(1) != Some(&"FLOCK") {
+                return None;
+            }
+            let pid = f.get(4)?.parse::<u32>().ok()?;
+            let (d, i) = f.get(5)?.rsplit_once(':')?;
+            (i.parse::<u64>().ok()? == ino && parse_dev(d)? == want).then_some(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// Kernel thread id of the calling thread (`gettid(2)`).

@@ -144,6 +144,9 @@ pub(crate) trait Liveness: std::fmt::Debug {
     /// `head` is the start of the slot's payload, copied while the dead claim still held the
     /// slot.
     fn abandoned(&self, _pos: u64, _side: Side, _head: &[u8; ABANDONED_HEAD]) {}
+    /// Recovery just tombstoned position `pos` (`Side::Put`) or released the slot a dead
+    /// consumer held (`Side::Get`; `lost`: it held a message): for the counters and the log.
+    fn recovered(&self, _pos: u64, _side: Side, _lost: bool) {}
 }
 
 /// Bytes of a slot payload that [`Liveness::abandoned`] sees.
@@ -423,6 +426,10 @@ pub(crate) struct RingStats {
     pub(crate) tombstones: u64,
     pub(crate) lost: u64,
     pub(crate) unattributed_claims: u32,
+    /// Positions claimed by producers so far (the tail without its closed bit).
+    pub(crate) puts: u64,
+    /// Positions claimed by consumers so far (the head).
+    pub(crate) gets: u64,
 }
 
 /// A wait cell in the same mapping as a ring (see [`Ring::tomb_cell`]).
@@ -533,6 +540,8 @@ impl<M: RingMem> Ring<M> {
             tombstones: h.counters.tombstones.load(Ordering::Relaxed),
             lost: h.counters.lost.load(Ordering::Relaxed),
             unattributed_claims: h.counters.unattributed.load(Ordering::Relaxed),
+            puts: h.tail.load(Ordering::Relaxed) & !CLOSED_BIT,
+            gets: h.head.load(Ordering::Relaxed),
         }
     }
 

@@ -82,6 +82,7 @@ impl<M: RingMem> Ring<M> {
                 if let Some(p) = &payload {
                     live.abandoned(head, Side::Put, p);
                 }
+                live.recovered(head, Side::Put, false);
                 self.tombstoned();
                 self.after_put(head + 1, 1);
             }
@@ -118,12 +119,14 @@ impl<M: RingMem> Ring<M> {
                 )
                 .is_ok();
             if won {
-                if Stamp::state(held) == STAMP_FULL {
+                let lost = Stamp::state(held) == STAMP_FULL;
+                if lost {
                     hdr.counters.lost.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(h) = &payload {
                     live.abandoned(p, Side::Get, h);
                 }
+                live.recovered(p, Side::Get, lost);
                 self.after_get(p + 1, 1);
             }
             won

@@ -112,7 +112,7 @@ pub(crate) fn untyped() -> TypeSig {
 }
 
 /// Mode bits that let a segment's group or others write it (see [`SegmentBuilder::shared_mode`]).
-const WRITABLE_BY_OTHERS: u32 = 0o022;
+pub(crate) const WRITABLE_BY_OTHERS: u32 = 0o022;
 
 pub(crate) fn bytes_sig() -> TypeSig {
     TypeSig {
@@ -935,6 +935,9 @@ impl Segment {
             heap_blocks: h.blocks,
             growths: h.growths,
             reclaimed: h.reclaimed,
+            records_reused: self.inner.header().records_reused.load(Ordering::Relaxed),
+            locks_taken_over: self.inner.header().locks_taken_over.load(Ordering::Relaxed),
+            slots_released: self.inner.header().slots_released.load(Ordering::Relaxed),
         })
     }
 
@@ -978,6 +981,20 @@ impl Segment {
             ring,
             o.index + 1,
         ))
+    }
+
+    /// The rings of queue `o` of any queue kind (bounded, joinable or unbounded, of values or
+    /// bytes), for the inspection's figures.
+    pub(crate) fn rings(
+        &self,
+        name: &str,
+        o: &crate::mapping::Found,
+    ) -> Result<crate::ring_handle::Rings, OpenError> {
+        let heap_refs = o.entry.kind == ObjectKind::UnboundedBytesQueue.code();
+        Ok(match self.chain(name, o, heap_refs)? {
+            Some(chain) => crate::ring_handle::Rings::Chain(chain),
+            None => crate::ring_handle::Rings::One(self.inner.ring(name, o)?),
+        })
     }
 
     /// The chain of an unbounded queue found as `o`, or `None` if `o` is a bounded queue.

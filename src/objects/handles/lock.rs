@@ -146,13 +146,19 @@ impl Lock {
     }
 
     fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        if let Acquired::TookOver { pid } = how {
+            self._seg.recovered(crate::mapping::recovery::Recovery::LockTakenOver {
+                what: "a lock",
+                pid,
+            });
+        }
         match how {
             Acquired::Clean => Ok(LockGuard {
                 _not_send: PhantomData,
                 lock: self,
                 consistent: true,
             }),
-            Acquired::OwnerDead => Err(LockError::OwnerDead(LockGuard {
+            Acquired::OwnerDead | Acquired::TookOver { .. } => Err(LockError::OwnerDead(LockGuard {
                 _not_send: PhantomData,
                 lock: self,
                 consistent: false,

@@ -116,9 +116,18 @@ impl RLock {
             // Taken fresh, or over from a dead owner whose count is meaningless now.
             Some(how) => {
                 depth.store(1, crate::sync::Ordering::Relaxed);
+                if let Acquired::TookOver { pid } = how {
+                    self._seg
+                        .recovered(crate::mapping::recovery::Recovery::LockTakenOver {
+                            what: "a reentrant lock",
+                            pid,
+                        });
+                }
                 match how {
                     Acquired::Clean => Ok(g(true)),
-                    Acquired::OwnerDead => Err(LockError::OwnerDead(g(false))),
+                    Acquired::OwnerDead | Acquired::TookOver { .. } => {
+                        Err(LockError::OwnerDead(g(false)))
+                    }
                 }
             }
         }
