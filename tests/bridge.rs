@@ -135,6 +135,9 @@ fn through_nats(n: u64, mut kill_at: Option<u64>) {
     let out_q = seg_a.bytes_queue("out").unwrap();
     let in_q = seg_b.bytes_queue("in").unwrap();
     out_q.register_producer();
+    // The receiving bridge is `in`'s only producer: between its kill and its restart a getter
+    // would hear `Disconnected`. This process counts as one for as long as it gets.
+    in_q.register_producer();
 
     let start = Instant::now();
     let mut out = Held(
