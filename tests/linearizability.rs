@@ -57,9 +57,10 @@
 //!
 //! * `checker_*`: hand-built histories the checker must accept or reject.
 //! * `random_histories_are_linearizable`: both kinds on shmq, without `len`.
-//! * `random_histories_with_len_are_linearizable`: both kinds with `len`, kept apart because
-//!   `len()` reads `head` and then `tail` in two loads, so it is only a snapshot: gets and puts
-//!   that complete between the two loads can make it return a length the queue never had.
+//! * `random_histories_with_len_are_linearizable`: both kinds with `len`. `len()` reads the
+//!   tail, the head and the tail again until the tail held still across the head's read (both
+//!   only grow), so it returns the length the queue had at that instant; a single read of each
+//!   could return a length the queue never had (this test failed now and then before).
 //! * `reference_queue_histories_are_linearizable`: the same recording and checking on a mutex
 //!   around a `VecDeque`, linearizable by construction: shows that neither the recording nor the
 //!   checker raises false alarms.

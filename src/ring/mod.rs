@@ -523,11 +523,27 @@ impl<M: RingMem> Ring<M> {
         tail.saturating_sub(tombstones)
     }
 
-    /// Messages claimed for put and not yet claimed for get (a snapshot, clamped to
-    /// `0..=capacity`).
+    /// Messages claimed for put and not yet claimed for get, clamped to `0..=capacity`.
+    ///
+    /// Linearizable: the tail is read, then the head, then the tail again, until the tail did
+    /// not move across the head's read. Both only grow, so that tail was the tail at the instant
+    /// the head was read, and the difference is the length the queue had then. (Reading each
+    /// once, gets and puts completing between the two loads could make it a length the queue
+    /// never had.) Producers that never pause for 64 rounds get the last difference, a snapshot.
     pub(crate) fn len(&self) -> u64 {
-        let head = self.hdr().head.load(Ordering::Relaxed);
-        let tail = self.hdr().tail.load(Ordering::Relaxed) & !CLOSED_BIT;
+        let h = self.hdr();
+        // SYNC: Acquire on all three loads keeps them in program order (each later load stays
+        // after the one before); they pair with nothing else.
+        let mut tail = h.tail.load(Ordering::Acquire) & !CLOSED_BIT;
+        let mut head = 0;
+        for _ in 0..64 {
+            head = h.head.load(Ordering::Acquire);
+            let again = h.tail.load(Ordering::Acquire) & !CLOSED_BIT;
+            if again == tail {
+                break;
+            }
+            tail = again;
+        }
         tail.saturating_sub(head).min(self.capacity())
     }
 
