@@ -517,6 +517,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "opens /dev/shm, which miri's isolation hides")]
     fn a_missing_segment_is_not_found() {
         assert!(matches!(
             inspect("shmq-inspect-no-such-segment", false),
