@@ -7,88 +7,14 @@
 //! fails. `SHMQ_BRIDGE_MESSAGES` sets the number of messages (default 100 000).
 
 mod common;
+#[path = "common/nats_server.rs"]
+mod nats_server;
 
 use common::unique;
+use nats_server::{server, Held};
 use shmq::Segment;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed (and reaped) when dropped.
-struct Held(Child);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A server to talk to: its URL, and the process and store directory if this test started it.
-struct Server {
-    url: String,
-    _process: Option<Held>,
-    store: Option<std::path::PathBuf>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self._process.take();
-        if let Some(dir) = &self.store {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn server(tag: &str) -> Option<Server> {
-    if let Ok(url) = std::env::var("SHMQ_NATS_URL") {
-        return Some(Server {
-            url,
-            _process: None,
-            store: None,
-        });
-    }
-    let required = std::env::var("SHMQ_REQUIRE_NATS").is_ok_and(|v| v == "1");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let store = std::env::temp_dir().join(format!("shmq-nats-{}-{tag}", std::process::id()));
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => Held(c),
-        Err(e) => {
-            assert!(
-                !required,
-                "SHMQ_REQUIRE_NATS=1 but nats-server cannot run: {e}"
-            );
-            eprintln!("skipped: no SHMQ_NATS_URL and no nats-server on PATH ({e})");
-            return None;
-        }
-    };
-    // It says when it listens.
-    let err = child.0.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(err).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("Server is ready") => break,
-            Some(Ok(_)) => {}
-            other => panic!("nats-server ended before it was ready: {other:?}"),
-        }
-    }
-    // Keep draining its log so that it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Some(Server {
-        url: format!("nats://127.0.0.1:{port}"),
-        _process: Some(child),
-        store: Some(store),
-    })
-}
 
 fn shmq_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shmq"))

@@ -94,13 +94,27 @@ fn ensure_stream(
         "{{\"name\":\"{stream}\",\"subjects\":[\"{subject}\"],\"storage\":\"file\",\
          \"retention\":\"limits\",\"duplicate_window\":120000000000}}"
     );
-    // 10058: a stream of that name exists already.
-    c.request(
+    // 10058: a stream of that name exists already. 10065, "subjects overlap", is also what
+    // the server answers the loser of two creates of one new stream racing each other (two
+    // bridges of a subject starting together): then the stream now exists under our name with
+    // our subject, which its description says. Any other overlap is a real conflict.
+    let answer = c.request(
         inbox,
         &format!("$JS.API.STREAM.CREATE.{stream}"),
         &body,
-        &[10058],
+        &[10058, 10065],
     )?;
+    if answer.contains("\"err_code\":10065") {
+        let ours = c
+            .request(inbox, &format!("$JS.API.STREAM.INFO.{stream}"), "", &[])
+            .is_ok_and(|info| info.contains(&format!("\"{subject}\"")));
+        if !ours {
+            return Err(NatsError::Api(format!(
+                "subject {subject} overlaps a stream other than {stream} (name it with --stream): \
+                 {answer}"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -323,4 +337,73 @@ pub fn into(
     }
     moved.secs = start.elapsed().as_secs_f64();
     Ok(moved)
+}
+
+#[cfg(test)]
+#[path = "../../../tests/common/nats_server.rs"]
+mod nats_server;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// Two bridges of one subject start together and both create its stream: the server may
+    /// answer one of two racing creates with "subjects overlap" (10065) rather than with the
+    /// stream, which once stopped a receiving bridge at its start. Eight clients create each
+    /// of 200 new streams at once (released by a barrier); every create must succeed.
+    #[test]
+    fn racing_creates_of_one_stream_all_succeed() {
+        let Some(server) = nats_server::server("race") else {
+            return;
+        };
+        const CLIENTS: usize = 8;
+        const ROUNDS: usize = 200;
+        let barrier = Arc::new(Barrier::new(CLIENTS));
+        let pid = std::process::id();
+        let threads: Vec<_> = (0..CLIENTS)
+            .map(|t| {
+                let (barrier, url) = (barrier.clone(), server.url.clone());
+                std::thread::spawn(move || -> Vec<String> {
+                    let mut c = Client::connect(&url).unwrap();
+                    let inbox = format!("_INBOX.shmq.race.{pid}.{t}");
+                    c.subscribe(&format!("{inbox}.>")).unwrap();
+                    // Every round runs to the barrier whatever happened before: a thread that
+                    // left early would leave the others waiting for it.
+                    let mut failures = Vec::new();
+                    for round in 0..ROUNDS {
+                        let subject = format!("shmq.race.{pid}.{round}");
+                        let stream = format!("SHMQ_RACE_{pid}_{round}");
+                        barrier.wait();
+                        if let Err(e) = ensure_stream(&mut c, &inbox, &stream, &subject) {
+                            failures.push(format!("round {round}, client {t}: {e}"));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        let failures: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert!(failures.is_empty(), "creates failed: {failures:#?}");
+    }
+
+    /// A subject already taken by a stream of another name stays an error, and says so.
+    #[test]
+    fn a_subject_taken_by_another_stream_is_an_error() {
+        let Some(server) = nats_server::server("taken") else {
+            return;
+        };
+        let pid = std::process::id();
+        let mut c = Client::connect(&server.url).unwrap();
+        let inbox = format!("_INBOX.shmq.taken.{pid}");
+        c.subscribe(&format!("{inbox}.>")).unwrap();
+        let subject = format!("shmq.taken.{pid}");
+        ensure_stream(&mut c, &inbox, &format!("SHMQ_A_{pid}"), &subject).unwrap();
+        let e = ensure_stream(&mut c, &inbox, &format!("SHMQ_B_{pid}"), &subject)
+            .expect_err("a second stream on the same subject");
+        assert!(e.to_string().contains("overlap"), "{e}");
+    }
 }
