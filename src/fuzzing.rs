@@ -26,67 +26,262 @@ pub fn open_segment(data: &[u8]) {
         Ok(seg) => seg,
         Err(_) => return,
     };
-    let zero = Duration::ZERO;
+    exercise(&seg);
+}
+
+/// Every object of `seg` looked up as every kind, with a few non-blocking operations on each
+/// one found.
+fn exercise(seg: &Segment) {
     for name in seg.object_names() {
-        if let Ok(q) = seg.queue::<u64>(&name) {
-            let _ = q.try_get();
-            let _ = q.try_put(1);
-            let _ = q.get_timeout(zero);
-            let mut buf = [0u64; 4];
-            let _ = q.try_get_many(&mut buf);
-            let _ = (q.len(), q.stats());
-        }
-        if let Ok(q) = seg.queue::<u8>(&name) {
-            let _ = q.try_get();
-            let _ = q.try_put(1);
-        }
-        if let Ok(q) = seg.bytes_queue(&name) {
-            let _ = q.try_get();
-            let _ = q.try_put(b"fuzz");
-            let _ = q.put_timeout(b"x", zero);
-        }
-        if let Ok(q) = seg.joinable_queue::<u64>(&name) {
-            let _ = q.try_put(2);
-            let _ = q.try_get();
-            let _ = q.task_done();
-            let _ = q.join_timeout(zero);
-        }
-        if let Ok(v) = seg.value::<i64>(&name) {
-            let _ = v.fetch_add(1);
-            let _ = v.compare_exchange(0, 1);
-        }
-        if let Ok(v) = seg.value::<f64>(&name) {
-            let _ = v.fetch_update(|x| Some(x * 2.0));
-        }
-        if let Ok(a) = seg.array::<u32>(&name) {
-            let _ = a.to_vec();
-            let _ = a.fetch_add(0, 1);
-            let _ = a.set(a.len(), 1);
-        }
-        if let Ok(l) = seg.list::<u64>(&name) {
-            let _ = l.to_vec();
-            let _ = l.push(3);
-        }
-        if let Ok(l) = seg.lock(&name) {
+        exercise_object(seg, &name);
+    }
+}
+
+/// `name` looked up as every kind; each handle found gets a few non-blocking operations (or
+/// blocking ones with a zero timeout).
+fn exercise_object(seg: &Segment, name: &str) {
+    let zero = Duration::ZERO;
+    if let Ok(q) = seg.queue::<u64>(name) {
+        let _ = q.try_get();
+        let _ = q.try_put(1);
+        let _ = q.get_timeout(zero);
+        let mut buf = [0u64; 4];
+        let _ = q.try_get_many(&mut buf);
+        let _ = (q.len(), q.stats());
+    }
+    if let Ok(q) = seg.queue::<u8>(name) {
+        let _ = q.try_get();
+        let _ = q.try_put(1);
+    }
+    if let Ok(q) = seg.bytes_queue(name) {
+        let _ = q.try_get();
+        let _ = q.try_put(b"fuzz");
+        let _ = q.put_timeout(b"x", zero);
+        let _ = q.try_put(&[7u8; 300]);
+        let _ = q.try_get();
+    }
+    if let Ok(q) = seg.joinable_queue::<u64>(name) {
+        let _ = q.try_put(2);
+        let _ = q.try_get();
+        let _ = q.task_done();
+        let _ = q.join_timeout(zero);
+    }
+    if let Ok(v) = seg.value::<i64>(name) {
+        let _ = v.fetch_add(1);
+        let _ = v.compare_exchange(0, 1);
+    }
+    if let Ok(v) = seg.value::<f64>(name) {
+        let _ = v.fetch_update(|x| Some(x * 2.0));
+    }
+    if let Ok(a) = seg.array::<u32>(name) {
+        let _ = a.to_vec();
+        let _ = a.fetch_add(0, 1);
+        let _ = a.set(a.len(), 1);
+    }
+    if let Ok(l) = seg.list::<u64>(name) {
+        let _ = l.to_vec();
+        let _ = l.push(3);
+    }
+    if let Ok(l) = seg.lock(name) {
+        let _ = l.try_lock();
+        let _ = l.lock_timeout(zero);
+    }
+    if let Ok(e) = seg.event(name) {
+        let _ = e.wait_timeout(zero);
+        e.set();
+    }
+    if let Ok(s) = seg.semaphore(name) {
+        let _ = s.try_acquire();
+        let _ = s.acquire_timeout(zero);
+        let _ = s.release();
+    }
+    if let Ok(b) = seg.barrier(name) {
+        let _ = b.wait_timeout(zero);
+    }
+    if let Ok(v) = seg.versioned::<[u64; 3]>(name) {
+        let _ = v.load();
+        let _ = v.store_timeout([1, 2, 3], zero);
+        let _ = v.version();
+    }
+    if let Ok(l) = seg.rlock(name) {
+        if let Ok(g) = l.try_lock() {
             let _ = l.try_lock();
-            let _ = l.lock_timeout(zero);
+            let _ = l.depth();
+            drop(g);
         }
-        if let Ok(e) = seg.event(&name) {
-            let _ = e.wait_timeout(zero);
-            e.set();
+        let _ = l.lock_timeout(zero);
+    }
+    if let Ok(c) = seg.condition(name) {
+        if let Ok(g) = c.rlock().try_lock() {
+            let _ = c.notify(1);
+            if let Ok((g, _)) = c.wait_timeout(g, zero) {
+                let _ = c.notify_all();
+                drop(g);
+            }
         }
-        if let Ok(s) = seg.semaphore(&name) {
-            let _ = s.try_acquire();
-            let _ = s.acquire_timeout(zero);
-            let _ = s.release();
+    }
+    if let Ok(d) = seg.bytes_dict(name) {
+        let _ = d.insert(b"k", b"v");
+        let _ = (d.get(b"k"), d.len(), d.keys());
+        let _ = d.remove(b"k");
+    }
+    if let Ok(l) = seg.bytes_list(name) {
+        let _ = l.push(b"x");
+        let _ = (l.get(0), l.len(), l.to_vec());
+        let _ = l.pop();
+    }
+}
+
+/// A new value for a word that held `old`, from a selector and 8 input bytes `v`: the raw
+/// bytes, or a value near the ones layout checks compare against (small numbers, the segment's
+/// size, the top of the range, the old value nudged or with one bit flipped), so that forged
+/// words land on both sides of every bound.
+fn forged(old: u64, how: u8, v: u64, size: u64) -> u64 {
+    let small = v % 512;
+    match how % 8 {
+        0 => v,
+        1 => small,
+        2 => old.wrapping_add(small).wrapping_sub(256),
+        3 => old ^ (1 << (v % 64)),
+        4 => u64::MAX - small,
+        5 => size.wrapping_add(small).wrapping_sub(256),
+        6 => (old & !0xffff_ffff) | (v & 0xffff_ffff),
+        _ => (old & 0xffff_ffff) | (v << 32),
+    }
+}
+
+/// One forged word from the input (an area, a position, a selector and a value; see
+/// `forge_word` and [`forged`]); `None` once the input ran out.
+fn forge_one(seg: &Segment, input: &mut Input<'_>) -> Option<()> {
+    let (area, at, how, v) = (input.byte()?, input.u64()?, input.byte()?, input.u64()?);
+    let size = seg.size();
+    seg.forge_word(area, at, |old| forged(old, how, v, size));
+    Some(())
+}
+
+/// Adds object `i` to `b` from the input: one of every kind the builder makes, with
+/// parameters from one input byte. `None` once the input ran out.
+fn add_object(
+    b: crate::SegmentBuilder,
+    input: &mut Input<'_>,
+    i: u8,
+) -> Option<crate::SegmentBuilder> {
+    let (kind, p) = (input.byte()?, input.byte()?);
+    let (name, n) = (format!("o{i}"), u64::from(p));
+    Some(match kind % 21 {
+        0 => b.queue::<u64>(&name, n % 16 + 1),
+        1 => b.queue::<u8>(&name, n % 16 + 1),
+        2 => b.bytes_queue(&name, n % 8 + 1, (p as usize * 5) % 400),
+        3 => b.bytes_queue_inline(&name, n % 4 + 1, usize::MAX, 16 + p as usize % 64),
+        4 => b.unbounded_queue::<u64>(&name),
+        5 => b.unbounded_bytes_queue(&name),
+        6 => b.joinable_queue::<u64>(&name, n % 8 + 1),
+        7 => b.value::<i64>(&name, i64::from(p)),
+        8 => b.value::<f64>(&name, f64::from(p)),
+        9 => b.array::<u32>(&name, n % 32),
+        10 => b.list::<u64>(&name, n % 16),
+        11 => b.lock(&name),
+        12 => b.process_lock(&name),
+        13 => b.rlock(&name),
+        14 => b.condition(&name),
+        15 => b.event(&name),
+        16 => b.semaphore(&name, u32::from(p % 4)),
+        17 => b.barrier(&name, u32::from(p % 4) + 1),
+        18 => b.versioned::<[u64; 3]>(&name, [n, 1, 2]),
+        19 => b.bytes_dict(&name),
+        _ => b.bytes_list(&name),
+    })
+}
+
+/// A valid segment built from a structured description (object kinds and parameters, the
+/// number of participant records), then forged words in its header, directory, participant
+/// table, regions or heap, then opened again through `Segment::open`'s validation, and every
+/// object exercised as in [`open_segment`]. Mutated bytes of a raw file rarely get past the
+/// header's checks; these inputs start past them, so the fuzzer's effort goes into the
+/// directory, region and object code behind them.
+///
+/// Input: a byte `n` (`n % 8 + 1` objects, `n >> 4 & 3` + 1 participant records), two bytes
+/// per object ([`add_object`]), then forged words of 18 bytes each ([`forge_one`]).
+pub fn segment_layout(data: &[u8]) {
+    let mut input = Input(data);
+    let Some(n) = input.byte() else {
+        return;
+    };
+    let mut b = Segment::builder("fuzz-layout").participants(u32::from(n >> 4 & 3) + 1);
+    for i in 0..n % 8 + 1 {
+        match add_object(b, &mut input, i) {
+            Some(next) => b = next,
+            None => return,
         }
-        if let Ok(b) = seg.barrier(&name) {
-            let _ = b.wait_timeout(zero);
+    }
+    let Ok((creator, file)) = b.create_anonymous() else {
+        return;
+    };
+    for _ in 0..32 {
+        if forge_one(&creator, &mut input).is_none() {
+            break;
         }
-        if let Ok(v) = seg.versioned::<[u64; 3]>(&name) {
-            let _ = v.load();
-            let _ = v.store_timeout([1, 2, 3], zero);
-            let _ = v.version();
+    }
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
+    if let Ok(seg) = Segment::from_file(&file, len, "fuzz", Duration::ZERO) {
+        exercise(&seg);
+    }
+}
+
+/// A segment with an object of every kind, used while a hostile process writes into it: each
+/// input byte is an operation on an object (looked up afresh, as every kind), a forged word
+/// anywhere in the live segment ([`forge_one`]), or a second open of the segment as it now is
+/// (validation over mid-run corruption) that exercises every object through the new mapping.
+/// Every operation must end in a result or a typed error: no panic, no hang, no undefined
+/// behaviour.
+pub fn hostile_peer(data: &[u8]) {
+    let mut input = Input(data);
+    let Ok((seg, file)) = Segment::builder("fuzz-peer")
+        .queue::<u64>("q", 4)
+        .bytes_queue("b", 4, 64)
+        .bytes_queue_inline("h", 2, usize::MAX, 16)
+        .unbounded_queue::<u64>("u")
+        .joinable_queue::<u64>("j", 2)
+        .value::<i64>("v", 0)
+        .array::<u32>("a", 4)
+        .list::<u64>("l", 4)
+        .lock("lk")
+        .process_lock("pl")
+        .rlock("rl")
+        .condition("cv")
+        .event("e")
+        .semaphore("s", 1)
+        .barrier("br", 2)
+        .versioned::<[u64; 3]>("vv", [0; 3])
+        .bytes_dict("d")
+        .bytes_list("bl")
+        .participants(3)
+        .create_anonymous()
+    else {
+        return;
+    };
+    let names = seg.object_names();
+    for _ in 0..128 {
+        let Some(op) = input.byte() else {
+            return;
+        };
+        match op % 4 {
+            0 | 1 => exercise_object(&seg, &names[usize::from(op >> 2) % names.len()]),
+            2 => {
+                if forge_one(&seg, &mut input).is_none() {
+                    return;
+                }
+            }
+            _ => {
+                let Ok(len) = file.metadata().map(|m| m.len()) else {
+                    return;
+                };
+                if let Ok(again) = Segment::from_file(&file, len, "fuzz", Duration::ZERO) {
+                    exercise(&again);
+                }
+            }
         }
     }
 }

@@ -209,3 +209,35 @@ fn four_processes_updating_one_key_count_every_update() {
     assert_eq!(n.get(&0).unwrap(), Some(PROCS * PER));
     assert_eq!(n.len().unwrap(), 1);
 }
+
+/// A forged entry count (the header's `len` word) must not size the next table: every entry
+/// sits in the table, so no more than its capacity exist. A count of 2^22 once made the next
+/// growth allocate and zero a table of 2^23 slots (128 MiB; the `segment_layout` fuzz target
+/// found it as a stall). The dictionary's region offset is read from its directory entry (the
+/// first, at 128; its `offset` at +200), and `len` is the region's word at +136.
+#[test]
+fn a_forged_entry_count_does_not_size_the_table() {
+    use std::os::unix::fs::FileExt;
+    let (name, seg) = dict_segment("dict-forged-len");
+    let d = seg.bytes_dict("d").unwrap();
+    d.insert(b"first", b"1").unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    let mut word = [0u8; 8];
+    f.read_exact_at(&mut word[..1], 128).unwrap();
+    assert_eq!(word[0], b'd', "the first directory entry is the dictionary");
+    f.read_exact_at(&mut word, 128 + 200).unwrap();
+    let region = u64::from_le_bytes(word);
+    f.write_all_at(&(1u64 << 22).to_le_bytes(), region + 136)
+        .unwrap();
+    let before = seg.stats().unwrap().heap_in_use;
+    // Past 3/4 of the first table's 16 slots: the table grows.
+    for i in 0..16 {
+        d.insert(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    let grown = seg.stats().unwrap().heap_in_use - before;
+    assert!(grown < 1 << 20, "the heap grew by {grown} bytes");
+}

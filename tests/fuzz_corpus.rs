@@ -36,3 +36,13 @@ fn bytes_messages_corpus_matches_the_model() {
 fn heap_metadata_corpus_gives_typed_errors_only() {
     replay("heap_metadata", shmq::fuzzing::heap_metadata);
 }
+
+#[test]
+fn segment_layout_corpus_gives_typed_errors_only() {
+    replay("segment_layout", shmq::fuzzing::segment_layout);
+}
+
+#[test]
+fn hostile_peer_corpus_gives_typed_errors_only() {
+    replay("hostile_peer", shmq::fuzzing::hostile_peer);
+}

@@ -116,4 +116,51 @@ fn make_seeds() {
         dict.extend_from_slice(&[9, 2, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6]);
     }
     write("heap_metadata", "dict", &dict);
+
+    // Segment layouts (see shmq::fuzzing::segment_layout): 8 objects per seed, three seeds
+    // covering every kind; the last with forged words (a directory offset, a ring word, a
+    // participant record, a heap word).
+    for (seed, kinds) in [("kinds_a", 0u8..8), ("kinds_b", 8..16), ("kinds_c", 16..24)] {
+        let mut d = vec![7 | 0x10];
+        for k in kinds {
+            d.extend_from_slice(&[k, 3 + k]);
+        }
+        write("segment_layout", seed, &d);
+    }
+    let mut forged = vec![7];
+    for k in [0u8, 2, 3, 4, 6, 19, 20, 13] {
+        forged.extend_from_slice(&[k, 5]);
+    }
+    for (area, at, how, v) in [
+        (1u8, 3u64, 2u8, 200u64),
+        (3, 1 << 48 | 2, 0, 0xdead),
+        (2, 1, 1, 7),
+        (4, 40, 4, 1),
+        (3, 5 << 48, 5, 0),
+    ] {
+        forged.push(area);
+        forged.extend_from_slice(&at.to_le_bytes());
+        forged.push(how);
+        forged.extend_from_slice(&v.to_le_bytes());
+    }
+    write("segment_layout", "forged", &forged);
+
+    // A hostile peer (see shmq::fuzzing::hostile_peer): every object used once (ops 4i),
+    // then forged words between uses, and a second open.
+    let mut peer: Vec<u8> = (0..18u8).map(|i| i * 4).collect();
+    for (area, at, how, v, then) in [
+        (3u8, 0u64, 3u8, 5u64, [0u8, 4]),
+        (3, 4 << 48 | 1, 0, u64::MAX, [16, 20]),
+        (4, 9, 2, 300, [8, 12]),
+        (0, 2, 5, 0, [3, 3]),
+        (1, 7, 1, 3, [3, 64]),
+    ] {
+        peer.push(2);
+        peer.push(area);
+        peer.extend_from_slice(&at.to_le_bytes());
+        peer.push(how);
+        peer.extend_from_slice(&v.to_le_bytes());
+        peer.extend_from_slice(&then);
+    }
+    write("hostile_peer", "every_object_and_forgeries", &peer);
 }

@@ -75,7 +75,16 @@ impl HeapMem for Inner {
         lock_token_of(self.heap_holder())
     }
     fn token_gone(&self, token: u32) -> bool {
-        let rec = (token >> TOKEN_INC_BITS) - 1;
+        // A token names record `rec + 1` (see `lock_token_of`; `TOKEN` itself, "no record",
+        // never gets here). 0 there, or a record the table does not have, is a token no process
+        // wrote: only a forged or corrupt lock word holds one, and no holder stands behind it,
+        // so the lock is taken over (and the heap rebuilt) rather than waited on for good.
+        let Some(rec) = (token >> TOKEN_INC_BITS)
+            .checked_sub(1)
+            .filter(|&r| r < self.part_count())
+        else {
+            return true;
+        };
         let mask = (1 << TOKEN_INC_BITS) - 1;
         Inner::holder_gone_masked(self, rec, token & mask, mask)
     }

@@ -361,6 +361,61 @@ impl Inner {
         Err(OpenError::ObjectNotFound(name.to_string()))
     }
 
+    /// Overwrites one 8-byte word of the mapping with `value(old)` (fuzzing only: a hostile
+    /// process writing the segment). `area` picks the span the word is taken from (`at` modulo
+    /// its words): 0 the header, 1 the directory, 2 the participant table, 3 an object's region
+    /// (the object `at >> 48` modulo the directory, as its entry now says), 4 the heap, else the
+    /// whole mapping. Lock words whose holder every user waits for without a deadline (the
+    /// heap's, and a dictionary's or list's, in its region's first 128 bytes) are left alone: a
+    /// forged owner there stalls every user, as a live process holding them would.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn forge_word(&self, area: u8, at: u64, value: impl FnOnce(u64) -> u64) {
+        let size = self.size;
+        let span = |start: u64, len: u64| (start, start.saturating_add(len));
+        let (start, end) = match area % 6 {
+            0 => (0, HEADER_SIZE),
+            1 => span(self.dir_offset, u64::from(self.dir_count) * ENTRY_SIZE),
+            2 => span(self.part_offset, u64::from(self.part_count) * RECORD_SIZE),
+            3 if self.dir_count > 0 => {
+                let e = self.entry(((at >> 48) % u64::from(self.dir_count)) as u32);
+                let locked = matches!(
+                    ObjectKind::from_code(e.kind),
+                    Some(ObjectKind::Dict | ObjectKind::BytesList)
+                );
+                let skip = if locked { 128 } else { 0 };
+                span(e.offset.saturating_add(skip), e.len.saturating_sub(skip))
+            }
+            4 => (self.heap_offset + 8, size),
+            _ => (0, size),
+        };
+        let (start, end) = (start.next_multiple_of(8), end.min(size));
+        if start >= end || end - start < 8 {
+            return;
+        }
+        let off = start + (at & 0xffff_ffff_ffff) % ((end - start) / 8) * 8;
+        let heap_lock = self.heap_offset..self.heap_offset + 8;
+        let dict_or_list_lock = (0..self.dir_count).any(|i| {
+            let e = self.entry(i);
+            matches!(
+                ObjectKind::from_code(e.kind),
+                Some(ObjectKind::Dict | ObjectKind::BytesList)
+            ) && (e.offset..e.offset.saturating_add(128)).contains(&off)
+        });
+        if heap_lock.contains(&off) || dict_or_list_lock {
+            return;
+        }
+        // SAFETY: off is 8-aligned and off + 8 <= size, the bytes mapped here, which `self`
+        // keeps mapped; AtomicU64 is valid for any bits. The fuzz targets run one thread, so no
+        // other access (atomic or a payload copy) overlaps this one.
+        let w = unsafe {
+            &*self
+                .base()
+                .add(off as usize)
+                .cast::<crate::sync::AtomicU64>()
+        };
+        w.store(value(w.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+
     #[cfg(feature = "fuzzing")]
     pub(crate) fn object_names(&self) -> Vec<String> {
         (0..self.dir_count)

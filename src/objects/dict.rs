@@ -434,7 +434,9 @@ impl<'a, M: HeapMem> DictRef<'a, M> {
         if old.is_some() && used.saturating_add(1).saturating_mul(4) <= cap.saturating_mul(3) {
             return Ok(());
         }
-        let len = self.hdr.len.load(Ordering::Relaxed);
+        // Every entry sits in the table, so no more than its capacity can exist: a larger
+        // count is forged, and must not size (and zero) a table of any size it likes.
+        let len = self.hdr.len.load(Ordering::Relaxed).min(cap);
         let want = len
             .saturating_add(1)
             .saturating_mul(2)

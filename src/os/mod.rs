@@ -482,10 +482,23 @@ fn procfs_shows_us() -> bool {
         == Some(me)
 }
 
+/// `id` as the kernel's pid type: `None` for 0 (no process) and for ids above `i32::MAX`, which
+/// no process or thread can have (`pid_t` is a positive `i32`; the kernel's limit is far
+/// below). A forged record can hold any `u32`: converting it with `as` would make it negative,
+/// which `kill(2)` reads as a process group (and rustix rejects with a panic in debug builds).
+fn kernel_pid(id: u32) -> Option<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(i32::try_from(id).ok()?)
+}
+
 /// Reads `/proc/ID/stat` for a thread id (`process == false`: a zombie thread is gone) or a
 /// process id (`process == true`: a zombie *leader* whose other threads still run, after the main
 /// thread called `pthread_exit`, is a live process).
 fn proc_state_of(id: u32, process: bool) -> ProcState {
+    // No process or thread has an id above i32::MAX (see `kernel_pid`): only a forged or
+    // corrupt record holds one.
+    if id > i32::MAX as u32 {
+        return ProcState::Dead;
+    }
     // A procfs that does not show us belongs to no namespace of ours (or is not a procfs): what
     // it says of any id, present or missing, is about some other process.
     if !procfs_shows_us() {
@@ -497,7 +510,7 @@ fn proc_state_of(id: u32, process: bool) -> ProcState {
             // A procfs mounted with `hidepid` hides other users' processes behind ENOENT. The
             // kernel's own answer for our PID namespace settles it: ESRCH from kill(id, 0) is
             // "no such process or thread"; EPERM or success mean it exists.
-            let gone = rustix::process::Pid::from_raw(id as i32).is_some_and(|p| {
+            let gone = kernel_pid(id).is_some_and(|p| {
                 rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH)
             });
             return if gone {
@@ -797,7 +810,11 @@ pub(crate) enum Pidfd {
 /// A pidfd for process `pid` of our PID namespace; with `thread`, for thread `pid` alone
 /// (`PIDFD_THREAD`, Linux 6.9: readable once that thread exits).
 pub(crate) fn pidfd_open(pid: u32, thread: bool) -> Pidfd {
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+    if pid > i32::MAX as u32 {
+        // No process has it (see `kernel_pid`).
+        return Pidfd::Gone;
+    }
+    let Some(p) = kernel_pid(pid) else {
         return Pidfd::Failed;
     };
     // PIDFD_THREAD is O_EXCL (include/uapi/linux/pidfd.h); rustix does not name it.
@@ -872,6 +889,31 @@ impl Poller {
             Ok(_) => Ok(events.iter().map(|e| e.data.u64()).collect()),
             Err(Errno::INTR) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A forged participant or owner record can hold any `u32` as a pid. One above `i32::MAX`
+    /// is no process: it once became a negative `pid_t` on its way to `kill(2)`, which rustix
+    /// refused with a panic (found by the `segment_layout` fuzz target).
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc, which miri's isolation hides")]
+    fn ids_above_i32_max_are_no_process() {
+        let ns = self_identity().2;
+        for id in [i32::MAX as u32 + 1, u32::MAX - 1, u32::MAX] {
+            // u32::MAX is PID_TAKING, an owner between its CAS and its identity: unknown.
+            if id != crate::layout::PID_TAKING {
+                assert_eq!(process_verdict(id, 0, ns), Some(false), "process {id}");
+            }
+            assert!(
+                matches!(proc_state_of(id, false), ProcState::Dead),
+                "thread {id}"
+            );
+            assert!(matches!(pidfd_open(id, false), Pidfd::Gone), "pidfd {id}");
         }
     }
 }

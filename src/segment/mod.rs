@@ -814,6 +814,13 @@ impl Segment {
         }
     }
 
+    /// Overwrites one word of the segment with `value(old)` (fuzzing only; see
+    /// `Inner::forge_word` for the areas `area` and `at` pick).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn forge_word(&self, area: u8, at: u64, value: impl FnOnce(u64) -> u64) {
+        self.inner.forge_word(area, at, value);
+    }
+
     /// Names of the objects in the directory (lossy UTF-8), in directory order.
     #[cfg(feature = "fuzzing")]
     pub(crate) fn object_names(&self) -> Vec<String> {
