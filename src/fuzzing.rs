@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 /// (from an anonymous memory file), then every directory entry is looked up as every kind and
 /// each object found gets a few non-blocking operations.
 pub fn open_segment(data: &[u8]) {
+    crate::sync::fuzzing::shorten_claim_waits();
     let Ok(mut file) = crate::os::anonymous() else {
         return;
     };
@@ -203,11 +204,14 @@ fn add_object(
 /// Input: a byte `n` (`n % 8 + 1` objects, `n >> 4 & 3` + 1 participant records), two bytes
 /// per object ([`add_object`]), then forged words of 18 bytes each ([`forge_one`]).
 pub fn segment_layout(data: &[u8]) {
+    crate::sync::fuzzing::shorten_claim_waits();
     let mut input = Input(data);
     let Some(n) = input.byte() else {
         return;
     };
-    let mut b = Segment::builder("fuzz-layout").participants(u32::from(n >> 4 & 3) + 1);
+    let mut b = Segment::builder("fuzz-layout")
+        .participants(u32::from(n >> 4 & 3) + 1)
+        .max_size(8 << 20);
     for i in 0..n % 8 + 1 {
         match add_object(b, &mut input, i) {
             Some(next) => b = next,
@@ -233,10 +237,11 @@ pub fn segment_layout(data: &[u8]) {
 /// A segment with an object of every kind, used while a hostile process writes into it: each
 /// input byte is an operation on an object (looked up afresh, as every kind), a forged word
 /// anywhere in the live segment ([`forge_one`]), or a second open of the segment as it now is
-/// (validation over mid-run corruption) that exercises every object through the new mapping.
+/// (validation over mid-run corruption) that exercises one object through the new mapping.
 /// Every operation must end in a result or a typed error: no panic, no hang, no undefined
 /// behaviour.
 pub fn hostile_peer(data: &[u8]) {
+    crate::sync::fuzzing::shorten_claim_waits();
     let mut input = Input(data);
     let Ok((seg, file)) = Segment::builder("fuzz-peer")
         .queue::<u64>("q", 4)
@@ -258,6 +263,10 @@ pub fn hostile_peer(data: &[u8]) {
         .bytes_dict("d")
         .bytes_list("bl")
         .participants(3)
+        // A forged word can make every put start a new link (or any allocation as large as the
+        // heap allows): growth is bounded by the segment's maximum, kept small here so that
+        // such inputs stay fast.
+        .max_size(8 << 20)
         .create_anonymous()
     else {
         return;
@@ -279,7 +288,7 @@ pub fn hostile_peer(data: &[u8]) {
                     return;
                 };
                 if let Ok(again) = Segment::from_file(&file, len, "fuzz", Duration::ZERO) {
-                    exercise(&again);
+                    exercise_object(&again, &names[usize::from(op >> 2) % names.len()]);
                 }
             }
         }
@@ -485,6 +494,7 @@ pub fn bytes_messages(data: &[u8]) {
 /// must end in a result or a typed error, with no panic, no hang and no undefined behaviour.
 /// Nothing is checked against a model once anything was forged.
 pub fn heap_metadata(data: &[u8]) {
+    crate::sync::fuzzing::shorten_claim_waits();
     let mut input = Input(data);
     let Ok((seg, _file)) = Segment::builder("fuzz-heap")
         .bytes_queue("b", 4, usize::MAX)

@@ -109,8 +109,34 @@ const CLAIM_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
 pub(crate) fn claim_wait_end() -> Option<std::time::Instant> {
     #[cfg(shmq_loom)]
     return None;
-    #[cfg(not(shmq_loom))]
+    #[cfg(all(not(shmq_loom), not(feature = "fuzzing")))]
     return Some(std::time::Instant::now() + CLAIM_WAIT);
+    #[cfg(all(not(shmq_loom), feature = "fuzzing"))]
+    return Some(std::time::Instant::now() + fuzzing::claim_wait());
+}
+
+/// The fuzz entry points forge stamps that read as claims no one will ever settle, and each
+/// operation that meets one waits out [`CLAIM_WAIT`]: they shorten it (for the whole process,
+/// which runs nothing else) so that a fuzzer spends its time on inputs rather than on waits.
+#[cfg(all(not(shmq_loom), feature = "fuzzing"))]
+pub(crate) mod fuzzing {
+    use super::local::AtomicU64;
+    use core::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    /// Nanoseconds of a claim wait; 0 for [`super::CLAIM_WAIT`].
+    static CLAIM_WAIT_NS: AtomicU64 = AtomicU64::new(0);
+
+    pub(crate) fn shorten_claim_waits() {
+        CLAIM_WAIT_NS.store(1_000_000, Ordering::Relaxed);
+    }
+
+    pub(crate) fn claim_wait() -> Duration {
+        match CLAIM_WAIT_NS.load(Ordering::Relaxed) {
+            0 => super::CLAIM_WAIT,
+            ns => Duration::from_nanos(ns),
+        }
+    }
 }
 
 /// Whether a wait ending at `end` (from [`claim_wait_end`]) is over.
