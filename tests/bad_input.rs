@@ -625,3 +625,30 @@ fn region_over_the_participant_table_is_corrupt() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Parameters a creator refuses are refused at lookup too, as `Corrupt`. A byte queue whose
+/// in-place size (its entry's `param2`, at +232) is below the 16 bytes a heap reference needs
+/// once made a long put write past its slot's payload (a panic, found by the `segment_layout`
+/// fuzz target); a queue of capacity 0 (`param0`, +216) is the other case tried here.
+#[test]
+fn parameters_a_creator_refuses_are_corrupt_at_lookup() {
+    let (name, _g) = kept_segment("params");
+    // "b" is entry 1: maximum length 1 MiB (`param1`, +224), 10 bytes in place.
+    poke(&name, DIR + 256 + 224, &(1u64 << 20).to_le_bytes());
+    poke(&name, DIR + 256 + 232, &10u64.to_le_bytes());
+    poke(&name, DIR + 216, &0u64.to_le_bytes());
+    let seg = Segment::open(&name).unwrap();
+    match seg.bytes_queue("b") {
+        Err(OpenError::Corrupt(m)) => assert!(m.contains("in-place size"), "{m}"),
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok(q) => panic!(
+            "a queue with 10 bytes in place opened; a long put returned {:?}",
+            q.try_put(&[1u8; 100])
+        ),
+    }
+    match seg.queue::<u64>("q") {
+        Err(OpenError::Corrupt(m)) => assert!(m.contains("capacity"), "{m}"),
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok(_) => panic!("a queue of capacity 0 opened"),
+    }
+}

@@ -212,7 +212,7 @@ fn four_processes_updating_one_key_count_every_update() {
 
 /// A forged entry count (the header's `len` word) must not size the next table: every entry
 /// sits in the table, so no more than its capacity exist. A count of 2^22 once made the next
-/// growth allocate and zero a table of 2^23 slots (128 MiB; the `segment_layout` fuzz target
+/// growth allocate and zero a table of 2^24 slots (256 MiB; the `segment_layout` fuzz target
 /// found it as a stall). The dictionary's region offset is read from its directory entry (the
 /// first, at 128; its `offset` at +200), and `len` is the region's word at +136.
 #[test]

@@ -385,10 +385,12 @@ impl Inner {
                 let skip = if locked { 128 } else { 0 };
                 span(e.offset.saturating_add(skip), e.len.saturating_sub(skip))
             }
-            4 => (self.heap_offset + 8, size),
+            4 => (self.heap_offset.saturating_add(8), size),
             _ => (0, size),
         };
-        let (start, end) = (start.next_multiple_of(8), end.min(size));
+        let (Some(start), end) = (start.checked_next_multiple_of(8), end.min(size)) else {
+            return;
+        };
         if start >= end || end - start < 8 {
             return;
         }
@@ -457,6 +459,11 @@ impl Inner {
             param2: e.param2,
             init: &[],
         };
+        // What a creator refuses, a lookup refuses too: the code over a region trusts the
+        // limits its kind's check sets (a byte queue's in-place size holds a heap reference,
+        // a barrier has parties, a lock's scope is one it knows).
+        (kind.def().check)(&params)
+            .map_err(|m| corrupt(&format!("parameters out of range: {m}")))?;
         let (need, layout) =
             (kind.def().region)(&params).ok_or_else(|| corrupt("parameters overflow"))?;
         let end = e.offset.checked_add(e.len);
