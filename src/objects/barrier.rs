@@ -118,6 +118,11 @@ impl BarrierState {
                 // Released while timing out: the generation completed with us counted.
                 return Ok(false);
             }
+            if s as u32 == 0 {
+                // Our arrival is counted, so a count of 0 was forged: nothing to take back (a
+                // decrement would borrow from the generation).
+                return Err(BarrierTimeout);
+            }
             match self
                 .state
                 .compare_exchange_weak(s, s - 1, Ordering::AcqRel, Ordering::Acquire)

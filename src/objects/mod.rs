@@ -240,6 +240,22 @@ mod tests {
         assert!(!v.lock.get().is_locked());
     }
 
+    /// The version is a shared word a hostile process can set to anything: a write at
+    /// `u64::MAX` wraps to 0 rather than overflowing (a debug-build panic the `segment_layout`
+    /// fuzz target found), and readers see the new value.
+    #[test]
+    fn versioned_write_at_the_last_version_wraps() {
+        let v = VersionedHeap::new(7);
+        v.version.store(u64::MAX, Ordering::Relaxed);
+        // Version u64::MAX is odd: the current copy is copy 1.
+        for w in &v.copies[1] {
+            w.store(5, Ordering::Relaxed);
+        }
+        assert_eq!(v.read(), ([5; 4], u64::MAX));
+        assert!(v.shared().write(bytemuck::bytes_of(&[6u64; 4]), None));
+        assert_eq!(v.read(), ([6; 4], 0));
+    }
+
     #[test]
     fn event_wakes_sleeping_waiter() {
         let ev = Heap::<EventState>::new();
@@ -312,6 +328,29 @@ mod tests {
         assert_eq!(b.get().arrived(), 0);
         let b2 = b.clone();
         let t = std::thread::spawn(move || b2.get().wait(2, None).unwrap());
+        let here = b.get().wait(2, None).unwrap();
+        assert!(here ^ t.join().unwrap());
+    }
+
+    /// A party that times out takes its arrival back; if a hostile process zeroed the count
+    /// meanwhile there is nothing to take back (it once underflowed into the generation bits,
+    /// a debug-build panic at generation 0), and the barrier stays usable.
+    #[test]
+    fn barrier_withdrawal_after_a_forged_zero_count() {
+        let b = Heap::<BarrierState>::new();
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            let d = Instant::now() + Duration::from_millis(300);
+            b2.get().wait(2, Some(d))
+        });
+        while b.get().arrived() == 0 {
+            std::thread::yield_now();
+        }
+        b.get().state.store(0, Ordering::Relaxed);
+        assert!(t.join().unwrap().is_err());
+        assert_eq!(b.get().state.load(Ordering::Relaxed), 0);
+        let b3 = b.clone();
+        let t = std::thread::spawn(move || b3.get().wait(2, None).unwrap());
         let here = b.get().wait(2, None).unwrap();
         assert!(here ^ t.join().unwrap());
     }

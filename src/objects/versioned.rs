@@ -109,11 +109,13 @@ impl VersionedRef<'_> {
         // SYNC: Release fence, pairs with the Acquire fence in `read`: a reader that sees any of
         // the words stored below also sees a version of at least v (then v + 1 after our store).
         fence(Ordering::Release);
-        if !write_words(self.copies[((v + 1) & 1) as usize], src) {
+        // Wrapping: a forged version of u64::MAX moves on to 0 (2^64 real writes never come).
+        let next = v.wrapping_add(1);
+        if !write_words(self.copies[(next & 1) as usize], src) {
             return false;
         }
         // SYNC: Release publishes the words above; pairs with the Acquire load in `read`.
-        self.version.store(v + 1, Ordering::Release);
+        self.version.store(next, Ordering::Release);
         true
     }
 
