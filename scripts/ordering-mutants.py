@@ -185,7 +185,7 @@ def run(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
         return 124, out.decode(errors="replace") if isinstance(out, bytes) else out
 
 
-LOOM_DIR = "target/mutants-loom"
+LOOM_DIR = ["target/mutants-loom"]
 
 
 def loom_env(preemptions: str) -> dict[str, str]:
@@ -204,7 +204,7 @@ def build_loom(env: dict[str, str]) -> tuple[Path | None, str]:
             "--test",
             "loom",
             "--target-dir",
-            LOOM_DIR,
+            LOOM_DIR[0],
             "--no-run",
             "--message-format=short",
         ],
@@ -322,7 +322,14 @@ def main() -> int:
     ap.add_argument("--per-model", type=float, default=600, help="seconds per loom model")
     ap.add_argument("--no-process-tests", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many mutants")
+    ap.add_argument("--target-dir", default=LOOM_DIR[0], help="cargo target dir of the loom builds")
+    ap.add_argument(
+        "--expect-caught",
+        action="store_true",
+        help="exit 1 unless every mutant run is caught (the CI smoke check)",
+    )
     a = ap.parse_args()
+    LOOM_DIR[0] = a.target_dir
     results = ROOT / a.results
     if a.summary:
         summary(results)
@@ -358,8 +365,11 @@ def main() -> int:
         print(f"[{i}/{len(todo)}] {m.ident} ({m.kind}): {status} {by} ({secs:.0f} s)", flush=True)
         with results.open("a") as f:
             f.write(f"{m.ident}\t{status}\t{by}\n")
+        if a.expect_caught and not status.startswith("caught"):
+            print(f"{m.ident} was expected to be caught", file=sys.stderr)
+            return 1
     # Leave the loom target as the unmutated tree built it.
-    shutil.rmtree(ROOT / LOOM_DIR / "release" / "incremental", ignore_errors=True)
+    shutil.rmtree(ROOT / LOOM_DIR[0] / "release" / "incremental", ignore_errors=True)
     return 0
 
 
