@@ -349,6 +349,30 @@ fn barrier_generations_have_one_leader() {
     });
 }
 
+/// What each party wrote before its `wait` is visible to every party after it (the barrier's
+/// happens-before, as `std::sync::Barrier` gives): plain cells, so a missing edge is a loom
+/// data-race report. The leader needs the Acquire of its arrival CAS (the first party's write);
+/// the other party the leader's Release (the leader's write).
+#[test]
+fn barrier_orders_each_partys_writes_before_the_others_reads() {
+    use loom::cell::UnsafeCell;
+    model(|| {
+        let b = Arc::new(ModelBarrier::new(2));
+        let cells = Arc::new([UnsafeCell::new(0u64), UnsafeCell::new(0u64)]);
+        let (b2, c2) = (b.clone(), cells.clone());
+        let t = thread::spawn(move || {
+            // SAFETY (model): the barrier orders this write before the other party's read.
+            c2[1].with_mut(|p| unsafe { *p = 2 });
+            b2.wait(None).unwrap();
+            c2[0].with(|p| unsafe { *p })
+        });
+        cells[0].with_mut(|p| unsafe { *p = 1 });
+        b.wait(None).unwrap();
+        let seen = cells[1].with(|p| unsafe { *p });
+        assert_eq!((seen, t.join().unwrap()), (2, 1));
+    });
+}
+
 /// A timed-out party withdraws: the barrier still needs a full set afterwards.
 #[test]
 fn barrier_timeout_withdraws() {
