@@ -626,6 +626,35 @@ fn region_over_the_participant_table_is_corrupt() {
     }
 }
 
+/// A region pointed at the header (offset 0) or into the directory (offset 128, entry 0's own
+/// words) would let an object's writes land on the words every open trusts.
+#[test]
+fn region_over_the_header_or_the_directory_is_corrupt() {
+    for (tag, offset, what) in [
+        ("overlap-header", 0u64, "the header"),
+        ("overlap-dir", DIR, "the directory"),
+    ] {
+        let (name, _g) = kept_segment(tag);
+        poke(&name, DIR + 200, &offset.to_le_bytes());
+        match Segment::open(&name) {
+            Err(OpenError::Corrupt(m)) => assert!(m.contains(what), "{m}"),
+            other => panic!("{tag}: {other:?}"),
+        }
+    }
+}
+
+/// A directory count whose entries would end past the file (or overflow) is refused at open.
+#[test]
+fn directory_count_past_the_file_is_corrupt() {
+    let (name, _g) = kept_segment("dircount");
+    // The header's `dir_count` (u32) follows `dir_offset` (u64 at 32; see docs/design.md).
+    poke(&name, 40, &u32::MAX.to_le_bytes());
+    match Segment::open(&name) {
+        Err(OpenError::Corrupt(m)) => assert!(m.contains("directory"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Parameters a creator refuses are refused at lookup too, as `Corrupt`. A byte queue whose
 /// in-place size (its entry's `param2`, at +232) is below the 16 bytes a heap reference needs
 /// once made a long put write past its slot's payload (a panic, found by the `segment_layout`
