@@ -373,6 +373,38 @@ fn barrier_orders_each_partys_writes_before_the_others_reads() {
     });
 }
 
+/// Both parties wait with a deadline (under loom it fires at once, at every point): they agree
+/// (both pass or both time out), exactly one passing party leads, and a party that passes sees
+/// what the other wrote before waiting, including one that finds the generation moved on while
+/// withdrawing (its Acquire load is what orders it after the leader).
+#[test]
+fn barrier_timeouts_racing_the_last_arrival_agree_and_order_writes() {
+    use loom::cell::UnsafeCell;
+    model(|| {
+        let b = Arc::new(ModelBarrier::new(2));
+        let cells = Arc::new([UnsafeCell::new(0u64), UnsafeCell::new(0u64)]);
+        let (b2, c2) = (b.clone(), cells.clone());
+        let t = thread::spawn(move || {
+            // SAFETY (model): read only after passing the barrier, which orders the write.
+            c2[1].with_mut(|p| unsafe { *p = 2 });
+            let r = b2.wait(Some(Duration::from_millis(1)));
+            (r, r.is_ok().then(|| c2[0].with(|p| unsafe { *p })))
+        });
+        cells[0].with_mut(|p| unsafe { *p = 1 });
+        let r = b.wait(Some(Duration::from_millis(1)));
+        let seen = r.is_ok().then(|| cells[1].with(|p| unsafe { *p }));
+        let (r2, seen2) = t.join().unwrap();
+        match (r, r2) {
+            (Ok(l1), Ok(l2)) => {
+                assert!(l1 ^ l2, "one leader");
+                assert_eq!((seen, seen2), (Some(2), Some(1)));
+            }
+            (Err(()), Err(())) => assert_eq!(b.arrived(), 0),
+            other => panic!("the parties disagree: {other:?}"),
+        }
+    });
+}
+
 /// A timed-out party withdraws: the barrier still needs a full set afterwards.
 #[test]
 fn barrier_timeout_withdraws() {
