@@ -240,6 +240,51 @@ mod tests {
         assert!(!v.lock.get().is_locked());
     }
 
+    /// Cells (`Value`, `Array` elements) are sequentially consistent, as Python's shared
+    /// variables are: in the store-buffering litmus test (each thread stores 1 to its cell, then
+    /// loads the other's) both loads never read 0. A store weakened to Release is a plain `mov`
+    /// on x86-64, which the store buffer holds past the following load, and that outcome then
+    /// shows on two cores. Loom cannot check this (it models SeqCst accesses as AcqRel). The
+    /// two threads start each round together by spinning on a round counter.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs two threads running at once for many rounds")]
+    fn cells_pass_the_store_buffering_litmus_test() {
+        use std::sync::atomic::{AtomicU64 as StdU64, Ordering as O}; // shim-exempt: test harness
+        let rounds = 200_000u64;
+        let cells = Arc::new([Cell(AtomicU64::new(0)), Cell(AtomicU64::new(0))]);
+        let start = Arc::new(StdU64::new(0));
+        let (done, seen) = (Arc::new(StdU64::new(0)), Arc::new(StdU64::new(0)));
+        let t = {
+            let (cells, start, done, seen) = (cells.clone(), start.clone(), done.clone(), seen.clone());
+            std::thread::spawn(move || {
+                for r in 1..=rounds {
+                    while start.load(O::Acquire) < r {
+                        std::hint::spin_loop();
+                    }
+                    cells[1].store(1u64);
+                    seen.store(cells[0].load::<u64>(), O::Relaxed);
+                    done.store(r, O::Release);
+                }
+            })
+        };
+        let mut both_zero = 0;
+        for r in 1..=rounds {
+            cells[0].0.store(0, Ordering::Relaxed);
+            cells[1].0.store(0, Ordering::Relaxed);
+            start.store(r, O::Release);
+            cells[0].store(1u64);
+            let mine: u64 = cells[1].load();
+            while done.load(O::Acquire) < r {
+                std::hint::spin_loop();
+            }
+            if mine == 0 && seen.load(O::Relaxed) == 0 {
+                both_zero += 1;
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(both_zero, 0, "store buffering seen in {both_zero} of {rounds} rounds");
+    }
+
     /// The version is a shared word a hostile process can set to anything: a write at
     /// `u64::MAX` wraps to 0 rather than overflowing (a debug-build panic the `segment_layout`
     /// fuzz target found), and readers see the new value.
