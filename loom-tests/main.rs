@@ -440,6 +440,28 @@ fn joinable_join_waits_for_task_done() {
     });
 }
 
+/// What a consumer did before `task_done` is visible to a joiner once `join` returns (as with
+/// `queue.Queue`): a plain cell, so a missing edge is a loom data-race report.
+#[test]
+fn joinable_join_orders_the_tasks_effects_before_it_returns() {
+    use loom::cell::UnsafeCell;
+    model(|| {
+        let q = Arc::new(ModelJoinable::new(1));
+        let cell = Arc::new(UnsafeCell::new(0u64));
+        q.put(7).unwrap();
+        let (qc, cc) = (q.clone(), cell.clone());
+        let c = thread::spawn(move || {
+            let v = qc.get().unwrap();
+            // SAFETY (model): join returns only after this task_done, which orders the write.
+            cc.with_mut(|p| unsafe { *p = v });
+            qc.task_done().unwrap();
+        });
+        assert!(q.join(None));
+        assert_eq!(cell.with(|p| unsafe { *p }), 7);
+        c.join().unwrap();
+    });
+}
+
 /// Two writers push while a reader snapshots: the reader only ever sees finished elements
 /// (loom would report a read of an element being written).
 #[test]
