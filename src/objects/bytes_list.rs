@@ -448,9 +448,12 @@ impl<'a, M: HeapMem> SeqRef<'a, M> {
     /// Calls `each` with this list's array and its items below the length; `false` if the
     /// array cannot be read (for the heap's sweeps, as for dictionaries).
     pub(crate) fn blocks(&self, each: &mut dyn FnMut(u64)) -> bool {
-        // SYNC: Acquire pairs with the Release of the owner word store that made a block the
-        // structure's (`own_by_structure`), which follows its commit.
-        let array = self.hdr.array.load(Ordering::Acquire);
+        // Relaxed, like every store of these words: what orders a sweep after the links it
+        // must see is the heap lock (unlinks and replacements happen under it), the death
+        // proof of a dead holder (read after its last store), and the takeover of a dead
+        // owner's lock. (The owner word's Release in `own_by_structure` pairs with the sweep's
+        // own Acquire load of that word, not with these.)
+        let array = self.hdr.array.load(Ordering::Relaxed);
         if array == 0 {
             return true;
         }
@@ -458,7 +461,7 @@ impl<'a, M: HeapMem> SeqRef<'a, M> {
         match self.array() {
             Ok(Some(a)) => {
                 for i in 0..a.len() {
-                    each(a.items[i as usize].load(Ordering::Acquire));
+                    each(a.items[i as usize].load(Ordering::Relaxed));
                 }
                 true
             }

@@ -527,9 +527,12 @@ impl<'a, M: HeapMem> DictRef<'a, M> {
     /// heap lock, and every link of a block the sweep could be asking about (one held by a dead
     /// thread, or one an unlinker left) already happened.
     pub(crate) fn blocks(&self, each: &mut dyn FnMut(u64)) -> bool {
-        // SYNC: Acquire pairs with the Release of the owner word store that made a block the
-        // structure's (`own_by_structure`), which follows its commit.
-        let table = self.hdr.table.load(Ordering::Acquire);
+        // Relaxed, like every store of these words: what orders a sweep after the links it
+        // must see is the heap lock (unlinks and replacements happen under it), the death
+        // proof of a dead holder (read after its last store), and the takeover of a dead
+        // owner's lock. (The owner word's Release in `own_by_structure` pairs with the sweep's
+        // own Acquire load of that word, not with these.)
+        let table = self.hdr.table.load(Ordering::Relaxed);
         if table == 0 {
             return true;
         }
@@ -537,7 +540,7 @@ impl<'a, M: HeapMem> DictRef<'a, M> {
         match self.table() {
             Ok(Some(t)) => {
                 for i in 0..t.cap {
-                    let e = t.entry(i).load(Ordering::Acquire);
+                    let e = t.entry(i).load(Ordering::Relaxed);
                     if e != 0 && e != TOMB {
                         each(e);
                     }
