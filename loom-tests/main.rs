@@ -462,6 +462,28 @@ fn joinable_join_orders_the_tasks_effects_before_it_returns() {
     });
 }
 
+/// A reader that waits until it sees the element a writer pushes reads it whole: the element is
+/// a loom cell, so a publish not ordered after the write (or a look at `ready` not ordered
+/// before the read) is a data-race report. (The snapshot model below rarely gets its reader
+/// past an unpublished slot; this one spins until it does.)
+#[test]
+fn list_reader_that_sees_an_element_sees_it_whole() {
+    model(|| {
+        let l = Arc::new(ModelList::new(1));
+        let l2 = l.clone();
+        let w = thread::spawn(move || l2.push(10).unwrap());
+        loop {
+            let seen = l.to_vec();
+            if !seen.is_empty() {
+                assert_eq!(seen, vec![10]);
+                break;
+            }
+            thread::yield_now();
+        }
+        w.join().unwrap();
+    });
+}
+
 /// Two writers push while a reader snapshots: the reader only ever sees finished elements
 /// (loom would report a read of an element being written).
 #[test]
