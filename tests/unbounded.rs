@@ -175,6 +175,37 @@ fn an_unbounded_queue_past_max_size_is_no_space_and_keeps_what_it_holds() {
 }
 
 #[test]
+fn an_emptied_unbounded_queue_takes_puts_again_even_in_a_small_segment() {
+    // Links grow geometrically: in a small segment the last link can hold the room that a link
+    // twice its size needs, even once the queue is empty.
+    for (k, max) in [1u64 << 20, 3 << 19, 2 << 20, 3 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let name = unique(&format!("unb-small-{k}"));
+        let seg = Segment::builder(&name)
+            .unbounded_queue::<[u64; 8]>("q")
+            .max_size(max)
+            .create()
+            .unwrap();
+        let q = seg.queue::<[u64; 8]>("q").unwrap();
+        let mut n = 0u64;
+        while q.put([n; 8]).is_ok() {
+            n += 1;
+        }
+        for i in 0..n {
+            assert_eq!(q.get(), Ok([i; 8]), "max_size {max}");
+        }
+        assert_eq!(
+            q.put([n; 8]),
+            Ok(()),
+            "max_size {max}: the empty queue refused a put"
+        );
+        assert_eq!(q.get(), Ok([n; 8]));
+    }
+}
+
+#[test]
 fn opening_with_the_wrong_type_or_kind_is_a_typed_error() {
     let (name, _seg) = unbounded("unb-types");
     let other = Segment::open(&name).unwrap();

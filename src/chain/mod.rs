@@ -36,18 +36,31 @@ use std::sync::Arc;
 use std::time::Instant;
 
 crate::sync::native_only! {
+    mod block;
     mod segment;
     pub(crate) use segment::{region_blocks, SegChain};
+    #[cfg(test)]
+    mod tests;
 }
 
 /// Links a chain can have alive at once (installed and not yet freed): with links of at most
 /// 1 MiB of slots, about 1 GiB of slots (a queue holds at most that, below its segment's
 /// `max_size`).
 pub(crate) const TABLE: usize = 1024;
-/// Slots of the first link (one in a model, so that every second put moves to a new link).
-const FIRST_CAP: u64 = crate::sync::native_or_loom(1024, 1);
-/// Links stop growing once their slots take this many bytes (a model's links all have one slot).
-const LINK_BYTES: u64 = crate::sync::native_or_loom(1 << 20, 0);
+/// Slots of the first link (one in a model, so that every second put moves to a new link; four
+/// under miri, so that its short runs cross links too).
+const FIRST_CAP: u64 = if cfg!(miri) {
+    4
+} else {
+    crate::sync::native_or_loom(1024, 1)
+};
+/// Links stop growing once their slots take this many bytes (a model's links all have one slot;
+/// under miri, links stay small).
+const LINK_BYTES: u64 = if cfg!(miri) {
+    1 << 10
+} else {
+    crate::sync::native_or_loom(1 << 20, 0)
+};
 /// Bytes of a link's header, before its ring.
 const LINK_HEADER: u64 = 128;
 
@@ -404,11 +417,18 @@ impl<M: ChainMem> Chain<M> {
                 .counters
                 .producers
                 .load(Ordering::Acquire);
-            let off = match self.mem.new_link(next, base, cap, seen) {
+            let fresh = |cap| self.mem.new_link(next, base, cap, seen);
+            let off = match fresh(cap) {
                 Err(HeapError::NoSpace { .. }) => {
                     // Links behind the head may be holding the room: free them and try once more.
                     self.free_retired(a.bare());
-                    self.mem.new_link(next, base, cap, seen)
+                    match fresh(cap) {
+                        // Link t itself may hold the room a link twice its size needs, even with
+                        // the queue empty: a link of the first size may still fit (and the
+                        // links grow again from there).
+                        Err(HeapError::NoSpace { .. }) if cap > FIRST_CAP => fresh(FIRST_CAP),
+                        r => r,
+                    }
                 }
                 r => r,
             }

@@ -1,12 +1,12 @@
 //! The chain over a mapped segment: its directory region, the participant records' hazard
 //! words, and link blocks in the segment's heap.
 
-use super::{Chain, ChainEnds, ChainHeader, ChainMem, LinkHeader, LINK_HEADER};
-use crate::heap::{HeapError, STRUCTURE_MARK};
-use crate::layout::{align_up, SlotLayout};
+use super::{Chain, ChainEnds, ChainHeader, ChainMem, LinkHeader};
+use crate::heap::HeapError;
+use crate::layout::SlotLayout;
 use crate::mapping::Inner;
-use crate::ring::mem::{ring_region_size, RawRing};
-use crate::ring::{Fail, RingMem, ABANDONED_HEAD};
+use crate::ring::mem::RawRing;
+use crate::ring::{Fail, ABANDONED_HEAD};
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -103,56 +103,21 @@ impl ChainMem for SegLinks {
     }
 
     fn new_link(&self, index: u64, base: u64, cap: u64, seen: u32) -> Result<u64, HeapError> {
-        let size = ring_region_size(cap, self.layout).ok_or(HeapError::Corrupt)?;
-        let len = 127 + LINK_HEADER + size;
-        let heap = self.seg.heap();
         let me = self.seg.holder_tag();
-        let off = heap.alloc(len, me)?;
-        heap.mark(off, STRUCTURE_MARK | self.obj as u64)?;
-        let p = heap.payload(off, len)?;
-        let start = (align_up(p as u64, 128).ok_or(HeapError::Corrupt)? - p as u64) as usize;
-        // SAFETY: the block is ours (just allocated, nobody else knows it), with `len` payload
-        // bytes, so the header at the 128-aligned `start` < 128 and the ring after it fit; zero
-        // bytes are a valid LinkHeader and ring header.
-        unsafe {
-            let lh_ptr = p.add(start);
-            core::ptr::write_bytes(lh_ptr, 0, (LINK_HEADER + size) as usize);
-            let lh = &*lh_ptr.cast::<LinkHeader>();
-            lh.index.store(index, Ordering::Relaxed);
-            lh.base.store(base, Ordering::Relaxed);
-            lh.cap.store(cap, Ordering::Relaxed);
-            lh.obj.store(self.obj as u64, Ordering::Relaxed);
-            let mem = RawRing::new(lh_ptr.add(LINK_HEADER as usize), size, cap, self.layout)
-                .ok_or(HeapError::Corrupt)?;
-            mem.init_at(base);
-            mem.header()
-                .counters
-                .producers
-                .store(seen, Ordering::Relaxed);
-        }
-        Ok(off)
+        super::block::new_link(
+            &self.seg.heap(),
+            me,
+            self.obj,
+            self.layout,
+            index,
+            base,
+            cap,
+            seen,
+        )
     }
 
     fn view(&self, off: u64) -> Result<(&LinkHeader, RawRing), Fail> {
-        let heap = self.seg.heap();
-        let corrupt = |_| Fail::Corrupt;
-        let p = heap.payload(off, 128 + LINK_HEADER).map_err(corrupt)?;
-        let start = align_up(p as u64, 128).ok_or(Fail::Corrupt)? - p as u64;
-        // SAFETY: `payload` checked that the first 128 + LINK_HEADER payload bytes lie in the
-        // mapping; start < 128, so the 128-aligned LinkHeader at `start` does too. LinkHeader is
-        // atomics only, valid for any bits; the mapping lives as long as `self.seg`.
-        let lh = unsafe { &*p.add(start as usize).cast::<LinkHeader>() };
-        let cap = lh.cap.load(Ordering::Relaxed);
-        let size = ring_region_size(cap, self.layout).ok_or(Fail::Corrupt)?;
-        let ring_at = start + LINK_HEADER;
-        let total = ring_at.checked_add(size).ok_or(Fail::Corrupt)?;
-        let p = heap.payload(off, total).map_err(corrupt)?;
-        // SAFETY: `payload` checked that [0, total) of the payload lies in the mapping, which
-        // `self.seg` keeps alive for as long as the ring is used (its users hold `self`);
-        // RawRing::new checks that the ring fits its region.
-        let mem = unsafe { RawRing::new(p.add(ring_at as usize), size, cap, self.layout) }
-            .ok_or(Fail::Corrupt)?;
-        Ok((lh, mem))
+        super::block::view(&self.seg.heap(), self.layout, off)
     }
 
     fn cached(&self, c: u64, off: u64) -> Option<RawRing> {

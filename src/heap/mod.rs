@@ -50,6 +50,25 @@ use crate::sync::{AtomicU64, Ordering};
 
 crate::sync::native_only! {
     mod segment;
+    #[cfg(test)]
+    pub(crate) mod plain;
+
+    /// A heap whose bytes can be addressed: natively a mapping or a buffer (the loom heap's
+    /// words are separate loom objects, with no bytes between them).
+    pub(crate) trait ByteHeap: HeapMem {
+        /// `len` bytes from byte offset `off`, checked to lie in memory that lives as long as
+        /// `self`; `Corrupt` otherwise.
+        fn bytes(&self, off: u64, len: u64) -> Result<*mut u8, HeapError>;
+    }
+
+    impl<'a, M: ByteHeap> Heap<'a, M> {
+        /// The payload of the block at `off`: `len` bytes after its header, in memory that lives
+        /// for `'a`.
+        pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
+            self.seg
+                .bytes(off.checked_add(BLOCK_HEADER).ok_or(HeapError::Corrupt)?, len)
+        }
+    }
 }
 
 /// Why the shared heap could not hand out a block (crate-internal; the public errors carry its
@@ -701,7 +720,7 @@ impl<'a, M: HeapMem> Heap<'a, M> {
         }
     }
 
-    crate::sync::loom_only! {
+    crate::sync::model_or_test! {
     /// Checks the heap's invariants (call with no other thread using it): the sizes chain from
     /// `start` to `end`, every previous-size word and `last` match, no two free blocks are
     /// neighbours, every free block is on the list of its class exactly once and nothing else

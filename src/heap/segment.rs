@@ -112,6 +112,12 @@ impl HeapMem for Inner {
     }
 }
 
+impl ByteHeap for Inner {
+    fn bytes(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
+        self.heap_bytes(off, len)
+    }
+}
+
 /// The lock token of a holder `(record, owner count)` ([`HeapMem::lock_token`]).
 fn lock_token_of(holder: Option<(u32, u32)>) -> u32 {
     match holder {
@@ -129,11 +135,4 @@ impl Heap<'_, Inner> {
         self.hdr.lock.forge_inconsistent()
     }
 
-    /// The payload of the block at `off`: `len` bytes after its header.
-    pub(crate) fn payload(&self, off: u64, len: u64) -> Result<*mut u8, HeapError> {
-        self.seg.heap_bytes(
-            off.checked_add(BLOCK_HEADER).ok_or(HeapError::Corrupt)?,
-            len,
-        )
-    }
 }

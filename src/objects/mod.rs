@@ -32,46 +32,15 @@ mod tests {
     use super::lock::LockState;
     use super::semaphore::SemaphoreState;
     use super::versioned::VersionedRef;
-    use crate::ring::mem::HeapRegion;
+    use crate::ring::mem::Zeroed;
+    use crate::sync::native_or_miri as scale;
     use crate::sync::{AtomicU64, Ordering};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    /// A zeroed heap block viewed as a shared state `S` (all-zero is every state's initial value,
-    /// as in a fresh mapping).
-    struct Heap<S> {
-        buf: HeapRegion,
-        _s: std::marker::PhantomData<S>,
-    }
-    // SAFETY: S is atomics only, shared by design.
-    unsafe impl<S> Send for Heap<S> {}
-    // SAFETY: as above.
-    unsafe impl<S> Sync for Heap<S> {}
-    impl<S> Heap<S> {
-        fn new() -> Arc<Self> {
-            assert!(std::mem::align_of::<S>() <= 128);
-            Arc::new(Self {
-                buf: HeapRegion::zeroed(std::mem::size_of::<S>().max(128) as u64).unwrap(),
-                _s: std::marker::PhantomData,
-            })
-        }
-        fn get(&self) -> &S {
-            // SAFETY: the buffer is large enough and 128-aligned; S is atomics only, valid zeroed.
-            unsafe { &*self.buf.as_ptr().cast::<S>() }
-        }
-    }
-
-    fn scale(native: u64, miri: u64) -> u64 {
-        if cfg!(miri) {
-            miri
-        } else {
-            native
-        }
-    }
-
     #[test]
     fn lock_makes_two_step_increments_exact() {
-        let lock = Heap::<LockState>::new();
+        let lock = Arc::new(Zeroed::<LockState>::new());
         let data = Arc::new(AtomicU64::new(0));
         let n = scale(20_000, 50);
         let ts: Vec<_> = (0..3)
@@ -97,7 +66,7 @@ mod tests {
 
     #[test]
     fn lock_timeout_expires_then_succeeds_after_unlock() {
-        let lock = Heap::<LockState>::new();
+        let lock = Arc::new(Zeroed::<LockState>::new());
         assert!(lock.get().try_lock().is_some());
         assert!(lock.get().try_lock().is_none());
         let t0 = Instant::now();
@@ -117,7 +86,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "needs /proc to see that the owner thread is gone")]
     fn lock_of_a_dead_owner_is_taken_over_and_reported_until_made_consistent() {
         use super::lock::Acquired;
-        let lock = Heap::<LockState>::new();
+        let lock = Arc::new(Zeroed::<LockState>::new());
         // A thread takes the lock and exits without unlocking (as if its process died there).
         let l2 = lock.clone();
         std::thread::spawn(move || assert_eq!(l2.get().lock(None), Some(Acquired::Clean)))
@@ -143,7 +112,7 @@ mod tests {
 
     /// The shared parts of a versioned value of four words, on the heap.
     struct VersionedHeap {
-        lock: Arc<Heap<LockState>>,
+        lock: Arc<Zeroed<LockState>>,
         version: AtomicU64,
         copies: [[AtomicU64; 4]; 2],
     }
@@ -151,7 +120,7 @@ mod tests {
     impl VersionedHeap {
         fn new(initial: u64) -> Arc<Self> {
             let v = Arc::new(Self {
-                lock: Heap::new(),
+                lock: Arc::new(Zeroed::new()),
                 version: AtomicU64::new(0),
                 copies: Default::default(),
             });
@@ -303,7 +272,7 @@ mod tests {
 
     #[test]
     fn event_wakes_sleeping_waiter() {
-        let ev = Heap::<EventState>::new();
+        let ev = Arc::new(Zeroed::<EventState>::new());
         let ev2 = ev.clone();
         let t = std::thread::spawn(move || ev2.get().wait(None));
         while ev.get().waiters.load(Ordering::Relaxed) == 0 {
@@ -319,7 +288,7 @@ mod tests {
 
     #[test]
     fn semaphore_admits_at_most_its_count() {
-        let sem = Heap::<SemaphoreState>::new();
+        let sem = Arc::new(Zeroed::<SemaphoreState>::new());
         sem.get().release(2).unwrap();
         sem.get().release(2).unwrap();
         assert_eq!(sem.get().release(2), Err(2));
@@ -349,7 +318,7 @@ mod tests {
 
     #[test]
     fn barrier_rounds_have_exactly_one_leader() {
-        let b = Heap::<BarrierState>::new();
+        let b = Arc::new(Zeroed::<BarrierState>::new());
         let rounds = scale(500, 5);
         let ts: Vec<_> = (0..3)
             .map(|_| {
@@ -367,7 +336,7 @@ mod tests {
 
     #[test]
     fn barrier_timeout_withdraws_and_barrier_stays_usable() {
-        let b = Heap::<BarrierState>::new();
+        let b = Arc::new(Zeroed::<BarrierState>::new());
         let d = Instant::now() + Duration::from_millis(5);
         assert!(b.get().wait(2, Some(d)).is_err());
         assert_eq!(b.get().arrived(), 0);
@@ -382,7 +351,7 @@ mod tests {
     /// a debug-build panic at generation 0), and the barrier stays usable.
     #[test]
     fn barrier_withdrawal_after_a_forged_zero_count() {
-        let b = Heap::<BarrierState>::new();
+        let b = Arc::new(Zeroed::<BarrierState>::new());
         let b2 = b.clone();
         let t = std::thread::spawn(move || {
             let d = Instant::now() + Duration::from_millis(300);
@@ -404,7 +373,7 @@ mod tests {
     fn join_waits_for_every_task_done() {
         use crate::sync::AtomicU64;
         use std::sync::Arc;
-        let j = Heap::<JoinState>::new();
+        let j = Arc::new(Zeroed::<JoinState>::new());
         // Stands for the ring's `tail - tombstones`.
         let puts = Arc::new(AtomicU64::new(0));
         let p = || puts.load(Ordering::Acquire);
@@ -436,7 +405,7 @@ mod tests {
 
     #[test]
     fn list_claims_are_unique_and_bounded() {
-        let h = Heap::<ListHeader>::new();
+        let h = Arc::new(Zeroed::<ListHeader>::new());
         let ready: Arc<Vec<AtomicU64>> = Arc::new((0..64).map(|_| AtomicU64::new(0)).collect());
         let ts: Vec<_> = (0..4)
             .map(|_| {
@@ -464,7 +433,7 @@ mod tests {
 
     #[test]
     fn cell_arithmetic_wraps_at_the_type_width() {
-        let c = Heap::<Cell>::new();
+        let c = Arc::new(Zeroed::<Cell>::new());
         c.get().store(i8::MAX);
         assert_eq!(c.get().fetch_add(1i8), i8::MAX);
         assert_eq!(c.get().load::<i8>(), i8::MIN);

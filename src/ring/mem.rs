@@ -202,6 +202,32 @@ mod native {
         }
     }
 
+    /// A shared state `S` in its own zeroed, 128-aligned buffer: all-zero is every shared
+    /// state's initial value, as in a fresh mapping (for unit tests, natively and under miri; `S`
+    /// is a shared state, atomics only).
+    #[cfg(test)]
+    pub(crate) struct Zeroed<S> {
+        mem: HeapRegion,
+        _s: core::marker::PhantomData<S>,
+    }
+
+    #[cfg(test)]
+    impl<S> Zeroed<S> {
+        pub(crate) fn new() -> Self {
+            assert!(core::mem::align_of::<S>() <= 128);
+            Self {
+                mem: HeapRegion::zeroed(core::mem::size_of::<S>() as u64).expect("memory"),
+                _s: core::marker::PhantomData,
+            }
+        }
+        pub(crate) fn get(&self) -> &S {
+            // SAFETY: the buffer is zeroed, 128-aligned (at least S's alignment, checked in
+            // `new`) and as large as S; S is atomics only, so zero is a valid S (a fresh state),
+            // and the buffer lives as long as `self`.
+            unsafe { &*self.mem.as_ptr().cast::<S>() }
+        }
+    }
+
     /// A ring in its own heap buffer.
     #[derive(Debug)]
     #[cfg_attr(not(test), allow(dead_code))]

@@ -920,7 +920,7 @@ mod tests {
     #[test]
     fn mpmc_threads_deliver_each_item_once_in_producer_order() {
         let r = Arc::new(ring(8));
-        let per = if cfg!(miri) { 50 } else { 20_000 };
+        let per = crate::sync::native_or_miri(20_000, 50);
         let producers: Vec<_> = (0..2u64)
             .map(|p| {
                 let r = r.clone();

@@ -208,6 +208,17 @@ impl ModelCount {
     }
 }
 
+/// `native` natively, `miri` under miri: for the sizes of unit-test runs, which miri interprets
+/// (about a thousand times slower).
+#[cfg(test)]
+pub(crate) const fn native_or_miri<T: Copy>(native: T, miri: T) -> T {
+    if cfg!(miri) {
+        miri
+    } else {
+        native
+    }
+}
+
 /// `native` natively, `loom` under the model checker: for bounds a model must reach with fewer
 /// steps than real hardware needs.
 pub(crate) const fn native_or_loom<T: Copy>(native: T, loom: T) -> T {
