@@ -1304,6 +1304,37 @@ fn chain_close_racing_a_link_step_loses_no_put_and_no_close() {
     });
 }
 
+/// Two getters race for the last value of a sealed link: the loser finds the link empty and
+/// withdraws its announcement while the winner retires the link and frees it. The withdrawal's
+/// Release orders the loser's last touches of the link (after its last fence) before a free that
+/// reads the withdrawal; a touch the free does not happen after fails the model. The schedule
+/// needs three preemptions.
+#[test]
+fn chain_getter_that_withdraws_from_a_link_being_freed_touched_it_before() {
+    model_at_least(3, || {
+        let q = Arc::new(shmq::model::ModelChain::new(2));
+        q.put(0).unwrap();
+        q.put(1).unwrap();
+        // Link 0 is sealed and drained; link 1 holds the value the two getters race for.
+        assert_eq!(q.try_get(), Ok(0));
+        let t = {
+            let q = q.clone();
+            thread::spawn(move || q.try_get())
+        };
+        let mine = q.try_get();
+        let theirs = t.join().unwrap();
+        let mut got = [mine, theirs];
+        got.sort_unstable_by_key(|r| r.is_err());
+        assert_eq!(got, [Ok(1), Err(Outcome::WouldBlock)]);
+        // Whatever was left unfreed while announced is freed at the next retire.
+        q.put(2).unwrap();
+        q.put(3).unwrap();
+        assert_eq!((q.try_get(), q.try_get()), (Ok(2), Ok(3)));
+        let (freed, head, _) = q.links();
+        assert_eq!(freed, head, "links behind the head left unfreed");
+    });
+}
+
 // ---- The shared dictionary (`crate::objects::dict`, over the model heap) ----
 
 /// Two threads insert the same key at once: one entry remains, holding one of the two values,
