@@ -862,10 +862,19 @@ mod tests {
         }
         // The ring is not full (its one message is consumed); the slot is still held.
         assert_eq!(put(&r, 2), Err(TryError::Pending));
-        assert_eq!(
-            r.put_now(None, 1, |_, b| b.copy_from_slice(&3u64.to_le_bytes())),
-            Ok(1)
-        );
+        // put_now waits (the claim wait) for the consumer, which lets go only once it sees a
+        // putter waiting: a put_now that reported the ring full without waiting would never
+        // succeed. On a loaded machine the consumer may not run within one claim wait, so a
+        // `WouldBlock` is tried again (a bounded number of times: a put_now that never waits
+        // fails the test instead of hanging it).
+        let mut tries = 0;
+        loop {
+            match r.put_now(None, 1, |_, b| b.copy_from_slice(&3u64.to_le_bytes())) {
+                Ok(n) => break assert_eq!(n, 1),
+                Err(TryError::WouldBlock) if tries < 200 => tries += 1,
+                Err(e) => panic!("put_now never waited for the consumer: {e:?}"),
+            }
+        }
         assert_eq!(consumer.join().unwrap(), Ok(1));
         assert_eq!(get(&r), Ok(3));
     }
