@@ -8,9 +8,12 @@
 //! ```
 //!
 //! The difference of the two totals divided by 100 000 is the cost of one iteration, with the
-//! setup (segment creation, first-touch page faults) cancelled out. Operations, all on one thread
-//! and uncontended: `putget` (`put` then `get`), `try_putget`, `try_get_empty` (`try_get` on an
-//! empty queue), `try_put_full` (`try_put` on a full queue), `get_timeout_zero` on an empty queue.
+//! setup (segment creation, first-touch page faults) cancelled out; `scripts/op-instructions.sh`
+//! prints every operation's. Operations, all on one thread and uncontended: `putget` (`put` then
+//! `get`), `try_putget`, `try_get_empty` (`try_get` on an empty queue), `try_put_full` (`try_put`
+//! on a full queue), `get_timeout_zero` on an empty queue; and for comparison
+//! `crossbeam_sendrecv` (`send` then `recv` on a `crossbeam_channel::bounded(64)`) and
+//! `crossbeam_pushpop` (`push` then `pop` on a `crossbeam_queue::ArrayQueue` of 64).
 
 use shmq::{GetError, PutError, Segment};
 use std::hint::black_box;
@@ -53,6 +56,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             while q.try_put(0).is_ok() {}
             for i in 0..n {
                 assert_eq!(black_box(q.try_put(i)), Err(PutError::Full(i)));
+            }
+        }
+        "crossbeam_sendrecv" => {
+            let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
+            for i in 0..n {
+                tx.send(i)?;
+                black_box(rx.recv()?);
+            }
+        }
+        "crossbeam_pushpop" => {
+            let q = crossbeam_queue::ArrayQueue::<u64>::new(64);
+            for i in 0..n {
+                q.push(i).map_err(|_| "full")?;
+                black_box(q.pop().ok_or("empty")?);
             }
         }
         other => return Err(format!("unknown operation {other:?}").into()),

@@ -10,7 +10,7 @@ use super::Inner;
 use crate::layout::{ClaimRecord, ParticipantRecord, Side, PID_TAKING, RECORD_SIZE};
 use crate::os;
 use crate::sync::Ordering;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ struct ThreadRecords(Vec<Cached>, u64);
 
 impl Drop for ThreadRecords {
     fn drop(&mut self) {
+        // Operations after this (from later thread-local destructors) find no record.
+        let _ = LAST.try_with(|l| l.set(NO_LAST));
         if self.1 != os::fork_generation() {
             return; // inherited through fork(): the parent's records, not ours to free
         }
@@ -73,7 +75,14 @@ impl Drop for ThreadRecords {
 
 thread_local! {
     static RECORDS: RefCell<ThreadRecords> = const { RefCell::new(ThreadRecords(Vec::new(), 0)) };
+    /// The record this thread used last, as `(segment id, fork generation, record index)`: a
+    /// copy of one entry of `RECORDS`, read without borrowing it or searching (the fast path
+    /// of every queue operation). [`NO_LAST`] once `RECORDS` is gone; never a segment's id then.
+    static LAST: Cell<(u64, u64, u32)> = const { Cell::new(NO_LAST) };
 }
+
+/// `LAST` naming nothing: segment ids start at 1.
+const NO_LAST: (u64, u64, u32) = (0, 0, 0);
 
 /// Marks a record free: claim words cleared, then `pid = 0` with Release.
 fn release(r: &ParticipantRecord) {
@@ -239,10 +248,23 @@ impl Inner {
     /// attribution); the thread then looks for a record again only after [`FULL_RETRY`].
     #[inline]
     pub(crate) fn participant(self: &Arc<Self>) -> Option<Participant<'_>> {
+        let forks = os::fork_generation();
+        if let Ok((id, gen, idx)) = LAST.try_with(Cell::get) {
+            if id == self.id && gen == forks {
+                return Some(Participant {
+                    record: self.record(idx),
+                });
+            }
+        }
+        self.participant_slow(forks)
+    }
+
+    /// [`participant`](Self::participant) when the record is not the one used last.
+    #[inline(never)]
+    fn participant_slow(self: &Arc<Self>, forks: u64) -> Option<Participant<'_>> {
         let idx = RECORDS
             .try_with(|r| {
                 let mut r = r.borrow_mut();
-                let forks = os::fork_generation();
                 if r.1 != forks {
                     // Inherited through fork(): these name the parent's records. Forget them
                     // without freeing anything (the parent still uses them).
@@ -268,6 +290,7 @@ impl Inner {
             })
             .ok()
             .flatten()?;
+        let _ = LAST.try_with(|l| l.set((self.id, forks, idx)));
         Some(Participant {
             record: self.record(idx),
         })
@@ -487,5 +510,48 @@ impl Inner {
             heap_refs,
             link: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread-local destructor that runs after the thread's records were freed (it was
+    /// registered before them, so it runs after them) must get no record: the one the thread
+    /// used last is free by then, and another thread may already have taken it.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "creates a segment in /dev/shm, which miri's isolation hides"
+    )]
+    fn a_thread_local_destructor_after_the_records_are_freed_gets_no_record() {
+        struct Late(Arc<Inner>, std::sync::mpsc::Sender<bool>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                let _ = self.1.send(self.0.participant().is_none());
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+        }
+        let name = format!("shmq-unit-late-{}", std::process::id());
+        let seg = crate::Segment::builder(&name)
+            .queue::<u64>("q", 8)
+            .create()
+            .expect("segment");
+        let inner = seg.inner.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Registered first, so destroyed after RECORDS.
+            LATE.with(|l| *l.borrow_mut() = Some(Late(inner.clone(), tx)));
+            assert!(inner.participant().is_some());
+        })
+        .join()
+        .unwrap();
+        assert!(
+            rx.recv().expect("the destructor ran"),
+            "a destructor after the records were freed got the freed record"
+        );
     }
 }

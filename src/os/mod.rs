@@ -746,12 +746,28 @@ pub(crate) fn thread_id() -> u32 {
 /// while another thread was registering it, so the registration never finished here) the value
 /// is this process's pid with the top bit set instead: a child then still reads another value,
 /// at the cost of a `getpid` per call.
+#[inline]
 pub(crate) fn fork_generation() -> u64 {
     use crate::sync::Ordering;
-    const NONE: u64 = 0;
-    const REGISTERED: u64 = 1;
-    const FAILED: u64 = 2;
-    const REGISTERING: u64 = 1 << 62; // | pid of the registering process
+    // SYNC: Acquire, as in `fork_generation_slow`.
+    if ATFORK.load(Ordering::Acquire) == REGISTERED {
+        // The hot path, inlined into every operation's record lookup.
+        return FORKS.load(Ordering::Relaxed);
+    }
+    fork_generation_slow()
+}
+
+/// [`ATFORK`] values: nothing yet, the handler in place, registration failed; or
+/// `REGISTERING | pid` of the registering process.
+const NONE: u64 = 0;
+const REGISTERED: u64 = 1;
+const FAILED: u64 = 2;
+const REGISTERING: u64 = 1 << 62;
+
+/// [`fork_generation`] until the handler is registered (or when it cannot be).
+#[inline(never)]
+fn fork_generation_slow() -> u64 {
+    use crate::sync::Ordering;
     let by_pid = || 1 << 63 | rustix::process::getpid().as_raw_nonzero().get() as u64;
     loop {
         match ATFORK.load(Ordering::Acquire) {
