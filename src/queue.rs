@@ -94,7 +94,12 @@ impl<T: bytemuck::Pod> Queue<T> {
     #[inline(always)]
     fn put_value(&self, v: T, wait: Wait) -> Result<(), PutError<T>> {
         let bytes = bytemuck::bytes_of(&v);
-        match self.h.put(wait, 1, |_, buf| buf.copy_from_slice(bytes)) {
+        // The slot's payload is `size_of::<T>()` bytes (the layout checked at open says so);
+        // slicing it to that constant length lets the copy compile to moves instead of a
+        // `memcpy` call.
+        match self.h.put(wait, 1, |_, buf| {
+            buf[..core::mem::size_of::<T>()].copy_from_slice(bytes)
+        }) {
             Ok(_) => Ok(()),
             Err(f) => Err(put_err(f, v)),
         }
@@ -104,7 +109,10 @@ impl<T: bytemuck::Pod> Queue<T> {
     fn get_value(&self, wait: Wait) -> Result<T, GetError> {
         let mut out = T::zeroed();
         self.h
-            .get(wait, 1, |_, buf| out = bytemuck::pod_read_unaligned(buf))
+            .get(wait, 1, |_, buf| {
+                // Constant length, as in `put_value`.
+                out = bytemuck::pod_read_unaligned(&buf[..core::mem::size_of::<T>()])
+            })
             .map_err(get_err)?;
         Ok(out)
     }
