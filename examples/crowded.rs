@@ -94,10 +94,7 @@ fn run(n: usize, secs: f64) -> Result<(f64, Vec<f64>), Box<dyn std::error::Error
     let mut ends = 0;
     while let Ok(r) = report.try_get() {
         match r {
-            [u64::MAX, who] => {
-                ends += 1;
-                let _ = who;
-            }
+            [u64::MAX, _] => ends += 1,
             [p, count] if (p >> 32) == 1 => put[(p & 0xFFFF) as usize] += count,
             [p, count] => got[(p & 0xFFFF) as usize] += count,
         }
