@@ -1204,6 +1204,32 @@ fn heap_concurrent_growths_both_fit() {
     });
 }
 
+/// A getter's reader panics after reading the value: the claim guard releases the slot while
+/// unwinding, and a producer then reuses the slot. The guard's Release store orders the
+/// reader's read of the payload before the producer's overwrite (a race on the payload fails the
+/// model), as a normal release does.
+#[test]
+fn a_reader_that_panics_releases_its_slot_after_its_read() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(1));
+        q.try_put(1).unwrap();
+        let t = {
+            let q = q.clone();
+            thread::spawn(move || q.try_get_and_panic())
+        };
+        // Spin until the slot is free (the reader released it), then reuse it.
+        loop {
+            match q.try_put(2) {
+                Ok(()) => break,
+                Err(Outcome::WouldBlock) => thread::yield_now(),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(t.join().unwrap(), Ok(1));
+        assert_eq!(q.try_get(), Ok(2));
+    });
+}
+
 // ---- Unbounded queues (`crate::chain`: links of one slot each) ----
 
 /// A producer puts three values while a consumer gets them: every put moves to a new link

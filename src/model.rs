@@ -109,6 +109,23 @@ impl ModelQueue {
             .map_err(Outcome::from)?;
         Ok(out)
     }
+    /// Non-blocking get whose reader reads the value and then panics (as a user's `get_with`
+    /// closure may): the claim guard releases the slot while unwinding. Returns the value read
+    /// before the panic, or the outcome if nothing was claimed.
+    pub fn try_get_and_panic(&self) -> Result<u64, Outcome> {
+        let mut out = None;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.ring.try_get_batch(None, 1, |_, b| {
+                out = Some(u64::from_le_bytes(b.try_into().unwrap()));
+                std::panic::resume_unwind(Box::new("the reader panics"));
+            })
+        }));
+        match (r, out) {
+            (Err(_), Some(v)) => Ok(v),
+            (Ok(Err(e)), None) => Err(e.into()),
+            (r, out) => panic!("the reader ran ({out:?}) but did not unwind, or the reverse: {r:?}"),
+        }
+    }
     /// Blocking put (timed if `timeout` is `Some`).
     pub fn put(&self, v: u64, timeout: Option<Duration>) -> Result<(), Outcome> {
         self.ring
