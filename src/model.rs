@@ -123,7 +123,9 @@ impl ModelQueue {
         match (r, out) {
             (Err(_), Some(v)) => Ok(v),
             (Ok(Err(e)), None) => Err(e.into()),
-            (r, out) => panic!("the reader ran ({out:?}) but did not unwind, or the reverse: {r:?}"),
+            (r, out) => {
+                panic!("the reader ran ({out:?}) but did not unwind, or the reverse: {r:?}")
+            }
         }
     }
     /// Blocking put (timed if `timeout` is `Some`).
