@@ -239,3 +239,28 @@ fn joinable_queue_put_then_try_get_is_linearizable() {
     );
     assert_eq!(j.unfinished_tasks(), 0);
 }
+
+#[test]
+fn stats_count_puts_and_gets_before_and_after_close() {
+    for unbounded in [false, true] {
+        let b = Segment::builder(&unique("nb-stats"));
+        let b = if unbounded {
+            b.unbounded_queue::<u64>("q")
+        } else {
+            b.queue::<u64>("q", 8)
+        };
+        let seg = b.create().unwrap();
+        let q = seg.queue::<u64>("q").unwrap();
+        for i in 0..5 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(q.get(), Ok(0));
+        assert_eq!(q.get(), Ok(1));
+        let s = q.stats();
+        assert_eq!((s.puts, s.gets, s.len, s.closed), (5, 2, 3, false), "{s:?}");
+        q.close();
+        let s = q.stats();
+        assert_eq!((s.puts, s.gets, s.len, s.closed), (5, 2, 3, true), "{s:?}");
+        assert_eq!(q.len(), 3);
+    }
+}
