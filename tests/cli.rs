@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{child_var, spawn_child, unique};
+use common::{child_var, recovery_log, spawn_child, unique};
 use serde_json::Value;
 use shmq::Segment;
 use std::io::{BufRead, BufReader};
@@ -29,34 +29,6 @@ fn json(args: &[&str], code: i32) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-/// Every log record of target `shmq::recovery` this test process emitted so far.
-fn recovery_log() -> Vec<String> {
-    use std::sync::{Mutex, OnceLock};
-    struct Capture(Mutex<Vec<String>>);
-    impl log::Log for Capture {
-        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-            m.target() == "shmq::recovery"
-        }
-        fn log(&self, r: &log::Record<'_>) {
-            if self.enabled(r.metadata()) {
-                self.0
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(r.args().to_string());
-            }
-        }
-        fn flush(&self) {}
-    }
-    static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
-    let logger = LOGGER.get_or_init(|| {
-        let l: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(l).expect("the only logger of this test binary");
-        log::set_max_level(log::LevelFilter::Warn);
-        l
-    });
-    logger.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 fn object<'a>(report: &'a Value, name: &str) -> &'a Value {

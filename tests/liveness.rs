@@ -439,6 +439,7 @@ fn waiter_killed_asleep_has_its_registration_taken_back() {
         .create()
         .unwrap();
     let q = seg.queue::<u64>("q").unwrap();
+    let _ = recovery_log(); // install the capture before anything is recovered
     kill_a_sleeping_getter(&name, &q);
     // The dead getter's registration used to stay for good: every later put paid a futex_wake
     // for nobody. Puts that keep waking nobody now look for it.
@@ -448,6 +449,15 @@ fn waiter_killed_asleep_has_its_registration_taken_back() {
         assert_eq!(q.get(), Ok(i));
     }
     assert_eq!(q.stats().waiting_getters, 0);
+    // The repair is reported once, with its count.
+    let repaired: Vec<String> = recovery_log()
+        .into_iter()
+        .filter(|l| l.contains(&name) && l.contains("of dead sleepers taken back"))
+        .collect();
+    assert!(
+        repaired.len() == 1 && repaired[0].contains(": 1 registration(s)"),
+        "{repaired:?}"
+    );
     // A live getter that sleeps beside a dead one is never taken for it: its registration stays
     // counted (a notifier that saw 0 would not wake it) and a put still wakes it.
     kill_a_sleeping_getter(&name, &q);

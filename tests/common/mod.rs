@@ -107,3 +107,31 @@ pub fn context_switches(pid: u32) -> u64 {
         })
         .sum()
 }
+
+/// Every log record of target `shmq::recovery` this test process emitted so far.
+pub fn recovery_log() -> Vec<String> {
+    use std::sync::{Mutex, OnceLock};
+    struct Capture(Mutex<Vec<String>>);
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.target() == "shmq::recovery"
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(r.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
+    let logger = LOGGER.get_or_init(|| {
+        let l: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+        log::set_logger(l).expect("the only logger of this test binary");
+        log::set_max_level(log::LevelFilter::Warn);
+        l
+    });
+    logger.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
