@@ -486,3 +486,35 @@ fn waiter_killed_asleep_has_its_registration_taken_back() {
     }
     assert_eq!(q.stats().waiting_getters, 0);
 }
+
+/// A blocked `get()` (no deadline) and a `get_timeout` longer than one sleep slice wake at every
+/// slice's end (5 s while the death watch covers the peers, 50 ms otherwise) to look for dead
+/// peers, and go back to sleep: neither returns before a message comes (or its own deadline).
+/// The test lets a little more than one whole slice pass; that time is what it checks.
+#[test]
+fn blocked_gets_outlast_their_sleep_slices() {
+    let name = unique("slices");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    q.register_producer(); // a live producer: no `Disconnected`
+    std::thread::scope(|s| {
+        let forever = s.spawn(|| q.get());
+        let timed = s.spawn(|| q.get_timeout(Duration::from_secs(60)));
+        while q.stats().waiting_getters < 2 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(5_500));
+        assert!(
+            !forever.is_finished() && !timed.is_finished(),
+            "a blocked get returned at the end of a sleep slice"
+        );
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        let mut got = [forever.join().unwrap(), timed.join().unwrap()].map(Result::unwrap);
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+    });
+}
