@@ -518,3 +518,40 @@ fn blocked_gets_outlast_their_sleep_slices() {
         assert_eq!(got, [1, 2]);
     });
 }
+
+/// A thread that takes over the record of a getter killed asleep takes the dead getter's
+/// registration back at once (its note names the queue), before any wake-up is spent on it.
+#[test]
+fn taking_over_a_dead_sleepers_record_takes_its_registration_back() {
+    let name = unique("takeover-sleeper");
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 4)
+        .participants(2)
+        .create()
+        .unwrap();
+    let q = seg.queue::<u64>("q").unwrap();
+    assert_eq!(q.try_get(), Err(GetError::Empty)); // this thread's record
+    kill_a_sleeping_getter(&name, &q);
+    assert_eq!(q.stats().waiting_getters, 1);
+    // The table is full (this thread and the dead getter): a new thread takes the dead one's
+    // record. A `try_get` wakes nobody, so only the takeover can lower the count.
+    std::thread::scope(|s| {
+        s.spawn(|| assert_eq!(q.try_get(), Err(GetError::Empty)));
+    });
+    assert_eq!(q.stats().waiting_getters, 0);
+}
+
+/// A thread that works on two segments in turn keeps one record in each.
+#[test]
+fn a_thread_alternating_between_segments_keeps_one_record_in_each() {
+    let (a, b) = (unique("alt-a"), unique("alt-b"));
+    let sa = Segment::builder(&a).queue::<u64>("q", 4).create().unwrap();
+    let sb = Segment::builder(&b).queue::<u64>("q", 4).create().unwrap();
+    let (qa, qb) = (sa.queue::<u64>("q").unwrap(), sb.queue::<u64>("q").unwrap());
+    for i in 0..100 {
+        qa.put(i).unwrap();
+        qb.put(i).unwrap();
+        assert_eq!((qa.get(), qb.get()), (Ok(i), Ok(i)));
+    }
+    assert_eq!((qa.stats().participants, qb.stats().participants), (1, 1));
+}
