@@ -449,13 +449,13 @@ fn waiter_killed_asleep_has_its_registration_taken_back() {
         assert_eq!(q.get(), Ok(i));
     }
     assert_eq!(q.stats().waiting_getters, 0);
-    // The repair is reported once, with its count.
+    // The repair is reported once, with the queue's name and the count.
     let repaired: Vec<String> = recovery_log()
         .into_iter()
         .filter(|l| l.contains(&name) && l.contains("of dead sleepers taken back"))
         .collect();
     assert!(
-        repaired.len() == 1 && repaired[0].contains(": 1 registration(s)"),
+        repaired.len() == 1 && repaired[0].contains("queue q: 1 registration(s)"),
         "{repaired:?}"
     );
     // A live getter that sleeps beside a dead one is never taken for it: its registration stays
