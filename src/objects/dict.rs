@@ -84,20 +84,29 @@ crate::sync::loom_only! {
 
 /// A 64-bit hash of a key, the same in every process (no per-process seed): 8 bytes at a time,
 /// multiplied and rotated, then finalised (splitmix64's mixer).
+///
+/// Unseeded, so keys with equal hashes are easy to make (see [`absorb`]): lookups compare the
+/// keys themselves, and colliding keys only cost probes.
 pub(crate) fn hash(key: &[u8]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ key.len() as u64;
     for c in key.chunks(8) {
         let mut w = [0u8; 8];
         w[..c.len()].copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(w))
-            .wrapping_mul(0xBF58_476D_1CE4_E5B9)
-            .rotate_left(31);
+        h = absorb(h, u64::from_le_bytes(w));
     }
     h ^= h >> 30;
     h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h ^= h >> 27;
     h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^ (h >> 31)
+}
+
+/// One step of [`hash`]: the state after 8 more bytes of key, `w`. A bijection of `h ^ w`, so
+/// two keys of one length whose states differ after some chunk collide whenever their next
+/// chunks differ by the same bits.
+#[inline]
+pub(crate) fn absorb(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(0xBF58_476D_1CE4_E5B9).rotate_left(31)
 }
 
 type Result<T> = core::result::Result<T, DictFail>;

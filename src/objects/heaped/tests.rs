@@ -71,6 +71,41 @@ fn dict_over_plain_memory_matches_a_hashmap() {
     assert_eq!(heap.heap().stats().unwrap().blocks, 1);
 }
 
+/// Keys with equal hashes (the hash has no seed, so anyone can make them): each keeps its own
+/// value, and removing one leaves the others.
+#[test]
+fn dict_keys_with_equal_hashes_stay_apart() {
+    use crate::objects::dict::{absorb, hash};
+    let heap = PlainHeap::new(1 << 20);
+    let h = Zeroed::<DictHeader>::new();
+    let d = dict(h.get(), &heap, 0);
+    // 16-byte keys (a, b): the state after `a` is s(a) = absorb(s0, a); keys with equal
+    // s(a) ^ b collide.
+    let s0 = 0x9E37_79B9_7F4A_7C15u64 ^ 16;
+    let key = |a: u64, b: u64| [a.to_le_bytes(), b.to_le_bytes()].concat();
+    let target = absorb(s0, 1) ^ 2;
+    let keys: Vec<Vec<u8>> = (1..=4u64)
+        .map(|a| key(a, absorb(s0, a) ^ target))
+        .collect();
+    assert!(keys.iter().all(|k| hash(k) == hash(&keys[0])), "not colliding");
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        assert!(!d.insert(k, &[i as u8; 3], &mut out).unwrap());
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert!(d.get(k, &mut out).unwrap());
+        assert_eq!(out, [i as u8; 3]);
+    }
+    assert!(d.remove(&keys[1], &mut out).unwrap());
+    assert_eq!(out, [1u8; 3]);
+    assert!(!d.get(&keys[1], &mut out).unwrap());
+    for i in [0, 2, 3] {
+        assert!(d.get(&keys[i], &mut out).unwrap());
+        assert_eq!(out, [i as u8; 3]);
+    }
+    assert_eq!(d.len().unwrap(), 3);
+}
+
 #[test]
 fn list_over_plain_memory_matches_a_vec() {
     let heap = PlainHeap::new(1 << 20);
