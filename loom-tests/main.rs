@@ -967,6 +967,33 @@ fn try_get_recovers_a_dead_producers_claim() {
     });
 }
 
+/// Recovery that copies the payload a dead consumer held (as a byte queue with long messages
+/// does, to free the message's heap block) releases the slot with a Release CAS: a producer
+/// that then reuses the slot writes after the copy (a race on the payload fails the model).
+#[test]
+fn recovery_copies_a_dead_consumers_payload_before_the_slot_is_reused() {
+    model(|| {
+        // Processes: 0 dies getting, 1 recovers, 2 (this thread) puts.
+        let q = Arc::new(ModelCrashQueue::copying(1, 3));
+        q.try_put(2, 5).unwrap();
+        assert_eq!(q.get_and_die(0), Ok(()));
+        let recoverer = {
+            let q = q.clone();
+            thread::spawn(move || q.recover(Which::Put))
+        };
+        loop {
+            match q.try_put(2, 6) {
+                Ok(()) => break,
+                Err(Outcome::WouldBlock) => thread::yield_now(),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert!(recoverer.join().unwrap());
+        assert_eq!(q.lost(), 1);
+        assert_eq!(q.try_get(2), Ok(6));
+    });
+}
+
 /// A consumer dies holding the only slot of a capacity-1 queue: a producer using the
 /// non-blocking put recovers the slot (one message counted lost) instead of reporting a full
 /// queue.

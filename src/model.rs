@@ -625,7 +625,7 @@ impl ModelProcess {
 /// The liveness source of a [`ModelCrashQueue`]: what `QueueLiveness` answers from the participant
 /// table, answered from the simulated processes.
 #[derive(Debug)]
-struct ModelProcesses(Vec<ModelProcess>);
+struct ModelProcesses(Vec<ModelProcess>, bool);
 
 impl ModelProcesses {
     fn alive(&self) -> u32 {
@@ -659,6 +659,12 @@ impl Liveness for ModelProcesses {
     fn repair_waiters(&self, _side: Side) -> u32 {
         0
     }
+
+    /// A copying queue ([`ModelCrashQueue::copying`]) has recovery copy the payload of each
+    /// position it gives up, as a byte queue with long messages does.
+    fn wants_abandoned(&self) -> bool {
+        self.1
+    }
 }
 
 /// A ring of `u64` values whose operations run as simulated processes `0..procs`, each with its
@@ -674,6 +680,16 @@ pub struct ModelCrashQueue {
 impl ModelCrashQueue {
     /// A ring with `cap` slots, for processes `0..procs`, all alive.
     pub fn new(cap: u64, procs: usize) -> Self {
+        Self::with(cap, procs, false)
+    }
+
+    /// As [`new`](Self::new), with recovery copying the payload of every position it gives up
+    /// (before its stamp CAS), as a byte queue whose long messages live in the heap does.
+    pub fn copying(cap: u64, procs: usize) -> Self {
+        Self::with(cap, procs, true)
+    }
+
+    fn with(cap: u64, procs: usize, copying: bool) -> Self {
         let procs = std::sync::Arc::new(ModelProcesses(
             (0..procs)
                 .map(|_| ModelProcess {
@@ -689,6 +705,7 @@ impl ModelCrashQueue {
                     dead: AtomicU32::new(0),
                 })
                 .collect(),
+            copying,
         ));
         let mut ring = Ring::new(LoomRing::new(cap, 8));
         ring.live = Some(procs.clone());
