@@ -241,3 +241,36 @@ fn a_forged_entry_count_does_not_size_the_table() {
     let grown = seg.stats().unwrap().heap_in_use - before;
     assert!(grown < 1 << 20, "the heap grew by {grown} bytes");
 }
+
+/// A forged table capacity (the table block's first word) is refused as corrupt, whatever its
+/// value: 2^63 is a power of two whose slot count (twice it) does not fit a word, and must not
+/// wrap into a table of no slots (an index out of bounds, a panic).
+#[test]
+fn a_forged_table_capacity_is_corrupt() {
+    use std::os::unix::fs::FileExt;
+    let (name, seg) = dict_segment("dict-forged-cap");
+    let d = seg.bytes_dict("d").unwrap();
+    d.insert(b"first", b"1").unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    let mut word = [0u8; 8];
+    f.read_exact_at(&mut word[..1], 128).unwrap();
+    assert_eq!(word[0], b'd', "the first directory entry is the dictionary");
+    f.read_exact_at(&mut word, 128 + 200).unwrap();
+    let region = u64::from_le_bytes(word);
+    // The table block's offset is the region's word at +128; its capacity the first word of
+    // the block's payload (after the 32-byte block header).
+    f.read_exact_at(&mut word, region + 128).unwrap();
+    let table = u64::from_le_bytes(word);
+    for cap in [1u64 << 63, 1 << 41] {
+        f.write_all_at(&cap.to_le_bytes(), table + 32).unwrap();
+        assert_eq!(
+            d.get(b"first"),
+            Err(shmq::DictError::Corrupt),
+            "capacity {cap}"
+        );
+    }
+}
