@@ -831,3 +831,26 @@ fn process_lock_stays_held_when_its_thread_exits_and_its_process_lives() {
         }
     }
 }
+
+#[test]
+fn event_flag_and_marks_follow_set_and_clear() {
+    let seg = Segment::builder(&unique("ev-flag"))
+        .event("e")
+        .create()
+        .unwrap();
+    let e = seg.event("e").unwrap();
+    assert!(!e.is_set());
+    assert!(!e.wait_timeout(Duration::ZERO));
+    e.set();
+    assert!(e.is_set());
+    assert!(e.wait_timeout(Duration::ZERO));
+    e.clear();
+    assert!(!e.is_set());
+    // A mark taken after that pulse waits for the next set, not the earlier one.
+    let mark = e.mark();
+    assert!(!e.wait_since(mark, Duration::ZERO));
+    e.set();
+    e.clear();
+    assert!(e.wait_since(mark, Duration::ZERO));
+    assert!(!e.wait_timeout(Duration::ZERO));
+}
