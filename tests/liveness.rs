@@ -487,35 +487,50 @@ fn waiter_killed_asleep_has_its_registration_taken_back() {
     assert_eq!(q.stats().waiting_getters, 0);
 }
 
-/// A blocked `get()` (no deadline) and a `get_timeout` longer than one sleep slice wake at every
-/// slice's end (5 s while the death watch covers the peers, 50 ms otherwise) to look for dead
-/// peers, and go back to sleep: neither returns before a message comes (or its own deadline).
-/// The test lets a little more than one whole slice pass; that time is what it checks.
+/// A blocked `get()` (no deadline), a `get_timeout` and a `join_timeout` longer than one sleep
+/// slice wake at every slice's end (5 s while the death watch covers the peers, 50 ms
+/// otherwise) to look for dead peers, and go back to sleep: none returns before its event comes
+/// (or its own deadline). The test lets a little more than one whole slice pass; that time is
+/// what it checks.
 #[test]
-fn blocked_gets_outlast_their_sleep_slices() {
+fn blocked_waits_outlast_their_sleep_slices() {
     let name = unique("slices");
     let seg = Segment::builder(&name)
         .queue::<u64>("q", 4)
+        .joinable_queue::<u64>("j", 4)
         .create()
         .unwrap();
     let q = seg.queue::<u64>("q").unwrap();
+    let j = seg.joinable_queue::<u64>("j").unwrap();
     q.register_producer(); // a live producer: no `Disconnected`
+    j.put(1).unwrap(); // a task nobody has done yet
     std::thread::scope(|s| {
         let forever = s.spawn(|| q.get());
         let timed = s.spawn(|| q.get_timeout(Duration::from_secs(60)));
+        let joiner = s.spawn(|| j.join_timeout(Duration::from_secs(60)));
         while q.stats().waiting_getters < 2 {
             std::thread::yield_now();
         }
         std::thread::sleep(Duration::from_millis(5_500));
-        assert!(
-            !forever.is_finished() && !timed.is_finished(),
-            "a blocked get returned at the end of a sleep slice"
-        );
+        let early = [
+            forever.is_finished(),
+            timed.is_finished(),
+            joiner.is_finished(),
+        ];
+        // Let every waiter finish before judging, so that a failure fails and does not hang.
+        assert_eq!(j.get(), Ok(1));
+        j.task_done().unwrap();
         q.put(1).unwrap();
         q.put(2).unwrap();
-        let mut got = [forever.join().unwrap(), timed.join().unwrap()].map(Result::unwrap);
-        got.sort_unstable();
-        assert_eq!(got, [1, 2]);
+        let joined = joiner.join().unwrap();
+        let mut got = [forever.join().unwrap(), timed.join().unwrap()];
+        assert_eq!(
+            early, [false; 3],
+            "a blocked wait (get, get_timeout, join_timeout) returned at a sleep slice's end"
+        );
+        assert!(joined.is_ok());
+        got.sort_unstable_by_key(|r| *r.as_ref().unwrap());
+        assert_eq!(got, [Ok(1), Ok(2)]);
     });
 }
 
