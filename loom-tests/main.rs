@@ -1257,6 +1257,25 @@ fn a_reader_that_panics_releases_its_slot_after_its_read() {
     });
 }
 
+/// A put whose writer panics is tombstoned while unwinding, and is no task; a joiner that counts
+/// that tombstone counts the position it stands for too (the tombstone count is raised with
+/// Release, which its Acquire read pairs with), so the one real task stays unfinished.
+#[test]
+fn joinable_counts_a_panicking_puts_tombstone_with_its_position() {
+    model(|| {
+        let j = Arc::new(ModelJoinable::new(2));
+        j.put(10).unwrap();
+        let t = {
+            let j = j.clone();
+            thread::spawn(move || j.put_and_panic())
+        };
+        thread::yield_now();
+        assert!(j.unfinished() >= 1, "the task put before was counted done");
+        t.join().unwrap();
+        assert_eq!(j.unfinished(), 1);
+    });
+}
+
 // ---- Unbounded queues (`crate::chain`: links of one slot each) ----
 
 /// A producer puts three values while a consumer gets them: every put moves to a new link

@@ -483,6 +483,16 @@ impl ModelJoinable {
     pub fn unfinished(&self) -> u64 {
         self.join.unfinished(|| self.queue.ring.counted_puts())
     }
+    /// A put whose writer panics (as a user's `put_with` closure may): the claim guard
+    /// tombstones the claimed position while unwinding, so it is no task.
+    pub fn put_and_panic(&self) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.queue.ring.try_put_batch(None, 1, |_, _| {
+                std::panic::resume_unwind(Box::new("the writer panics"))
+            })
+        }));
+        assert!(r.is_err(), "the writer did not run: {r:?}");
+    }
 }
 
 /// An append-only list of `u64` whose elements are plain cells: loom reports a reader that

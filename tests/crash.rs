@@ -1093,8 +1093,12 @@ fn an_unreaped_dead_peer_does_not_keep_a_sleeper_awake() {
     zombie.kill().unwrap(); // not reaped yet
     std::thread::sleep(Duration::from_millis(500)); // the observation window
     let idle = context_switches(getter.id()) - before;
+    // A sleeper that rescans after every wake-up switches hundreds of times in the window (it
+    // spins through rescans and is preempted every tick); one that wakes once for the death
+    // switches a few times, more when the machine is busy (preemptions count too: 6 was
+    // seen with the other core loaded).
     assert!(
-        idle <= 4,
+        idle <= 20,
         "a sleeper beside a zombie peer switched {idle} times in 0.5 s"
     );
     zombie.wait().unwrap();

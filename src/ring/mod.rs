@@ -281,9 +281,14 @@ impl WaitCell {
     }
 
     /// Lowers the waiter count by `n` registrations (a waiter's own, or dead waiters' taken back
-    /// for them). Release keeps the caller's earlier stores (the note cleared in
-    /// `Registered::drop`) before it. Never below 0: a forged segment (or a bug) must not wrap
-    /// the count to "someone always waits".
+    /// for them). Never below 0: a forged segment (or a bug) must not wrap the count to "someone
+    /// always waits".
+    ///
+    /// SYNC: Release pairs with no Acquire (every load of the count is Relaxed). It keeps the
+    /// caller's earlier stores, the note cleared in `Registered::drop`, before the decrement in
+    /// the compiled code, for a process killed between the two: a kill after the decrement and
+    /// before the clear would leave the note set with the count already lowered, and a
+    /// repairer would take the registration back a second time.
     #[inline]
     pub(crate) fn take_back(&self, n: u32) {
         let _ = self
@@ -375,7 +380,9 @@ impl<M: RingMem> Drop for ClaimGuard<'_, '_, M> {
         }
         let counters = &ring.hdr().counters;
         if self.side == Side::Put {
-            counters.tombstones.fetch_add(n, Ordering::Relaxed);
+            // SYNC: Release pairs with the Acquire load in `counted_puts`: a joiner that counts
+            // these tombstones also sees the `tail` that includes their positions (our claim).
+            counters.tombstones.fetch_add(n, Ordering::Release);
             ring.tombstoned();
             ring.after_put(self.end, n);
         } else {
@@ -517,7 +524,10 @@ impl<M: RingMem> Ring<M> {
     /// count first and `tail` second; both only grow (see `objects/joinable.rs`).
     pub(crate) fn counted_puts(&self) -> u64 {
         let hdr = self.hdr();
-        // SYNC: Acquire on both, as in `recover`; the values are counts, read in this order.
+        // SYNC: Acquire pairs with the Release increments of the tombstone count (the claim
+        // guard's, recovery's): the claim of every position counted as a tombstone happens
+        // before the `tail` load below, so `tail` includes it. The `tail` load's Acquire pairs
+        // with the claim CASes; the values are counts, read in this order.
         let tombstones = hdr.counters.tombstones.load(Ordering::Acquire);
         let tail = hdr.tail.load(Ordering::Acquire) & !CLOSED_BIT;
         tail.saturating_sub(tombstones)
@@ -532,8 +542,11 @@ impl<M: RingMem> Ring<M> {
     /// never had.) Producers that never pause for 64 rounds get the last difference, a snapshot.
     pub(crate) fn len(&self) -> u64 {
         let h = self.hdr();
-        // SYNC: Acquire on all three loads keeps them in program order (each later load stays
-        // after the one before); they pair with nothing else.
+        // SYNC: Acquire on the `tail` loads pairs with the producers' claim CASes, and on the
+        // `head` load with the consumers': a `head` read after a `tail` that a claim wrote is
+        // at least what that claimant had seen, and a second `tail` read after a `head` that a
+        // consumer wrote is at least the tail that consumer saw (it claimed only published
+        // positions). That is what makes the pair a length the queue had.
         let mut tail = h.tail.load(Ordering::Acquire) & !CLOSED_BIT;
         let mut head = 0;
         for _ in 0..64 {

@@ -78,7 +78,9 @@ impl<M: RingMem> Ring<M> {
                 )
                 .is_ok();
             if won {
-                hdr.counters.tombstones.fetch_add(1, Ordering::Relaxed);
+                // SYNC: Release pairs with the Acquire load in `counted_puts`: a joiner that
+                // counts this tombstone also sees the `tail` that includes its position.
+                hdr.counters.tombstones.fetch_add(1, Ordering::Release);
                 if let Some(p) = &payload {
                     live.abandoned(head, Side::Put, p);
                 }
