@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use shmq::{DictError, OpenError, Segment};
 use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
 
 fn dict_segment(tag: &str) -> (String, Segment) {
     let name = unique(tag);
@@ -210,17 +211,9 @@ fn four_processes_updating_one_key_count_every_update() {
     assert_eq!(n.len().unwrap(), 1);
 }
 
-/// A forged entry count (the header's `len` word) must not size the next table: every entry
-/// sits in the table, so no more than its capacity exist. A count of 2^22 once made the next
-/// growth allocate and zero a table of 2^24 slots (256 MiB; the `segment_layout` fuzz target
-/// found it as a stall). The dictionary's region offset is read from its directory entry (the
-/// first, at 128; its `offset` at +200), and `len` is the region's word at +136.
-#[test]
-fn a_forged_entry_count_does_not_size_the_table() {
-    use std::os::unix::fs::FileExt;
-    let (name, seg) = dict_segment("dict-forged-len");
-    let d = seg.bytes_dict("d").unwrap();
-    d.insert(b"first", b"1").unwrap();
+/// Segment `name`'s file, opened to forge words, and the byte offset of its dictionary's
+/// region (read from its directory entry: the first, at 128, whose `offset` is at +200).
+fn dict_region(name: &str) -> (std::fs::File, u64) {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -230,7 +223,19 @@ fn a_forged_entry_count_does_not_size_the_table() {
     f.read_exact_at(&mut word[..1], 128).unwrap();
     assert_eq!(word[0], b'd', "the first directory entry is the dictionary");
     f.read_exact_at(&mut word, 128 + 200).unwrap();
-    let region = u64::from_le_bytes(word);
+    (f, u64::from_le_bytes(word))
+}
+
+/// A forged entry count (the header's `len` word) must not size the next table: every entry
+/// sits in the table, so no more than its capacity exist. A count of 2^22 once made the next
+/// growth allocate and zero a table of 2^24 slots (256 MiB; the `segment_layout` fuzz target
+/// found it as a stall). `len` is the region's word at +136.
+#[test]
+fn a_forged_entry_count_does_not_size_the_table() {
+    let (name, seg) = dict_segment("dict-forged-len");
+    let d = seg.bytes_dict("d").unwrap();
+    d.insert(b"first", b"1").unwrap();
+    let (f, region) = dict_region(&name);
     f.write_all_at(&(1u64 << 22).to_le_bytes(), region + 136)
         .unwrap();
     let before = seg.stats().unwrap().heap_in_use;
@@ -247,30 +252,17 @@ fn a_forged_entry_count_does_not_size_the_table() {
 /// wrap into a table of no slots (an index out of bounds, a panic).
 #[test]
 fn a_forged_table_capacity_is_corrupt() {
-    use std::os::unix::fs::FileExt;
     let (name, seg) = dict_segment("dict-forged-cap");
     let d = seg.bytes_dict("d").unwrap();
     d.insert(b"first", b"1").unwrap();
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/{name}"))
-        .unwrap();
-    let mut word = [0u8; 8];
-    f.read_exact_at(&mut word[..1], 128).unwrap();
-    assert_eq!(word[0], b'd', "the first directory entry is the dictionary");
-    f.read_exact_at(&mut word, 128 + 200).unwrap();
-    let region = u64::from_le_bytes(word);
+    let (f, region) = dict_region(&name);
     // The table block's offset is the region's word at +128; its capacity the first word of
     // the block's payload (after the 32-byte block header).
+    let mut word = [0u8; 8];
     f.read_exact_at(&mut word, region + 128).unwrap();
     let table = u64::from_le_bytes(word);
     for cap in [1u64 << 63, 1 << 41] {
         f.write_all_at(&cap.to_le_bytes(), table + 32).unwrap();
-        assert_eq!(
-            d.get(b"first"),
-            Err(shmq::DictError::Corrupt),
-            "capacity {cap}"
-        );
+        assert_eq!(d.get(b"first"), Err(DictError::Corrupt), "capacity {cap}");
     }
 }
