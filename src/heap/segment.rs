@@ -134,5 +134,4 @@ impl Heap<'_, Inner> {
     pub(crate) fn forge_inconsistent(&self) {
         self.hdr.lock.forge_inconsistent()
     }
-
 }
