@@ -13,8 +13,8 @@
 //!   slot in place: no copy at all.
 //!
 //!
-//! `bandwidth/10MiB`: the same for 10 MiB messages through a byte queue of any size
-//! (`max_len = usize::MAX`), whose messages go through the segment's heap: `memcpy` of 10 MiB;
+//! `bandwidth/{1,4,10,16}MiB`: the same for 1 to 16 MiB messages through a byte queue of any size
+//! (`max_len = usize::MAX`), whose messages go through the segment's heap: `memcpy` of the size;
 //! `shmq_put_get` (one copy into a heap block, one copy out, producer and consumer each on its own
 //! mapping of the segment, as two processes would be, in two threads); `shmq_put_get_in_place`
 //! (`put` copies in, the consumer sums the block in place with `get_with`: one copy in all) beside
@@ -63,6 +63,9 @@ fn bandwidth(c: &mut Criterion) {
     });
 
     let q = seg.bytes_queue("copy").unwrap();
+    // Producer threads come and go between samples: counting this thread as a producer keeps
+    // the consumer from being told `Disconnected` while the next one starts.
+    q.register_producer();
     g.bench_function(BenchmarkId::from_parameter("shmq_put_get"), |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
@@ -108,6 +111,7 @@ fn bandwidth(c: &mut Criterion) {
     });
 
     let q = seg.bytes_queue("loan").unwrap();
+    q.register_producer(); // as for "copy"
     g.bench_function(BenchmarkId::from_parameter("shmq_loan"), |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
@@ -130,20 +134,28 @@ fn bandwidth(c: &mut Criterion) {
     g.finish();
 }
 
-const LONG: usize = 10 << 20;
+/// Long-message sizes, in MiB: every one goes through the segment's heap.
+const LONG_MIB: [usize; 4] = [1, 4, 10, 16];
 
 fn bandwidth_long(c: &mut Criterion) {
-    let name = format!("shmq-bench-bw-long-{}", std::process::id());
+    for mib in LONG_MIB {
+        bandwidth_long_size(c, mib);
+    }
+}
+
+fn bandwidth_long_size(c: &mut Criterion, mib: usize) {
+    let long = mib << 20;
+    let name = format!("shmq-bench-bw-long-{}-{mib}", std::process::id());
     let seg = shmq::Segment::builder(&name)
         .bytes_queue("q", 4, usize::MAX)
         .create_or_replace()
         .unwrap();
     // The consumer's own mapping: it maps the segment's growth lazily, as another process does.
     let other = shmq::Segment::open(&name).unwrap();
-    let mut g = c.benchmark_group("bandwidth/10MiB");
-    g.throughput(Throughput::Bytes(LONG as u64));
-    let src = vec![7u8; LONG];
-    let mut dst = vec![0u8; LONG];
+    let mut g = c.benchmark_group(format!("bandwidth/{mib}MiB"));
+    g.throughput(Throughput::Bytes(long as u64));
+    let src = vec![7u8; long];
+    let mut dst = vec![0u8; long];
     g.bench_function(BenchmarkId::from_parameter("memcpy"), |b| {
         b.iter(|| {
             dst.copy_from_slice(black_box(&src));
@@ -172,7 +184,7 @@ fn bandwidth_long(c: &mut Criterion) {
                         qp.put(src).unwrap();
                     }
                 });
-                let mut buf = Vec::with_capacity(LONG);
+                let mut buf = Vec::with_capacity(long);
                 for _ in 0..iters {
                     qc.get_into(&mut buf).unwrap();
                 }

@@ -149,6 +149,10 @@ fn peers<const N: usize>() -> Vec<(&'static str, Arc<dyn Transfer + Send>)> {
         .create_or_replace()
         .unwrap();
     let q = seg.queue::<Msg<N>>("q").unwrap();
+    // Producer threads come and go between iterations: between one's exit and the next one's
+    // first put every producer is gone, and a waiting consumer would get `Disconnected`. The
+    // benchmark thread stays registered instead, as a channel's owner keeps a sender.
+    q.register_producer();
     let (stx, srx) = std::sync::mpsc::sync_channel::<Msg<N>>(cap);
     let (ctx, crx) = crossbeam_channel::bounded::<Msg<N>>(cap);
     vec![
