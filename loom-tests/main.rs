@@ -22,7 +22,24 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 fn model_at_least(bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(b.preemption_bound.unwrap_or(bound).max(bound));
-    b.check(f);
+    check_counted(b, f);
+}
+
+/// Runs the model; with `SHMQ_LOOM_RUNS` set, prints how many interleavings loom explored (a
+/// model that runs once explores nothing: its racing side may be on the main thread, which loom
+/// does not switch away from before its first join).
+fn check_counted(b: loom::model::Builder, f: impl Fn() + Sync + Send + 'static) {
+    use std::sync::atomic::{AtomicUsize, Ordering}; // shim-exempt: counts the model's runs
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    b.check(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        f()
+    });
+    if std::env::var_os("SHMQ_LOOM_RUNS").is_some() {
+        let name = std::thread::current().name().unwrap_or("?").to_owned();
+        eprintln!("loom runs: {name}: {}", runs.load(Ordering::Relaxed));
+    }
 }
 
 /// 2 producers + 1 consumer on a capacity-2 ring: each item delivered exactly once, and each
@@ -945,6 +962,44 @@ fn try_put_waits_for_a_get_in_flight_and_never_reports_full() {
     });
 }
 
+/// `len` returns a length the queue had. The queue starts with two messages; one thread gets,
+/// puts, gets, puts (lengths 2, 1, 2, 1, 2), so it is never empty and never holds three, and a
+/// concurrent `len` must say 1 or 2. Reading `tail` once and `head` once would not do: a `tail`
+/// read at the start and a `head` read after both gets give 0. `len` re-reads `tail` until it did
+/// not move across the `head` read (without that retry this model fails), and its three loads
+/// are Acquire: a `tail` read that a claim wrote makes the `head` read after it at least what that
+/// claimant saw, and vice versa. Weakening any one of them to Relaxed fails this model (`len()
+/// said 0`). The reader is a spawned thread: loom explores no switch out of the main thread before
+/// its first join, and with `len` on the main thread this model ran one interleaving.
+#[test]
+fn len_never_reports_a_length_the_queue_never_had() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(4));
+        q.try_put(1).unwrap();
+        q.try_put(2).unwrap();
+        let worker = {
+            let q = q.clone();
+            thread::spawn(move || {
+                for v in [3, 4] {
+                    q.try_get().unwrap();
+                    q.try_put(v).unwrap();
+                }
+            })
+        };
+        let reader = {
+            let q = q.clone();
+            thread::spawn(move || q.len())
+        };
+        worker.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(
+            (1..=2).contains(&seen),
+            "len() said {seen}; the queue always held 1 or 2"
+        );
+        assert_eq!(q.len(), 2);
+    });
+}
+
 /// A producer dies between its claim and its publish: a consumer polling with the non-blocking
 /// get (which never sleeps a recovery slice) still recovers the dead claim and gets the message
 /// behind it, and a live claimant is never tombstoned (the dying thread counts as alive until its
@@ -1127,7 +1182,7 @@ fn model_heap(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(b.preemption_bound.unwrap_or(2).max(2));
     b.max_branches = 100_000;
-    b.check(f);
+    check_counted(b, f);
 }
 
 /// Two threads allocate at once (one lock serialises them): distinct, non-overlapping blocks,
