@@ -98,7 +98,10 @@ fn blocked_get_is_woken_by_put() {
         let q = Arc::new(ModelQueue::new(2));
         let q2 = q.clone();
         let c = thread::spawn(move || q2.get(None));
-        q.put(7, None).unwrap();
+        // The put in a thread of its own: loom then switches between it and the getter at every
+        // step (it explores few switches out of the main thread).
+        let p = thread::spawn(move || q.put(7, None));
+        assert_eq!(p.join().unwrap(), Ok(()));
         assert_eq!(c.join().unwrap(), Ok(7));
     });
 }
@@ -111,7 +114,10 @@ fn blocked_put_is_woken_by_get() {
         q.try_put(1).unwrap();
         let q2 = q.clone();
         let p = thread::spawn(move || q2.put(2, None));
-        assert_eq!(q.get(None), Ok(1));
+        // The get in a thread of its own, as in `blocked_get_is_woken_by_put`.
+        let q3 = q.clone();
+        let c = thread::spawn(move || q3.get(None));
+        assert_eq!(c.join().unwrap(), Ok(1));
         assert_eq!(p.join().unwrap(), Ok(()));
         assert_eq!(q.try_get(), Ok(2));
     });
@@ -143,7 +149,9 @@ fn close_wakes_blocked_get() {
         let q = Arc::new(ModelQueue::new(2));
         let q2 = q.clone();
         let c = thread::spawn(move || q2.get(None));
-        q.close();
+        // The close in a thread of its own, as in `blocked_get_is_woken_by_put`.
+        let closer = thread::spawn(move || q.close());
+        assert!(closer.join().unwrap());
         assert_eq!(c.join().unwrap(), Err(Outcome::Closed));
     });
 }
@@ -182,7 +190,9 @@ fn timed_get_racing_put_never_loses_the_item() {
         let q = Arc::new(ModelQueue::new(2));
         let q2 = q.clone();
         let c = thread::spawn(move || q2.get(Some(Duration::from_millis(1))));
-        q.put(9, None).unwrap();
+        let q3 = q.clone();
+        let p = thread::spawn(move || q3.put(9, None));
+        assert_eq!(p.join().unwrap(), Ok(()));
         match c.join().unwrap() {
             Ok(v) => {
                 assert_eq!(v, 9);
@@ -1036,13 +1046,19 @@ fn recovery_copies_a_dead_consumers_payload_before_the_slot_is_reused() {
             let q = q.clone();
             thread::spawn(move || q.recover(Which::Put))
         };
-        loop {
-            match q.try_put(2, 6) {
-                Ok(()) => break,
-                Err(Outcome::WouldBlock) => thread::yield_now(),
-                Err(e) => panic!("unexpected {e:?}"),
-            }
-        }
+        // The producer in a thread of its own, so that loom switches between it and the
+        // recoverer at every step.
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || loop {
+                match q.try_put(2, 6) {
+                    Ok(()) => break,
+                    Err(Outcome::WouldBlock) => thread::yield_now(),
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            })
+        };
+        producer.join().unwrap();
         assert!(recoverer.join().unwrap());
         assert_eq!(q.lost(), 1);
         assert_eq!(q.try_get(2), Ok(6));
