@@ -963,10 +963,20 @@ fn try_put_waits_for_a_get_in_flight_and_never_reports_full() {
             let q = q.clone();
             thread::spawn(move || q.try_get())
         };
-        while !q.is_empty() {
-            thread::yield_now();
-        }
-        q.try_put_now(2).expect("try_put found an empty queue full");
+        // The producer in a thread of its own, as in `try_put_recovers_a_dead_consumers_claim`.
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                while !q.is_empty() {
+                    thread::yield_now();
+                }
+                q.try_put_now(2)
+            })
+        };
+        producer
+            .join()
+            .unwrap()
+            .expect("try_put found an empty queue full");
         assert_eq!(consumer.join().unwrap(), Ok(1));
         assert_eq!(q.try_get_now(), Ok(2));
     });
@@ -1078,10 +1088,19 @@ fn try_put_recovers_a_dead_consumers_claim() {
             let q = q.clone();
             thread::spawn(move || q.get_and_die(0))
         };
-        while !q.is_empty() {
-            thread::yield_now();
-        }
-        q.try_put_now(1, 8)
+        // The producer in a thread of its own (loom explores few switches out of the main thread).
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                while !q.is_empty() {
+                    thread::yield_now();
+                }
+                q.try_put_now(1, 8)
+            })
+        };
+        producer
+            .join()
+            .unwrap()
             .expect("try_put found an empty queue full");
         assert_eq!(dying.join().unwrap(), Ok(()));
         assert_eq!(q.lost(), 1);
