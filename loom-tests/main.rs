@@ -499,14 +499,17 @@ fn list_reader_that_sees_an_element_sees_it_whole() {
         let l = Arc::new(ModelList::new(1));
         let l2 = l.clone();
         let w = thread::spawn(move || l2.push(10).unwrap());
-        loop {
-            let seen = l.to_vec();
+        // The reader in a thread of its own (loom explores few switches out of the main thread).
+        let l3 = l.clone();
+        let r = thread::spawn(move || loop {
+            let seen = l3.to_vec();
             if !seen.is_empty() {
                 assert_eq!(seen, vec![10]);
                 break;
             }
             thread::yield_now();
-        }
+        });
+        r.join().unwrap();
         w.join().unwrap();
     });
 }
@@ -1334,14 +1337,19 @@ fn a_reader_that_panics_releases_its_slot_after_its_read() {
             let q = q.clone();
             thread::spawn(move || q.try_get_and_panic())
         };
-        // Spin until the slot is free (the reader released it), then reuse it.
-        loop {
-            match q.try_put(2) {
-                Ok(()) => break,
-                Err(Outcome::WouldBlock) => thread::yield_now(),
-                Err(e) => panic!("unexpected {e:?}"),
-            }
-        }
+        // Spin until the slot is free (the reader released it), then reuse it; in a thread of
+        // its own (loom explores few switches out of the main thread).
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || loop {
+                match q.try_put(2) {
+                    Ok(()) => break,
+                    Err(Outcome::WouldBlock) => thread::yield_now(),
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            })
+        };
+        p.join().unwrap();
         assert_eq!(t.join().unwrap(), Ok(1));
         assert_eq!(q.try_get(), Ok(2));
     });
