@@ -244,7 +244,20 @@ impl Inner {
                 found: h.layout_hash,
             });
         }
-        let total_size = h.total_size.load(Ordering::Relaxed);
+        let mut total_size = h.total_size.load(Ordering::Relaxed);
+        if total_size > self.size {
+            // The segment may have grown since the caller measured its file: another process's
+            // heap took room between that `fstat` and the read above. Map up to what it has
+            // committed now, as `heap_bytes` does later; `ensure` maps nothing past the file's
+            // length, so a forged size still ends in `TooSmall`.
+            // SYNC: Acquire pairs with the grower's Release store of `total_size`, made after
+            // the file grew.
+            let committed = self.header().total_size.load(Ordering::Acquire);
+            if self.map.ensure(committed, committed).is_ok() {
+                self.size = self.map.mapped();
+                total_size = committed;
+            }
+        }
         if total_size > self.size {
             return Err(OpenError::TooSmall {
                 size: self.size,

@@ -1117,3 +1117,31 @@ fn expect_param(
         })
     }
 }
+
+crate::sync::native_only! {
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An opener measures the file (`fstat`), then maps it and reads the header. If the segment
+    /// grows in between (another process's heap took room), the header's size is past what it
+    /// measured: the open maps the growth instead of failing with `TooSmall` (seen as an
+    /// intermittent failure of tests/list.rs's four appending processes).
+    #[test]
+    fn an_open_that_measured_the_file_before_the_segment_grew_maps_the_growth() {
+        let name = format!("shmq-unit-{}-grown-open", std::process::id());
+        let seg = Segment::builder(&name)
+            .bytes_queue("q", 4, usize::MAX)
+            .create_or_replace()
+            .unwrap();
+        let (file, before) = os::open_existing(&name).unwrap();
+        let q = seg.bytes_queue("q").unwrap();
+        q.put(&vec![7u8; 4 << 20]).unwrap();
+        let (_, after) = os::open_existing(&name).unwrap();
+        assert!(after.size > before.size, "the put did not grow the segment");
+        let other = Segment::from_file(&file, before.size, &name, Duration::ZERO).unwrap();
+        let got = other.bytes_queue("q").unwrap().get().unwrap();
+        assert_eq!(got.len(), 4 << 20);
+    }
+}
+}
