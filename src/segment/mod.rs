@@ -1128,6 +1128,7 @@ mod tests {
     /// measured: the open maps the growth instead of failing with `TooSmall` (seen as an
     /// intermittent failure of tests/list.rs's four appending processes).
     #[test]
+    #[cfg_attr(miri, ignore = "maps a real segment: system calls miri does not run")]
     fn an_open_that_measured_the_file_before_the_segment_grew_maps_the_growth() {
         let name = format!("shmq-unit-{}-grown-open", std::process::id());
         let seg = Segment::builder(&name)
