@@ -64,6 +64,16 @@ impl Drop for FloorMap {
     }
 }
 
+/// A busy-polling receive: `try_get` in a spin until a value comes (the tuned mode).
+fn spin_get(q: &shmq::Queue<u64>) -> u64 {
+    loop {
+        if let Ok(x) = q.try_get() {
+            return x;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 /// The child: echoes each kind of block in the order the parent runs them.
 fn echo(blocks: usize) -> Result<(), Box<dyn std::error::Error>> {
     let seg = process::segment()?;
@@ -89,13 +99,7 @@ fn echo(blocks: usize) -> Result<(), Box<dyn std::error::Error>> {
             pong.put(ping.get()?)?;
         }
         for _ in 0..BLOCK {
-            let x = loop {
-                if let Ok(x) = ping.try_get() {
-                    break x;
-                }
-                std::hint::spin_loop();
-            };
-            pong.put(x)?;
+            pong.put(spin_get(&ping))?;
         }
     }
     Ok(())
@@ -153,13 +157,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         for i in 0..BLOCK {
             ping.put(i)?;
-            let x = loop {
-                if let Ok(x) = pong.try_get() {
-                    break x;
-                }
-                std::hint::spin_loop();
-            };
-            assert_eq!(x, i);
+            assert_eq!(spin_get(&pong), i);
         }
         let tp = per(t);
         if b > 0 {
@@ -178,19 +176,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  atomic floor (Release store, Acquire spin; one word):  median {:>6.0} ns",
         median(&f)
     );
-    println!(
-        "  shmq Queue<u64> cap 1, default put/get both sides:    median {:>6.0} ns  {:.2}x the floor (per-block {:.2}x .. {:.2}x)",
-        median(&d),
-        median(&rd),
-        rd.iter().copied().fold(f64::INFINITY, f64::min),
-        rd.iter().copied().fold(0.0, f64::max)
-    );
-    println!(
-        "  shmq Queue<u64> cap 1, busy-polling try_get (tuned):  median {:>6.0} ns  {:.2}x the floor (per-block {:.2}x .. {:.2}x)",
-        median(&p),
-        median(&rp),
-        rp.iter().copied().fold(f64::INFINITY, f64::min),
-        rp.iter().copied().fold(0.0, f64::max)
-    );
+    let row = |label: &str, times: &[f64], ratios: &[f64]| {
+        println!(
+            "  shmq Queue<u64> cap 1, {label:<30} median {:>6.0} ns  {:.2}x the floor (per-block {:.2}x .. {:.2}x)",
+            median(times),
+            median(ratios),
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max)
+        )
+    };
+    row("default put/get both sides:", &d, &rd);
+    row("busy-polling try_get (tuned):", &p, &rp);
     Ok(())
 }

@@ -42,6 +42,18 @@ fn check_counted(b: loom::model::Builder, f: impl Fn() + Sync + Send + 'static) 
     }
 }
 
+/// Runs `put` until it finds room: yields while it reports the queue full, panics on anything
+/// else (a model's producer that waits for a consumer without a blocking call).
+fn put_when_room(mut put: impl FnMut() -> Result<(), Outcome>) {
+    loop {
+        match put() {
+            Ok(()) => return,
+            Err(Outcome::WouldBlock) => thread::yield_now(),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+}
+
 /// 2 producers + 1 consumer on a capacity-2 ring: each item delivered exactly once, and each
 /// producer's items in the order it put them.
 #[test]
@@ -1063,13 +1075,7 @@ fn recovery_copies_a_dead_consumers_payload_before_the_slot_is_reused() {
         // recoverer at every step.
         let producer = {
             let q = q.clone();
-            thread::spawn(move || loop {
-                match q.try_put(2, 6) {
-                    Ok(()) => break,
-                    Err(Outcome::WouldBlock) => thread::yield_now(),
-                    Err(e) => panic!("unexpected {e:?}"),
-                }
-            })
+            thread::spawn(move || put_when_room(|| q.try_put(2, 6)))
         };
         producer.join().unwrap();
         assert!(recoverer.join().unwrap());
@@ -1341,13 +1347,7 @@ fn a_reader_that_panics_releases_its_slot_after_its_read() {
         // its own (loom explores few switches out of the main thread).
         let p = {
             let q = q.clone();
-            thread::spawn(move || loop {
-                match q.try_put(2) {
-                    Ok(()) => break,
-                    Err(Outcome::WouldBlock) => thread::yield_now(),
-                    Err(e) => panic!("unexpected {e:?}"),
-                }
-            })
+            thread::spawn(move || put_when_room(|| q.try_put(2)))
         };
         p.join().unwrap();
         assert_eq!(t.join().unwrap(), Ok(1));
@@ -1401,13 +1401,7 @@ fn chain_link_step_delivers_in_order_and_frees_behind_the_head() {
                 let mut put = 0;
                 for v in 0..3u64 {
                     // The table holds two links: a third waits for the consumer to drain one.
-                    loop {
-                        match q.put(v) {
-                            Ok(()) => break,
-                            Err(Outcome::WouldBlock) => thread::yield_now(),
-                            Err(e) => panic!("put: {e:?}"),
-                        }
-                    }
+                    put_when_room(|| q.put(v));
                     put += 1;
                 }
                 put

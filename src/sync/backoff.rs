@@ -36,7 +36,7 @@ pub(crate) struct Backoff {
 
 /// The spin phase's length (see [`Backoff`]).
 #[cfg(not(shmq_loom))]
-pub(crate) const SPIN_BUDGET: std::time::Duration = std::time::Duration::from_micros(20);
+const SPIN_BUDGET: std::time::Duration = std::time::Duration::from_micros(20);
 /// Yields after the spin phase, before sleeping.
 #[cfg(not(shmq_loom))]
 const YIELD_ROUNDS: u32 = 4;
