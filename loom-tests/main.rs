@@ -118,6 +118,21 @@ fn blocked_get_is_woken_by_put() {
     });
 }
 
+/// A getter that waits without taking (`wait_ready`, as the Python binding's blocking get does)
+/// is woken by a put, and is told ready only once the value is published: its non-blocking
+/// get then takes it, never `WouldBlock` with nobody else consuming.
+#[test]
+fn a_getter_waiting_without_taking_is_woken_by_put_and_takes_it() {
+    model(|| {
+        let q = Arc::new(ModelQueue::new(2));
+        let q2 = q.clone();
+        let c = thread::spawn(move || q2.wait_ready_then_take(None));
+        let p = thread::spawn(move || q.put(7, None));
+        assert_eq!(p.join().unwrap(), Ok(()));
+        assert_eq!(c.join().unwrap(), Ok(Some(7)));
+    });
+}
+
 /// A put that finds the ring full and sleeps is woken by a get.
 #[test]
 fn blocked_put_is_woken_by_get() {

@@ -338,6 +338,32 @@ impl BytesQueue {
         self.get_in_place(Wait::forever(), f)
     }
 
+    /// Waits at most `timeout` until a message is there to take, without taking it: `Ok(())`
+    /// then, and a [`try_get_with`](Self::try_get_with) right after normally gets it (another
+    /// consumer may have been quicker: wait again then). It waits as a blocking get does
+    /// (spinning, then sleeping, waking on a put, a close or a dead producer's claim recovered),
+    /// and reports `Timeout`, `Closed` (closed and drained) and `Disconnected` as `get` does.
+    ///
+    /// For a consumer that reads messages in place while holding a lock it must not hold while
+    /// it sleeps (an interpreter's global lock, say): wait without it, then take it and read.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let seg = shmq::Segment::builder("doc-bwait-ready").bytes_queue("q", 2, 16).create_or_replace().unwrap();
+    /// let q = seg.bytes_queue("q").unwrap();
+    /// let wait = Duration::from_millis(1);
+    /// assert_eq!(q.wait_ready(wait), Err(shmq::GetError::Timeout));
+    /// q.put(b"hi").unwrap();
+    /// assert_eq!(q.wait_ready(wait), Ok(()));
+    /// assert_eq!(q.len(), 1); // still there
+    /// assert_eq!(q.try_get_with(|m| m.to_vec()), Ok(b"hi".to_vec()));
+    /// ```
+    pub fn wait_ready(&self, timeout: Duration) -> Result<(), GetError> {
+        // A timeout too large to represent waits for ever (as `Wait::timeout`).
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        self.h.wait_ready(deadline).map(|_| ()).map_err(get_err)
+    }
+
     /// Like [`get_with`](Self::get_with), but never sleeps for a message (linearizable, as
     /// [`try_get`](Self::try_get)).
     pub fn try_get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {

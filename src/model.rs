@@ -157,6 +157,18 @@ impl ModelQueue {
             .map_err(Outcome::from)?;
         Ok(out)
     }
+    /// Waits (as a blocking get) until a value is there to take, without taking it; then takes
+    /// it as the public `try_get` does. `Ok(None)` if another consumer took it first.
+    pub fn wait_ready_then_take(&self, timeout: Option<Duration>) -> Result<Option<u64>, Outcome> {
+        self.ring
+            .wait_ready(None, deadline(timeout))
+            .map_err(Outcome::from)?;
+        match self.try_get_now() {
+            Ok(v) => Ok(Some(v)),
+            Err(Outcome::WouldBlock) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
     /// Blocking batch put of all of `items` (returns how many went in before a close).
     pub fn put_many(&self, items: &[u64]) -> Result<(), (usize, Outcome)> {
         let mut done = 0;

@@ -275,6 +275,16 @@ impl RingHandle {
 }
 
 impl RingHandle {
+    /// Waits until `deadline` (`None`: for ever) until a message is there to take, without
+    /// taking it (see `Ring::wait_ready`).
+    pub(crate) fn wait_ready(&self, deadline: Option<Instant>) -> Result<usize, Fail> {
+        let who = self.claimant();
+        match &self.rings {
+            Rings::One(ring) => ring.wait_ready(who, deadline).map_err(Fail::from),
+            Rings::Chain(c) => c.wait_ready(who, deadline),
+        }
+    }
+
     pub(crate) fn stats(&self) -> crate::stats::QueueStats {
         self.stats_with(true)
     }

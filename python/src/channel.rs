@@ -192,12 +192,21 @@ impl Parts {
             let Some(slice) = next_slice(end) else {
                 return Err(empty(py));
             };
-            // Copied out without the GIL, then decoded. Taking the GIL back while the slot is
-            // claimed would let a thread of ours that holds the GIL wait for that very slot
-            // (a non-blocking put on a full queue waits up to 50 ms for a consumer mid-release).
-            let r = py.allow_threads(|| self.q.get_with_timeout(slice, <[u8]>::to_vec));
-            match r {
-                Ok(m) => return codec::decode(py, &m)?.finish(py),
+            // Waits without the GIL and without taking the message, then takes it as the
+            // first attempt above does: claimed with the GIL held, decoded in place (one copy,
+            // from the slot into the objects). Claiming without the GIL and taking it back
+            // inside the claim would let a thread of ours that holds the GIL wait for that very
+            // slot (a non-blocking put on a full queue waits up to 50 ms for a consumer
+            // mid-release); copying the message out first cost a second copy (about a fifth of
+            // the speed of 4 MiB messages, see docs/benchmarks.md).
+            match py.allow_threads(|| self.q.wait_ready(slice)) {
+                Ok(()) => match self.q.try_get_with(|m| codec::decode(py, m)) {
+                    Ok(d) => return d?.finish(py),
+                    // Another consumer was quicker: wait again.
+                    Err(GetError::Empty | GetError::Disconnected) => {}
+                    Err(GetError::Closed) => return Err(shut_down(py)),
+                    Err(e) => return Err(layer_err(e)),
+                },
                 Err(GetError::Timeout) => {
                     py.check_signals()?;
                     self.check_immediate(py)?;

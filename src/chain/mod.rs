@@ -590,6 +590,32 @@ impl<M: ChainMem> Chain<M> {
         wait: Option<Option<Instant>>,
         mut read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, Fail> {
+        self.at_head(wait, |ring| match wait {
+            None => ring.get_now(who, max, &mut read).map_err(Fail::from),
+            Some(d) => ring.get_batch(who, max, d, &mut read).map_err(Fail::from),
+        })
+    }
+
+    /// Waits until `deadline` (`None`: for ever) until a message is there to take, without
+    /// taking it (see [`Ring::wait_ready`]): `Ok(1)` then.
+    pub(crate) fn wait_ready(
+        &self,
+        who: Option<crate::ring::Claimant<'_>>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, Fail> {
+        self.at_head(Some(deadline), |ring| {
+            ring.wait_ready(who, deadline).map_err(Fail::from)
+        })
+    }
+
+    /// Runs `op` (a get, or a wait for something to get, until `wait`'s deadline) on the head
+    /// link, announced; moves past drained, sealed links (retiring and freeing them, or helping
+    /// the producer that sealed one install the next) until `op` has an answer there.
+    fn at_head(
+        &self,
+        wait: Option<Option<Instant>>,
+        mut op: impl FnMut(&Ring<M::Ring>) -> Result<usize, Fail>,
+    ) -> Result<usize, Fail> {
         let h = self.ends();
         let nested = Nested::enter();
         loop {
@@ -599,10 +625,7 @@ impl<M: ChainMem> Chain<M> {
             };
             let ring = self.link(c)?.ok_or(Fail::Corrupt)?;
             ring.set_seen_at(self.seen_at.load(Ordering::Relaxed));
-            let r = match wait {
-                None => ring.get_now(who, max, &mut read).map_err(Fail::from),
-                Some(d) => ring.get_batch(who, max, d, &mut read).map_err(Fail::from),
-            };
+            let r = op(&ring);
             self.seen_at.store(ring.seen_at(), Ordering::Relaxed);
             match r {
                 Err(Fail::Closed) => {

@@ -79,6 +79,14 @@ impl<M: RingMem> Ring<M> {
         self.attempt(who, max, exact, Getting(read))
     }
 
+    /// One look at the head, as a get attempt would make it, without claiming: `Ok(1)` if a
+    /// message (or a tombstone) is published there; otherwise what a get attempt reports
+    /// (`WouldBlock`, `Pending`, `Closed`).
+    #[inline(always)]
+    pub(super) fn ready_attempt(&self, exact: bool) -> Result<usize, TryError> {
+        self.attempt(None, 1, exact, Peeking)
+    }
+
     /// One claim attempt of side `S` (the one claim path of both sides; see the module docs):
     /// find the positions at the side's cursor whose slots are ready for it, record them, claim
     /// them with one CAS of the cursor, move their payloads and settle their stamps.
@@ -110,6 +118,8 @@ impl<M: RingMem> Ring<M> {
             // to our read.
             let stamp = self.mem.stamp(pos % cap).load(Ordering::Acquire);
             match S::look(stamp, pos) {
+                // A look without a claim: something is there to take.
+                Look::Ready { .. } if S::PEEK => return Ok(1),
                 Look::Ready { batch } => {
                     // Count further ready positions for a batch (see the module docs for why the
                     // check stays valid until the CAS).
@@ -258,6 +268,8 @@ trait Claiming {
     /// Crash points: after the claim is recorded, after the claim CAS.
     const RECORDED: &'static str;
     const CLAIMED: &'static str;
+    /// Only looks: a ready position ends the attempt with `Ok(1)`, unclaimed.
+    const PEEK: bool = false;
     /// The cursor this side claims with (the tail for puts, the head for gets).
     fn cursor(h: &RingHeader) -> &AtomicU64;
     /// The stamp with which the slot of `p` is ready for this side (and may join a batch).
@@ -453,4 +465,53 @@ impl<R: FnMut(usize, &[u8])> Claiming for Getting<R> {
     fn after<M: RingMem>(ring: &Ring<M>, end: u64, k: u64) {
         ring.after_get(end, k);
     }
+}
+
+/// A look at the head for a getter that waits without taking ([`Ring::wait_ready`]): a get's
+/// view of every stamp, and never a claim.
+struct Peeking;
+
+impl Claiming for Peeking {
+    const SIDE: Side = Side::Get;
+    const OVERFLOW: TryError = TryError::Corrupt;
+    const RECORDED: &'static str = "peek-recorded";
+    const CLAIMED: &'static str = "peek-claimed";
+    const PEEK: bool = true;
+
+    #[inline(always)]
+    fn cursor(h: &RingHeader) -> &AtomicU64 {
+        &h.head
+    }
+
+    #[inline(always)]
+    fn ready(p: u64) -> u64 {
+        Stamp::full(p)
+    }
+
+    #[inline(always)]
+    fn look(stamp: u64, pos: u64) -> Look {
+        Getting::<fn(usize, &[u8])>::look(stamp, pos)
+    }
+
+    #[inline(always)]
+    unsafe fn transfer<M: RingMem>(
+        &mut self,
+        _mem: &M,
+        _j: u64,
+        _p: u64,
+        _idx: u64,
+        _cap: u64,
+        _batch: bool,
+    ) {
+        // `attempt` returns before any claim when `PEEK` is set.
+        unreachable!("a peek claims nothing")
+    }
+
+    #[inline(always)]
+    fn not_yet<M: RingMem>(ring: &Ring<M>, pos: u64, exact: bool) -> Result<(), TryError> {
+        Getting::<fn(usize, &[u8])>::not_yet(ring, pos, exact)
+    }
+
+    #[inline(always)]
+    fn after<M: RingMem>(_ring: &Ring<M>, _end: u64, _k: u64) {}
 }

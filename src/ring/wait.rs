@@ -217,6 +217,21 @@ impl<M: RingMem> Ring<M> {
         })
     }
 
+    /// Waits, as a blocking get does, until a message (or a tombstone) is published at the head,
+    /// without taking it: `Ok(1)` then, and the caller takes it with a non-blocking get (which
+    /// may find it gone to another consumer: the caller then waits again). For a getter that
+    /// reads a message in place under a lock it must not hold while it sleeps.
+    pub(crate) fn wait_ready(
+        &self,
+        who: Option<Claimant<'_>>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
+        if let Some(r) = finished(self.ready_attempt(false)) {
+            return r;
+        }
+        self.block_on(who, deadline, Side::Get, |exact| self.ready_attempt(exact))
+    }
+
     /// The adaptive wait shared by both directions.
     ///
     /// A claimant that holds the position we wait behind and has died cannot wake us, so with a
