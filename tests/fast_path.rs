@@ -50,11 +50,13 @@ fn allocations(f: impl FnOnce()) -> u64 {
 
 #[test]
 fn uncontended_put_and_get_allocate_nothing() {
+    // Replaced if there: a name with this pid can only be a leftover of a killed process that
+    // had it before.
     let name = format!("shmq-test-{}-noalloc", std::process::id());
     let seg = shmq::Segment::builder(&name)
         .queue::<u64>("q", 64)
         .bytes_queue("b", 64, 256)
-        .create()
+        .create_or_replace()
         .unwrap();
     let q = seg.queue::<u64>("q").unwrap();
     let b = seg.bytes_queue("b").unwrap();

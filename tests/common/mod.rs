@@ -4,9 +4,22 @@
 
 use std::process::{Child, Command, Stdio};
 
-/// A segment name unique to this process and test.
+/// A segment name unique to this process and test: the process id, a nonce drawn once per
+/// process, and the tag. The nonce keeps a name that a killed run left in /dev/shm from colliding
+/// with a later process that reuses its pid (`create` would find it there).
 pub fn unique(tag: &str) -> String {
-    format!("shmq-test-{}-{}", std::process::id(), tag)
+    format!("shmq-test-{}-{:08x}-{tag}", std::process::id(), nonce())
+}
+
+/// A random number drawn once per process (std's hasher keys come from the OS's randomness).
+pub fn nonce() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    static NONCE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *NONCE.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish() as u32
+    })
 }
 
 /// Starts this test binary again, running only `child_test` (an `#[ignore]`d test), with the
