@@ -42,6 +42,22 @@ fn check_counted(b: loom::model::Builder, f: impl Fn() + Sync + Send + 'static) 
     }
 }
 
+/// Gets as process `p` until a value comes, trying to recover the head (`Which::Get`) whenever
+/// the ring is empty; panics if a recovery succeeds (the claims in the models that use it are
+/// live).
+fn get_never_recovering(q: &ModelCrashQueue, p: usize) -> u64 {
+    loop {
+        match q.try_get(p) {
+            Ok(v) => return v,
+            Err(Outcome::WouldBlock) => {
+                assert!(!q.recover(Which::Get), "a live claim was tombstoned");
+                thread::yield_now();
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+}
+
 /// Runs `put` until it finds room: yields while it reports the queue full, panics on anything
 /// else (a model's producer that waits for a consumer without a blocking call).
 fn put_when_room(mut put: impl FnMut() -> Result<(), Outcome>) {
@@ -773,24 +789,178 @@ fn unattributed_put_under_a_stale_dead_record_is_never_tombstoned() {
             let q = q.clone();
             thread::spawn(move || q.try_put_unattributed(7))
         };
-        let got = loop {
-            match q.try_get(1) {
-                Ok(v) => break v,
-                Err(Outcome::WouldBlock) => {
-                    assert!(
-                        !q.recover(Which::Get),
-                        "a live unattributed claim was tombstoned"
-                    );
-                    thread::yield_now();
-                }
-                Err(e) => panic!("unexpected {e:?}"),
-            }
-        };
+        let got = get_never_recovering(&q, 1);
         assert_eq!(producer.join().unwrap(), Ok(()));
         assert_eq!(got, 7);
         assert_eq!(q.tombstones(), 0);
         assert_eq!(q.try_put(1, 8), Ok(()));
         assert_eq!(q.try_get(1), Ok(8));
+    });
+}
+
+/// As `unattributed_put_under_a_stale_dead_record_is_never_tombstoned`, with a recoverer that
+/// copies the payload of a position it judges abandoned (as a byte queue with long messages
+/// does): the copy may only read a payload that the unattributed producer has finished writing,
+/// so a recoverer that finds the unattributed count back at 0 must also see that producer's
+/// writes (the count's Acquire load, pairing with the Release decrement after the publish).
+#[test]
+fn copying_recovery_never_reads_a_payload_an_unattributed_producer_is_writing() {
+    model(|| {
+        // Processes: 0 died after recording, 1 consumes; the producer has no record.
+        let q = Arc::new(ModelCrashQueue::copying(1, 2));
+        q.record_and_die(0, Which::Put, 0);
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_put_unattributed(7))
+        };
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || get_never_recovering(&q, 1))
+        };
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        assert_eq!(consumer.join().unwrap(), 7);
+        assert_eq!(q.tombstones(), 0);
+    });
+}
+
+/// As `copying_recovery_never_reads_a_payload_an_unattributed_producer_is_writing`, with a
+/// producer that has a record (process 1): a recoverer whose scan reads that record already
+/// cleared must also see the publish and the payload written before it (the Release fence
+/// before the record is cleared, pairing with the Acquire fence of `claim_is_dead`), so its copy
+/// never reads the payload while it is written.
+#[test]
+fn copying_recovery_never_reads_a_payload_a_recorded_producer_is_writing() {
+    model(|| {
+        // Processes: 0 died after recording, 1 puts, 2 consumes.
+        let q = Arc::new(ModelCrashQueue::copying(1, 3));
+        q.record_and_die(0, Which::Put, 0);
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_put(1, 7))
+        };
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || get_never_recovering(&q, 2))
+        };
+        assert_eq!(producer.join().unwrap(), Ok(()));
+        assert_eq!(consumer.join().unwrap(), 7);
+        assert_eq!(q.tombstones(), 0);
+    });
+}
+
+/// As `copying_recovery_never_reads_a_payload_a_recorded_producer_is_writing`, with a producer
+/// whose writer panics after writing: the claim guard makes the position a tombstone and then
+/// clears the record behind a Release fence, so a recoverer that reads the record cleared never
+/// copies the payload while it is written (and never counts a second tombstone).
+#[test]
+fn copying_recovery_never_reads_a_payload_a_panicking_producer_wrote() {
+    model(|| {
+        // Processes: 0 died after recording, 1 puts and panics, 2 consumes.
+        let q = Arc::new(ModelCrashQueue::copying(1, 3));
+        q.record_and_die(0, Which::Put, 0);
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_put_and_panic(1, 7))
+        };
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || loop {
+                match q.try_get(2) {
+                    Ok(v) => panic!("the panicking put delivered {v}"),
+                    Err(Outcome::WouldBlock) => {
+                        assert!(!q.recover(Which::Get), "a live claim was tombstoned");
+                        if q.tombstones() == 1 {
+                            break;
+                        }
+                        thread::yield_now();
+                    }
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            })
+        };
+        assert!(producer.join().unwrap());
+        consumer.join().unwrap();
+        assert_eq!(q.tombstones(), 1);
+        // A get steps over the tombstone (if the consumer's last one did not), freeing the slot.
+        assert_eq!(q.try_get(2), Err(Outcome::WouldBlock));
+        assert_eq!(q.try_put(1, 8), Ok(()));
+        assert_eq!(q.try_get(2), Ok(8));
+    });
+}
+
+/// A producer dies holding position 0 of a capacity-1 ring; a recoverer that copies what the
+/// dead claim left (as a byte queue with long messages does) turns it into a tombstone; another
+/// process steps over the tombstone with a get, which frees the slot, and then writes the slot's
+/// next lap with a put. The tombstone CAS's Release half orders the copy before that write,
+/// through the get's Acquire look at the stamp. (Loom does not fail with that half removed: its
+/// SeqCst fences synchronize with every earlier SeqCst fence, stronger than the memory model,
+/// and the recoverer's `after_put` and the getter's `after_get` each issue one between; see
+/// docs/testing.md.)
+#[test]
+fn a_copying_recoverers_read_happens_before_the_next_lap_is_written() {
+    model(|| {
+        // Processes: 0 dies putting, 1 recovers, 2 gets and then puts.
+        let q = Arc::new(ModelCrashQueue::copying(1, 3));
+        assert_eq!(q.put_and_die(0, 5), Ok(()));
+        let recoverer = {
+            let q = q.clone();
+            thread::spawn(move || q.recover(Which::Get))
+        };
+        let other = {
+            let q = q.clone();
+            thread::spawn(move || loop {
+                // Nothing was ever published: a get finds nothing, or steps over the tombstone.
+                assert_eq!(q.try_get(2), Err(Outcome::WouldBlock));
+                match q.try_put(2, 9) {
+                    Ok(()) => break,
+                    Err(Outcome::WouldBlock) => thread::yield_now(),
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            })
+        };
+        assert!(recoverer.join().unwrap());
+        other.join().unwrap();
+        assert_eq!(q.try_get(2), Ok(9));
+        assert_eq!(q.tombstones(), 1);
+    });
+}
+
+/// A consumer with a record (process 2) claims the only message and reads it, while a dead
+/// process's stale record (process 0) names the same position for a get, and a producer on the
+/// full ring recovers whenever it finds no room. The recoverer's Acquire load of `head` pairs
+/// with the consumer's claim CAS, so its scan sees the live record and leaves the slot alone: it
+/// is never released under the reader (no message counted lost, no write racing the read).
+#[test]
+fn a_live_consumers_record_keeps_its_claim_from_a_stale_dead_record() {
+    model(|| {
+        // Processes: 0 died after recording, 1 puts, 2 gets.
+        let q = Arc::new(ModelCrashQueue::new(1, 3));
+        q.try_put(1, 5).unwrap();
+        q.record_and_die(0, Which::Get, 0);
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_get(2))
+        };
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || loop {
+                match q.try_put(1, 6) {
+                    Ok(()) => break,
+                    Err(Outcome::WouldBlock) => {
+                        assert!(
+                            !q.recover(Which::Put),
+                            "a live consumer's claim was released"
+                        );
+                        thread::yield_now();
+                    }
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            })
+        };
+        assert_eq!(consumer.join().unwrap(), Ok(5));
+        producer.join().unwrap();
+        assert_eq!(q.lost(), 0);
+        assert_eq!(q.try_get(1), Ok(6));
     });
 }
 

@@ -769,6 +769,19 @@ impl ModelCrashQueue {
         self.try_get_as(self.who(p))
     }
 
+    /// Non-blocking put by process `p` whose writer writes `v` and then panics (as a user's
+    /// `put_with` closure may): the claim guard makes the position a tombstone while unwinding.
+    /// Whether it claimed a position (and so panicked).
+    pub fn try_put_and_panic(&self, p: usize, v: u64) -> bool {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.ring.try_put_batch(self.who(p), 1, |_, b| {
+                b.copy_from_slice(&v.to_le_bytes());
+                std::panic::resume_unwind(Box::new("the writer panics"));
+            })
+        }))
+        .is_err()
+    }
+
     /// Non-blocking get by `who` (`None`: a thread without a claim record).
     fn try_get_as(&self, who: Option<Claimant<'_>>) -> Result<u64, Outcome> {
         let mut out = 0;
