@@ -925,6 +925,32 @@ fn a_copying_recoverers_read_happens_before_the_next_lap_is_written() {
     });
 }
 
+/// A live producer notes itself a producer of an empty ring while a getter asks whether it is
+/// disconnected: never, since the producer lives. A getter that sees the producers flag must also
+/// see the producer's own bit (the flag's Acquire load pairs with `note_producer`'s Release
+/// `fetch_or`), or it would count no live producer and report the ring disconnected.
+#[test]
+fn a_getter_that_sees_the_producers_flag_sees_the_live_producer() {
+    model(|| {
+        // Processes: 0 puts (and lives), 1 gets.
+        let q = Arc::new(ModelCrashQueue::tracking_producers(1, 2));
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || q.note_producer(0))
+        };
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || q.disconnected())
+        };
+        producer.join().unwrap();
+        assert!(
+            !getter.join().unwrap(),
+            "a live producer was taken for gone"
+        );
+        assert!(!q.disconnected());
+    });
+}
+
 /// A consumer with a record (process 2) claims the only message and reads it, while a dead
 /// process's stale record (process 0) names the same position for a get, and a producer on the
 /// full ring recovers whenever it finds no room. The recoverer's Acquire load of `head` pairs

@@ -633,6 +633,9 @@ struct ModelProcess {
     /// reads as live (the real check is per process), so a claim is reported dead only after its
     /// claimant can take no further step.
     dead: AtomicU32,
+    /// 1 once the process noted itself a producer ([`ModelCrashQueue::note_producer`]): its
+    /// participant record's `producer_of` bit.
+    producer: AtomicU32,
 }
 
 impl ModelProcess {
@@ -647,11 +650,18 @@ impl ModelProcess {
 /// The liveness source of a [`ModelCrashQueue`]: what `QueueLiveness` answers from the participant
 /// table, answered from the simulated processes.
 #[derive(Debug)]
-struct ModelProcesses(Vec<ModelProcess>, bool);
+struct ModelProcesses {
+    procs: Vec<ModelProcess>,
+    /// Recovery copies the payload of each position it gives up ([`ModelCrashQueue::copying`]).
+    copying: bool,
+    /// Only processes that noted themselves producers count as live producers
+    /// ([`ModelCrashQueue::tracking_producers`]); otherwise every live process does.
+    tracking: bool,
+}
 
 impl ModelProcesses {
     fn alive(&self) -> u32 {
-        self.0.iter().filter(|p| p.alive()).count() as u32
+        self.procs.iter().filter(|p| p.alive()).count() as u32
     }
 }
 
@@ -659,7 +669,7 @@ impl Liveness for ModelProcesses {
     /// The shipping attribution scan ([`crate::ring::attribute`]) over the simulated processes.
     fn claimant(&self, pos: u64, side: Side) -> Claim {
         crate::ring::attribute(
-            self.0.iter(),
+            self.procs.iter(),
             |p| &p.record,
             ModelProcess::alive,
             CRASH_OBJ,
@@ -668,9 +678,17 @@ impl Liveness for ModelProcesses {
         )
     }
 
-    /// Every live process counts as a producer that may still put.
+    /// Every live process counts as a producer that may still put; when tracking producers,
+    /// every live one that noted itself a producer (its bit read Relaxed, as the participant
+    /// scan reads `producer_of`).
     fn live_producers(&self) -> u32 {
-        self.alive()
+        if !self.tracking {
+            return self.alive();
+        }
+        self.procs
+            .iter()
+            .filter(|p| p.alive() && p.producer.load(Ordering::Relaxed) == 1)
+            .count() as u32
     }
 
     fn live_participants(&self) -> u32 {
@@ -685,7 +703,7 @@ impl Liveness for ModelProcesses {
     /// A copying queue ([`ModelCrashQueue::copying`]) has recovery copy the payload of each
     /// position it gives up, as a byte queue with long messages does.
     fn wants_abandoned(&self) -> bool {
-        self.1
+        self.copying
     }
 }
 
@@ -702,18 +720,25 @@ pub struct ModelCrashQueue {
 impl ModelCrashQueue {
     /// A ring with `cap` slots, for processes `0..procs`, all alive.
     pub fn new(cap: u64, procs: usize) -> Self {
-        Self::with(cap, procs, false)
+        Self::with(cap, procs, false, false)
     }
 
     /// As [`new`](Self::new), with recovery copying the payload of every position it gives up
     /// (before its stamp CAS), as a byte queue whose long messages live in the heap does.
     pub fn copying(cap: u64, procs: usize) -> Self {
-        Self::with(cap, procs, true)
+        Self::with(cap, procs, true, false)
     }
 
-    fn with(cap: u64, procs: usize, copying: bool) -> Self {
-        let procs = std::sync::Arc::new(ModelProcesses(
-            (0..procs)
+    /// As [`new`](Self::new), where only the processes that called
+    /// [`note_producer`](Self::note_producer) count as live producers (as a segment's queue counts
+    /// the participants whose `producer_of` bit names it).
+    pub fn tracking_producers(cap: u64, procs: usize) -> Self {
+        Self::with(cap, procs, false, true)
+    }
+
+    fn with(cap: u64, procs: usize, copying: bool, tracking: bool) -> Self {
+        let procs = std::sync::Arc::new(ModelProcesses {
+            procs: (0..procs)
                 .map(|_| ModelProcess {
                     record: ClaimRecord {
                         put_obj: AtomicU32::new(0),
@@ -725,10 +750,12 @@ impl ModelCrashQueue {
                         waiting: AtomicU64::new(0),
                     },
                     dead: AtomicU32::new(0),
+                    producer: AtomicU32::new(0),
                 })
                 .collect(),
             copying,
-        ));
+            tracking,
+        });
         let mut ring = Ring::new(LoomRing::new(cap, 8));
         ring.live = Some(procs.clone());
         Self { ring, procs }
@@ -736,7 +763,7 @@ impl ModelCrashQueue {
 
     fn who(&self, p: usize) -> Option<Claimant<'_>> {
         Some(Claimant {
-            record: &self.procs.0[p].record,
+            record: &self.procs.procs[p].record,
             obj: CRASH_OBJ,
         })
     }
@@ -744,7 +771,7 @@ impl ModelCrashQueue {
     /// Process `p` has stopped for good: from now on its claims read as dead.
     fn die(&self, p: usize) {
         // SYNC: Release pairs with the Acquire in `ModelProcess::alive`.
-        self.procs.0[p].dead.store(1, Ordering::Release);
+        self.procs.procs[p].dead.store(1, Ordering::Release);
     }
 
     /// Non-blocking put by process `p`.
@@ -877,11 +904,32 @@ impl ModelCrashQueue {
     /// and dies before its claim CAS, as a SIGKILL at "put-recorded" leaves it: a stale record
     /// naming a position it never claimed.
     pub fn record_and_die(&self, p: usize, side: Which, pos: u64) {
-        let (obj, first, len) = self.procs.0[p].record.side(side.into());
+        let (obj, first, len) = self.procs.procs[p].record.side(side.into());
         obj.store(CRASH_OBJ, Ordering::Relaxed);
         first.store(pos, Ordering::Relaxed);
         len.store(1, Ordering::Relaxed);
         self.die(p);
+    }
+
+    /// Process `p` notes itself a producer of this ring, as the segment's `note_producer` does
+    /// before a thread's first put: its record's bit (Relaxed), then the ring's producers flag
+    /// (Release).
+    pub fn note_producer(&self, p: usize) {
+        self.procs.procs[p].producer.store(1, Ordering::Relaxed);
+        // SYNC: Release orders the bit before the flag, as in `RingHandle::note_producer`; pairs
+        // with the Acquire load of the flag in `Ring::disconnected`.
+        use crate::ring::RingMem;
+        self.ring
+            .mem
+            .header()
+            .counters
+            .producers
+            .fetch_or(crate::layout::PRODUCER_SEEN, Ordering::Release);
+    }
+
+    /// Whether a getter would be told `Disconnected` now (`Ring::disconnected`).
+    pub fn disconnected(&self) -> bool {
+        self.ring.disconnected()
     }
 
     /// Non-blocking put by a thread without a claim record (a full participant table).
