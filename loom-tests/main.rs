@@ -1597,6 +1597,44 @@ fn joinable_counts_a_panicking_puts_tombstone_with_its_position() {
 
 // ---- Unbounded queues (`crate::chain`: links of one slot each) ----
 
+/// A producer notes itself on link 0 of an unbounded queue (a thread about to put); a second
+/// producer fills link 0 and steps to link 1, which carries link 0's producers flag over; a
+/// getter asks whether the tail link is disconnected. Never, as the first producer lives: a
+/// getter that sees the carried flag on link 1 must also see that producer's bit (the step's
+/// Acquire load of link 0's flag pairs with `note_producer`'s Release, and the install CAS
+/// passes it on). (Written for that Acquire, chain/mod.rs `advance`; it passes with the load
+/// Relaxed, up to 3 preemptions: something else on the model's path orders the bit before the
+/// getter, not found yet. See docs/testing.md.)
+#[test]
+fn a_producers_flag_carried_to_the_next_link_brings_the_producer_with_it() {
+    model(|| {
+        // Processes: 0 notes itself (and lives), 1 puts without noting itself.
+        let q = Arc::new(shmq::model::ModelChain::tracking_producers(4, 2));
+        let first = {
+            let q = q.clone();
+            thread::spawn(move || q.note_producer(0))
+        };
+        let second = {
+            let q = q.clone();
+            thread::spawn(move || {
+                // Link 0 has one slot: the second put steps to link 1.
+                q.put(2).unwrap();
+                q.put(3).unwrap();
+            })
+        };
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || q.disconnected())
+        };
+        first.join().unwrap();
+        second.join().unwrap();
+        assert!(
+            !getter.join().unwrap(),
+            "a live producer was taken for gone"
+        );
+    });
+}
+
 /// A producer puts three values while a consumer gets them: every put moves to a new link
 /// (seal, install, tail CAS), the consumer retires drained links and frees them (or helps a
 /// producer that sealed a link but has not moved the tail yet). Each value arrives once, in

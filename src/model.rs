@@ -660,6 +660,43 @@ struct ModelProcesses {
 }
 
 impl ModelProcesses {
+    /// `procs` live processes with empty records.
+    fn new(procs: usize, copying: bool, tracking: bool) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(ModelProcesses {
+            procs: (0..procs)
+                .map(|_| ModelProcess {
+                    record: ClaimRecord {
+                        put_obj: AtomicU32::new(0),
+                        get_obj: AtomicU32::new(0),
+                        put_pos: AtomicU64::new(0),
+                        put_len: AtomicU64::new(0),
+                        get_pos: AtomicU64::new(0),
+                        get_len: AtomicU64::new(0),
+                        waiting: AtomicU64::new(0),
+                    },
+                    dead: AtomicU32::new(0),
+                    producer: AtomicU32::new(0),
+                })
+                .collect(),
+            copying,
+            tracking,
+        })
+    }
+
+    /// Process `p` notes itself a producer of `ring`, as the segment's `note_producer` does
+    /// before a thread's first put there: its record's bit (Relaxed), then the ring's producers
+    /// flag (Release).
+    fn note_producer<M: crate::ring::RingMem>(&self, p: usize, ring: &M) {
+        self.procs[p].producer.store(1, Ordering::Relaxed);
+        // SYNC: Release orders the bit before the flag, as in `RingHandle::note_producer`; pairs
+        // with the Acquire load of the flag in `Ring::disconnected` (and with `advance`'s, which
+        // carries the flag into the next link of a chain).
+        ring.header()
+            .counters
+            .producers
+            .fetch_or(crate::layout::PRODUCER_SEEN, Ordering::Release);
+    }
+
     fn alive(&self) -> u32 {
         self.procs.iter().filter(|p| p.alive()).count() as u32
     }
@@ -737,25 +774,7 @@ impl ModelCrashQueue {
     }
 
     fn with(cap: u64, procs: usize, copying: bool, tracking: bool) -> Self {
-        let procs = std::sync::Arc::new(ModelProcesses {
-            procs: (0..procs)
-                .map(|_| ModelProcess {
-                    record: ClaimRecord {
-                        put_obj: AtomicU32::new(0),
-                        get_obj: AtomicU32::new(0),
-                        put_pos: AtomicU64::new(0),
-                        put_len: AtomicU64::new(0),
-                        get_pos: AtomicU64::new(0),
-                        get_len: AtomicU64::new(0),
-                        waiting: AtomicU64::new(0),
-                    },
-                    dead: AtomicU32::new(0),
-                    producer: AtomicU32::new(0),
-                })
-                .collect(),
-            copying,
-            tracking,
-        });
+        let procs = ModelProcesses::new(procs, copying, tracking);
         let mut ring = Ring::new(LoomRing::new(cap, 8));
         ring.live = Some(procs.clone());
         Self { ring, procs }
@@ -911,20 +930,9 @@ impl ModelCrashQueue {
         self.die(p);
     }
 
-    /// Process `p` notes itself a producer of this ring, as the segment's `note_producer` does
-    /// before a thread's first put: its record's bit (Relaxed), then the ring's producers flag
-    /// (Release).
+    /// Process `p` notes itself a producer of this ring (see `ModelProcesses::note_producer`).
     pub fn note_producer(&self, p: usize) {
-        self.procs.procs[p].producer.store(1, Ordering::Relaxed);
-        // SYNC: Release orders the bit before the flag, as in `RingHandle::note_producer`; pairs
-        // with the Acquire load of the flag in `Ring::disconnected`.
-        use crate::ring::RingMem;
-        self.ring
-            .mem
-            .header()
-            .counters
-            .producers
-            .fetch_or(crate::layout::PRODUCER_SEEN, Ordering::Release);
+        self.procs.note_producer(p, &self.ring.mem);
     }
 
     /// Whether a getter would be told `Disconnected` now (`Ring::disconnected`).
@@ -1308,6 +1316,8 @@ impl ModelHeap {
 /// (an assertion, or loom's data-race report).
 pub struct ModelChain {
     chain: crate::chain::Chain<ModelLinks>,
+    /// The liveness source of [`ModelChain::tracking_producers`].
+    procs: Option<std::sync::Arc<ModelProcesses>>,
 }
 
 /// Links a model chain can have alive at once.
@@ -1450,6 +1460,17 @@ impl crate::chain::ChainMem for ModelLinks {
 impl ModelChain {
     /// An empty unbounded queue for up to `threads` model threads (the creating one included).
     pub fn new(threads: usize) -> Self {
+        Self::with(threads, None)
+    }
+
+    /// As [`new`](Self::new), whose links know `procs` live processes, of which only those that
+    /// called [`note_producer`](Self::note_producer) count as producers (as a segment's unbounded
+    /// queue counts the participants whose `producer_of` bit names it).
+    pub fn tracking_producers(threads: usize, procs: usize) -> Self {
+        Self::with(threads, Some(ModelProcesses::new(procs, false, true)))
+    }
+
+    fn with(threads: usize, procs: Option<std::sync::Arc<ModelProcesses>>) -> Self {
         crate::sync::owner::init_dead_set();
         let mem = ModelLinks {
             ends: crate::chain::ChainEnds::new_heap(),
@@ -1461,9 +1482,26 @@ impl ModelChain {
                 .collect(),
             links: std::sync::Mutex::new(Vec::new()),
         };
-        let chain = crate::chain::Chain::over(mem, None);
+        let live = procs
+            .clone()
+            .map(|p| p as std::sync::Arc<dyn crate::ring::Liveness + Send + Sync>);
+        let chain = crate::chain::Chain::over(mem, live);
         chain.install_first().expect("link 0");
-        Self { chain }
+        Self { chain, procs }
+    }
+
+    /// Process `p` notes itself a producer of the tail link, as a put to an unbounded queue
+    /// does (`RingHandle::register_producer`).
+    pub fn note_producer(&self, p: usize) {
+        let procs = self.procs.as_ref().expect("a chain tracking producers");
+        self.chain.with_tail(|r| procs.note_producer(p, &r.mem));
+    }
+
+    /// Whether a getter on the tail link would be told `Disconnected` now.
+    pub fn disconnected(&self) -> bool {
+        let mut d = false;
+        self.chain.with_tail(|r| d = r.disconnected());
+        d
     }
 
     /// Puts `v` (never waits); `WouldBlock` when no link can be installed (the table is full of
