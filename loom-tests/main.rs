@@ -805,22 +805,8 @@ fn unattributed_put_under_a_stale_dead_record_is_never_tombstoned() {
 /// writes (the count's Acquire load, pairing with the Release decrement after the publish).
 #[test]
 fn copying_recovery_never_reads_a_payload_an_unattributed_producer_is_writing() {
-    model(|| {
-        // Processes: 0 died after recording, 1 consumes; the producer has no record.
-        let q = Arc::new(ModelCrashQueue::copying(1, 2));
-        q.record_and_die(0, Which::Put, 0);
-        let producer = {
-            let q = q.clone();
-            thread::spawn(move || q.try_put_unattributed(7))
-        };
-        let consumer = {
-            let q = q.clone();
-            thread::spawn(move || get_never_recovering(&q, 1))
-        };
-        assert_eq!(producer.join().unwrap(), Ok(()));
-        assert_eq!(consumer.join().unwrap(), 7);
-        assert_eq!(q.tombstones(), 0);
-    });
+    // Processes: 0 died after recording, 1 consumes; the producer has no record.
+    copying_recovery_delivers_a_live_producers_put(2, 1, |q| q.try_put_unattributed(7));
 }
 
 /// As `copying_recovery_never_reads_a_payload_an_unattributed_producer_is_writing`, with a
@@ -830,20 +816,32 @@ fn copying_recovery_never_reads_a_payload_an_unattributed_producer_is_writing() 
 /// never reads the payload while it is written.
 #[test]
 fn copying_recovery_never_reads_a_payload_a_recorded_producer_is_writing() {
-    model(|| {
-        // Processes: 0 died after recording, 1 puts, 2 consumes.
-        let q = Arc::new(ModelCrashQueue::copying(1, 3));
+    // Processes: 0 died after recording, 1 puts, 2 consumes.
+    copying_recovery_delivers_a_live_producers_put(3, 2, |q| q.try_put(1, 7));
+}
+
+/// The body of the two models above: in a capacity-1 copying queue of `procs` processes,
+/// process 0 died leaving a record naming position 0 for a put; `put` puts 7 from a thread of
+/// its own while process `consumer` gets, trying to recover whenever it finds nothing. The 7
+/// arrives, nothing is tombstoned, and loom reports any copy racing the payload's write.
+fn copying_recovery_delivers_a_live_producers_put(
+    procs: usize,
+    consumer: usize,
+    put: fn(&ModelCrashQueue) -> Result<(), Outcome>,
+) {
+    model(move || {
+        let q = Arc::new(ModelCrashQueue::copying(1, procs));
         q.record_and_die(0, Which::Put, 0);
         let producer = {
             let q = q.clone();
-            thread::spawn(move || q.try_put(1, 7))
+            thread::spawn(move || put(&q))
         };
-        let consumer = {
+        let getter = {
             let q = q.clone();
-            thread::spawn(move || get_never_recovering(&q, 2))
+            thread::spawn(move || get_never_recovering(&q, consumer))
         };
         assert_eq!(producer.join().unwrap(), Ok(()));
-        assert_eq!(consumer.join().unwrap(), 7);
+        assert_eq!(getter.join().unwrap(), 7);
         assert_eq!(q.tombstones(), 0);
     });
 }

@@ -76,7 +76,7 @@ impl<M: RingMem> Ring<M> {
         exact: bool,
         read: impl FnMut(usize, &[u8]),
     ) -> Result<usize, TryError> {
-        self.attempt(who, max, exact, Getting(read))
+        self.attempt(who, max, exact, Getting::<_, false>(read))
     }
 
     /// One look at the head, as a get attempt would make it, without claiming: `Ok(1)` if a
@@ -84,7 +84,7 @@ impl<M: RingMem> Ring<M> {
     /// (`WouldBlock`, `Pending`, `Closed`).
     #[inline(always)]
     pub(super) fn ready_attempt(&self, exact: bool) -> Result<usize, TryError> {
-        self.attempt(None, 1, exact, Peeking)
+        self.attempt(None, 1, exact, Getting::<fn(usize, &[u8]), true>(|_, _| {}))
     }
 
     /// One claim attempt of side `S` (the one claim path of both sides; see the module docs):
@@ -379,14 +379,17 @@ impl<W: FnMut(Filling, &mut [u8])> Claiming for Putting<W> {
     }
 }
 
-/// A get: `read` sees each claimed message.
-struct Getting<R>(R);
+/// A get: `read` sees each claimed message. With `PEEK`, a look at the head for a getter that
+/// waits without taking ([`Ring::wait_ready`]): the same view of every stamp, and never a claim
+/// (`read` is never called).
+struct Getting<R, const PEEK: bool>(R);
 
-impl<R: FnMut(usize, &[u8])> Claiming for Getting<R> {
+impl<R: FnMut(usize, &[u8]), const P: bool> Claiming for Getting<R, P> {
     const SIDE: Side = Side::Get;
     const OVERFLOW: TryError = TryError::Corrupt;
     const RECORDED: &'static str = "get-recorded";
     const CLAIMED: &'static str = "get-claimed";
+    const PEEK: bool = P;
 
     #[inline(always)]
     fn cursor(h: &RingHeader) -> &AtomicU64 {
@@ -465,53 +468,4 @@ impl<R: FnMut(usize, &[u8])> Claiming for Getting<R> {
     fn after<M: RingMem>(ring: &Ring<M>, end: u64, k: u64) {
         ring.after_get(end, k);
     }
-}
-
-/// A look at the head for a getter that waits without taking ([`Ring::wait_ready`]): a get's
-/// view of every stamp, and never a claim.
-struct Peeking;
-
-impl Claiming for Peeking {
-    const SIDE: Side = Side::Get;
-    const OVERFLOW: TryError = TryError::Corrupt;
-    const RECORDED: &'static str = "peek-recorded";
-    const CLAIMED: &'static str = "peek-claimed";
-    const PEEK: bool = true;
-
-    #[inline(always)]
-    fn cursor(h: &RingHeader) -> &AtomicU64 {
-        &h.head
-    }
-
-    #[inline(always)]
-    fn ready(p: u64) -> u64 {
-        Stamp::full(p)
-    }
-
-    #[inline(always)]
-    fn look(stamp: u64, pos: u64) -> Look {
-        Getting::<fn(usize, &[u8])>::look(stamp, pos)
-    }
-
-    #[inline(always)]
-    unsafe fn transfer<M: RingMem>(
-        &mut self,
-        _mem: &M,
-        _j: u64,
-        _p: u64,
-        _idx: u64,
-        _cap: u64,
-        _batch: bool,
-    ) {
-        // `attempt` returns before any claim when `PEEK` is set.
-        unreachable!("a peek claims nothing")
-    }
-
-    #[inline(always)]
-    fn not_yet<M: RingMem>(ring: &Ring<M>, pos: u64, exact: bool) -> Result<(), TryError> {
-        Getting::<fn(usize, &[u8])>::not_yet(ring, pos, exact)
-    }
-
-    #[inline(always)]
-    fn after<M: RingMem>(_ring: &Ring<M>, _end: u64, _k: u64) {}
 }
