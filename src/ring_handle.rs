@@ -156,14 +156,21 @@ impl RingHandle {
             }
             return None;
         };
-        let bit = 1u64 << (self.obj % 64);
-        if p.producer_of().load(Ordering::Relaxed) & bit == 0 {
-            p.producer_of().fetch_or(bit, Ordering::Relaxed);
-            // SYNC: Release orders the `producer_of` bit before this flag; pairs with the Acquire
-            // load in `Ring::disconnected`, whose record scan then sees the bit.
-            counters
-                .producers
-                .fetch_or(PRODUCER_SEEN, Ordering::Release);
+        if p.producer_of().load(Ordering::Relaxed) >> (self.obj % 64) & 1 == 0 {
+            // Once per thread and ring: out of line.
+            #[cold]
+            #[inline(never)]
+            fn first_put(
+                producer_of: &crate::sync::AtomicU64,
+                producers: &crate::sync::AtomicU32,
+                obj: u32,
+            ) {
+                producer_of.fetch_or(1u64 << (obj % 64), Ordering::Relaxed);
+                // SYNC: Release orders the `producer_of` bit before this flag; pairs with the
+                // Acquire load in `Ring::disconnected`, whose record scan then sees the bit.
+                producers.fetch_or(PRODUCER_SEEN, Ordering::Release);
+            }
+            first_put(p.producer_of(), &counters.producers, self.obj);
         }
         free_side(p.claim(), Side::Put).map(|record| Claimant {
             record,

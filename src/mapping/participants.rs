@@ -75,14 +75,14 @@ impl Drop for ThreadRecords {
 
 thread_local! {
     static RECORDS: RefCell<ThreadRecords> = const { RefCell::new(ThreadRecords(Vec::new(), 0)) };
-    /// The record this thread used last, as `(segment id, fork generation, record index)`: a
+    /// The record this thread used last, as `(segment id, fork generation, record address)`: a
     /// copy of one entry of `RECORDS`, read without borrowing it or searching (the fast path
     /// of every queue operation). [`NO_LAST`] once `RECORDS` is gone; never a segment's id then.
-    static LAST: Cell<(u64, u64, u32)> = const { Cell::new(NO_LAST) };
+    static LAST: Cell<(u64, u64, *const ParticipantRecord)> = const { Cell::new(NO_LAST) };
 }
 
 /// `LAST` naming nothing: segment ids start at 1.
-const NO_LAST: (u64, u64, u32) = (0, 0, 0);
+const NO_LAST: (u64, u64, *const ParticipantRecord) = (0, 0, core::ptr::null());
 
 /// Marks a record free: claim words cleared, then `pid = 0` with Release.
 fn release(r: &ParticipantRecord) {
@@ -249,11 +249,14 @@ impl Inner {
     #[inline]
     pub(crate) fn participant(self: &Arc<Self>) -> Option<Participant<'_>> {
         let forks = os::fork_generation();
-        if let Ok((id, gen, idx)) = LAST.try_with(Cell::get) {
+        if let Ok((id, gen, record)) = LAST.try_with(Cell::get) {
             if id == self.id && gen == forks {
-                return Some(Participant {
-                    record: self.record(idx),
-                });
+                // SAFETY: `record` was made by `participant_slow` from `self.record(idx)` of the
+                // mapping whose id is `id`. Ids are never reused (a process-wide counter), so it
+                // is this mapping's, which lives as long as `self`; its base never moves (see
+                // `mapping::extent`), so the address still names the same record.
+                let record = unsafe { &*record };
+                return Some(Participant { record });
             }
         }
         self.participant_slow(forks)
@@ -290,10 +293,9 @@ impl Inner {
             })
             .ok()
             .flatten()?;
-        let _ = LAST.try_with(|l| l.set((self.id, forks, idx)));
-        Some(Participant {
-            record: self.record(idx),
-        })
+        let record = self.record(idx);
+        let _ = LAST.try_with(|l| l.set((self.id, forks, record as *const ParticipantRecord)));
+        Some(Participant { record })
     }
 
     /// Frees record `idx` (its thread exited, or the mapping goes away) and tells sleepers

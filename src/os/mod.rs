@@ -749,13 +749,19 @@ pub(crate) fn thread_id() -> u32 {
 #[inline]
 pub(crate) fn fork_generation() -> u64 {
     use crate::sync::Ordering;
-    // SYNC: Acquire, as in `fork_generation_slow`.
-    if ATFORK.load(Ordering::Acquire) == REGISTERED {
-        // The hot path, inlined into every operation's record lookup.
-        return FORKS.load(Ordering::Relaxed);
+    // The hot path, inlined into every operation's record lookup: one load.
+    // SYNC: Acquire pairs with the Release `fetch_or` of `HANDLER_IN_PLACE` in
+    // `fork_generation_slow`: a thread that sees the bit knows the handler is in place for every
+    // later fork.
+    let forks = FORKS.load(Ordering::Acquire);
+    if forks & HANDLER_IN_PLACE != 0 {
+        return forks;
     }
     fork_generation_slow()
 }
+
+/// Set in [`FORKS`] once the atfork handler is registered: the count is then the generation.
+const HANDLER_IN_PLACE: u64 = 1 << 62;
 
 /// [`ATFORK`] values: nothing yet, the handler in place, registration failed; or
 /// `REGISTERING | pid` of the registering process.
@@ -786,8 +792,13 @@ fn fork_generation_slow() -> u64 {
                     let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
                     #[cfg(miri)]
                     let rc = 0;
+                    if rc == 0 {
+                        // SYNC: Release pairs with the Acquire load in `fork_generation`.
+                        FORKS.fetch_or(HANDLER_IN_PLACE, Ordering::Release);
+                    }
                     // SYNC: Release pairs with the Acquire load above: a thread that reads
-                    // REGISTERED knows the handler is in place for every later fork.
+                    // REGISTERED knows the handler is in place for every later fork (and sees
+                    // `HANDLER_IN_PLACE`, set before).
                     ATFORK.store(if rc == 0 { REGISTERED } else { FAILED }, Ordering::Release);
                 }
             }
@@ -805,7 +816,10 @@ fn fork_generation_slow() -> u64 {
 /// Registration state of the atfork handler (see [`fork_generation`]); process-local.
 static ATFORK: crate::sync::local::AtomicU64 = crate::sync::local::AtomicU64::new(0);
 
-/// Process-local, never in shared memory.
+/// Forks counted by the handler, with [`HANDLER_IN_PLACE`] once it is registered (a child
+/// forked between the registration and the bit inherits the count without the bit, and its
+/// `ATFORK` names the parent's registration, so it falls back to its pid). Process-local, never
+/// in shared memory.
 static FORKS: crate::sync::local::AtomicU64 = crate::sync::local::AtomicU64::new(0);
 
 #[cfg_attr(miri, allow(dead_code))]

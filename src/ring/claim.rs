@@ -403,10 +403,11 @@ impl<R: FnMut(usize, &[u8]), const P: bool> Claiming for Getting<R, P> {
 
     #[inline(always)]
     fn look(stamp: u64, pos: u64) -> Look {
-        if Stamp::state(stamp) == 3 {
-            Look::Corrupt
-        } else if stamp == Stamp::full(pos) {
+        // The common case first (a full stamp's state is never 3).
+        if stamp == Stamp::full(pos) {
             Look::Ready { batch: true }
+        } else if Stamp::state(stamp) == 3 {
+            Look::Corrupt
         } else if stamp == Stamp::tomb(pos) {
             Look::Ready { batch: false }
         } else if Stamp::pos(stamp) <= pos {

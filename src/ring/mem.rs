@@ -30,7 +30,9 @@ mod native {
         hdr: NonNull<RingHeader>,
         slots: NonNull<u8>,
         layout: SlotLayout,
-        cap: u64,
+        /// Non-zero, so that the compiler drops the division-by-zero check of `pos % cap` on the
+        /// fast path (a load of this field tells it so).
+        cap: core::num::NonZeroU64,
     }
 
     // SAFETY: RawRing only hands out shared references to atomics and payload access guarded by the
@@ -80,14 +82,14 @@ mod native {
                 // SAFETY: off < need <= region_len, so the pointer stays inside the region.
                 slots: NonNull::new(unsafe { base.add(off as usize) })?,
                 layout,
-                cap,
+                cap: core::num::NonZeroU64::new(cap)?,
             })
         }
 
         /// Writes the initial stamps (`i << 2 | FREE` for slot `i`). The header must already be
         /// zero (a fresh mapping or zeroed allocation), which is its initial state.
         pub(crate) fn init(&self) {
-            for i in 0..self.cap {
+            for i in 0..self.cap.get() {
                 self.stamp(i).store(Stamp::free(i), Ordering::Relaxed);
             }
         }
@@ -96,7 +98,7 @@ mod native {
         /// stamps `p << 2 | FREE` for positions `base..base + cap`, and `head = tail = base`
         /// (a link of an unbounded queue, whose positions continue those of the link before).
         pub(crate) fn init_at(&self, base: u64) {
-            for p in base..base + self.cap {
+            for p in base..base + self.cap.get() {
                 self.stamp(p % self.cap)
                     .store(Stamp::free(p), Ordering::Relaxed);
             }
@@ -107,7 +109,7 @@ mod native {
 
         #[inline]
         fn slot_ptr(&self, idx: u64) -> *mut u8 {
-            debug_assert!(idx < self.cap);
+            debug_assert!(idx < self.cap.get());
             // SAFETY: idx < cap and cap * stride fits the region (checked in `new`).
             unsafe { self.slots.as_ptr().add((idx * self.layout.stride) as usize) }
         }
@@ -129,7 +131,7 @@ mod native {
         }
         #[inline]
         fn capacity(&self) -> u64 {
-            self.cap
+            self.cap.get()
         }
         #[inline]
         fn stamp(&self, idx: u64) -> &AtomicU64 {
