@@ -11,7 +11,9 @@
 //! setup (segment creation, first-touch page faults) cancelled out; `scripts/op-instructions.sh`
 //! prints every operation's. Operations, all on one thread and uncontended: `putget` (`put` then
 //! `get`), `try_putget`, `try_get_empty` (`try_get` on an empty queue), `try_put_full` (`try_put`
-//! on a full queue), `get_timeout_zero` on an empty queue; and for comparison
+//! on a full queue), `get_timeout_zero` on an empty queue, `bytes_try_putget` (`try_put_with` then
+//! `try_get_with` of 8 bytes on a `BytesQueue` of 64 slots of 256 bytes, as the Python binding
+//! calls them); and for comparison
 //! `crossbeam_sendrecv` (`send` then `recv` on a `crossbeam_channel::bounded(64)`) and
 //! `crossbeam_pushpop` (`push` then `pop` on a `crossbeam_queue::ArrayQueue` of 64).
 
@@ -24,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let op = args.next().unwrap_or_else(|| "putget".into());
     let n: u64 = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
     let name = format!("shmq-opcost-{}", std::process::id());
-    let seg = Segment::builder(&name).queue::<u64>("q", 64).create()?;
+    let seg = Segment::builder(&name)
+        .queue::<u64>("q", 64)
+        .bytes_queue("b", 64, 256)
+        .create()?;
     let q = seg.queue::<u64>("q")?;
     match op.as_str() {
         "putget" => {
@@ -56,6 +61,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             while q.try_put(0).is_ok() {}
             for i in 0..n {
                 assert_eq!(black_box(q.try_put(i)), Err(PutError::Full(i)));
+            }
+        }
+        "bytes_try_putget" => {
+            // As the Python binding calls it: non-blocking, in place.
+            let bq = seg.bytes_queue("b")?;
+            for i in 0..n {
+                bq.try_put_with(8, |b| b.copy_from_slice(&i.to_le_bytes()))?;
+                black_box(bq.try_get_with(|m| m.len())?);
             }
         }
         "crossbeam_sendrecv" => {
