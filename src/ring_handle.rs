@@ -292,6 +292,18 @@ impl RingHandle {
         }
     }
 
+    /// Whether a message (or a tombstone) is published at the head now: one look that claims
+    /// nothing and reads only the head and its slot, never the producers' `tail` (which a
+    /// linearizable `try_get` on an empty queue reads, taking the producers' busiest line from
+    /// them). `false` also while the head message is being written.
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        match &self.rings {
+            Rings::One(ring) => ring.ready_attempt(false).is_ok(),
+            Rings::Chain(c) => c.is_ready(),
+        }
+    }
+
     pub(crate) fn stats(&self) -> crate::stats::QueueStats {
         self.stats_with(true)
     }

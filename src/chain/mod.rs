@@ -608,6 +608,13 @@ impl<M: ChainMem> Chain<M> {
         })
     }
 
+    /// Whether a message is published at the head now (see `RingHandle::is_ready`): one look
+    /// at the head link that claims nothing, moving past drained, sealed links as a get does.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.at_head(None, |ring| ring.ready_attempt(false).map_err(Fail::from))
+            .is_ok()
+    }
+
     /// Runs `op` (a get, or a wait for something to get, until `wait`'s deadline) on the head
     /// link, announced; moves past drained, sealed links (retiring and freeing them, or helping
     /// the producer that sealed one install the next) until `op` has an answer there.

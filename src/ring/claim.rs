@@ -83,7 +83,7 @@ impl<M: RingMem> Ring<M> {
     /// message (or a tombstone) is published there; otherwise what a get attempt reports
     /// (`WouldBlock`, `Pending`, `Closed`).
     #[inline(always)]
-    pub(super) fn ready_attempt(&self, exact: bool) -> Result<usize, TryError> {
+    pub(crate) fn ready_attempt(&self, exact: bool) -> Result<usize, TryError> {
         self.attempt(None, 1, exact, Getting::<fn(usize, &[u8]), true>(|_, _| {}))
     }
 
