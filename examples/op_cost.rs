@@ -13,7 +13,8 @@
 //! `get`), `try_putget`, `try_get_empty` (`try_get` on an empty queue), `try_put_full` (`try_put`
 //! on a full queue), `get_timeout_zero` on an empty queue, `bytes_try_putget` (`try_put_with` then
 //! `try_get_with` of 8 bytes on a `BytesQueue` of 64 slots of 256 bytes, as the Python binding
-//! calls them); and for comparison
+//! calls them), `ubytes_try_putget` (the same on an unbounded `BytesQueue`, the Python default);
+//! and for comparison
 //! `crossbeam_sendrecv` (`send` then `recv` on a `crossbeam_channel::bounded(64)`) and
 //! `crossbeam_pushpop` (`push` then `pop` on a `crossbeam_queue::ArrayQueue` of 64).
 
@@ -29,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seg = Segment::builder(&name)
         .queue::<u64>("q", 64)
         .bytes_queue("b", 64, 256)
+        .unbounded_bytes_queue("u")
         .create()?;
     let q = seg.queue::<u64>("q")?;
     match op.as_str() {
@@ -66,6 +68,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bytes_try_putget" => {
             // As the Python binding calls it: non-blocking, in place.
             let bq = seg.bytes_queue("b")?;
+            for i in 0..n {
+                bq.try_put_with(8, |b| b.copy_from_slice(&i.to_le_bytes()))?;
+                black_box(bq.try_get_with(|m| m.len())?);
+            }
+        }
+        "ubytes_try_putget" => {
+            // The same on an unbounded queue (a chain of links: the Python default).
+            let bq = seg.bytes_queue("u")?;
             for i in 0..n {
                 bq.try_put_with(8, |b| b.copy_from_slice(&i.to_le_bytes()))?;
                 black_box(bq.try_get_with(|m| m.len())?);

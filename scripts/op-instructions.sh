@@ -11,7 +11,7 @@ command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install va
 cargo build --quiet --release --example op_cost
 bin=target/release/examples/op_cost
 ops=("$@")
-[ ${#ops[@]} -gt 0 ] || ops=(putget try_putget try_get_empty try_put_full get_timeout_zero bytes_try_putget crossbeam_sendrecv crossbeam_pushpop)
+[ ${#ops[@]} -gt 0 ] || ops=(putget try_putget try_get_empty try_put_full get_timeout_zero bytes_try_putget ubytes_try_putget crossbeam_sendrecv crossbeam_pushpop)
 refs() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
         awk '/refs:/ { gsub(",", "", $NF); print $NF }'

@@ -5,7 +5,7 @@ use crate::layout::{ClaimRecord, Side};
 use crate::mapping::Inner;
 use crate::ring::mem::RawRing;
 pub(crate) use crate::ring::Fail;
-use crate::ring::{Claimant, Filling, Ring};
+use crate::ring::{Claimant, Filling, LiveRef, Ring};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,7 +142,7 @@ impl RingHandle {
     /// Relaxed load of its own record on later puts), or marks the ring as having a producer
     /// that cannot be tracked, so that no getter ever reports `Disconnected` on a guess.
     #[inline]
-    fn note_producer(&self, ring: &Ring<RawRing>) -> Option<Claimant<'_>> {
+    fn note_producer<L: LiveRef>(&self, ring: &Ring<RawRing, L>) -> Option<Claimant<'_>> {
         use crate::layout::{PRODUCER_SEEN, PRODUCER_UNATTRIBUTED};
         use crate::ring::RingMem;
         use crate::sync::Ordering;
@@ -197,11 +197,11 @@ impl RingHandle {
         use crate::layout::PRODUCER_UNATTRIBUTED;
         use crate::ring::RingMem;
         use crate::sync::Ordering;
-        let seen = |r: &Ring<RawRing>| {
+        fn seen<L: LiveRef>(r: &Ring<RawRing, L>) -> bool {
             // SYNC: Acquire pairs with the Release `fetch_or` in `note_producer`.
             r.mem.header().counters.producers.load(Ordering::Acquire) & PRODUCER_UNATTRIBUTED != 0
                 || r.live.as_deref().is_some_and(|l| l.live_producers() > 0)
-        };
+        }
         match &self.rings {
             Rings::One(r) => seen(r),
             Rings::Chain(c) => {

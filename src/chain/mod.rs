@@ -35,6 +35,10 @@ use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A link's ring view, made per operation, borrowing the chain's liveness source (see
+/// [`crate::ring::LiveRef`]).
+type LinkRing<'a, M> = Ring<<M as ChainMem>::Ring, &'a (dyn Liveness + Send + Sync + 'static)>;
+
 crate::sync::native_only! {
     mod block;
     mod segment;
@@ -358,7 +362,7 @@ impl<M: ChainMem> Chain<M> {
     /// (keyed by link and table entry), so an operation on the link used last skips the link's
     /// validation: while `c` is announced it cannot be freed, so its entry still names the same
     /// block.
-    fn link(&self, c: u64) -> Result<Option<Ring<M::Ring>>, Fail> {
+    fn link(&self, c: u64) -> Result<Option<LinkRing<'_, M>>, Fail> {
         // SYNC: Acquire pairs with the installer's Release CAS: the link's header and ring
         // initialisation are visible.
         let e = self.slot(c).load(Ordering::Acquire);
@@ -381,9 +385,9 @@ impl<M: ChainMem> Chain<M> {
                 mem
             }
         };
-        let mut ring = Ring::new(mem);
+        let mut ring = Ring::view(mem);
         ring.spin = self.spin;
-        ring.live = self.live.clone();
+        ring.live = self.live.as_deref();
         Ok(Some(ring))
     }
 
@@ -392,7 +396,7 @@ impl<M: ChainMem> Chain<M> {
     /// announcement (of link `t`). Link `t + 1` is not announced: its slot may still hold link
     /// `t + 1 - TABLE`, which another thread may be freeing, and `link` tells the two apart by
     /// the table entry without reading either block.
-    fn advance(&self, t: u64, ring_t: &Ring<M::Ring>, a: &Announced<'_>) -> Result<(), Fail> {
+    fn advance(&self, t: u64, ring_t: &LinkRing<'_, M>, a: &Announced<'_>) -> Result<(), Fail> {
         let h = self.ends();
         let next = t.checked_add(1).ok_or(Fail::Corrupt)?;
         ring_t.close();
@@ -461,7 +465,7 @@ impl<M: ChainMem> Chain<M> {
     }
 
     /// Moves the head past drained link `h` (the caller still announces it).
-    fn retire(&self, h: u64, ring: &Ring<M::Ring>) {
+    fn retire(&self, h: u64, ring: &LinkRing<'_, M>) {
         let hdr = self.ends();
         let c = &ring.mem.header().counters;
         // SYNC: SeqCst: the head move precedes, in the single total order, the fence of any
@@ -532,7 +536,7 @@ impl<M: ChainMem> Chain<M> {
         if lh.index.load(Ordering::Relaxed) != f {
             return;
         }
-        let ring = Ring::new(mem);
+        let ring: LinkRing<'_, M> = Ring::view(mem);
         let held = ring.held_by_dead_consumers();
         if !held.is_empty() {
             hdr.meta
@@ -551,7 +555,7 @@ impl<M: ChainMem> Chain<M> {
     /// for a new link.
     pub(crate) fn put<'w>(
         &self,
-        who: impl Fn(&Ring<M::Ring>) -> Option<crate::ring::Claimant<'w>>,
+        who: impl Fn(&LinkRing<'_, M>) -> Option<crate::ring::Claimant<'w>>,
         max: usize,
         mut write: impl FnMut(Filling, &mut [u8]),
     ) -> Result<usize, Fail> {
@@ -621,7 +625,7 @@ impl<M: ChainMem> Chain<M> {
     fn at_head(
         &self,
         wait: Option<Option<Instant>>,
-        mut op: impl FnMut(&Ring<M::Ring>) -> Result<usize, Fail>,
+        mut op: impl FnMut(&LinkRing<'_, M>) -> Result<usize, Fail>,
     ) -> Result<usize, Fail> {
         let h = self.ends();
         let nested = Nested::enter();
@@ -666,7 +670,7 @@ impl<M: ChainMem> Chain<M> {
     }
 
     /// Runs `f` on the ring of the tail link (registering a producer, checking producers).
-    pub(crate) fn with_tail(&self, f: impl FnOnce(&Ring<M::Ring>)) {
+    pub(crate) fn with_tail(&self, f: impl FnOnce(&LinkRing<'_, M>)) {
         let t = self.ends().tail.load(Ordering::Acquire) & !CLOSED_BIT;
         let nested = Nested::enter();
         if let Some(_a) = self.announce(t, nested.outer) {
@@ -678,7 +682,7 @@ impl<M: ChainMem> Chain<M> {
 
     /// Runs `f` on the ring of each live link, head to tail, while it is announced; with
     /// `announce == false`, without announcing it (see [`Chain::stats`]).
-    fn each_link(&self, announce: bool, mut f: impl FnMut(&Ring<M::Ring>)) {
+    fn each_link(&self, announce: bool, mut f: impl FnMut(&LinkRing<'_, M>)) {
         let h = self.ends();
         let head = h.head.load(Ordering::Acquire);
         let tail = h.tail.load(Ordering::Acquire) & !CLOSED_BIT;

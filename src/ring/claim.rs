@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<M: RingMem> Ring<M> {
+impl<M: RingMem, L: LiveRef> Ring<M, L> {
     crate::sync::model_or_test! {
     /// Tries to claim, fill and publish up to `max` (≥ 1) consecutive positions.
     /// `write(k, payload)` fills the `k`-th of them. Returns how many were put; when none,
@@ -292,9 +292,13 @@ trait Claiming {
     );
     /// Why nothing is ready at `pos`: `Err` full or empty (or closed and drained); `Ok` if
     /// the other side is mid-way (then `Pending`, unless our cursor moved).
-    fn not_yet<M: RingMem>(ring: &Ring<M>, pos: u64, exact: bool) -> Result<(), TryError>;
+    fn not_yet<M: RingMem, L: LiveRef>(
+        ring: &Ring<M, L>,
+        pos: u64,
+        exact: bool,
+    ) -> Result<(), TryError>;
     /// After a claim of `k` positions ending at `end` is settled.
-    fn after<M: RingMem>(ring: &Ring<M>, end: u64, k: u64);
+    fn after<M: RingMem, L: LiveRef>(ring: &Ring<M, L>, end: u64, k: u64);
 }
 
 /// A put: `write` fills each claimed slot.
@@ -358,7 +362,11 @@ impl<W: FnMut(Filling, &mut [u8])> Claiming for Putting<W> {
     }
 
     #[inline(always)]
-    fn not_yet<M: RingMem>(ring: &Ring<M>, pos: u64, exact: bool) -> Result<(), TryError> {
+    fn not_yet<M: RingMem, L: LiveRef>(
+        ring: &Ring<M, L>,
+        pos: u64,
+        exact: bool,
+    ) -> Result<(), TryError> {
         if !exact {
             return Err(TryError::WouldBlock);
         }
@@ -374,7 +382,7 @@ impl<W: FnMut(Filling, &mut [u8])> Claiming for Putting<W> {
     }
 
     #[inline(always)]
-    fn after<M: RingMem>(ring: &Ring<M>, end: u64, k: u64) {
+    fn after<M: RingMem, L: LiveRef>(ring: &Ring<M, L>, end: u64, k: u64) {
         ring.after_put(end, k);
     }
 }
@@ -442,7 +450,11 @@ impl<R: FnMut(usize, &[u8]), const P: bool> Claiming for Getting<R, P> {
     }
 
     #[inline(always)]
-    fn not_yet<M: RingMem>(ring: &Ring<M>, pos: u64, exact: bool) -> Result<(), TryError> {
+    fn not_yet<M: RingMem, L: LiveRef>(
+        ring: &Ring<M, L>,
+        pos: u64,
+        exact: bool,
+    ) -> Result<(), TryError> {
         let hdr = ring.hdr();
         // SYNC: Acquire pairs with the Release flag store in `close`: a consumer that sees the
         // flag then reads a tail with the bit set.
@@ -466,7 +478,7 @@ impl<R: FnMut(usize, &[u8]), const P: bool> Claiming for Getting<R, P> {
     }
 
     #[inline(always)]
-    fn after<M: RingMem>(ring: &Ring<M>, end: u64, k: u64) {
+    fn after<M: RingMem, L: LiveRef>(ring: &Ring<M, L>, end: u64, k: u64) {
         ring.after_get(end, k);
     }
 }

@@ -352,15 +352,15 @@ const REPAIR_EVERY: u32 = 256;
 /// panicked: a put's unpublished positions become tombstones (consumers skip them), a get's
 /// unreleased slots are released and their messages counted lost, and the claim record (if any)
 /// stops naming them, as after a settled claim. Forgotten on success.
-struct ClaimGuard<'a, 'r, M: RingMem> {
-    ring: &'a Ring<M>,
+struct ClaimGuard<'a, 'r, M: RingMem, L: LiveRef> {
+    ring: &'a Ring<M, L>,
     pos: u64,
     end: u64,
     side: Side,
     record: Option<&'r ClaimRecord>,
 }
 
-impl<M: RingMem> Drop for ClaimGuard<'_, '_, M> {
+impl<M: RingMem, L: LiveRef> Drop for ClaimGuard<'_, '_, M, L> {
     fn drop(&mut self) {
         let (ring, n) = (self.ring, self.end - self.pos);
         let cap = ring.capacity();
@@ -402,7 +402,7 @@ impl<'a> Unattributed<'a> {
     /// Raises the count if `who` is `None` on a ring that recovers claims (a heap ring has no
     /// liveness source and never recovers, so it counts nothing).
     #[inline]
-    fn enter<M: RingMem>(ring: &'a Ring<M>, who: Option<Claimant<'_>>) -> Self {
+    fn enter<M: RingMem, L: LiveRef>(ring: &'a Ring<M, L>, who: Option<Claimant<'_>>) -> Self {
         if who.is_some() || ring.live.is_none() {
             return Self(None);
         }
@@ -463,15 +463,26 @@ unsafe impl Send for CellRef {}
 // SAFETY: as above.
 unsafe impl Sync for CellRef {}
 
+/// Where a ring asks about its peers' liveness: the shared source itself for a ring that owns
+/// its view (a bounded queue's), or a borrow of it for a view made per operation (a link of an
+/// unbounded queue, borrowed from its chain: cloning the `Arc` there cost two locked
+/// instructions per operation, about a third of the Python default queue's throughput).
+pub(crate) trait LiveRef: core::ops::Deref<Target = dyn Liveness + Send + Sync> {}
+
+impl<T: core::ops::Deref<Target = dyn Liveness + Send + Sync>> LiveRef for T {}
+
+/// The owned form of [`LiveRef`].
+pub(crate) type LiveArc = std::sync::Arc<dyn Liveness + Send + Sync>;
+
 /// The ring algorithm over some memory.
 #[derive(Debug)]
-pub(crate) struct Ring<M> {
+pub(crate) struct Ring<M, L = LiveArc> {
     pub(crate) mem: M,
     /// Spin and yield before sleeping (the adaptive wait); `false` sleeps on the futex at once.
     pub(crate) spin: bool,
     /// Where to ask whether a claimant is dead (the segment's participant table); `None` for heap
     /// rings, which then never recover anything.
-    pub(crate) live: Option<std::sync::Arc<dyn Liveness + Send + Sync>>,
+    pub(crate) live: Option<L>,
     /// Wake-ups that woke nobody, process-local: a waiter count left raised by a process that
     /// died asleep makes every publish call `futex_wake` for nobody, and every
     /// [`REPAIR_EVERY`]-th such call looks for it (`Ring::repair_waiters`).
@@ -485,6 +496,13 @@ pub(crate) struct Ring<M> {
 }
 
 impl<M: RingMem> Ring<M> {
+    /// A ring over `mem` that owns its liveness source (none yet).
+    pub(crate) fn new(mem: M) -> Self {
+        Self::view(mem)
+    }
+}
+
+impl<M: RingMem, L: LiveRef> Ring<M, L> {
     /// The disconnect check's cached verdict (see `Ring::disconnected`), for a ring view that
     /// is made anew per operation (a link of an unbounded queue) to carry it from one view to
     /// the next.
@@ -497,7 +515,9 @@ impl<M: RingMem> Ring<M> {
         self.live_seen_at.store(key, Ordering::Relaxed)
     }
 
-    pub(crate) fn new(mem: M) -> Self {
+    /// A ring over `mem` with any kind of liveness source (none yet); [`Ring::new`] for the
+    /// owned kind.
+    pub(crate) fn view(mem: M) -> Self {
         Self {
             mem,
             spin: true,

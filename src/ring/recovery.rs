@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<M: RingMem> Ring<M> {
+impl<M: RingMem, L: LiveRef> Ring<M, L> {
     /// A position was just tombstoned (and counted): wake the joiners a tombstone may have
     /// finished (`tomb_cell`). `notify_all`'s SeqCst fence orders the count before its look at
     /// the joiners' registrations, as `task_done`'s does.

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<M: RingMem> Ring<M> {
+impl<M: RingMem, L: LiveRef> Ring<M, L> {
     /// The end of the next sleep slice: the deadline itself without a liveness source;
     /// [`WATCHED_SLICE`] when the death watch covers the peers, [`RECOVERY_SLICE`] otherwise.
     pub(super) fn sliced(&self, deadline: Option<Instant>, watched: bool) -> Option<Instant> {
