@@ -364,24 +364,23 @@ impl BytesQueue {
         self.h.wait_ready(deadline).map(|_| ()).map_err(get_err)
     }
 
-    /// Whether a message is there to take now, by one look at the head that claims nothing: a
-    /// hint, not a promise (another consumer may take it first, and it says `false` while the
-    /// head message is still being written, where [`try_get_with`](Self::try_get_with) waits
-    /// for it). It reads only what consumers read, where a `try_get` that finds the queue empty
-    /// also reads the producers' tail (to tell empty from mid-write), taking that line from a
-    /// producer that writes it on every put: a consumer about to wait anyway looks with this
-    /// first, then takes with `try_get_with` or waits with [`wait_ready`](Self::wait_ready).
+    /// Takes the oldest message if it is published now, reading it in place as
+    /// [`try_get_with`](Self::try_get_with) does; `Err(Empty)` otherwise. Unlike `try_get_with`
+    /// it reads only what consumers read: where `try_get_with` finds the head empty it also
+    /// reads the producers' tail (to tell empty from a message still being written, which it
+    /// then waits for), taking that line from a producer that writes it on every put. So
+    /// `Empty` here may mean "being written" (not linearizable): for a consumer that waits
+    /// when it finds nothing, e.g. with [`wait_ready`](Self::wait_ready).
     ///
     /// ```
-    /// # let seg = shmq::Segment::builder("doc-bis-ready").bytes_queue("q", 2, 16).create_or_replace().unwrap();
+    /// # let seg = shmq::Segment::builder("doc-bget-ready").bytes_queue("q", 2, 16).create_or_replace().unwrap();
     /// let q = seg.bytes_queue("q").unwrap();
-    /// assert!(!q.is_ready());
+    /// assert_eq!(q.get_ready_with(|m| m.to_vec()), Err(shmq::GetError::Empty));
     /// q.put(b"hi").unwrap();
-    /// assert!(q.is_ready());
-    /// assert_eq!(q.len(), 1); // still there
+    /// assert_eq!(q.get_ready_with(|m| m.to_vec()), Ok(b"hi".to_vec()));
     /// ```
-    pub fn is_ready(&self) -> bool {
-        self.h.is_ready()
+    pub fn get_ready_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
+        self.get_in_place(Wait::Look, f)
     }
 
     /// Like [`get_with`](Self::get_with), but never sleeps for a message (linearizable, as

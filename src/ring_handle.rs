@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 pub(crate) enum Wait {
     /// Do not wait at all.
     No,
+    /// A get that takes only a message published at the head now, and reads nothing but the
+    /// head and its slot (not linearizable: a message being written counts as none). A put
+    /// treats it as `No`.
+    Look,
     /// Wait until this deadline (`None`: forever).
     Until(Option<Instant>),
 }
@@ -226,7 +230,7 @@ impl RingHandle {
             Rings::One(ring) => {
                 let who = self.note_producer(ring);
                 match wait {
-                    Wait::No => ring.put_now(who, max, write).map_err(Fail::from),
+                    Wait::No | Wait::Look => ring.put_now(who, max, write).map_err(Fail::from),
                     Wait::Until(d) => ring.put_batch(who, max, d, write).map_err(Fail::from),
                 }
             }
@@ -258,6 +262,7 @@ impl RingHandle {
     ) -> Result<usize, Fail> {
         let w = match wait {
             Wait::No => None,
+            Wait::Look => return c.get_look(who, max, read),
             Wait::Until(d) => Some(d),
         };
         c.get(who, max, w, read)
@@ -274,6 +279,7 @@ impl RingHandle {
         match &self.rings {
             Rings::One(ring) => match wait {
                 Wait::No => ring.get_now(who, max, read).map_err(Fail::from),
+                Wait::Look => ring.get_look(who, max, read).map_err(Fail::from),
                 Wait::Until(d) => ring.get_batch(who, max, d, read).map_err(Fail::from),
             },
             Rings::Chain(c) => self.chain_get(c, who, max, wait, read),
@@ -289,18 +295,6 @@ impl RingHandle {
         match &self.rings {
             Rings::One(ring) => ring.wait_ready(who, deadline).map_err(Fail::from),
             Rings::Chain(c) => c.wait_ready(who, deadline),
-        }
-    }
-
-    /// Whether a message (or a tombstone) is published at the head now: one look that claims
-    /// nothing and reads only the head and its slot, never the producers' `tail` (which a
-    /// linearizable `try_get` on an empty queue reads, taking the producers' busiest line from
-    /// them). `false` also while the head message is being written.
-    #[inline]
-    pub(crate) fn is_ready(&self) -> bool {
-        match &self.rings {
-            Rings::One(ring) => ring.ready_attempt(false).is_ok(),
-            Rings::Chain(c) => c.is_ready(),
         }
     }
 

@@ -134,40 +134,37 @@ fn an_unbounded_waiter_moves_past_drained_links_to_a_put_in_a_later_one() {
     }
 }
 
-/// `is_ready`: one look at the head that claims nothing.
+/// `get_ready_with`: takes only what is published at the head now.
 #[test]
-fn is_ready_says_whether_a_published_message_is_at_the_head_and_takes_nothing() {
-    for (q, _seg) in [bounded("ir-look"), unbounded("ir-look-u")] {
-        assert!(!q.is_ready());
-        // Inside our own claim of the head position, before its publish: not ready.
+fn get_ready_takes_a_published_message_and_never_one_being_written() {
+    for (q, _seg) in [bounded("gr-look"), unbounded("gr-look-u")] {
+        assert_eq!(q.get_ready_with(|m| m.to_vec()), Err(GetError::Empty));
         q.put_with(3, |b| {
-            assert!(!q.is_ready());
+            // Our own claim of the head, not published yet: nothing to take.
+            assert_eq!(q.get_ready_with(|m| m.to_vec()), Err(GetError::Empty));
             b.copy_from_slice(b"abc");
         })
         .unwrap();
-        assert!(q.is_ready());
-        assert!(q.is_ready());
-        assert_eq!(q.len(), 1);
-        assert_eq!(q.try_get(), Ok(b"abc".to_vec()));
-        assert!(!q.is_ready());
-        // Closed and drained: nothing to take.
+        q.put(b"de").unwrap();
+        assert_eq!(q.get_ready_with(|m| m.to_vec()), Ok(b"abc".to_vec()));
+        assert_eq!(q.get_ready_with(|m| m.to_vec()), Ok(b"de".to_vec()));
+        assert_eq!(q.get_ready_with(|m| m.to_vec()), Err(GetError::Empty));
         q.close();
-        assert!(!q.is_ready());
+        assert_eq!(q.get_ready_with(|m| m.to_vec()), Err(GetError::Closed));
     }
 }
 
 #[test]
-fn is_ready_moves_past_drained_links_of_an_unbounded_queue() {
-    let (q, _seg) = unbounded("ir-links");
+fn get_ready_moves_past_drained_links_of_an_unbounded_queue() {
+    let (q, _seg) = unbounded("gr-links");
     for i in 0..3000u32 {
         q.put(&i.to_le_bytes()).unwrap();
     }
     for i in 0..3000u32 {
-        assert!(q.is_ready());
-        assert_eq!(q.try_get(), Ok(i.to_le_bytes().to_vec()));
+        assert_eq!(
+            q.get_ready_with(|m| m.to_vec()),
+            Ok(i.to_le_bytes().to_vec())
+        );
     }
-    assert!(!q.is_ready());
-    q.put(b"next").unwrap();
-    assert!(q.is_ready());
-    assert_eq!(q.try_get(), Ok(b"next".to_vec()));
+    assert_eq!(q.get_ready_with(|m| m.to_vec()), Err(GetError::Empty));
 }

@@ -177,11 +177,12 @@ impl Parts {
 
     fn get_one(&self, py: Python<'_>, block: bool, end: Option<Instant>) -> PyResult<PyObject> {
         self.check_immediate(py)?;
-        // A blocking get looks before it takes: a `try_get` that finds the queue empty reads
-        // the producers' tail (to tell empty from mid-write), taking that line from a producer
-        // that writes it on every put; the wait below polls only the head's slot.
-        let first = if block && !self.q.is_ready() {
-            Err(GetError::Empty)
+        // A blocking get takes only what is published now (`get_ready_with`): a `try_get` that
+        // finds the queue empty reads the producers' tail (to tell empty from mid-write),
+        // taking that line from a producer that writes it on every put; the wait below polls
+        // only the head's slot.
+        let first = if block {
+            self.q.get_ready_with(|m| codec::decode(py, m))
         } else {
             self.q.try_get_with(|m| codec::decode(py, m))
         };

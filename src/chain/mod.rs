@@ -612,11 +612,17 @@ impl<M: ChainMem> Chain<M> {
         })
     }
 
-    /// Whether a message is published at the head now (see `RingHandle::is_ready`): one look
-    /// at the head link that claims nothing, moving past drained, sealed links as a get does.
-    pub(crate) fn is_ready(&self) -> bool {
-        self.at_head(None, |ring| ring.ready_attempt(false).map_err(Fail::from))
-            .is_ok()
+    /// A get of what is published at the head now, reading only the head and its slot (see
+    /// `Wait::Look`), moving past drained, sealed links as a get does.
+    pub(crate) fn get_look(
+        &self,
+        who: Option<crate::ring::Claimant<'_>>,
+        max: usize,
+        mut read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, Fail> {
+        self.at_head(None, |ring| {
+            ring.get_look(who, max, &mut read).map_err(Fail::from)
+        })
     }
 
     /// Runs `op` (a get, or a wait for something to get, until `wait`'s deadline) on the head

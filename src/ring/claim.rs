@@ -83,7 +83,7 @@ impl<M: RingMem, L: LiveRef> Ring<M, L> {
     /// message (or a tombstone) is published there; otherwise what a get attempt reports
     /// (`WouldBlock`, `Pending`, `Closed`).
     #[inline(always)]
-    pub(crate) fn ready_attempt(&self, exact: bool) -> Result<usize, TryError> {
+    pub(super) fn ready_attempt(&self, exact: bool) -> Result<usize, TryError> {
         self.attempt(None, 1, exact, Getting::<fn(usize, &[u8]), true>(|_, _| {}))
     }
 

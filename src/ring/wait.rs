@@ -158,6 +158,19 @@ impl<M: RingMem, L: LiveRef> Ring<M, L> {
             && pos - first < len.load(Ordering::Relaxed)
     }
 
+    /// One get attempt that takes only messages published at the head now and reads nothing
+    /// the producers write but the slots (no `tail`): `WouldBlock` when the head is empty or
+    /// still being written (not linearizable; for a getter that waits when it finds nothing).
+    #[inline]
+    pub(crate) fn get_look(
+        &self,
+        who: Option<Claimant<'_>>,
+        max: usize,
+        mut read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, TryError> {
+        self.get_attempt(who, max, false, &mut read)
+    }
+
     /// Blocking put of up to `max` items: spins, yields, then sleeps on the `space` futex until at
     /// least one item is put, the ring closes, or `deadline` passes.
     // Always inlined, with the wait's first attempt: an uncontended put returns without the
