@@ -325,11 +325,11 @@ const DIR: u64 = 128;
 #[test]
 fn other_layout_version_is_version_mismatch() {
     let (name, _g) = kept_segment("version");
-    poke(&name, 8, &7u32.to_le_bytes());
+    poke(&name, 8, &8u32.to_le_bytes());
     match Segment::open(&name) {
         Err(OpenError::VersionMismatch {
-            expected: 8,
-            found: 7,
+            expected: 9,
+            found: 8,
         }) => {}
         other => panic!("{other:?}"),
     }
