@@ -113,7 +113,10 @@ impl<T: bytemuck::Pod> Queue<T> {
         let mut out = T::zeroed();
         self.h
             .get(wait, 1, |_, buf| {
-                // Constant length and no panic path, as in `put_value`.
+                // Constant length and no panic path, as in `put_value`. The payload is never
+                // shorter than `T`: open checks the entry's element size against `T`'s and
+                // derives the slot layout, so its payload length, from that entry (a checked
+                // "corrupt" answer here cost 4 more instructions per put + get, callgrind).
                 debug_assert_eq!(buf.len(), core::mem::size_of::<T>());
                 if let Some(src) = buf.get(..core::mem::size_of::<T>()) {
                     out = bytemuck::pod_read_unaligned(src)
