@@ -122,33 +122,42 @@ impl BytesQueue {
 
     /// Runs `f` on the message in place (no copy out of shared memory), then frees its slot
     /// (and, for a long message, its heap block).
-    fn get_in_place<R>(&self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
+    /// A get in place: waiting as `wait` says, or, with `None`, taking only what is published
+    /// now (`get_ready_with`).
+    fn get_in_place<R>(
+        &self,
+        wait: Option<Wait>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, GetError> {
         let w = BYTES_LEN_WORD as usize;
         let inline = self.inline;
         let long = self.max > inline;
         let mut f = Some(f);
         let mut out = None;
-        self.h
-            .get(wait, 1, |_, buf| {
-                // The length is read once into a local and checked before use.
-                let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                if len <= inline {
-                    if let Some(f) = f.take() {
-                        out = Some(Ok(f(&buf[w..w + len])));
-                    }
-                } else if long {
-                    // A long message is read, like a short one, while its slot is still
-                    // claimed: a consumer killed before it is done leaves a claim that recovery
-                    // counts lost (and whose block it frees), never a message lost uncounted.
-                    if let Some(f) = f.take() {
-                        out = Some(
-                            self.take_long(buf)
-                                .and_then(|(off, len)| self.read_long(off, len, f)),
-                        );
-                    }
+        let read = |_, buf: &[u8]| {
+            // The length is read once into a local and checked before use.
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len <= inline {
+                if let Some(f) = f.take() {
+                    out = Some(Ok(f(&buf[w..w + len])));
                 }
-            })
-            .map_err(get_err)?;
+            } else if long {
+                // A long message is read, like a short one, while its slot is still
+                // claimed: a consumer killed before it is done leaves a claim that recovery
+                // counts lost (and whose block it frees), never a message lost uncounted.
+                if let Some(f) = f.take() {
+                    out = Some(
+                        self.take_long(buf)
+                            .and_then(|(off, len)| self.read_long(off, len, f)),
+                    );
+                }
+            }
+        };
+        match wait {
+            Some(wait) => self.h.get(wait, 1, read),
+            None => self.h.get_look(1, read),
+        }
+        .map_err(get_err)?;
         out.ok_or(GetError::Corrupt)?
     }
 
@@ -329,13 +338,13 @@ impl BytesQueue {
         timeout: Duration,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetError> {
-        self.get_in_place(Wait::timeout(timeout), f)
+        self.get_in_place(Some(Wait::timeout(timeout)), f)
     }
 
     /// Reads the oldest message in place in its slot (zero copy): waits for one, runs `f` on it,
     /// then frees the slot.
     pub fn get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
-        self.get_in_place(Wait::forever(), f)
+        self.get_in_place(Some(Wait::forever()), f)
     }
 
     /// Waits at most `timeout` until a message is there to take, without taking it: `Ok(())`
@@ -380,13 +389,13 @@ impl BytesQueue {
     /// assert_eq!(q.get_ready_with(|m| m.to_vec()), Ok(b"hi".to_vec()));
     /// ```
     pub fn get_ready_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
-        self.get_in_place(Wait::Look, f)
+        self.get_in_place(None, f)
     }
 
     /// Like [`get_with`](Self::get_with), but never sleeps for a message (linearizable, as
     /// [`try_get`](Self::try_get)).
     pub fn try_get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, GetError> {
-        self.get_in_place(Wait::No, f)
+        self.get_in_place(Some(Wait::No), f)
     }
 
     /// A handle that spins before sleeping (default) or sleeps at once; see
@@ -430,7 +439,7 @@ impl BytesQueue {
 
     /// Takes the oldest message, waiting while the queue is empty.
     pub fn get(&self) -> Result<Vec<u8>, GetError> {
-        self.get_in_place(Wait::forever(), <[u8]>::to_vec)
+        self.get_in_place(Some(Wait::forever()), <[u8]>::to_vec)
     }
 
     /// Takes the oldest message, waiting at most `timeout`.
@@ -442,14 +451,14 @@ impl BytesQueue {
     /// assert_eq!(q.get_timeout(Duration::from_millis(1)), Err(shmq::GetError::Timeout));
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
-        self.get_in_place(Wait::timeout(timeout), <[u8]>::to_vec)
+        self.get_in_place(Some(Wait::timeout(timeout)), <[u8]>::to_vec)
     }
 
     /// Takes the oldest message if there is one; never sleeps for the queue to fill.
     /// Linearizable, with the same bounded wait for a producer mid-publish as
     /// [`Queue::try_get`](crate::Queue::try_get).
     pub fn try_get(&self) -> Result<Vec<u8>, GetError> {
-        self.get_in_place(Wait::No, <[u8]>::to_vec)
+        self.get_in_place(Some(Wait::No), <[u8]>::to_vec)
     }
 
     /// Takes the oldest message into `buf` (cleared first, reusing its allocation); returns the
@@ -464,7 +473,7 @@ impl BytesQueue {
     /// assert_eq!(buf, b"xyz");
     /// ```
     pub fn get_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
-        self.get_in_place(Wait::forever(), |m| {
+        self.get_in_place(Some(Wait::forever()), |m| {
             buf.clear();
             buf.extend_from_slice(m);
             m.len()
@@ -473,7 +482,7 @@ impl BytesQueue {
 
     /// Like [`get_into`](Self::get_into), but never blocks.
     pub fn try_get_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
-        self.get_in_place(Wait::No, |m| {
+        self.get_in_place(Some(Wait::No), |m| {
             buf.clear();
             buf.extend_from_slice(m);
             m.len()

@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 pub(crate) enum Wait {
     /// Do not wait at all.
     No,
-    /// A get that takes only a message published at the head now, and reads nothing but the
-    /// head and its slot (not linearizable: a message being written counts as none). A put
-    /// treats it as `No`.
-    Look,
     /// Wait until this deadline (`None`: forever).
     Until(Option<Instant>),
 }
@@ -230,7 +226,7 @@ impl RingHandle {
             Rings::One(ring) => {
                 let who = self.note_producer(ring);
                 match wait {
-                    Wait::No | Wait::Look => ring.put_now(who, max, write).map_err(Fail::from),
+                    Wait::No => ring.put_now(who, max, write).map_err(Fail::from),
                     Wait::Until(d) => ring.put_batch(who, max, d, write).map_err(Fail::from),
                 }
             }
@@ -262,7 +258,6 @@ impl RingHandle {
     ) -> Result<usize, Fail> {
         let w = match wait {
             Wait::No => None,
-            Wait::Look => return c.get_look(who, max, read),
             Wait::Until(d) => Some(d),
         };
         c.get(who, max, w, read)
@@ -279,7 +274,6 @@ impl RingHandle {
         match &self.rings {
             Rings::One(ring) => match wait {
                 Wait::No => ring.get_now(who, max, read).map_err(Fail::from),
-                Wait::Look => ring.get_look(who, max, read).map_err(Fail::from),
                 Wait::Until(d) => ring.get_batch(who, max, d, read).map_err(Fail::from),
             },
             Rings::Chain(c) => self.chain_get(c, who, max, wait, read),
@@ -288,6 +282,21 @@ impl RingHandle {
 }
 
 impl RingHandle {
+    /// A get of what is published at the head now, reading only the head and its slot, never
+    /// the producers' `tail` (not linearizable: a message being written counts as none; see
+    /// `BytesQueue::get_ready_with`).
+    pub(crate) fn get_look(
+        &self,
+        max: usize,
+        read: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, Fail> {
+        let who = self.claimant();
+        match &self.rings {
+            Rings::One(ring) => ring.get_look(who, max, read).map_err(Fail::from),
+            Rings::Chain(c) => c.get_look(who, max, read),
+        }
+    }
+
     /// Waits until `deadline` (`None`: for ever) until a message is there to take, without
     /// taking it (see `Ring::wait_ready`).
     pub(crate) fn wait_ready(&self, deadline: Option<Instant>) -> Result<usize, Fail> {

@@ -613,7 +613,7 @@ impl<M: ChainMem> Chain<M> {
     }
 
     /// A get of what is published at the head now, reading only the head and its slot (see
-    /// `Wait::Look`), moving past drained, sealed links as a get does.
+    /// `RingHandle::get_look`), moving past drained, sealed links as a get does.
     pub(crate) fn get_look(
         &self,
         who: Option<crate::ring::Claimant<'_>>,
