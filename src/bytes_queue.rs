@@ -121,9 +121,8 @@ impl BytesQueue {
     }
 
     /// Runs `f` on the message in place (no copy out of shared memory), then frees its slot
-    /// (and, for a long message, its heap block).
-    /// A get in place: waiting as `wait` says, or, with `None`, taking only what is published
-    /// now (`get_ready_with`).
+    /// (and, for a long message, its heap block). Waits as `wait` says, or, with `None`, takes
+    /// only what is published now (`get_ready_with`).
     fn get_in_place<R>(
         &self,
         wait: Option<Wait>,

@@ -1482,9 +1482,7 @@ impl ModelChain {
                 .collect(),
             links: std::sync::Mutex::new(Vec::new()),
         };
-        let live = procs
-            .clone()
-            .map(|p| p as std::sync::Arc<dyn crate::ring::Liveness + Send + Sync>);
+        let live = procs.clone().map(|p| p as crate::ring::LiveArc);
         let chain = crate::chain::Chain::over(mem, live);
         chain.install_first().expect("link 0");
         Self { chain, procs }

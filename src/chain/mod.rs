@@ -30,7 +30,7 @@
 
 use crate::heap::HeapError;
 use crate::layout::{CachePadded, SlotLayout, CLOSED_BIT};
-use crate::ring::{Fail, Filling, Liveness, Ring, RingMem, TryError, ABANDONED_HEAD};
+use crate::ring::{Fail, Filling, LiveArc, Liveness, Ring, RingMem, TryError, ABANDONED_HEAD};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -284,7 +284,7 @@ impl Drop for Announced<'_> {
 pub(crate) struct Chain<M> {
     mem: M,
     /// Where a link's ring asks whether a claimant is dead (`None`: it never recovers anything).
-    live: Option<Arc<dyn Liveness + Send + Sync>>,
+    live: Option<LiveArc>,
     /// The disconnect check's last verdict, carried from one link view to the next (the views
     /// are made per operation; without it every blocking get would scan the participants again).
     seen_at: Arc<crate::sync::local::AtomicU64>,
@@ -303,7 +303,7 @@ impl<M: Clone> Clone for Chain<M> {
 }
 
 impl<M: ChainMem> Chain<M> {
-    pub(crate) fn over(mem: M, live: Option<Arc<dyn Liveness + Send + Sync>>) -> Self {
+    pub(crate) fn over(mem: M, live: Option<LiveArc>) -> Self {
         Self {
             mem,
             live,
@@ -536,7 +536,7 @@ impl<M: ChainMem> Chain<M> {
         if lh.index.load(Ordering::Relaxed) != f {
             return;
         }
-        let ring: LinkRing<'_, M> = Ring::view(mem);
+        let ring = Ring::new(mem);
         let held = ring.held_by_dead_consumers();
         if !held.is_empty() {
             hdr.meta
@@ -786,7 +786,7 @@ impl<M: ChainMem> Chain<M> {
     }
 
     /// The links' liveness source.
-    pub(crate) fn live(&self) -> Option<Arc<dyn Liveness + Send + Sync>> {
+    pub(crate) fn live(&self) -> Option<LiveArc> {
         self.live.clone()
     }
 }

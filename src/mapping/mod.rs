@@ -510,7 +510,7 @@ impl Inner {
         let off = ObjectKind::from_code(o.entry.kind)
             .and_then(|k| k.def().ring_at)
             .ok_or_else(|| OpenError::Corrupt(format!("object {name:?}: not a queue")))?;
-        let mut ring: Ring<RawRing> = Ring::new(self.raw_ring(name, o, off)?);
+        let mut ring = Ring::new(self.raw_ring(name, o, off)?);
         ring.live = Some(Arc::new(participants::QueueLiveness {
             seg: self.clone(),
             obj: o.index + 1,

@@ -505,7 +505,7 @@ impl Inner {
         self: &Arc<Self>,
         obj: u32,
         heap_refs: bool,
-    ) -> Arc<dyn crate::ring::Liveness + Send + Sync> {
+    ) -> crate::ring::LiveArc {
         Arc::new(QueueLiveness {
             seg: self.clone(),
             obj,
